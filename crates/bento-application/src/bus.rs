@@ -1,0 +1,110 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bento_domain::Envelope;
+use chrono::{DateTime, Utc};
+
+use crate::{BusError, EnvelopeHandler, Subscription, SubscriptionSpec};
+
+/// When a delayed message becomes visible to consumers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliverAt {
+    /// After this long, counted from the publish.
+    After(Duration),
+    /// At this instant.
+    At(DateTime<Utc>),
+}
+
+impl DeliverAt {
+    /// How long from now until delivery (zero if the instant has passed).
+    pub fn delay_from_now(&self) -> Duration {
+        match *self {
+            DeliverAt::After(d) => d,
+            DeliverAt::At(at) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO),
+        }
+    }
+
+    /// The instant of delivery.
+    pub fn instant(&self) -> DateTime<Utc> {
+        match *self {
+            DeliverAt::After(d) => {
+                Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+            }
+            DeliverAt::At(at) => at,
+        }
+    }
+}
+
+/// How to publish: when to deliver and, if not the default, where.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PublishOptions {
+    /// Deliver later instead of at once.
+    pub deliver: Option<DeliverAt>,
+    /// Publish to this topic instead of the one the backend maps the event type to.
+    pub topic: Option<String>,
+}
+
+impl PublishOptions {
+    /// Deliver after `delay`.
+    pub fn deliver_after(delay: Duration) -> Self {
+        Self {
+            deliver: Some(DeliverAt::After(delay)),
+            ..Self::default()
+        }
+    }
+
+    /// Deliver at `at`.
+    pub fn deliver_at(at: DateTime<Utc>) -> Self {
+        Self {
+            deliver: Some(DeliverAt::At(at)),
+            ..Self::default()
+        }
+    }
+
+    /// Publish to an explicit topic.
+    pub fn to_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
+        self
+    }
+}
+
+/// The messaging port: what every backend (memory, Pulsar, Kafka) implements.
+///
+/// Object safe, so services hold an `Arc<dyn MessageBus>` and switch backend by configuration.
+/// Most code uses the typed [`crate::Bus`] facade on top of it.
+#[async_trait]
+pub trait MessageBus: Send + Sync + 'static {
+    /// Short backend name (`memory`, `pulsar`, `kafka`), for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Publishes one envelope; returns once the backend has stored it.
+    async fn publish(&self, envelope: Envelope, options: PublishOptions) -> Result<(), BusError>;
+
+    /// Publishes several envelopes, in order; returns once all are stored.
+    async fn publish_batch(
+        &self,
+        envelopes: Vec<Envelope>,
+        options: PublishOptions,
+    ) -> Result<(), BusError> {
+        for envelope in envelopes {
+            self.publish(envelope, options.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts consuming per `spec`, handing each message to `handler` through the dispatcher.
+    async fn subscribe(
+        &self,
+        spec: SubscriptionSpec,
+        handler: Arc<dyn EnvelopeHandler>,
+    ) -> Result<Subscription, BusError>;
+
+    /// The topic an event type is published to, as this backend names it.
+    fn topic_for(&self, event_type: &str) -> String;
+
+    /// Flushes producers and releases connections. Subscriptions should be shut down first.
+    async fn close(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,31 @@
+use std::borrow::Cow;
+
+use bento_domain::{DomainEvent, RecordedEvent};
+use bytes::Bytes;
+
+use crate::CodecError;
+
+/// An encoded event: its bytes and the media type that says how to read them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    /// Media type, e.g. `application/json`; goes on the envelope as `content_type`.
+    pub content_type: Cow<'static, str>,
+    /// The encoded event.
+    pub payload: Bytes,
+}
+
+/// The serialization port: turns events into bytes and back.
+///
+/// Implementations live in `bento-codec` (JSON, Avro, Protobuf). The methods are generic so that
+/// the common path is monomorphized and costs no more than the bare library call; the runtime
+/// picks one concrete codec type for the whole service, which may itself choose per event type.
+pub trait Codec: Send + Sync + 'static {
+    /// Encodes a typed event.
+    fn encode<E: DomainEvent>(&self, event: &E) -> Result<Encoded, CodecError>;
+
+    /// Encodes an event recorded by an aggregate, whose concrete type is erased.
+    fn encode_recorded(&self, event: &dyn RecordedEvent) -> Result<Encoded, CodecError>;
+
+    /// Decodes an event, checking that `content_type` is one this codec reads.
+    fn decode<E: DomainEvent>(&self, content_type: &str, payload: &[u8]) -> Result<E, CodecError>;
+}

@@ -1,0 +1,254 @@
+//! The engine behind every subscription, whatever the backend.
+//!
+//! A backend turns its consumer into a stream of [`Delivery`]s, each with a [`Settle`] that
+//! knows how to acknowledge, retry or dead-letter that message on that broker, and calls
+//! [`spawn`]. The dispatcher then:
+//! - runs up to `concurrency` handlers at once, but never two messages with the same ordering
+//!   key at once, and those in arrival order;
+//! - acknowledges a message only after its handler succeeded;
+//! - on a retryable failure asks the backend to redeliver it after the [`RetryPolicy`]'s
+//!   backoff, without holding up other messages;
+//! - dead-letters permanent failures, exhausted retries, undecodable payloads and unknown
+//!   event types, with the reason;
+//! - treats a panicking handler as a failed one;
+//! - on shutdown stops pulling, lets in-flight handlers finish and releases the rest.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bento_domain::Envelope;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, Stream, StreamExt};
+use tokio::sync::watch;
+
+use crate::subscription::Closer;
+use crate::{
+    BusError, Context, DeadLetter, DeadLetterPolicy, EnvelopeHandler, HandlerError, RetryPolicy,
+    Subscription, wire,
+};
+
+/// One message handed to the dispatcher by a backend.
+pub struct Delivery {
+    /// The message.
+    pub envelope: Envelope,
+    /// 1 on first delivery; counts every redelivery and retry.
+    pub attempt: u32,
+    /// The broker's own id for the message, kept on dead letters.
+    pub broker_id: Option<String>,
+    /// How to settle it on the broker.
+    pub settle: Box<dyn Settle>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("id", &self.envelope.id)
+            .field("event_type", &self.envelope.event_type)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a backend settles one message. Exactly one method is called, once.
+///
+/// Every method must keep the at-least-once promise: e.g. `retry` and `dead_letter` store the
+/// new message before acknowledging the original, so a crash in between means a redelivery,
+/// never a loss.
+#[async_trait]
+pub trait Settle: Send + 'static {
+    /// The handler succeeded: the message is done.
+    async fn ack(self: Box<Self>) -> Result<(), BusError>;
+
+    /// The handler failed and may succeed later: deliver `envelope` again as attempt
+    /// `next_attempt`, not before `delay` has passed.
+    async fn retry(
+        self: Box<Self>,
+        envelope: &Envelope,
+        next_attempt: u32,
+        delay: Duration,
+    ) -> Result<(), BusError>;
+
+    /// The message cannot be handled: store `dead_letter` (the original plus failure headers)
+    /// on `topic`, then settle the original.
+    async fn dead_letter(self: Box<Self>, dead_letter: Envelope, topic: &str)
+    -> Result<(), BusError>;
+
+    /// The message was not handled (shutdown): give it back for redelivery.
+    async fn release(self: Box<Self>) -> Result<(), BusError>;
+}
+
+/// Settings of one running dispatcher.
+#[derive(Clone, Debug)]
+pub struct DispatchSettings {
+    /// The topic read, as the backend names it.
+    pub topic: Arc<str>,
+    /// The subscription name.
+    pub subscription: Arc<str>,
+    /// Most handlers at once.
+    pub concurrency: usize,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Dead-letter policy.
+    pub dead_letter: DeadLetterPolicy,
+    /// The dead-letter topic, as the backend names it.
+    pub dead_letter_topic: String,
+}
+
+/// Starts dispatching `deliveries` to `handler`; `closer` runs after the dispatcher stopped.
+pub fn spawn<S>(
+    deliveries: S,
+    handler: Arc<dyn EnvelopeHandler>,
+    settings: DispatchSettings,
+    closer: Option<Closer>,
+) -> Subscription
+where
+    S: Stream<Item = Delivery> + Send + Unpin + 'static,
+{
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let name = settings.subscription.to_string();
+    let task = tokio::spawn(run(deliveries, handler, Arc::new(settings), stop_rx));
+    Subscription::new(name, stop_tx, task, closer)
+}
+
+/// Messages that may wait, received but not started, behind a busy key, per unit of
+/// concurrency; beyond that the dispatcher stops pulling until keys free up.
+const QUEUED_PER_SLOT: usize = 64;
+
+async fn run<S>(
+    mut deliveries: S,
+    handler: Arc<dyn EnvelopeHandler>,
+    settings: Arc<DispatchSettings>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: Stream<Item = Delivery> + Unpin,
+{
+    let concurrency = settings.concurrency.max(1);
+    let max_queued = concurrency * QUEUED_PER_SLOT;
+    let mut in_flight = FuturesUnordered::new();
+    // Keys with a handler in flight, and the messages waiting behind it in arrival order.
+    let mut busy: HashMap<String, VecDeque<Delivery>> = HashMap::new();
+    let mut queued = 0usize;
+    let mut stopping = false;
+    let mut stop_open = true;
+    let mut source_done = false;
+
+    loop {
+        let can_pull = !stopping && !source_done && in_flight.len() < concurrency && queued < max_queued;
+        if in_flight.is_empty() && !can_pull {
+            break;
+        }
+        tokio::select! {
+            biased;
+            changed = stop.changed(), if stop_open && !stopping => match changed {
+                Ok(()) => stopping = *stop.borrow(),
+                // The handle was dropped: the subscription runs on, detached.
+                Err(_) => stop_open = false,
+            },
+            Some(key) = in_flight.next(), if !in_flight.is_empty() => {
+                let Some(key) = key else { continue };
+                let Entry::Occupied(mut waiting) = busy.entry(key) else { continue };
+                match waiting.get_mut().pop_front() {
+                    Some(next) if !stopping => {
+                        queued -= 1;
+                        in_flight.push(process(next, handler.clone(), settings.clone()));
+                    }
+                    Some(next) => {
+                        queued -= 1;
+                        waiting.get_mut().push_front(next);
+                    }
+                    None => {
+                        waiting.remove();
+                    }
+                }
+            },
+            next = deliveries.next(), if can_pull => match next {
+                None => source_done = true,
+                Some(delivery) => match delivery.envelope.ordering_key.clone() {
+                    None => in_flight.push(process(delivery, handler.clone(), settings.clone())),
+                    Some(key) => match busy.entry(key) {
+                        Entry::Occupied(mut waiting) => {
+                            waiting.get_mut().push_back(delivery);
+                            queued += 1;
+                        }
+                        Entry::Vacant(free) => {
+                            free.insert(VecDeque::new());
+                            in_flight.push(process(delivery, handler.clone(), settings.clone()));
+                        }
+                    },
+                },
+            },
+        }
+    }
+
+    for delivery in busy.into_values().flatten() {
+        if let Err(error) = delivery.settle.release().await {
+            tracing::warn!(%error, subscription = %settings.subscription, "could not release a message at shutdown; it will be redelivered");
+        }
+    }
+}
+
+/// Handles one delivery and settles it; yields its ordering key so the next message with that
+/// key can start.
+async fn process(
+    delivery: Delivery,
+    handler: Arc<dyn EnvelopeHandler>,
+    settings: Arc<DispatchSettings>,
+) -> Option<String> {
+    let Delivery {
+        envelope,
+        attempt,
+        broker_id,
+        settle,
+    } = delivery;
+    let key = envelope.ordering_key.clone();
+    let envelope = Arc::new(envelope);
+    let ctx = Context::new(
+        envelope.clone(),
+        attempt,
+        settings.topic.clone(),
+        settings.subscription.clone(),
+    );
+    let outcome = AssertUnwindSafe(async move { handler.handle(ctx).await })
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Err(HandlerError::retryable(panic_message(&*panic))));
+
+    let settled = match outcome {
+        Ok(()) => settle.ack().await,
+        Err(error) if error.is_retryable() && settings.retry.allows_retry_after(attempt) => {
+            let delay = settings.retry.backoff(attempt);
+            tracing::debug!(message_id = %envelope.id, event_type = %envelope.event_type, attempt, ?delay, %error, "handler failed, retrying");
+            settle.retry(&envelope, attempt + 1, delay).await
+        }
+        Err(error) => {
+            let letter = DeadLetter {
+                failure: error.failure_kind(),
+                reason: error.message().to_owned(),
+                attempts: attempt,
+                original_topic: settings.topic.to_string(),
+                subscription: settings.subscription.to_string(),
+                broker_message_id: broker_id,
+            };
+            tracing::warn!(message_id = %envelope.id, event_type = %envelope.event_type, attempt, failure = %letter.failure, %error, topic = %settings.dead_letter_topic, "dead-lettering message");
+            let dead = wire::dead_letter_envelope(&envelope, &letter, &settings.dead_letter);
+            settle.dead_letter(dead, &settings.dead_letter_topic).await
+        }
+    };
+    if let Err(error) = settled {
+        tracing::warn!(message_id = %envelope.id, %error, "could not settle message; the broker will redeliver it");
+    }
+    key
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    format!("handler panicked: {detail}")
+}

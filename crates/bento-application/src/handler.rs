@@ -1,0 +1,224 @@
+use std::collections::HashMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use bento_domain::{DomainEvent, Envelope, MessageId};
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+
+use crate::{Codec, HandlerError};
+
+/// What a handler knows about the message it is handling, besides the event itself.
+#[derive(Clone, Debug)]
+pub struct Context {
+    envelope: Arc<Envelope>,
+    attempt: u32,
+    topic: Arc<str>,
+    subscription: Arc<str>,
+}
+
+impl Context {
+    /// A context for one delivery of `envelope`.
+    pub fn new(envelope: Arc<Envelope>, attempt: u32, topic: Arc<str>, subscription: Arc<str>) -> Self {
+        Self {
+            envelope,
+            attempt,
+            topic,
+            subscription,
+        }
+    }
+
+    /// The whole envelope, payload included.
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    /// The message id.
+    pub fn message_id(&self) -> MessageId {
+        self.envelope.id
+    }
+
+    /// The event type name.
+    pub fn event_type(&self) -> &str {
+        &self.envelope.event_type
+    }
+
+    /// The correlation id (the message's own id if it started the conversation).
+    pub fn correlation_id(&self) -> std::borrow::Cow<'_, str> {
+        self.envelope.correlation_id()
+    }
+
+    /// The id of the message that caused this one.
+    pub fn causation_id(&self) -> Option<&str> {
+        self.envelope.causation_id.as_deref()
+    }
+
+    /// The tenant.
+    pub fn tenant(&self) -> Option<&str> {
+        self.envelope.tenant.as_deref()
+    }
+
+    /// One header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.envelope.headers.get(name).map(String::as_str)
+    }
+
+    /// When the event happened.
+    pub fn occurred_at(&self) -> DateTime<Utc> {
+        self.envelope.occurred_at
+    }
+
+    /// 1 on the first delivery, 2 on the first retry, and so on.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The topic the message was read from.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The subscription handling it.
+    pub fn subscription(&self) -> &str {
+        &self.subscription
+    }
+}
+
+/// A typed event handler: usually a plain `async fn(Event, Context) -> Result<(), HandlerError>`.
+///
+/// ```
+/// # use bento_application::{Context, HandlerError};
+/// # #[derive(Debug, serde::Serialize, serde::Deserialize)] struct UserCreated { email: String }
+/// async fn send_welcome_email(event: UserCreated, ctx: Context) -> Result<(), HandlerError> {
+///     println!("welcome {} (message {})", event.email, ctx.message_id());
+///     Ok(())
+/// }
+/// ```
+pub trait Handler<E>: Send + Sync + 'static {
+    /// The future the handler returns.
+    type Future: Future<Output = Result<(), HandlerError>> + Send + 'static;
+
+    /// Handles one event.
+    fn call(&self, event: E, ctx: Context) -> Self::Future;
+}
+
+impl<E, F, Fut> Handler<E> for F
+where
+    F: Fn(E, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    type Future = Fut;
+
+    fn call(&self, event: E, ctx: Context) -> Fut {
+        self(event, ctx)
+    }
+}
+
+/// The untyped handler a backend's dispatcher calls: gets the envelope in a [`Context`].
+///
+/// Typed handlers are wrapped into one by [`crate::Bus::subscribe`]; implement it directly to
+/// work with raw envelopes (a dead-letter inspector, a bridge).
+pub trait EnvelopeHandler: Send + Sync + 'static {
+    /// Handles one message.
+    fn handle(&self, ctx: Context) -> BoxFuture<'static, Result<(), HandlerError>>;
+}
+
+impl<F, Fut> EnvelopeHandler for F
+where
+    F: Fn(Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    fn handle(&self, ctx: Context) -> BoxFuture<'static, Result<(), HandlerError>> {
+        Box::pin(self(ctx))
+    }
+}
+
+/// Decodes the payload as `E` with codec `C` and calls a typed handler.
+pub(crate) struct Typed<E, H, C> {
+    handler: H,
+    codec: Arc<C>,
+    _event: PhantomData<fn() -> E>,
+}
+
+impl<E, H, C> Typed<E, H, C> {
+    pub(crate) fn new(handler: H, codec: Arc<C>) -> Self {
+        Self {
+            handler,
+            codec,
+            _event: PhantomData,
+        }
+    }
+}
+
+impl<E, H, C> EnvelopeHandler for Typed<E, H, C>
+where
+    E: DomainEvent,
+    H: Handler<E>,
+    C: Codec,
+{
+    fn handle(&self, ctx: Context) -> BoxFuture<'static, Result<(), HandlerError>> {
+        let envelope = ctx.envelope();
+        if envelope.event_type != E::EVENT_TYPE {
+            let error = HandlerError::unknown_event_type(&envelope.event_type);
+            return Box::pin(async move { Err(error) });
+        }
+        match self.codec.decode::<E>(&envelope.content_type, &envelope.payload) {
+            Ok(event) => Box::pin(self.handler.call(event, ctx)),
+            Err(error) => {
+                let error = HandlerError::undecodable(error);
+                Box::pin(async move { Err(error) })
+            }
+        }
+    }
+}
+
+/// Routes messages of several event types, read from one subscription, to one handler each.
+///
+/// Build it with [`crate::Bus::router`]. A message of a type with no route is dead-lettered.
+#[derive(Clone, Default)]
+pub struct Router {
+    routes: HashMap<String, Arc<dyn EnvelopeHandler>>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("event_types", &self.routes.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Router {
+    /// Adds an untyped route for `event_type`.
+    pub fn route_envelopes(
+        mut self,
+        event_type: impl Into<String>,
+        handler: Arc<dyn EnvelopeHandler>,
+    ) -> Self {
+        self.routes.insert(event_type.into(), handler);
+        self
+    }
+
+    /// Adds a typed route for `E`, decoded with `codec`.
+    pub fn route<E: DomainEvent, H: Handler<E>, C: Codec>(self, codec: Arc<C>, handler: H) -> Self {
+        self.route_envelopes(E::EVENT_TYPE, Arc::new(Typed::<E, H, C>::new(handler, codec)))
+    }
+
+    /// The event types this router handles.
+    pub fn event_types(&self) -> impl Iterator<Item = &str> {
+        self.routes.keys().map(String::as_str)
+    }
+}
+
+impl EnvelopeHandler for Router {
+    fn handle(&self, ctx: Context) -> BoxFuture<'static, Result<(), HandlerError>> {
+        match self.routes.get(ctx.event_type()) {
+            Some(handler) => handler.handle(ctx),
+            None => {
+                let error = HandlerError::unknown_event_type(ctx.event_type());
+                Box::pin(async move { Err(error) })
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+use std::fmt;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::{BusError, DeadLetterPolicy, RetryPolicy};
+
+/// Where a subscription reads from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The topic the backend maps this event type to.
+    EventType(String),
+    /// A topic by name (a dead-letter topic, a topic shared by several event types).
+    Topic(String),
+}
+
+/// How the consumers of one subscription share its messages (Pulsar's subscription types).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SubscriptionKind {
+    /// One consumer only; a second one is refused.
+    Exclusive,
+    /// Consumers compete: each message goes to one of them.
+    #[default]
+    Shared,
+    /// One active consumer; the others take over if it leaves.
+    Failover,
+    /// Consumers compete, but all messages with one key go to the same consumer.
+    KeyShared,
+}
+
+impl fmt::Display for SubscriptionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SubscriptionKind::Exclusive => "exclusive",
+            SubscriptionKind::Shared => "shared",
+            SubscriptionKind::Failover => "failover",
+            SubscriptionKind::KeyShared => "key-shared",
+        })
+    }
+}
+
+/// Everything a backend needs to start a subscription.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubscriptionSpec {
+    /// What to read.
+    pub source: Source,
+    /// Durable subscription name; consumers with the same name share its messages.
+    pub name: String,
+    /// How consumers share messages.
+    pub kind: SubscriptionKind,
+    /// Most handlers running at once for this consumer (per-key order is kept regardless).
+    pub concurrency: usize,
+    /// How failed messages are retried.
+    pub retry: RetryPolicy,
+    /// Where messages go when they cannot be handled.
+    pub dead_letter: DeadLetterPolicy,
+}
+
+impl SubscriptionSpec {
+    /// A shared subscription named `name` to the topic of `event_type`, concurrency 1.
+    pub fn event_type(event_type: impl Into<String>, name: impl Into<String>) -> Self {
+        Self::new(Source::EventType(event_type.into()), name)
+    }
+
+    /// A shared subscription named `name` to `topic`, concurrency 1.
+    pub fn topic(topic: impl Into<String>, name: impl Into<String>) -> Self {
+        Self::new(Source::Topic(topic.into()), name)
+    }
+
+    fn new(source: Source, name: impl Into<String>) -> Self {
+        Self {
+            source,
+            name: name.into(),
+            kind: SubscriptionKind::default(),
+            concurrency: 1,
+            retry: RetryPolicy::default(),
+            dead_letter: DeadLetterPolicy::default(),
+        }
+    }
+
+    /// Sets the subscription kind.
+    pub fn kind(mut self, kind: SubscriptionKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Sets the concurrency bound (at least 1).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Sets the retry policy.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sets the dead-letter policy.
+    pub fn dead_letter(mut self, dead_letter: DeadLetterPolicy) -> Self {
+        self.dead_letter = dead_letter;
+        self
+    }
+}
+
+/// Closes a backend's consumer once the dispatcher has stopped.
+pub type Closer = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), BusError>> + Send>;
+
+/// A running subscription. Dropping it leaves it running; call [`Subscription::shutdown`] to
+/// stop it gracefully.
+pub struct Subscription {
+    name: String,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    closer: Option<Closer>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// Wraps a running dispatcher task; `stop` tells it to stop, `closer` runs after it did.
+    pub fn new(
+        name: impl Into<String>,
+        stop: watch::Sender<bool>,
+        task: JoinHandle<()>,
+        closer: Option<Closer>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            stop,
+            task,
+            closer,
+        }
+    }
+
+    /// The subscription name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Stops receiving, waits for in-flight handlers to finish (their messages are settled),
+    /// hands back messages that were received but not started, and closes the consumer.
+    pub async fn shutdown(self) -> Result<(), BusError> {
+        self.shutdown_within(Duration::MAX).await
+    }
+
+    /// Like [`Subscription::shutdown`], but gives up waiting for handlers after `grace`;
+    /// unfinished messages are then redelivered later, never lost.
+    pub async fn shutdown_within(mut self, grace: Duration) -> Result<(), BusError> {
+        let _ = self.stop.send(true);
+        let finished = if grace == Duration::MAX {
+            (&mut self.task).await.ok();
+            true
+        } else {
+            tokio::time::timeout(grace, &mut self.task).await.is_ok()
+        };
+        if !finished {
+            self.task.abort();
+        }
+        if let Some(close) = self.closer.take() {
+            close().await?;
+        }
+        Ok(())
+    }
+}

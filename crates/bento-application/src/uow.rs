@@ -1,0 +1,157 @@
+use async_trait::async_trait;
+use bento_domain::{AggregateRoot, DomainEvent, MessageId, RecordedEvent};
+
+use crate::{Bus, BusError, Codec, Context, PublishOptions};
+
+/// The persistence side of a unit of work: the transaction your repositories wrote through.
+///
+/// Implement it over your database transaction; services without one (in-memory repositories)
+/// use [`UnitOfWork::new`], which has nothing to commit.
+#[async_trait]
+pub trait Transaction: Send {
+    /// Makes the work durable.
+    async fn commit(self: Box<Self>) -> Result<(), String>;
+    /// Throws the work away.
+    async fn rollback(self: Box<Self>) -> Result<(), String>;
+}
+
+/// Why a unit of work did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum UnitOfWorkError {
+    /// An event could not be encoded; nothing was committed or published.
+    #[error("encoding event `{event_type}` failed, nothing was committed: {source}")]
+    Encode {
+        /// The event type.
+        event_type: &'static str,
+        /// The codec's error.
+        source: BusError,
+    },
+    /// The transaction failed to commit; nothing was published.
+    #[error("commit failed, no event was published: {0}")]
+    Commit(String),
+    /// The transaction committed but publishing failed: the events listed were not published.
+    #[error("committed, but publishing failed ({unpublished} event(s) not published): {source}")]
+    Publish {
+        /// How many events were not published.
+        unpublished: usize,
+        /// The bus's error.
+        source: BusError,
+    },
+}
+
+/// Collects the events that aggregates record during one business operation and publishes
+/// them only after the operation's transaction committed. Dropping it, or calling
+/// [`UnitOfWork::rollback`], publishes nothing.
+///
+/// ```
+/// # use bento_application::*;
+/// # use bento_application::domain::*;
+/// # async fn demo<C: Codec>(bus: Bus<C>, mut user: impl AggregateRoot) -> Result<(), UnitOfWorkError> {
+/// let mut uow = UnitOfWork::new(bus);
+/// // ... load aggregates, call domain methods that record events ...
+/// uow.collect(&mut user);
+/// let published = uow.commit().await?;
+/// # Ok(()) }
+/// ```
+pub struct UnitOfWork<C: Codec> {
+    bus: Bus<C>,
+    transaction: Option<Box<dyn Transaction>>,
+    events: Vec<Box<dyn RecordedEvent>>,
+    cause: Option<Context>,
+}
+
+impl<C: Codec> std::fmt::Debug for UnitOfWork<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnitOfWork")
+            .field("events", &self.events.len())
+            .field("transaction", &self.transaction.is_some())
+            .finish()
+    }
+}
+
+impl<C: Codec> UnitOfWork<C> {
+    /// A unit of work with no transaction of its own.
+    pub fn new(bus: Bus<C>) -> Self {
+        Self {
+            bus,
+            transaction: None,
+            events: Vec::new(),
+            cause: None,
+        }
+    }
+
+    /// A unit of work that commits `transaction` before publishing.
+    pub fn with_transaction(bus: Bus<C>, transaction: impl Transaction + 'static) -> Self {
+        Self {
+            transaction: Some(Box::new(transaction)),
+            ..Self::new(bus)
+        }
+    }
+
+    /// Marks every event of this unit as caused by the message handled in `ctx`.
+    pub fn caused_by(&mut self, ctx: &Context) -> &mut Self {
+        self.cause = Some(ctx.clone());
+        self
+    }
+
+    /// Takes the events `aggregate` recorded so far.
+    pub fn collect(&mut self, aggregate: &mut impl AggregateRoot) -> &mut Self {
+        self.events.extend(aggregate.take_events());
+        self
+    }
+
+    /// Adds an event that no aggregate recorded.
+    pub fn record<E: DomainEvent>(&mut self, event: E) -> &mut Self {
+        self.events.push(Box::new(event));
+        self
+    }
+
+    /// Events waiting to be published.
+    pub fn pending(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Encodes the events, commits the transaction, then publishes them in order and returns
+    /// their ids. Encoding happens first so that a bad event fails the work before it commits.
+    pub async fn commit(mut self) -> Result<Vec<MessageId>, UnitOfWorkError> {
+        let mut envelopes = Vec::with_capacity(self.events.len());
+        for event in self.events.drain(..) {
+            let envelope = self
+                .bus
+                .recorded_envelope(event.as_ref())
+                .map_err(|source| UnitOfWorkError::Encode {
+                    event_type: event.event_type(),
+                    source,
+                })?;
+            envelopes.push(match &self.cause {
+                Some(ctx) => envelope.caused_by(ctx.envelope()),
+                None => envelope,
+            });
+        }
+        if let Some(transaction) = self.transaction.take() {
+            transaction.commit().await.map_err(UnitOfWorkError::Commit)?;
+        }
+        let ids = envelopes.iter().map(|e| e.id).collect();
+        let unpublished = envelopes.len();
+        if !envelopes.is_empty() {
+            self.bus
+                .message_bus()
+                .publish_batch(envelopes, PublishOptions::default())
+                .await
+                .map_err(|source| UnitOfWorkError::Publish {
+                    unpublished,
+                    source,
+                })?;
+        }
+        Ok(ids)
+    }
+
+    /// Rolls the transaction back and drops the events: nothing is published.
+    pub async fn rollback(mut self) -> Result<(), UnitOfWorkError> {
+        self.events.clear();
+        if let Some(transaction) = self.transaction.take() {
+            transaction.rollback().await.map_err(UnitOfWorkError::Commit)?;
+        }
+        Ok(())
+    }
+}

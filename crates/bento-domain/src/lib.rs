@@ -1,0 +1,13 @@
+//! # bento-domain
+//!
+//! The innermost ring of a Bento service: domain events, the aggregate helper that records them,
+//! and the [`Envelope`] that carries an encoded event with its metadata. Nothing here knows about
+//! brokers, codecs or async runtimes.
+
+mod aggregate;
+mod envelope;
+mod event;
+
+pub use aggregate::{AggregateRoot, EventRecorder, RecordedEvent};
+pub use envelope::{Envelope, Headers, MessageId};
+pub use event::DomainEvent;
