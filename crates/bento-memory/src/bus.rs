@@ -1,0 +1,256 @@
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use bento_application::dispatch::{self, DispatchSettings};
+use bento_application::{
+    BusError, EnvelopeHandler, MessageBus, PublishOptions, Source, Subscription as Handle,
+    SubscriptionSpec,
+};
+use bento_domain::Envelope;
+
+use crate::consumer::Consumer;
+use crate::subscription::{Message, Subscription};
+
+/// Settings of the in-memory bus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryConfig {
+    /// How many of the latest messages each topic keeps for [`MemoryBus::published`]; `0`
+    /// keeps none (fastest). Dead-letter topics always keep theirs, up to this many or 10,000.
+    pub retain_per_topic: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            retain_per_topic: 0,
+        }
+    }
+}
+
+/// Dead letters kept per dead-letter topic when retention is otherwise off.
+const DEAD_LETTERS_KEPT: usize = 10_000;
+
+#[derive(Default)]
+struct Topic {
+    subscriptions: RwLock<Vec<Arc<Subscription>>>,
+    retained: Mutex<VecDeque<Envelope>>,
+}
+
+pub(crate) struct Inner {
+    config: MemoryConfig,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    closed: AtomicBool,
+}
+
+impl Inner {
+    fn topic(&self, name: &str) -> Arc<Topic> {
+        if let Some(topic) = read(&self.topics).get(name) {
+            return topic.clone();
+        }
+        write(&self.topics)
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Delivers to every subscription of `topic` now; `dead_letter` topics always retain.
+    pub(crate) fn publish_now(&self, topic: &str, envelope: Envelope, dead_letter: bool) {
+        let topic = self.topic(topic);
+        let keep = match (self.config.retain_per_topic, dead_letter) {
+            (0, true) => DEAD_LETTERS_KEPT,
+            (n, _) => n,
+        };
+        if keep > 0 {
+            let mut retained = lock(&topic.retained);
+            if retained.len() >= keep {
+                retained.pop_front();
+            }
+            retained.push_back(envelope.clone());
+        }
+        let subscriptions = read(&topic.subscriptions);
+        if let Some((last, others)) = subscriptions.split_last() {
+            for subscription in others {
+                subscription.deliver(Message {
+                    envelope: envelope.clone(),
+                    attempt: 1,
+                });
+            }
+            last.deliver(Message {
+                envelope,
+                attempt: 1,
+            });
+        }
+    }
+
+    fn subscription(&self, topic: &str, spec: &SubscriptionSpec) -> Result<Arc<Subscription>, BusError> {
+        let topic_entry = self.topic(topic);
+        let mut subscriptions = write(&topic_entry.subscriptions);
+        if let Some(existing) = subscriptions.iter().find(|s| s.name == spec.name) {
+            if existing.kind != spec.kind {
+                return Err(BusError::Subscribe {
+                    topic: topic.to_owned(),
+                    subscription: spec.name.clone(),
+                    reason: format!(
+                        "the subscription exists as {}, not {}",
+                        existing.kind, spec.kind
+                    ),
+                });
+            }
+            return Ok(existing.clone());
+        }
+        let created = Arc::new(Subscription::new(topic, &spec.name, spec.kind));
+        subscriptions.push(created.clone());
+        Ok(created)
+    }
+}
+
+/// The in-memory message bus. Cheap to clone; clones share topics and subscriptions.
+#[derive(Clone)]
+pub struct MemoryBus {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for MemoryBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBus")
+            .field("config", &self.inner.config)
+            .field("topics", &read(&self.inner.topics).len())
+            .finish()
+    }
+}
+
+impl Default for MemoryBus {
+    fn default() -> Self {
+        Self::new(MemoryConfig::default())
+    }
+}
+
+impl MemoryBus {
+    /// A new, empty bus.
+    pub fn new(config: MemoryConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                topics: RwLock::new(HashMap::new()),
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The messages retained on `topic`, oldest first (see [`MemoryConfig::retain_per_topic`];
+    /// dead-letter topics always retain).
+    pub fn published(&self, topic: &str) -> Vec<Envelope> {
+        match read(&self.inner.topics).get(topic) {
+            Some(topic) => lock(&topic.retained).iter().cloned().collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Names of the topics that exist so far.
+    pub fn topics(&self) -> Vec<String> {
+        read(&self.inner.topics).keys().cloned().collect()
+    }
+
+    fn resolve(&self, source: &Source) -> String {
+        match source {
+            Source::EventType(event_type) => self.topic_for(event_type),
+            Source::Topic(topic) => topic.clone(),
+        }
+    }
+
+    fn check_open(&self) -> Result<(), BusError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            Err(BusError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn publish_one(&self, envelope: Envelope, options: &PublishOptions) {
+        let topic = match &options.topic {
+            Some(topic) => topic.clone(),
+            None => self.topic_for(&envelope.event_type),
+        };
+        match options.deliver {
+            None => self.inner.publish_now(&topic, envelope, false),
+            Some(at) => {
+                let inner = self.inner.clone();
+                let delay = at.delay_from_now();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    inner.publish_now(&topic, envelope, false);
+                });
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl MessageBus for MemoryBus {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn publish(&self, envelope: Envelope, options: PublishOptions) -> Result<(), BusError> {
+        self.check_open()?;
+        self.publish_one(envelope, &options);
+        Ok(())
+    }
+
+    async fn publish_batch(
+        &self,
+        envelopes: Vec<Envelope>,
+        options: PublishOptions,
+    ) -> Result<(), BusError> {
+        self.check_open()?;
+        for envelope in envelopes {
+            self.publish_one(envelope, &options);
+        }
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        spec: SubscriptionSpec,
+        handler: Arc<dyn EnvelopeHandler>,
+    ) -> Result<Handle, BusError> {
+        self.check_open()?;
+        let topic = self.resolve(&spec.source);
+        let subscription = self.inner.subscription(&topic, &spec)?;
+        let (id, rx) = subscription.connect()?;
+        let consumer = Consumer::new(id, rx, subscription, Arc::downgrade(&self.inner));
+        let settings = DispatchSettings {
+            dead_letter_topic: spec.dead_letter.topic_for(&topic, &spec.name),
+            topic: topic.into(),
+            subscription: spec.name.into(),
+            concurrency: spec.concurrency,
+            retry: spec.retry,
+            dead_letter: spec.dead_letter,
+        };
+        Ok(dispatch::spawn(consumer, handler, settings, None))
+    }
+
+    fn topic_for(&self, event_type: &str) -> String {
+        event_type.to_owned()
+    }
+
+    async fn close(&self) -> Result<(), BusError> {
+        self.inner.closed.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+// Poisoned locks only mean a panic elsewhere while holding them; the maps stay consistent.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,144 @@
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bento_application::{BusError, Delivery, Settle};
+use bento_domain::Envelope;
+use futures::Stream;
+use tokio::sync::mpsc;
+
+use crate::bus::Inner;
+use crate::subscription::{Message, Subscription};
+
+/// One consumer of a subscription, as the dispatcher's stream of deliveries.
+pub(crate) struct Consumer {
+    id: u64,
+    rx: mpsc::UnboundedReceiver<Message>,
+    subscription: Arc<Subscription>,
+    bus: Weak<Inner>,
+}
+
+impl Consumer {
+    pub(crate) fn new(
+        id: u64,
+        rx: mpsc::UnboundedReceiver<Message>,
+        subscription: Arc<Subscription>,
+        bus: Weak<Inner>,
+    ) -> Self {
+        Self {
+            id,
+            rx,
+            subscription,
+            bus,
+        }
+    }
+}
+
+impl Stream for Consumer {
+    type Item = Delivery;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        self.rx.poll_recv(cx).map(|message| {
+            message.map(|Message { envelope, attempt }| {
+                let envelope = Arc::new(envelope);
+                Delivery {
+                    envelope: envelope.clone(),
+                    attempt,
+                    broker_id: None,
+                    settle: Box::new(MemorySettle {
+                        subscription: self.subscription.clone(),
+                        bus: self.bus.clone(),
+                        unsettled: Some(envelope),
+                        attempt,
+                    }),
+                }
+            })
+        })
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        // Messages routed to this consumer but never received go back to the subscription.
+        self.rx.close();
+        let mut leftovers = Vec::new();
+        while let Ok(message) = self.rx.try_recv() {
+            leftovers.push(message);
+        }
+        self.subscription.disconnect(self.id, leftovers);
+    }
+}
+
+/// Settles one message of the in-memory bus.
+struct MemorySettle {
+    subscription: Arc<Subscription>,
+    bus: Weak<Inner>,
+    /// The message while it is still owed a settlement; redelivered if dropped unsettled.
+    unsettled: Option<Arc<Envelope>>,
+    attempt: u32,
+}
+
+impl MemorySettle {
+    fn redeliver_later(subscription: &Arc<Subscription>, envelope: Envelope, attempt: u32, delay: Duration) {
+        let subscription = subscription.clone();
+        let message = Message { envelope, attempt };
+        if delay.is_zero() {
+            subscription.deliver(message);
+        } else {
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                subscription.deliver(message);
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl Settle for MemorySettle {
+    async fn ack(mut self: Box<Self>) -> Result<(), BusError> {
+        self.unsettled = None;
+        Ok(())
+    }
+
+    async fn retry(
+        mut self: Box<Self>,
+        envelope: &Envelope,
+        next_attempt: u32,
+        delay: Duration,
+    ) -> Result<(), BusError> {
+        self.unsettled = None;
+        Self::redeliver_later(&self.subscription, envelope.clone(), next_attempt, delay);
+        Ok(())
+    }
+
+    async fn dead_letter(
+        mut self: Box<Self>,
+        dead_letter: Envelope,
+        topic: &str,
+    ) -> Result<(), BusError> {
+        let bus = self.bus.upgrade().ok_or(BusError::Closed)?;
+        bus.publish_now(topic, dead_letter, true);
+        self.unsettled = None;
+        Ok(())
+    }
+
+    async fn release(self: Box<Self>) -> Result<(), BusError> {
+        // Dropping an unsettled message hands it back.
+        Ok(())
+    }
+}
+
+impl Drop for MemorySettle {
+    fn drop(&mut self) {
+        if let Some(envelope) = self.unsettled.take() {
+            tracing::debug!(subscription = %self.subscription.name, "message given back unsettled; redelivering");
+            let envelope = Arc::unwrap_or_clone(envelope);
+            self.subscription.deliver(Message {
+                envelope,
+                attempt: self.attempt + 1,
+            });
+        }
+    }
+}

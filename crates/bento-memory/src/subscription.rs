@@ -1,0 +1,118 @@
+use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+
+use bento_application::{BusError, SubscriptionKind};
+use bento_domain::Envelope;
+use tokio::sync::mpsc;
+
+/// A message on its way to a consumer, with its delivery attempt.
+pub(crate) struct Message {
+    pub(crate) envelope: Envelope,
+    pub(crate) attempt: u32,
+}
+
+struct ConsumerSlot {
+    id: u64,
+    tx: mpsc::UnboundedSender<Message>,
+}
+
+#[derive(Default)]
+struct State {
+    consumers: Vec<ConsumerSlot>,
+    /// Messages that arrived while no consumer was connected.
+    backlog: VecDeque<Message>,
+    next_shared: usize,
+    next_consumer_id: u64,
+}
+
+/// One durable subscription of a topic and the consumers connected to it.
+pub(crate) struct Subscription {
+    pub(crate) topic: String,
+    pub(crate) name: String,
+    pub(crate) kind: SubscriptionKind,
+    state: Mutex<State>,
+}
+
+impl Subscription {
+    pub(crate) fn new(topic: &str, name: &str, kind: SubscriptionKind) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            name: name.to_owned(),
+            kind,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock only means a panic elsewhere while holding it; the queue itself is
+        // still consistent, so keep going rather than lose messages.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Connects a consumer; refused for a second consumer of an exclusive subscription.
+    pub(crate) fn connect(&self) -> Result<(u64, mpsc::UnboundedReceiver<Message>), BusError> {
+        let mut state = self.state();
+        state.consumers.retain(|slot| !slot.tx.is_closed());
+        if self.kind == SubscriptionKind::Exclusive && !state.consumers.is_empty() {
+            return Err(BusError::Subscribe {
+                topic: self.topic.clone(),
+                subscription: self.name.clone(),
+                reason: "the subscription is exclusive and already has a consumer".into(),
+            });
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = state.next_consumer_id;
+        state.next_consumer_id += 1;
+        state.consumers.push(ConsumerSlot { id, tx });
+        let backlog: Vec<Message> = state.backlog.drain(..).collect();
+        for message in backlog {
+            Self::route(&mut state, self.kind, message);
+        }
+        Ok((id, rx))
+    }
+
+    /// Disconnects a consumer and hands its undelivered messages to the others.
+    pub(crate) fn disconnect(&self, id: u64, leftovers: Vec<Message>) {
+        let mut state = self.state();
+        state.consumers.retain(|slot| slot.id != id);
+        for message in leftovers {
+            Self::route(&mut state, self.kind, message);
+        }
+    }
+
+    /// Hands a message to the consumer the subscription kind picks, or to the backlog.
+    pub(crate) fn deliver(&self, message: Message) {
+        let mut state = self.state();
+        Self::route(&mut state, self.kind, message);
+    }
+
+    fn route(state: &mut State, kind: SubscriptionKind, mut message: Message) {
+        loop {
+            let count = state.consumers.len();
+            if count == 0 {
+                state.backlog.push_back(message);
+                return;
+            }
+            let index = match kind {
+                SubscriptionKind::Exclusive | SubscriptionKind::Failover => 0,
+                SubscriptionKind::KeyShared if message.envelope.ordering_key.is_some() => {
+                    let mut hasher = DefaultHasher::new();
+                    message.envelope.ordering_key.hash(&mut hasher);
+                    (hasher.finish() % count as u64) as usize
+                }
+                SubscriptionKind::Shared | SubscriptionKind::KeyShared => {
+                    state.next_shared = state.next_shared.wrapping_add(1);
+                    state.next_shared % count
+                }
+            };
+            match state.consumers[index].tx.send(message) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(back)) => {
+                    state.consumers.remove(index);
+                    message = back;
+                }
+            }
+        }
+    }
+}
