@@ -1,0 +1,129 @@
+//! Command-line interface of `cargo xtask`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Broker, Ports};
+
+/// Developer tasks for the Bento workspace.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level tasks.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Local Pulsar and Kafka brokers for development and tests.
+    DevEnv(DevEnvArgs),
+    /// Format check, clippy, then the whole test suite against fresh brokers.
+    Test(TestArgs),
+}
+
+/// How to run the brokers.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct ModeArgs {
+    /// Use Docker (deploy/docker/compose.dev.yaml) even if native mode would be chosen.
+    #[arg(long, global = true, conflicts_with = "native")]
+    pub docker: bool,
+    /// Run the brokers as local JVMs even when a Docker engine answers.
+    #[arg(long, global = true)]
+    pub native: bool,
+}
+
+/// `cargo xtask dev-env ...`
+#[derive(Debug, Args)]
+pub struct DevEnvArgs {
+    /// Docker or native mode.
+    #[command(flatten)]
+    pub mode: ModeArgs,
+    /// Loopback ports.
+    #[command(flatten)]
+    pub ports: Ports,
+    /// What to do with the brokers.
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+/// Which brokers a command applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// Only Pulsar.
+    Pulsar,
+    /// Only Kafka.
+    Kafka,
+    /// Both brokers.
+    All,
+}
+
+impl Target {
+    /// The brokers this target names.
+    pub fn brokers(self) -> Vec<Broker> {
+        match self {
+            Target::Pulsar => vec![Broker::Pulsar],
+            Target::Kafka => vec![Broker::Kafka],
+            Target::All => Broker::ALL.to_vec(),
+        }
+    }
+}
+
+/// `dev-env` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Download if needed, start, wait until ready (keeps existing data; no-op if already running).
+    Up {
+        /// Which brokers.
+        #[arg(value_enum, default_value_t = Target::All)]
+        target: Target,
+    },
+    /// Version, mode, ports, pid, memory and health of each broker.
+    Status,
+    /// Print (or follow) a broker's log.
+    Logs {
+        /// Which broker.
+        #[arg(value_enum)]
+        broker: Broker,
+        /// Keep printing new lines as they arrive.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many lines from the end to print first.
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: usize,
+    },
+    /// Stop brokers started by `up` (whole process tree), wait for their ports to close.
+    Down {
+        /// Which brokers.
+        #[arg(value_enum, default_value_t = Target::All)]
+        target: Target,
+    },
+    /// SIGKILL a broker's process tree to simulate a crash (`up` restarts it with its data).
+    Kill {
+        /// Which broker.
+        #[arg(value_enum)]
+        broker: Broker,
+    },
+    /// Stop everything and delete broker data and logs (installs are kept).
+    Reset,
+}
+
+/// `cargo xtask test ...`
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Leave the brokers running after the tests.
+    #[arg(long)]
+    pub keep_running: bool,
+    /// Neither start nor stop brokers (use ones already running, or an external cluster).
+    #[arg(long)]
+    pub no_brokers: bool,
+    /// Keep broker data from earlier runs instead of starting from empty brokers.
+    #[arg(long)]
+    pub keep_data: bool,
+    /// Docker or native mode.
+    #[command(flatten)]
+    pub mode: ModeArgs,
+    /// Loopback ports.
+    #[command(flatten)]
+    pub ports: Ports,
+}

@@ -1,0 +1,262 @@
+//! Where the development environment lives, which brokers it knows and which loopback ports they use.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::versions;
+
+/// Environment variable that overrides where broker installs, data and logs live.
+pub const HOME_ENV: &str = "BENTO_DEV_ENV_HOME";
+
+/// The only address the brokers listen on and advertise.
+pub const LOOPBACK: &str = "127.0.0.1";
+
+/// A broker the development environment can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Broker {
+    /// Apache Pulsar standalone (broker, bookie and metadata store in one JVM).
+    Pulsar,
+    /// Apache Kafka in KRaft combined mode (broker and controller in one JVM).
+    Kafka,
+}
+
+impl Broker {
+    /// Every broker, in start order.
+    pub const ALL: [Broker; 2] = [Broker::Pulsar, Broker::Kafka];
+
+    /// Lower-case name used in paths, state files and the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Broker::Pulsar => "pulsar",
+            Broker::Kafka => "kafka",
+        }
+    }
+
+    /// The pinned version of this broker.
+    pub fn version(self) -> &'static str {
+        match self {
+            Broker::Pulsar => versions::PULSAR_VERSION,
+            Broker::Kafka => versions::KAFKA_VERSION,
+        }
+    }
+
+    /// Strings of which one is in the command line of the broker's process (the launcher script or
+    /// the JVM it becomes), used to make sure a recorded pid still belongs to the broker.
+    pub fn process_markers(self) -> &'static [&'static str] {
+        match self {
+            Broker::Pulsar => &["PulsarStandaloneStarter", "pulsar standalone"],
+            Broker::Kafka => &["kafka.Kafka"],
+        }
+    }
+
+    /// Name of the service in `deploy/docker/compose.dev.yaml`.
+    pub fn service(self) -> &'static str {
+        self.name()
+    }
+}
+
+impl fmt::Display for Broker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Loopback ports of both brokers; each can be set by a flag or an environment variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct Ports {
+    /// Pulsar binary protocol port.
+    #[arg(
+        long = "pulsar-port",
+        env = "BENTO_PULSAR_PORT",
+        default_value_t = 6650,
+        global = true
+    )]
+    pub pulsar: u16,
+    /// Pulsar HTTP (admin REST) port.
+    #[arg(
+        long = "pulsar-http-port",
+        env = "BENTO_PULSAR_HTTP_PORT",
+        default_value_t = 8080,
+        global = true
+    )]
+    pub pulsar_http: u16,
+    /// Port of the bookie embedded in Pulsar standalone.
+    #[arg(
+        long = "pulsar-bookie-port",
+        env = "BENTO_PULSAR_BOOKIE_PORT",
+        default_value_t = 3181,
+        global = true
+    )]
+    pub pulsar_bookie: u16,
+    /// Kafka client (PLAINTEXT) port.
+    #[arg(
+        long = "kafka-port",
+        env = "BENTO_KAFKA_PORT",
+        default_value_t = 9092,
+        global = true
+    )]
+    pub kafka: u16,
+    /// Kafka KRaft controller port.
+    #[arg(
+        long = "kafka-controller-port",
+        env = "BENTO_KAFKA_CONTROLLER_PORT",
+        default_value_t = 9093,
+        global = true
+    )]
+    pub kafka_controller: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports {
+            pulsar: 6650,
+            pulsar_http: 8080,
+            pulsar_bookie: 3181,
+            kafka: 9092,
+            kafka_controller: 9093,
+        }
+    }
+}
+
+impl Ports {
+    /// Ports from the `BENTO_*_PORT` environment variables, defaults where unset or unparsable.
+    pub fn from_env() -> Self {
+        fn port(name: &str, default: u16) -> u16 {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(default)
+        }
+        let d = Ports::default();
+        Ports {
+            pulsar: port("BENTO_PULSAR_PORT", d.pulsar),
+            pulsar_http: port("BENTO_PULSAR_HTTP_PORT", d.pulsar_http),
+            pulsar_bookie: port("BENTO_PULSAR_BOOKIE_PORT", d.pulsar_bookie),
+            kafka: port("BENTO_KAFKA_PORT", d.kafka),
+            kafka_controller: port("BENTO_KAFKA_CONTROLLER_PORT", d.kafka_controller),
+        }
+    }
+
+    /// The named ports a broker listens on.
+    pub fn of(&self, broker: Broker) -> Vec<(&'static str, u16)> {
+        match broker {
+            Broker::Pulsar => {
+                vec![
+                    ("broker", self.pulsar),
+                    ("http", self.pulsar_http),
+                    ("bookie", self.pulsar_bookie),
+                ]
+            }
+            Broker::Kafka => vec![
+                ("broker", self.kafka),
+                ("controller", self.kafka_controller),
+            ],
+        }
+    }
+
+    /// `pulsar://127.0.0.1:<port>`: the Pulsar service URL.
+    pub fn pulsar_url(&self) -> String {
+        format!("pulsar://{LOOPBACK}:{}", self.pulsar)
+    }
+
+    /// `http://127.0.0.1:<port>`: the Pulsar admin REST URL.
+    pub fn pulsar_admin_url(&self) -> String {
+        format!("http://{LOOPBACK}:{}", self.pulsar_http)
+    }
+
+    /// `127.0.0.1:<port>`: the Kafka bootstrap servers.
+    pub fn kafka_bootstrap(&self) -> String {
+        format!("{LOOPBACK}:{}", self.kafka)
+    }
+}
+
+/// The workspace root (the parent of the `xtask` crate).
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Where installs, data and logs live: `$BENTO_DEV_ENV_HOME`, else `target/dev-env` in the workspace.
+pub fn dev_env_home() -> PathBuf {
+    match std::env::var_os(HOME_ENV) {
+        Some(dir) if !dir.is_empty() => {
+            let dir = PathBuf::from(dir);
+            std::path::absolute(&dir).unwrap_or(dir)
+        }
+        _ => workspace_root().join("target").join("dev-env"),
+    }
+}
+
+/// The `java` to run: `$JAVA_HOME/bin/java` when set, else `java` from `PATH`.
+pub fn java() -> PathBuf {
+    match std::env::var_os("JAVA_HOME") {
+        Some(home) if !home.is_empty() && Path::new(&home).join("bin/java").exists() => {
+            Path::new(&home).join("bin/java")
+        }
+        _ => PathBuf::from("java"),
+    }
+}
+
+/// File layout under the development environment home.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The home directory itself.
+    pub home: PathBuf,
+}
+
+impl Layout {
+    /// The layout under [`dev_env_home`].
+    pub fn from_env() -> Self {
+        Layout {
+            home: dev_env_home(),
+        }
+    }
+
+    /// Everything belonging to one broker.
+    pub fn broker_dir(&self, broker: Broker) -> PathBuf {
+        self.home.join(broker.name())
+    }
+
+    /// The broker's data (wiped by `reset` and at the start of `cargo xtask test`).
+    pub fn data_dir(&self, broker: Broker) -> PathBuf {
+        self.broker_dir(broker).join("data")
+    }
+
+    /// The broker's log directory.
+    pub fn logs_dir(&self, broker: Broker) -> PathBuf {
+        self.broker_dir(broker).join("logs")
+    }
+
+    /// The broker's main log file (its stdout and stderr).
+    pub fn log_file(&self, broker: Broker) -> PathBuf {
+        self.logs_dir(broker).join(format!("{}.log", broker.name()))
+    }
+
+    /// Generated configuration files.
+    pub fn conf_dir(&self, broker: Broker) -> PathBuf {
+        self.broker_dir(broker).join("conf")
+    }
+
+    /// The state file written while the broker runs (pid, ports, version, mode).
+    pub fn state_file(&self, broker: Broker) -> PathBuf {
+        self.broker_dir(broker).join("state.json")
+    }
+
+    /// The extracted Pulsar distribution (`bin/`, `lib/`, `conf/`).
+    pub fn pulsar_dist(&self) -> PathBuf {
+        self.broker_dir(Broker::Pulsar).join("dist")
+    }
+
+    /// The Kafka jars (broker and command-line tools with their dependencies).
+    pub fn kafka_libs(&self) -> PathBuf {
+        self.broker_dir(Broker::Kafka).join("libs")
+    }
+
+    /// Scratch space for downloads.
+    pub fn downloads(&self) -> PathBuf {
+        self.home.join("downloads")
+    }
+}

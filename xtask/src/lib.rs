@@ -1,0 +1,36 @@
+//! Developer tasks for the Bento workspace (`cargo xtask`).
+//!
+//! * `cargo xtask dev-env up|status|logs|down|kill|reset`: local Apache Pulsar and Apache Kafka
+//!   brokers, run natively from Maven Central downloads or with Docker Compose.
+//! * `cargo xtask test`: format check, clippy and the whole test suite against fresh brokers.
+//!
+//! The library part exists so the smoke tests in `tests/` can share the probes and paths.
+
+pub mod cli;
+pub mod config;
+mod devenv;
+mod docker;
+pub mod download;
+mod kafka;
+mod prereq;
+pub mod probe;
+pub mod process;
+pub mod progress;
+mod pulsar;
+pub mod state;
+mod test;
+pub mod versions;
+
+use anyhow::Result;
+use clap::Parser;
+
+pub use test::{TEST_FEATURES, test_env};
+
+/// Parses the command line and runs the task.
+pub fn run() -> Result<()> {
+    let cli = cli::Cli::parse();
+    match cli.command {
+        cli::Command::DevEnv(args) => devenv::run(args),
+        cli::Command::Test(args) => test::run(args),
+    }
+}

@@ -1,0 +1,217 @@
+//! Apache Pulsar standalone: install from Maven Central, configure for loopback, start, probe.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+
+use crate::config::{Broker, LOOPBACK, Layout, Ports};
+use crate::download::{self, maven, maven_artifact_dir, remove_path};
+use crate::prereq::{self, Tool};
+use crate::probe;
+use crate::process;
+use crate::versions::{MAVEN_DEPENDENCY_PLUGIN, PULSAR_ARTIFACT, PULSAR_VERSION};
+
+/// JVM heap and direct memory, sized for a 2-core development machine.
+pub const PULSAR_MEM: &str = "-Xms256m -Xmx768m -XX:MaxDirectMemorySize=512m";
+
+/// JVM garbage collector settings for 2 cores.
+pub const PULSAR_GC: &str =
+    "-XX:+UseG1GC -XX:MaxGCPauseMillis=50 -XX:ParallelGCThreads=2 -XX:ConcGCThreads=1";
+
+/// Makes sure the Pulsar distribution is unpacked under the dev-env home; returns its directory.
+pub fn install(layout: &Layout) -> Result<PathBuf> {
+    let dist = layout.pulsar_dist();
+    if download::installed(&dist, PULSAR_VERSION) {
+        return Ok(dist);
+    }
+    prereq::ensure(&[Tool::Maven])?;
+    println!(
+        "installing Apache Pulsar {PULSAR_VERSION} into {} (first time only)",
+        dist.display()
+    );
+    let tarball = fetch(layout)?;
+    if let Err(err) = download::extract_tar_gz(&tarball, &dist, PULSAR_VERSION) {
+        eprintln!("warning: {err:#}\n  deleting the cached copy and downloading it again");
+        remove_path(&tarball)?;
+        if let Some(cached) = maven_artifact_dir(PULSAR_ARTIFACT) {
+            remove_path(&cached)?;
+        }
+        let tarball = fetch(layout)?;
+        download::extract_tar_gz(&tarball, &dist, PULSAR_VERSION)?;
+    }
+    remove_path(&tarball)?;
+    Ok(dist)
+}
+
+/// Copies the tarball out of the local Maven repository (downloading it into there if needed).
+fn fetch(layout: &Layout) -> Result<PathBuf> {
+    let dir = layout.downloads();
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file = dir.join(format!(
+        "pulsar-server-distribution-{PULSAR_VERSION}-bin.tar.gz"
+    ));
+    remove_path(&file)?;
+    let args = [
+        format!("{MAVEN_DEPENDENCY_PLUGIN}:copy"),
+        format!("-Dartifact={PULSAR_ARTIFACT}"),
+        format!("-DoutputDirectory={}", dir.display()),
+    ];
+    maven(
+        &args,
+        &dir,
+        "downloading Pulsar (about 250 MB)",
+        maven_artifact_dir(PULSAR_ARTIFACT),
+    )?;
+    ensure!(
+        file.exists(),
+        "Maven finished but {} is missing",
+        file.display()
+    );
+    Ok(file)
+}
+
+/// Name of the loopback network interface.
+fn loopback_interface() -> &'static str {
+    if cfg!(target_os = "macos") {
+        "lo0"
+    } else {
+        "lo"
+    }
+}
+
+/// Settings applied on top of the distribution's `conf/standalone.conf`.
+fn overrides(ports: &Ports) -> Vec<(&'static str, String)> {
+    vec![
+        ("bindAddress", LOOPBACK.to_string()),
+        ("bindAddresses", String::new()),
+        ("advertisedAddress", LOOPBACK.to_string()),
+        ("brokerServicePort", ports.pulsar.to_string()),
+        ("webServicePort", ports.pulsar_http.to_string()),
+        ("clusterName", "standalone".to_string()),
+        // Namespaces that need deduplication turn it on themselves.
+        ("brokerDeduplicationEnabled", "false".to_string()),
+        ("delayedDeliveryEnabled", "true".to_string()),
+        ("allowAutoTopicCreation", "true".to_string()),
+        ("allowAutoTopicCreationType", "non-partitioned".to_string()),
+        ("acknowledgmentAtBatchIndexLevelEnabled", "true".to_string()),
+        // Topics must not vanish between the steps of a slow test.
+        ("brokerDeleteInactiveTopicsEnabled", "false".to_string()),
+        // The embedded bookie reads this file too. Without these it binds 0.0.0.0 on a random port.
+        ("listeningInterface", loopback_interface().to_string()),
+        ("allowLoopback", "true".to_string()),
+        ("allowEphemeralPorts", "true".to_string()),
+    ]
+}
+
+/// Rewrites `key=value` lines of a Java properties file, appending keys it does not have.
+pub fn apply_properties(original: &str, overrides: &[(&str, String)]) -> String {
+    let mut seen = vec![false; overrides.len()];
+    let mut out = String::with_capacity(original.len() + 256);
+    for line in original.lines() {
+        let key = line.split_once('=').map(|(k, _)| k.trim());
+        match key.and_then(|k| overrides.iter().position(|(o, _)| *o == k)) {
+            Some(i) if !line.trim_start().starts_with('#') => {
+                out.push_str(&format!("{}={}\n", overrides[i].0, overrides[i].1));
+                seen[i] = true;
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out.push_str("\n# Added by cargo xtask dev-env\n");
+    for ((key, value), seen) in overrides.iter().zip(seen) {
+        if !seen {
+            out.push_str(&format!("{key}={value}\n"));
+        }
+    }
+    out
+}
+
+/// Writes the standalone configuration for `ports`; returns its path.
+pub fn configure(layout: &Layout, dist: &Path, ports: &Ports) -> Result<PathBuf> {
+    let template = dist.join("conf/standalone.conf");
+    let original =
+        fs::read_to_string(&template).with_context(|| format!("reading {}", template.display()))?;
+    let conf_dir = layout.conf_dir(Broker::Pulsar);
+    fs::create_dir_all(&conf_dir).with_context(|| format!("creating {}", conf_dir.display()))?;
+    let conf = conf_dir.join("standalone.conf");
+    fs::write(&conf, apply_properties(&original, &overrides(ports)))
+        .with_context(|| format!("writing {}", conf.display()))?;
+    Ok(conf)
+}
+
+/// Starts `pulsar standalone` detached; data goes to the broker's data directory.
+pub fn spawn(layout: &Layout, dist: &Path, conf: &Path, ports: &Ports) -> Result<Child> {
+    let data = layout.data_dir(Broker::Pulsar);
+    fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let mut cmd = Command::new(dist.join("bin/pulsar"));
+    cmd.arg("standalone")
+        .args(["--no-functions-worker", "--no-stream-storage"])
+        .arg("--bookkeeper-dir")
+        .arg(data.join("bookkeeper"))
+        .arg("--metadata-dir")
+        .arg(data.join("metadata"))
+        .arg("--bookkeeper-port")
+        .arg(ports.pulsar_bookie.to_string())
+        .current_dir(&data)
+        .env("PULSAR_STANDALONE_CONF", conf)
+        .env("PULSAR_MEM", PULSAR_MEM)
+        .env("PULSAR_GC", PULSAR_GC)
+        .env("PULSAR_LOG_DIR", layout.logs_dir(Broker::Pulsar));
+    process::spawn_detached(cmd, &layout.log_file(Broker::Pulsar))
+}
+
+/// `Ok` when the admin API lists the `standalone` cluster and `public/default`, and the binary
+/// port answers CONNECT; otherwise what is not ready yet.
+pub fn health(ports: &Ports) -> Result<(), String> {
+    let admin = ports.pulsar_admin_url();
+    let get = |path: &str| -> Result<String, String> {
+        match probe::http_get(&format!("{admin}{path}")) {
+            Ok((200, body)) => Ok(body),
+            Ok((status, body)) => Err(format!("GET {path} answered {status}: {}", body.trim())),
+            Err(err) => Err(format!("{err:#}")),
+        }
+    };
+    let clusters = get("/admin/v2/clusters")?;
+    let clusters: Vec<String> =
+        serde_json::from_str(&clusters).map_err(|e| format!("cluster list {clusters:?}: {e}"))?;
+    if clusters != ["standalone"] {
+        return Err(format!(
+            "clusters are {clusters:?}, expected [\"standalone\"]"
+        ));
+    }
+    let namespaces = get("/admin/v2/namespaces/public")?;
+    if !namespaces.contains("public/default") {
+        return Err("namespace public/default does not exist yet".to_string());
+    }
+    probe::pulsar_connect(
+        &format!("{LOOPBACK}:{}", ports.pulsar),
+        Duration::from_secs(5),
+    )
+    .map(|_| ())
+    .map_err(|e| format!("binary port {}: {e:#}", ports.pulsar))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_are_replaced_or_appended() {
+        let original = "# comment\na=1\n#b=2\nc = 3\n";
+        let out = apply_properties(
+            original,
+            &[("a", "9".into()), ("b", "8".into()), ("c", "7".into())],
+        );
+        assert!(out.contains("\na=9\n"));
+        assert!(out.contains("#b=2\n"));
+        assert!(out.contains("\nb=8\n"));
+        assert!(out.contains("\nc=7\n"));
+        assert!(!out.contains("a=1"));
+    }
+}

@@ -1,0 +1,178 @@
+//! `cargo xtask test`: format check, clippy, then the whole suite against fresh brokers.
+
+use std::ffi::OsString;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::cli::TestArgs;
+use crate::config::{Broker, HOME_ENV, Layout, Ports};
+use crate::devenv::{self, DevEnv};
+use crate::prereq::{self, Tool};
+use crate::progress::{self, interrupted};
+
+/// Cargo features enabled for clippy and the test run: the single list to edit.
+///
+/// Add `crate/feature` entries as backends land, e.g. `"bento-runtime/pulsar"`,
+/// `"bento-runtime/kafka"`.
+// TODO: enable the broker backends here once their crates exist.
+pub const TEST_FEATURES: &[&str] = &[];
+
+/// Environment variables exported to the tests (also printed by `dev-env up`).
+///
+/// * `BENTO_TEST_PULSAR_URL`, `BENTO_TEST_PULSAR_ADMIN_URL`, `BENTO_TEST_KAFKA_BOOTSTRAP`: where the
+///   brokers are.
+/// * `BENTO_DEV_ENV_HOME`: the broker installs (`kafka/libs`, `pulsar/dist`), data and logs.
+/// * `BENTO_XTASK_BIN`: this xtask binary, so a test can run `$BENTO_XTASK_BIN dev-env kill kafka`
+///   (calling `cargo xtask` from inside `cargo test` would wait for cargo's build lock).
+/// * `BENTO_TEST_BROKERS=1`: the brokers were started for this run and must be reachable.
+pub fn test_env(layout: &Layout, ports: &Ports) -> Vec<(String, String)> {
+    let xtask = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "xtask".to_string());
+    vec![
+        ("BENTO_TEST_PULSAR_URL".to_string(), ports.pulsar_url()),
+        (
+            "BENTO_TEST_PULSAR_ADMIN_URL".to_string(),
+            ports.pulsar_admin_url(),
+        ),
+        (
+            "BENTO_TEST_KAFKA_BOOTSTRAP".to_string(),
+            ports.kafka_bootstrap(),
+        ),
+        (HOME_ENV.to_string(), layout.home.display().to_string()),
+        ("BENTO_XTASK_BIN".to_string(), xtask),
+        ("BENTO_TEST_BROKERS".to_string(), "1".to_string()),
+    ]
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))
+}
+
+fn feature_args() -> Vec<String> {
+    if TEST_FEATURES.is_empty() {
+        Vec::new()
+    } else {
+        vec!["--features".to_string(), TEST_FEATURES.join(" ")]
+    }
+}
+
+fn show(cmd: &Command) -> String {
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| {
+            let a = a.to_string_lossy();
+            if a.contains(' ') || a.is_empty() {
+                format!("\"{a}\"")
+            } else {
+                a.into_owned()
+            }
+        })
+        .collect();
+    format!("cargo {}", args.join(" "))
+}
+
+/// Runs a command to completion; on Ctrl-C gives it a few seconds to stop, then kills it.
+fn run_step(mut cmd: Command) -> Result<bool> {
+    println!("\n==> {}", show(&cmd));
+    let mut child = cmd.spawn().context("starting cargo")?;
+    loop {
+        if let Some(status) = child.try_wait().context("waiting for cargo")? {
+            return Ok(status.success());
+        }
+        if interrupted() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while child.try_wait().context("waiting for cargo")?.is_none()
+                && Instant::now() < deadline
+            {
+                thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(false);
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs the whole check: fmt, clippy, brokers up, tests, brokers down (even when tests fail).
+pub fn run(args: TestArgs) -> Result<()> {
+    progress::install_interrupt_handler()?;
+    let started = Instant::now();
+    let env = DevEnv::new(args.mode, args.ports);
+    let managed = !args.no_brokers;
+    let mut tools = vec![Tool::Protoc];
+    if managed {
+        tools.push(Tool::Java);
+    }
+    prereq::ensure(&tools)?;
+
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    if !run_step(fmt)? {
+        bail!("`cargo fmt --all -- --check` failed: run `cargo fmt --all`");
+    }
+    let mut clippy = cargo();
+    clippy
+        .args(["clippy", "--workspace", "--all-targets"])
+        .args(feature_args())
+        .args(["--", "-D", "warnings"]);
+    if !run_step(clippy)? {
+        bail!("clippy failed");
+    }
+    progress::check_interrupted()?;
+
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--all-targets"])
+        .args(feature_args());
+    if managed {
+        if !args.keep_data {
+            println!("\n==> fresh brokers: stopping any running ones and wiping their data");
+            devenv::down(&env, &Broker::ALL)?;
+            devenv::wipe(&env, &Broker::ALL)?;
+        }
+        println!("\n==> cargo xtask dev-env up");
+        if let Err(err) = devenv::up(&env, &Broker::ALL) {
+            let _ = devenv::down(&env, &Broker::ALL);
+            return Err(err.context("starting the brokers"));
+        }
+        test.envs(test_env(&env.layout, &env.ports));
+    } else {
+        // Values set by the caller win (e.g. an external cluster); the rest point at the defaults.
+        for (key, value) in test_env(&env.layout, &env.ports) {
+            if std::env::var_os(&key).is_none() {
+                let value = if key == "BENTO_TEST_BROKERS" {
+                    "0".to_string()
+                } else {
+                    value
+                };
+                test.env(key, value);
+            }
+        }
+    }
+    let tests_passed = run_step(test);
+
+    let mut stopped = Ok(());
+    if managed && !args.keep_running {
+        println!("\n==> stopping the brokers");
+        stopped = devenv::down(&env, &Broker::ALL);
+    } else if managed {
+        println!(
+            "\nbrokers left running (--keep-running); stop them with `cargo xtask dev-env down`"
+        );
+    }
+    let tests_passed = tests_passed?;
+    stopped.context("stopping the brokers")?;
+    println!(
+        "\ncargo xtask test: {} in {}s",
+        if tests_passed { "passed" } else { "FAILED" },
+        started.elapsed().as_secs()
+    );
+    if !tests_passed {
+        bail!("tests failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! Every pinned version of the development environment, in one place.
+//!
+//! `deploy/docker/compose.dev.yaml` repeats the image tags; a unit test keeps them in sync.
+
+/// Apache Pulsar version (4.0.x LTS) run by the development environment.
+pub const PULSAR_VERSION: &str = "4.0.8";
+
+/// Maven coordinates of the Pulsar server distribution tarball.
+pub const PULSAR_ARTIFACT: &str = "org.apache.pulsar:pulsar-server-distribution:4.0.8:tar.gz:bin";
+
+/// Docker image used for Pulsar in docker mode.
+pub const PULSAR_IMAGE: &str = "apachepulsar/pulsar:4.0.8";
+
+/// Apache Kafka version run by the development environment.
+pub const KAFKA_VERSION: &str = "4.1.1";
+
+/// Scala binary version of the Kafka broker artifact (`kafka_<scala>`).
+pub const KAFKA_SCALA_VERSION: &str = "2.13";
+
+/// Log4j version Kafka 4.1.1 is built with; its SLF4J binding is not a Maven dependency of the
+/// broker, so it is added explicitly (otherwise the broker logs nothing).
+pub const KAFKA_LOG4J_VERSION: &str = "2.24.3";
+
+/// Docker image used for Kafka in docker mode.
+pub const KAFKA_IMAGE: &str = "apache/kafka:4.1.1";
+
+/// Maven plugin used to fetch artifacts (pinned so every machine runs the same one).
+pub const MAVEN_DEPENDENCY_PLUGIN: &str = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1";
+
+/// Oldest Java major version both brokers support.
+pub const MIN_JAVA_MAJOR: u32 = 17;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifact_and_images_agree_with_versions() {
+        assert!(PULSAR_ARTIFACT.contains(&format!(":{PULSAR_VERSION}:")));
+        assert!(PULSAR_IMAGE.ends_with(&format!(":{PULSAR_VERSION}")));
+        assert!(KAFKA_IMAGE.ends_with(&format!(":{KAFKA_VERSION}")));
+    }
+
+    #[test]
+    fn compose_file_uses_the_pinned_images() {
+        let path = crate::config::workspace_root().join("deploy/docker/compose.dev.yaml");
+        let compose = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        for image in [PULSAR_IMAGE, KAFKA_IMAGE] {
+            assert!(
+                compose.contains(&format!("image: {image}")),
+                "{} must use image {image} (see xtask/src/versions.rs)",
+                path.display()
+            );
+        }
+    }
+}
