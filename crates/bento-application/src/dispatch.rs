@@ -33,8 +33,8 @@ use crate::{
 
 /// One message handed to the dispatcher by a backend.
 pub struct Delivery {
-    /// The message.
-    pub envelope: Envelope,
+    /// The message (shared, so a backend's [`Settle`] can keep it for a redelivery).
+    pub envelope: Arc<Envelope>,
     /// 1 on first delivery; counts every redelivery and retry.
     pub attempt: u32,
     /// The broker's own id for the message, kept on dead letters.
@@ -74,8 +74,11 @@ pub trait Settle: Send + 'static {
 
     /// The message cannot be handled: store `dead_letter` (the original plus failure headers)
     /// on `topic`, then settle the original.
-    async fn dead_letter(self: Box<Self>, dead_letter: Envelope, topic: &str)
-    -> Result<(), BusError>;
+    async fn dead_letter(
+        self: Box<Self>,
+        dead_letter: Envelope,
+        topic: &str,
+    ) -> Result<(), BusError>;
 
     /// The message was not handled (shutdown): give it back for redelivery.
     async fn release(self: Box<Self>) -> Result<(), BusError>;
@@ -137,7 +140,8 @@ async fn run<S>(
     let mut source_done = false;
 
     loop {
-        let can_pull = !stopping && !source_done && in_flight.len() < concurrency && queued < max_queued;
+        let can_pull =
+            !stopping && !source_done && in_flight.len() < concurrency && queued < max_queued;
         if in_flight.is_empty() && !can_pull {
             break;
         }
@@ -205,7 +209,6 @@ async fn process(
         settle,
     } = delivery;
     let key = envelope.ordering_key.clone();
-    let envelope = Arc::new(envelope);
     let ctx = Context::new(
         envelope.clone(),
         attempt,

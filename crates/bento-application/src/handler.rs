@@ -20,7 +20,12 @@ pub struct Context {
 
 impl Context {
     /// A context for one delivery of `envelope`.
-    pub fn new(envelope: Arc<Envelope>, attempt: u32, topic: Arc<str>, subscription: Arc<str>) -> Self {
+    pub fn new(
+        envelope: Arc<Envelope>,
+        attempt: u32,
+        topic: Arc<str>,
+        subscription: Arc<str>,
+    ) -> Self {
         Self {
             envelope,
             attempt,
@@ -163,7 +168,10 @@ where
             let error = HandlerError::unknown_event_type(&envelope.event_type);
             return Box::pin(async move { Err(error) });
         }
-        match self.codec.decode::<E>(&envelope.content_type, &envelope.payload) {
+        match self
+            .codec
+            .decode::<E>(&envelope.content_type, &envelope.payload)
+        {
             Ok(event) => Box::pin(self.handler.call(event, ctx)),
             Err(error) => {
                 let error = HandlerError::undecodable(error);
@@ -202,7 +210,10 @@ impl Router {
 
     /// Adds a typed route for `E`, decoded with `codec`.
     pub fn route<E: DomainEvent, H: Handler<E>, C: Codec>(self, codec: Arc<C>, handler: H) -> Self {
-        self.route_envelopes(E::EVENT_TYPE, Arc::new(Typed::<E, H, C>::new(handler, codec)))
+        self.route_envelopes(
+            E::EVENT_TYPE,
+            Arc::new(Typed::<E, H, C>::new(handler, codec)),
+        )
     }
 
     /// The event types this router handles.

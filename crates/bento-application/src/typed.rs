@@ -122,7 +122,9 @@ impl<C: Codec> Bus<C> {
     ) -> Result<MessageId, BusError> {
         let envelope = self.envelope(event)?.caused_by(ctx.envelope());
         let id = envelope.id;
-        self.inner.publish(envelope, PublishOptions::default()).await?;
+        self.inner
+            .publish(envelope, PublishOptions::default())
+            .await?;
         Ok(id)
     }
 

@@ -129,7 +129,10 @@ impl<C: Codec> UnitOfWork<C> {
             });
         }
         if let Some(transaction) = self.transaction.take() {
-            transaction.commit().await.map_err(UnitOfWorkError::Commit)?;
+            transaction
+                .commit()
+                .await
+                .map_err(UnitOfWorkError::Commit)?;
         }
         let ids = envelopes.iter().map(|e| e.id).collect();
         let unpublished = envelopes.len();
@@ -150,7 +153,10 @@ impl<C: Codec> UnitOfWork<C> {
     pub async fn rollback(mut self) -> Result<(), UnitOfWorkError> {
         self.events.clear();
         if let Some(transaction) = self.transaction.take() {
-            transaction.rollback().await.map_err(UnitOfWorkError::Commit)?;
+            transaction
+                .rollback()
+                .await
+                .map_err(UnitOfWorkError::Commit)?;
         }
         Ok(())
     }

@@ -175,7 +175,9 @@ pub fn dead_letter_envelope(
 /// Strips the dead-letter headers from a dead letter, giving back the message to replay.
 pub fn replay_envelope(dead: &Envelope) -> Envelope {
     let mut replay = dead.clone();
-    replay.headers.retain(|name, _| !name.starts_with("bento-dlq-"));
+    replay
+        .headers
+        .retain(|name, _| !name.starts_with("bento-dlq-"));
     replay
 }
 
@@ -217,9 +219,15 @@ mod tests {
 
     #[test]
     fn foreign_message_without_headers_still_becomes_an_envelope() {
-        let env = from_headers(vec![("x-custom", "1"), (MESSAGE_ID, "not-a-uuid")], Bytes::from_static(b"?"));
+        let env = from_headers(
+            vec![("x-custom", "1"), (MESSAGE_ID, "not-a-uuid")],
+            Bytes::from_static(b"?"),
+        );
         assert_eq!(env.event_type, "");
-        assert_eq!(env.headers.get(MESSAGE_ID).map(String::as_str), Some("not-a-uuid"));
+        assert_eq!(
+            env.headers.get(MESSAGE_ID).map(String::as_str),
+            Some("not-a-uuid")
+        );
         assert_eq!(env.headers.get("x-custom").map(String::as_str), Some("1"));
     }
 
@@ -237,9 +245,18 @@ mod tests {
         let dead = dead_letter_envelope(&original, &letter, &DeadLetterPolicy::default());
         assert_eq!(dead.id, original.id);
         assert_eq!(dead.payload, original.payload);
-        assert_eq!(dead.headers.get(DLQ_REASON).map(String::as_str), Some("db down"));
-        assert_eq!(dead.headers.get(DLQ_ATTEMPTS).map(String::as_str), Some("3"));
-        assert_eq!(dead.headers.get("traceparent").map(String::as_str), Some("00-abc-def-01"));
+        assert_eq!(
+            dead.headers.get(DLQ_REASON).map(String::as_str),
+            Some("db down")
+        );
+        assert_eq!(
+            dead.headers.get(DLQ_ATTEMPTS).map(String::as_str),
+            Some("3")
+        );
+        assert_eq!(
+            dead.headers.get("traceparent").map(String::as_str),
+            Some("00-abc-def-01")
+        );
         assert_eq!(original_topic(&dead), Some("users"));
         assert_eq!(replay_envelope(&dead), original);
     }

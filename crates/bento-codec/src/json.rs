@@ -80,21 +80,32 @@ mod tests {
 
     #[test]
     fn round_trips_typed_and_recorded_events() -> Result<(), CodecError> {
-        let event = Created { id: "a".into(), n: 7 };
+        let event = Created {
+            id: "a".into(),
+            n: 7,
+        };
         let typed = Json.encode(&event)?;
         let recorded = Json.encode_recorded(&event)?;
         assert_eq!(typed, recorded);
         assert_eq!(typed.content_type, "application/json");
-        assert_eq!(Json.decode::<Created>("application/json", &typed.payload)?, event);
+        assert_eq!(
+            Json.decode::<Created>("application/json", &typed.payload)?,
+            event
+        );
         Ok(())
     }
 
     #[test]
     fn refuses_other_content_types_and_garbage() {
         let err = Json.decode::<Created>("application/avro", b"{}").err();
-        assert!(matches!(err, Some(CodecError::UnsupportedContentType { .. })));
+        assert!(matches!(
+            err,
+            Some(CodecError::UnsupportedContentType { .. })
+        ));
         let err = Json.decode::<Created>("application/json", b"\xff{").err();
-        assert!(matches!(err, Some(CodecError::Decode { ref event_type, .. }) if event_type == "test.created"));
+        assert!(
+            matches!(err, Some(CodecError::Decode { ref event_type, .. }) if event_type == "test.created")
+        );
         assert!(Json::reads("application/json; charset=utf-8"));
         assert!(Json::reads("application/cloudevents+json"));
     }

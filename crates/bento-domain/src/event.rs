@@ -19,7 +19,9 @@ use serde::de::DeserializeOwned;
 ///     fn aggregate_id(&self) -> String { self.user_id.clone() }
 /// }
 /// ```
-pub trait DomainEvent: std::fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait DomainEvent:
+    std::fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
     /// Stable, globally unique event type name, e.g. `"users.user-created"`.
     const EVENT_TYPE: &'static str;
     /// Schema version of this event type; bump it on incompatible changes.

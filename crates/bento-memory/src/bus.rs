@@ -14,19 +14,11 @@ use crate::consumer::Consumer;
 use crate::subscription::{Message, Subscription};
 
 /// Settings of the in-memory bus.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryConfig {
     /// How many of the latest messages each topic keeps for [`MemoryBus::published`]; `0`
     /// keeps none (fastest). Dead-letter topics always keep theirs, up to this many or 10,000.
     pub retain_per_topic: usize,
-}
-
-impl Default for MemoryConfig {
-    fn default() -> Self {
-        Self {
-            retain_per_topic: 0,
-        }
-    }
 }
 
 /// Dead letters kept per dead-letter topic when retention is otherwise off.
@@ -84,7 +76,11 @@ impl Inner {
         }
     }
 
-    fn subscription(&self, topic: &str, spec: &SubscriptionSpec) -> Result<Arc<Subscription>, BusError> {
+    fn subscription(
+        &self,
+        topic: &str,
+        spec: &SubscriptionSpec,
+    ) -> Result<Arc<Subscription>, BusError> {
         let topic_entry = self.topic(topic);
         let mut subscriptions = write(&topic_entry.subscriptions);
         if let Some(existing) = subscriptions.iter().find(|s| s.name == spec.name) {
@@ -248,7 +244,8 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 }
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

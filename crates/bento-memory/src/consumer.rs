@@ -81,7 +81,12 @@ struct MemorySettle {
 }
 
 impl MemorySettle {
-    fn redeliver_later(subscription: &Arc<Subscription>, envelope: Envelope, attempt: u32, delay: Duration) {
+    fn redeliver_later(
+        subscription: &Arc<Subscription>,
+        envelope: Envelope,
+        attempt: u32,
+        delay: Duration,
+    ) {
         let subscription = subscription.clone();
         let message = Message { envelope, attempt };
         if delay.is_zero() {

@@ -47,7 +47,9 @@ impl Subscription {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // A poisoned lock only means a panic elsewhere while holding it; the queue itself is
         // still consistent, so keep going rather than lose messages.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Connects a consumer; refused for a second consumer of an exclusive subscription.

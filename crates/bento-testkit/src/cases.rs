@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bento_application::{
-    Bus, Context, DeadLetterPolicy, HandlerError, PublishOptions, RetryPolicy,
-    SubscriptionSpec, Transaction, UnitOfWork, wire,
+    Bus, Context, DeadLetterPolicy, HandlerError, PublishOptions, RetryPolicy, SubscriptionSpec,
+    Transaction, UnitOfWork, wire,
 };
 use bento_codec::Json;
 use bento_domain::{AggregateRoot, DomainEvent, Envelope, EventRecorder};
@@ -91,7 +91,10 @@ impl Setup {
     }
 
     /// Subscribes a collector to the dead-letter topic of `spec`.
-    async fn watch_dead_letters(&self, spec: &SubscriptionSpec) -> (Collector, bento_application::Subscription) {
+    async fn watch_dead_letters(
+        &self,
+        spec: &SubscriptionSpec,
+    ) -> (Collector, bento_application::Subscription) {
         let dlq = spec
             .dead_letter
             .topic
@@ -100,7 +103,10 @@ impl Setup {
         let collector = Collector::new();
         let sub = self
             .bus
-            .subscribe_envelopes(SubscriptionSpec::topic(dlq, unique("dlq-reader")), collector.handler())
+            .subscribe_envelopes(
+                SubscriptionSpec::topic(dlq, unique("dlq-reader")),
+                collector.handler(),
+            )
             .await
             .unwrap_or_else(|e| panic!("subscribing to the dead-letter topic failed: {e}"));
         (collector, sub)
@@ -114,7 +120,8 @@ impl Setup {
 }
 
 fn decode(envelope: &Envelope) -> Ping {
-    serde_json::from_slice(&envelope.payload).unwrap_or_else(|e| panic!("payload is not a Ping: {e}"))
+    serde_json::from_slice(&envelope.payload)
+        .unwrap_or_else(|e| panic!("payload is not a Ping: {e}"))
 }
 
 fn header<'a>(envelope: &'a Envelope, name: &str) -> &'a str {
@@ -127,9 +134,15 @@ fn header<'a>(envelope: &'a Envelope, name: &str) -> &'a str {
 
 /// Every envelope field survives the trip through the backend.
 pub async fn round_trip(backend: &dyn Backend) {
-    let Some(s) = setup(backend, Case::RoundTrip, "round-trip").await else { return };
+    let Some(s) = setup(backend, Case::RoundTrip, "round-trip").await else {
+        return;
+    };
     let collector = Collector::new();
-    let sub = s.bus.subscribe_envelopes(s.spec("rt"), collector.handler()).await.expect("subscribe");
+    let sub = s
+        .bus
+        .subscribe_envelopes(s.spec("rt"), collector.handler())
+        .await
+        .expect("subscribe");
     s.ready().await;
 
     let sent = s
@@ -139,7 +152,10 @@ pub async fn round_trip(backend: &dyn Backend) {
         .with_correlation_id("corr-42")
         .with_causation_id("cause-41")
         .with_tenant("acme")
-        .with_header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        .with_header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
         .with_header("x-user", "value with spaces");
     s.publish_envelope(sent.clone()).await;
 
@@ -147,8 +163,15 @@ pub async fn round_trip(backend: &dyn Backend) {
     assert_eq!(got.id, sent.id);
     assert_eq!(got.event_type, "bento.conformance.ping");
     assert_eq!(got.version, 2);
-    let skew = (got.occurred_at - sent.occurred_at).num_microseconds().map(i64::abs);
-    assert!(skew.is_some_and(|us| us < 1000), "occurred_at changed: {} vs {}", got.occurred_at, sent.occurred_at);
+    let skew = (got.occurred_at - sent.occurred_at)
+        .num_microseconds()
+        .map(i64::abs);
+    assert!(
+        skew.is_some_and(|us| us < 1000),
+        "occurred_at changed: {} vs {}",
+        got.occurred_at,
+        sent.occurred_at
+    );
     assert_eq!(got.aggregate_type, "pinger");
     assert_eq!(got.aggregate_id, "k1");
     assert_eq!(got.ordering_key.as_deref(), Some("k1"));
@@ -156,8 +179,14 @@ pub async fn round_trip(backend: &dyn Backend) {
     assert_eq!(got.causation_id.as_deref(), Some("cause-41"));
     assert_eq!(got.tenant.as_deref(), Some("acme"));
     assert_eq!(got.content_type, "application/json");
-    assert_eq!(got.headers.get("traceparent"), sent.headers.get("traceparent"));
-    assert_eq!(got.headers.get("x-user").map(String::as_str), Some("value with spaces"));
+    assert_eq!(
+        got.headers.get("traceparent"),
+        sent.headers.get("traceparent")
+    );
+    assert_eq!(
+        got.headers.get("x-user").map(String::as_str),
+        Some("value with spaces")
+    );
     assert_eq!(got.payload, sent.payload);
     assert_eq!(decode(&got), ping("k1", 1));
     sub.shutdown().await.expect("shutdown");
@@ -165,10 +194,20 @@ pub async fn round_trip(backend: &dyn Backend) {
 
 /// Two subscriptions of one topic each receive every message.
 pub async fn fan_out(backend: &dyn Backend) {
-    let Some(s) = setup(backend, Case::FanOut, "fan-out").await else { return };
+    let Some(s) = setup(backend, Case::FanOut, "fan-out").await else {
+        return;
+    };
     let (a, b) = (Collector::new(), Collector::new());
-    let sub_a = s.bus.subscribe_envelopes(s.spec("a"), a.handler()).await.expect("subscribe a");
-    let sub_b = s.bus.subscribe_envelopes(s.spec("b"), b.handler()).await.expect("subscribe b");
+    let sub_a = s
+        .bus
+        .subscribe_envelopes(s.spec("a"), a.handler())
+        .await
+        .expect("subscribe a");
+    let sub_b = s
+        .bus
+        .subscribe_envelopes(s.spec("b"), b.handler())
+        .await
+        .expect("subscribe b");
     s.ready().await;
     for seq in 0..20 {
         s.publish(&ping("k", seq)).await;
@@ -176,7 +215,11 @@ pub async fn fan_out(backend: &dyn Backend) {
     for collector in [&a, &b] {
         let seen = collector.wait_for(20, s.patience).await;
         let ids: HashSet<String> = seen.iter().map(|c| decode(&c.envelope).id).collect();
-        assert_eq!(ids.len(), 20, "each subscription gets all 20 distinct messages");
+        assert_eq!(
+            ids.len(),
+            20,
+            "each subscription gets all 20 distinct messages"
+        );
     }
     sub_a.shutdown().await.expect("shutdown");
     sub_b.shutdown().await.expect("shutdown");
@@ -184,11 +227,21 @@ pub async fn fan_out(backend: &dyn Backend) {
 
 /// Two consumers of one shared subscription split the messages; each message is handled once.
 pub async fn competing_consumers(backend: &dyn Backend) {
-    let Some(s) = setup(backend, Case::CompetingConsumers, "competing").await else { return };
+    let Some(s) = setup(backend, Case::CompetingConsumers, "competing").await else {
+        return;
+    };
     let spec = s.spec("workers");
     let (a, b) = (Collector::new(), Collector::new());
-    let sub_a = s.bus.subscribe_envelopes(spec.clone(), a.handler()).await.expect("subscribe a");
-    let sub_b = s.bus.subscribe_envelopes(spec, b.handler()).await.expect("subscribe b");
+    let sub_a = s
+        .bus
+        .subscribe_envelopes(spec.clone(), a.handler())
+        .await
+        .expect("subscribe a");
+    let sub_b = s
+        .bus
+        .subscribe_envelopes(spec, b.handler())
+        .await
+        .expect("subscribe b");
     s.ready().await;
     let total = 200;
     for seq in 0..total {
@@ -200,13 +253,23 @@ pub async fn competing_consumers(backend: &dyn Backend) {
     }
     // Give duplicates, if any, a moment to show up.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut ids: Vec<String> = a.seen().iter().chain(b.seen().iter()).map(|c| decode(&c.envelope).id).collect();
+    let mut ids: Vec<String> = a
+        .seen()
+        .iter()
+        .chain(b.seen().iter())
+        .map(|c| decode(&c.envelope).id)
+        .collect();
     let received = ids.len();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), total as usize, "every message handled");
     assert_eq!(received, total as usize, "no message handled twice");
-    assert!(!a.is_empty() && !b.is_empty(), "both consumers got a share: {} / {}", a.len(), b.len());
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "both consumers got a share: {} / {}",
+        a.len(),
+        b.len()
+    );
     sub_a.shutdown().await.expect("shutdown");
     sub_b.shutdown().await.expect("shutdown");
 }
@@ -214,7 +277,9 @@ pub async fn competing_consumers(backend: &dyn Backend) {
 /// 1,000 messages over 10 keys, concurrency 8: each key's messages are handled one at a time,
 /// in publish order, while different keys run in parallel.
 pub async fn per_key_order(backend: &dyn Backend) {
-    let Some(s) = setup(backend, Case::PerKeyOrder, "per-key-order").await else { return };
+    let Some(s) = setup(backend, Case::PerKeyOrder, "per-key-order").await else {
+        return;
+    };
     let order: Arc<std::sync::Mutex<BTreeMap<String, Vec<u32>>>> = Arc::default();
     let busy_keys: Arc<std::sync::Mutex<HashSet<String>>> = Arc::default();
     let overlap = Arc::new(AtomicUsize::new(0));
@@ -222,18 +287,34 @@ pub async fn per_key_order(backend: &dyn Backend) {
     let running = Arc::new(AtomicUsize::new(0));
     let done = Collector::new();
     let handler = {
-        let (order, busy_keys, overlap, max_parallel, running, done) =
-            (order.clone(), busy_keys.clone(), overlap.clone(), max_parallel.clone(), running.clone(), done.clone());
+        let (order, busy_keys, overlap, max_parallel, running, done) = (
+            order.clone(),
+            busy_keys.clone(),
+            overlap.clone(),
+            max_parallel.clone(),
+            running.clone(),
+            done.clone(),
+        );
         move |event: Ping, ctx: Context| {
-            let (order, busy_keys, overlap, max_parallel, running, done) =
-                (order.clone(), busy_keys.clone(), overlap.clone(), max_parallel.clone(), running.clone(), done.clone());
+            let (order, busy_keys, overlap, max_parallel, running, done) = (
+                order.clone(),
+                busy_keys.clone(),
+                overlap.clone(),
+                max_parallel.clone(),
+                running.clone(),
+                done.clone(),
+            );
             async move {
-                if !busy_keys.lock().map(|mut k| k.insert(event.key.clone())).unwrap_or(false) {
+                if !busy_keys
+                    .lock()
+                    .map(|mut k| k.insert(event.key.clone()))
+                    .unwrap_or(false)
+                {
                     overlap.fetch_add(1, Ordering::SeqCst);
                 }
                 let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                 max_parallel.fetch_max(now, Ordering::SeqCst);
-                if event.seq % 7 == 0 {
+                if event.seq.is_multiple_of(7) {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 } else {
                     tokio::task::yield_now().await;
@@ -256,9 +337,14 @@ pub async fn per_key_order(backend: &dyn Backend) {
         .await
         .expect("subscribe");
     s.ready().await;
-    let events: Vec<Ping> = (0..1000).map(|i| ping(&format!("key-{}", i % 10), i / 10)).collect();
+    let events: Vec<Ping> = (0..1000)
+        .map(|i| ping(&format!("key-{}", i % 10), i / 10))
+        .collect();
     for chunk in events.chunks(100) {
-        let envelopes = chunk.iter().map(|e| s.bus.envelope(e).expect("encode")).collect();
+        let envelopes = chunk
+            .iter()
+            .map(|e| s.bus.envelope(e).expect("encode"))
+            .collect();
         s.bus
             .message_bus()
             .publish_batch(envelopes, PublishOptions::default().to_topic(&s.topic))
@@ -266,20 +352,32 @@ pub async fn per_key_order(backend: &dyn Backend) {
             .expect("publish batch");
     }
     done.wait_for(1000, s.patience * 3).await;
-    assert_eq!(overlap.load(Ordering::SeqCst), 0, "two messages of one key ran at once");
+    assert_eq!(
+        overlap.load(Ordering::SeqCst),
+        0,
+        "two messages of one key ran at once"
+    );
     let order = order.lock().map(|o| o.clone()).unwrap_or_default();
     assert_eq!(order.len(), 10);
     for (key, seqs) in order {
         assert_eq!(seqs, (0..100).collect::<Vec<u32>>(), "order of {key}");
     }
-    assert!(max_parallel.load(Ordering::SeqCst) > 1, "different keys ran in parallel");
-    assert!(max_parallel.load(Ordering::SeqCst) <= 8, "bound of 8 respected");
+    assert!(
+        max_parallel.load(Ordering::SeqCst) > 1,
+        "different keys ran in parallel"
+    );
+    assert!(
+        max_parallel.load(Ordering::SeqCst) <= 8,
+        "bound of 8 respected"
+    );
     sub.shutdown().await.expect("shutdown");
 }
 
 /// Never more handlers at once than the bound, and the bound is used.
 pub async fn concurrency_bound(backend: &dyn Backend) {
-    let Some(s) = setup(backend, Case::ConcurrencyBound, "bound").await else { return };
+    let Some(s) = setup(backend, Case::ConcurrencyBound, "bound").await else {
+        return;
+    };
     let running = Arc::new(AtomicUsize::new(0));
     let max_seen = Arc::new(AtomicUsize::new(0));
     let done = Collector::new();
@@ -297,7 +395,11 @@ pub async fn concurrency_bound(backend: &dyn Backend) {
             }
         }
     };
-    let sub = s.bus.subscribe_with::<Ping, _>(s.spec("bounded").concurrency(4), handler).await.expect("subscribe");
+    let sub = s
+        .bus
+        .subscribe_with::<Ping, _>(s.spec("bounded").concurrency(4), handler)
+        .await
+        .expect("subscribe");
     s.ready().await;
     for seq in 0..40 {
         s.publish(&ping(&format!("k{seq}"), seq)).await;
@@ -310,13 +412,19 @@ pub async fn concurrency_bound(backend: &dyn Backend) {
 }
 
 fn quick_retry(attempts: u32) -> RetryPolicy {
-    RetryPolicy::exponential(attempts, Duration::from_millis(50)).max_backoff(Duration::from_millis(400))
+    RetryPolicy::exponential(attempts, Duration::from_millis(50))
+        .max_backoff(Duration::from_millis(400))
 }
 
 /// A retryable failure is retried with backoff until the handler succeeds; no dead letter.
 pub async fn retry_then_success(backend: &dyn Backend) {
-    let Some(s) = setup(backend, Case::RetryThenSuccess, "retry").await else { return };
-    let spec = s.spec("flaky").retry(quick_retry(5)).dead_letter(DeadLetterPolicy::to_topic(unique("retry-dlq")));
+    let Some(s) = setup(backend, Case::RetryThenSuccess, "retry").await else {
+        return;
+    };
+    let spec = s
+        .spec("flaky")
+        .retry(quick_retry(5))
+        .dead_letter(DeadLetterPolicy::to_topic(unique("retry-dlq")));
     let (dead, dlq_sub) = s.watch_dead_letters(&spec).await;
     let attempts = Collector::new();
     let handler = {
@@ -325,20 +433,30 @@ pub async fn retry_then_success(backend: &dyn Backend) {
             attempts.record(&ctx);
             async move {
                 if ctx.attempt() < 3 {
-                    Err(HandlerError::retryable(format!("flaky on attempt {}", ctx.attempt())))
+                    Err(HandlerError::retryable(format!(
+                        "flaky on attempt {}",
+                        ctx.attempt()
+                    )))
                 } else {
                     Ok(())
                 }
             }
         }
     };
-    let sub = s.bus.subscribe_with::<Ping, _>(spec, handler).await.expect("subscribe");
+    let sub = s
+        .bus
+        .subscribe_with::<Ping, _>(spec, handler)
+        .await
+        .expect("subscribe");
     s.ready().await;
     s.publish(&ping("k", 1)).await;
     let seen = attempts.wait_for(3, s.patience).await;
     let numbers: Vec<u32> = seen.iter().map(|c| c.attempt).collect();
     assert_eq!(numbers, vec![1, 2, 3]);
-    assert!(seen[1].at - seen[0].at >= Duration::from_millis(30), "retry waited for its backoff");
+    assert!(
+        seen[1].at - seen[0].at >= Duration::from_millis(30),
+        "retry waited for its backoff"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(attempts.len(), 3, "no attempt after success");
     assert!(dead.is_empty(), "nothing dead-lettered");
@@ -356,7 +474,11 @@ async fn expect_dead_letter(
 ) -> Envelope {
     let (dead, dlq_sub) = s.watch_dead_letters(&spec).await;
     let subscription = spec.name.clone();
-    let sub = s.bus.subscribe_with::<Ping, _>(spec, handler).await.expect("subscribe");
+    let sub = s
+        .bus
+        .subscribe_with::<Ping, _>(spec, handler)
+        .await
+        .expect("subscribe");
     s.ready().await;
     let event = ping("doomed", 1);
     s.publish(&event).await;
@@ -365,7 +487,11 @@ async fn expect_dead_letter(
     assert_eq!(letter.event_type, Ping::EVENT_TYPE);
     assert_eq!(header(&letter, wire::DLQ_FAILURE), failure);
     assert_eq!(header(&letter, wire::DLQ_ATTEMPTS), attempts.to_string());
-    assert!(header(&letter, wire::DLQ_REASON).contains(reason_contains), "reason: {}", header(&letter, wire::DLQ_REASON));
+    assert!(
+        header(&letter, wire::DLQ_REASON).contains(reason_contains),
+        "reason: {}",
+        header(&letter, wire::DLQ_REASON)
+    );
     assert!(header(&letter, wire::DLQ_ORIGINAL_TOPIC).ends_with(&s.topic));
     assert_eq!(header(&letter, wire::DLQ_SUBSCRIPTION), subscription);
     sub.shutdown().await.expect("shutdown");
@@ -375,8 +501,13 @@ async fn expect_dead_letter(
 
 /// A handler that keeps failing is dead-lettered after the last attempt, with the cause.
 pub async fn retries_exhausted_dead_letter(backend: &dyn Backend) {
-    let Some(s) = setup(backend, Case::RetriesExhausted, "exhausted").await else { return };
-    let spec = s.spec("hopeless").retry(quick_retry(3)).dead_letter(DeadLetterPolicy::to_topic(unique("exhausted-dlq")));
+    let Some(s) = setup(backend, Case::RetriesExhausted, "exhausted").await else {
+        return;
+    };
+    let spec = s
+        .spec("hopeless")
+        .retry(quick_retry(3))
+        .dead_letter(DeadLetterPolicy::to_topic(unique("exhausted-dlq")));
     let calls = Arc::new(AtomicU32::new(0));
     let handler = {
         let calls = calls.clone();
@@ -385,14 +516,27 @@ pub async fn retries_exhausted_dead_letter(backend: &dyn Backend) {
             async { Err::<(), _>(HandlerError::retryable("database unavailable")) }
         }
     };
-    expect_dead_letter(&s, spec, handler, "retries-exhausted", 3, "database unavailable").await;
+    expect_dead_letter(
+        &s,
+        spec,
+        handler,
+        "retries-exhausted",
+        3,
+        "database unavailable",
+    )
+    .await;
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
 /// A permanent failure is dead-lettered at once.
 pub async fn permanent_failure_dead_letter(backend: &dyn Backend) {
-    let Some(s) = setup(backend, Case::PermanentFailure, "permanent").await else { return };
-    let spec = s.spec("strict").retry(quick_retry(5)).dead_letter(DeadLetterPolicy::to_topic(unique("permanent-dlq")));
+    let Some(s) = setup(backend, Case::PermanentFailure, "permanent").await else {
+        return;
+    };
+    let spec = s
+        .spec("strict")
+        .retry(quick_retry(5))
+        .dead_letter(DeadLetterPolicy::to_topic(unique("permanent-dlq")));
     let calls = Arc::new(AtomicU32::new(0));
     let handler = {
         let calls = calls.clone();
@@ -402,13 +546,21 @@ pub async fn permanent_failure_dead_letter(backend: &dyn Backend) {
         }
     };
     expect_dead_letter(&s, spec, handler, "permanent", 1, "invalid email address").await;
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "no retry of a permanent failure");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "no retry of a permanent failure"
+    );
 }
 
 /// An undecodable payload is dead-lettered and the consumer goes on with the next message.
 pub async fn undecodable_dead_letter(backend: &dyn Backend) {
-    let Some(s) = setup(backend, Case::Undecodable, "undecodable").await else { return };
-    let spec = s.spec("decoder").dead_letter(DeadLetterPolicy::to_topic(unique("undecodable-dlq")));
+    let Some(s) = setup(backend, Case::Undecodable, "undecodable").await else {
+        return;
+    };
+    let spec = s
+        .spec("decoder")
+        .dead_letter(DeadLetterPolicy::to_topic(unique("undecodable-dlq")));
     let (dead, dlq_sub) = s.watch_dead_letters(&spec).await;
     let good = Collector::new();
     let handler = {
@@ -418,9 +570,19 @@ pub async fn undecodable_dead_letter(backend: &dyn Backend) {
             async { Ok::<(), HandlerError>(()) }
         }
     };
-    let sub = s.bus.subscribe_with::<Ping, _>(spec, handler).await.expect("subscribe");
+    let sub = s
+        .bus
+        .subscribe_with::<Ping, _>(spec, handler)
+        .await
+        .expect("subscribe");
     s.ready().await;
-    let garbage = Envelope::new(Ping::EVENT_TYPE, Ping::VERSION, "application/json", &b"\x00not json{"[..]).with_ordering_key("bad");
+    let garbage = Envelope::new(
+        Ping::EVENT_TYPE,
+        Ping::VERSION,
+        "application/json",
+        &b"\x00not json{"[..],
+    )
+    .with_ordering_key("bad");
     let garbage_id = garbage.id;
     s.publish_envelope(garbage).await;
     s.publish(&ping("fine", 1)).await;
@@ -437,8 +599,13 @@ pub async fn undecodable_dead_letter(backend: &dyn Backend) {
 
 /// A panicking handler counts as a failed one; the consumer survives and goes on.
 pub async fn panicking_handler(backend: &dyn Backend) {
-    let Some(s) = setup(backend, Case::PanickingHandler, "panic").await else { return };
-    let spec = s.spec("panicky").retry(quick_retry(2)).dead_letter(DeadLetterPolicy::to_topic(unique("panic-dlq")));
+    let Some(s) = setup(backend, Case::PanickingHandler, "panic").await else {
+        return;
+    };
+    let spec = s
+        .spec("panicky")
+        .retry(quick_retry(2))
+        .dead_letter(DeadLetterPolicy::to_topic(unique("panic-dlq")));
     let (dead, dlq_sub) = s.watch_dead_letters(&spec).await;
     let good = Collector::new();
     let handler = {
@@ -454,13 +621,21 @@ pub async fn panicking_handler(backend: &dyn Backend) {
             }
         }
     };
-    let sub = s.bus.subscribe_with::<Ping, _>(spec, handler).await.expect("subscribe");
+    let sub = s
+        .bus
+        .subscribe_with::<Ping, _>(spec, handler)
+        .await
+        .expect("subscribe");
     s.ready().await;
     s.publish(&ping("explode", 1)).await;
     s.publish(&ping("calm", 1)).await;
     let letter = dead.wait_for(1, s.patience).await.remove(0).envelope;
     assert_eq!(decode(&letter).key, "explode");
-    assert_eq!(header(&letter, wire::DLQ_ATTEMPTS), "2", "a panic is retried like any failure");
+    assert_eq!(
+        header(&letter, wire::DLQ_ATTEMPTS),
+        "2",
+        "a panic is retried like any failure"
+    );
     assert!(header(&letter, wire::DLQ_REASON).contains("boom in handler"));
     good.wait_for(1, s.patience).await;
     s.publish(&ping("calm", 2)).await;
@@ -471,30 +646,47 @@ pub async fn panicking_handler(backend: &dyn Backend) {
 
 /// A delayed message is not delivered before its time.
 pub async fn delayed_delivery(backend: &dyn Backend) {
-    let Some(s) = setup(backend, Case::DelayedDelivery, "delayed").await else { return };
+    let Some(s) = setup(backend, Case::DelayedDelivery, "delayed").await else {
+        return;
+    };
     let collector = Collector::new();
-    let sub = s.bus.subscribe_envelopes(s.spec("patient"), collector.handler()).await.expect("subscribe");
+    let sub = s
+        .bus
+        .subscribe_envelopes(s.spec("patient"), collector.handler())
+        .await
+        .expect("subscribe");
     s.ready().await;
     let delay = Duration::from_millis(1500);
     let sent_at = Instant::now();
     s.bus
-        .publish_with(&ping("later", 1), PublishOptions::deliver_after(delay).to_topic(&s.topic))
+        .publish_with(
+            &ping("later", 1),
+            PublishOptions::deliver_after(delay).to_topic(&s.topic),
+        )
         .await
         .expect("publish delayed");
     s.publish(&ping("now", 1)).await;
     let seen = collector.wait_for(2, s.patience + delay).await;
     let first = decode(&seen[0].envelope);
     assert_eq!(first.key, "now", "the undelayed message comes first");
-    let later = seen.iter().find(|c| decode(&c.envelope).key == "later").expect("delayed message arrives");
+    let later = seen
+        .iter()
+        .find(|c| decode(&c.envelope).key == "later")
+        .expect("delayed message arrives");
     let waited = later.at - sent_at;
-    assert!(waited >= delay, "delivered after {waited:?}, before the {delay:?} asked for");
+    assert!(
+        waited >= delay,
+        "delivered after {waited:?}, before the {delay:?} asked for"
+    );
     sub.shutdown().await.expect("shutdown");
 }
 
 /// Shutdown waits for in-flight handlers; what was not handled is delivered to the next
 /// consumer of the subscription; nothing is lost.
 pub async fn graceful_shutdown(backend: &dyn Backend) {
-    let Some(s) = setup(backend, Case::GracefulShutdown, "shutdown").await else { return };
+    let Some(s) = setup(backend, Case::GracefulShutdown, "shutdown").await else {
+        return;
+    };
     let spec = s.spec("stoppable").concurrency(4);
     let started = Arc::new(AtomicUsize::new(0));
     let finished = Collector::new();
@@ -510,7 +702,11 @@ pub async fn graceful_shutdown(backend: &dyn Backend) {
             }
         }
     };
-    let sub = s.bus.subscribe_with::<Ping, _>(spec.clone(), slow).await.expect("subscribe");
+    let sub = s
+        .bus
+        .subscribe_with::<Ping, _>(spec.clone(), slow)
+        .await
+        .expect("subscribe");
     s.ready().await;
     let total = 20;
     for seq in 0..total {
@@ -523,19 +719,38 @@ pub async fn graceful_shutdown(backend: &dyn Backend) {
     sub.shutdown().await.expect("shutdown");
     let started_before = started.load(Ordering::SeqCst);
     assert!(started_before > 0, "some handlers were running at shutdown");
-    assert_eq!(finished.len(), started_before, "every started handler finished before shutdown returned");
-    assert!(finished.len() < total as usize, "shutdown happened mid-stream");
+    assert_eq!(
+        finished.len(),
+        started_before,
+        "every started handler finished before shutdown returned"
+    );
+    assert!(
+        finished.len() < total as usize,
+        "shutdown happened mid-stream"
+    );
 
     let rest = Collector::new();
-    let sub = s.bus.subscribe_envelopes(spec, rest.handler()).await.expect("resubscribe");
+    let sub = s
+        .bus
+        .subscribe_envelopes(spec, rest.handler())
+        .await
+        .expect("resubscribe");
     let deadline = Instant::now() + s.patience * 2;
     let handled = |f: &Collector, r: &Collector| -> HashSet<String> {
-        f.seen().iter().chain(r.seen().iter()).map(|c| decode(&c.envelope).id).collect()
+        f.seen()
+            .iter()
+            .chain(r.seen().iter())
+            .map(|c| decode(&c.envelope).id)
+            .collect()
     };
     while handled(&finished, &rest).len() < total as usize && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(handled(&finished, &rest).len(), total as usize, "every message handled by one consumer or the next");
+    assert_eq!(
+        handled(&finished, &rest).len(),
+        total as usize,
+        "every message handled by one consumer or the next"
+    );
     sub.shutdown().await.expect("shutdown");
 }
 
@@ -556,7 +771,11 @@ struct FakeTransaction {
 #[async_trait]
 impl Transaction for FakeTransaction {
     async fn commit(self: Box<Self>) -> Result<(), String> {
-        if self.fail { Err("constraint violated".into()) } else { Ok(()) }
+        if self.fail {
+            Err("constraint violated".into())
+        } else {
+            Ok(())
+        }
     }
     async fn rollback(self: Box<Self>) -> Result<(), String> {
         Ok(())
@@ -566,22 +785,31 @@ impl Transaction for FakeTransaction {
 /// The unit of work publishes recorded events after a successful commit, and never after a
 /// rollback, a drop or a failed commit.
 pub async fn unit_of_work(backend: &dyn Backend) {
-    let Some(s) = setup(backend, Case::UnitOfWork, "uow").await else { return };
+    let Some(s) = setup(backend, Case::UnitOfWork, "uow").await else {
+        return;
+    };
     // The unit of work publishes to the event type's own topic; a fresh subscription sees only
     // this run's messages, told apart by a run id in the key.
     let run = unique("uow");
     let collector = Collector::new();
     let spec = SubscriptionSpec::event_type(Ping::EVENT_TYPE, unique("uow-reader"));
-    let sub = s.bus.subscribe_envelopes(spec, collector.handler()).await.expect("subscribe");
+    let sub = s
+        .bus
+        .subscribe_envelopes(spec, collector.handler())
+        .await
+        .expect("subscribe");
     s.ready().await;
     let record = |label: &str| {
-        let mut aggregate = Pinger { events: EventRecorder::default() };
+        let mut aggregate = Pinger {
+            events: EventRecorder::default(),
+        };
         aggregate.events.record(ping(&format!("{run}-{label}"), 1));
         aggregate.events.record(ping(&format!("{run}-{label}"), 2));
         aggregate
     };
 
-    let mut rolled_back = UnitOfWork::with_transaction(s.bus.clone(), FakeTransaction { fail: false });
+    let mut rolled_back =
+        UnitOfWork::with_transaction(s.bus.clone(), FakeTransaction { fail: false });
     rolled_back.collect(&mut record("rolled-back"));
     rolled_back.rollback().await.expect("rollback");
 
@@ -591,17 +819,28 @@ pub async fn unit_of_work(backend: &dyn Backend) {
 
     let mut failed = UnitOfWork::with_transaction(s.bus.clone(), FakeTransaction { fail: true });
     failed.collect(&mut record("failed"));
-    assert!(failed.commit().await.is_err(), "a failed commit is reported");
+    assert!(
+        failed.commit().await.is_err(),
+        "a failed commit is reported"
+    );
 
-    let mut committed = UnitOfWork::with_transaction(s.bus.clone(), FakeTransaction { fail: false });
+    let mut committed =
+        UnitOfWork::with_transaction(s.bus.clone(), FakeTransaction { fail: false });
     let mut aggregate = record("committed");
     committed.collect(&mut aggregate);
-    assert!(aggregate.events.is_empty(), "the unit of work took the events");
+    assert!(
+        aggregate.events.is_empty(),
+        "the unit of work took the events"
+    );
     let ids = committed.commit().await.expect("commit");
     assert_eq!(ids.len(), 2);
 
     let mine = |c: &Collector| -> Vec<Ping> {
-        c.seen().iter().map(|c| decode(&c.envelope)).filter(|p| p.key.starts_with(&run)).collect()
+        c.seen()
+            .iter()
+            .map(|c| decode(&c.envelope))
+            .filter(|p| p.key.starts_with(&run))
+            .collect()
     };
     let deadline = Instant::now() + s.patience;
     while mine(&collector).len() < 2 && Instant::now() < deadline {
@@ -609,7 +848,14 @@ pub async fn unit_of_work(backend: &dyn Backend) {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got = mine(&collector);
-    let keys: Vec<(String, u32)> = got.iter().map(|p| (p.key.replace(&run, ""), p.seq)).collect();
-    assert_eq!(keys, vec![("-committed".to_owned(), 1), ("-committed".to_owned(), 2)], "only the committed work was published, in order");
+    let keys: Vec<(String, u32)> = got
+        .iter()
+        .map(|p| (p.key.replace(&run, ""), p.seq))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![("-committed".to_owned(), 1), ("-committed".to_owned(), 2)],
+        "only the committed work was published, in order"
+    );
     sub.shutdown().await.expect("shutdown");
 }

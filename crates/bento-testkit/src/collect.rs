@@ -88,6 +88,8 @@ impl Collector {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Collected>> {
-        self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

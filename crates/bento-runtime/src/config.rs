@@ -1,0 +1,176 @@
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::RuntimeError;
+
+/// Environment variable naming the configuration file (default `bento.toml`).
+pub const CONFIG_PATH_VAR: &str = "BENTO_CONFIG";
+/// The file read when [`CONFIG_PATH_VAR`] is unset; a missing file means "all defaults".
+pub const DEFAULT_CONFIG_PATH: &str = "bento.toml";
+
+/// Top-level sections; `BENTO_` variables outside them (like `BENTO_CONFIG`) are not config.
+const SECTIONS: [&str; 1] = ["messaging__"];
+
+/// A Bento service's configuration. Unknown keys are rejected, so a typo fails at startup.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The message bus.
+    pub messaging: MessagingConfig,
+}
+
+/// Which backend carries the messages, and each backend's settings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessagingConfig {
+    /// `memory` (default), `pulsar` or `kafka`.
+    pub backend: BackendKind,
+    /// Settings of the in-memory bus.
+    pub memory: MemorySettings,
+    /// Settings of the Pulsar backend (`[messaging.pulsar]`); read only when it is compiled in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pulsar: Option<figment::value::Dict>,
+    /// Settings of the Kafka backend (`[messaging.kafka]`); read only when it is compiled in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<figment::value::Dict>,
+}
+
+/// The message bus implementations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// In-process; the default.
+    #[default]
+    Memory,
+    /// Apache Pulsar.
+    Pulsar,
+    /// Apache Kafka.
+    Kafka,
+}
+
+impl BackendKind {
+    /// The name used in configuration.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BackendKind::Memory => "memory",
+            BackendKind::Pulsar => "pulsar",
+            BackendKind::Kafka => "kafka",
+        }
+    }
+}
+
+/// `[messaging.memory]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemorySettings {
+    /// Messages each topic retains for inspection (`MemoryBus::published`); 0 = none.
+    pub retain_per_topic: usize,
+}
+
+impl Config {
+    /// Reads the file named by `BENTO_CONFIG` (default `bento.toml`, optional), then `BENTO_`
+    /// environment variables, which win.
+    pub fn load() -> Result<Self, RuntimeError> {
+        let path = std::env::var_os(CONFIG_PATH_VAR)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        if std::env::var_os(CONFIG_PATH_VAR).is_some() && !path.exists() {
+            return Err(RuntimeError::Config(format!(
+                "{CONFIG_PATH_VAR} names {}, which does not exist",
+                path.display()
+            )));
+        }
+        Self::from_figment(Self::figment(&path))
+    }
+
+    /// The layered sources: defaults, then the TOML file at `path` (if it exists), then the
+    /// environment.
+    pub fn figment(path: &Path) -> Figment {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(path))
+            .merge(
+                Env::prefixed("BENTO_")
+                    .filter(|key| {
+                        let key = key.as_str().to_ascii_lowercase();
+                        SECTIONS.iter().any(|section| key.starts_with(section))
+                    })
+                    .split("__"),
+            )
+    }
+
+    /// Extracts and validates a configuration from any figment.
+    pub fn from_figment(figment: Figment) -> Result<Self, RuntimeError> {
+        let config: Config = figment.extract()?;
+        Ok(config)
+    }
+
+    /// The raw `[messaging.<backend>]` table, for the backend adapters to parse.
+    #[cfg_attr(not(any(feature = "pulsar", feature = "kafka")), allow(dead_code))]
+    pub(crate) fn backend_table(&self, backend: BackendKind) -> figment::value::Dict {
+        let table = match backend {
+            BackendKind::Pulsar => &self.messaging.pulsar,
+            BackendKind::Kafka => &self.messaging.kafka,
+            BackendKind::Memory => &None,
+        };
+        table.clone().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+// figment's Jail fixes the closure's error type, which clippy finds large.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_to_memory() {
+        figment::Jail::expect_with(|_jail| {
+            let config = Config::from_figment(Config::figment(Path::new("missing.toml")))
+                .map_err(|e| e.to_string())?;
+            assert_eq!(config.messaging.backend, BackendKind::Memory);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "bento.toml",
+                "[messaging]\nbackend = \"kafka\"\n[messaging.memory]\nretain_per_topic = 5\n",
+            )?;
+            jail.set_env("BENTO_MESSAGING__BACKEND", "pulsar");
+            jail.set_env("BENTO_TEST_PULSAR_URL", "ignored, not a config key");
+            let config = Config::from_figment(Config::figment(Path::new("bento.toml")))
+                .map_err(|e| e.to_string())?;
+            assert_eq!(config.messaging.backend, BackendKind::Pulsar);
+            assert_eq!(config.messaging.memory.retain_per_topic, 5);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("BENTO_MESSAGING__BACKEND", "rabbitmq");
+            let error = Config::from_figment(Config::figment(Path::new("none.toml")))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(error.contains("messaging.backend"), "{error}");
+            assert!(error.contains("rabbitmq"), "{error}");
+            assert!(error.contains("BENTO_MESSAGING__BACKEND"), "{error}");
+
+            jail.create_file("typo.toml", "[messaging]\nbackedn = \"memory\"\n")?;
+            let error = Config::from_figment(Config::figment(Path::new("typo.toml")))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(error.contains("backedn"), "{error}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,52 @@
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The configuration could not be read or has an invalid value; the message names the key.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The configured backend is not compiled in.
+    #[error(
+        "messaging.backend = \"{backend}\" but bento-runtime was built without its `{feature}` \
+         cargo feature; enable it (e.g. `cargo run --features {feature}` in the examples, or \
+         `bento-runtime = {{ features = [\"{feature}\"] }}`)"
+    )]
+    BackendNotCompiled {
+        /// The backend asked for.
+        backend: &'static str,
+        /// The feature that enables it.
+        feature: &'static str,
+    },
+    /// The backend could not be started (e.g. the broker is unreachable).
+    #[error(transparent)]
+    Bus(#[from] bento_application::BusError),
+}
+
+impl From<figment::Error> for RuntimeError {
+    fn from(error: figment::Error) -> Self {
+        // figment's own messages name the key path and the source (file or env var).
+        let messages: Vec<String> = error.into_iter().map(|e| describe(&e)).collect();
+        RuntimeError::Config(messages.join("; "))
+    }
+}
+
+fn describe(error: &figment::Error) -> String {
+    let key = error.path.join(".");
+    let source = error
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(source) => format!(" (from {} {source})", m.name),
+            // Environment values: name the exact variable, which figment does not.
+            None if m.name.contains("environment") => format!(
+                " (from environment variable BENTO_{})",
+                error.path.join("__").to_ascii_uppercase()
+            ),
+            None => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    if key.is_empty() {
+        format!("{}{source}", error.kind)
+    } else {
+        format!("`{key}`: {}{source}", error.kind)
+    }
+}

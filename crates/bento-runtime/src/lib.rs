@@ -1,0 +1,37 @@
+//! # bento-runtime
+//!
+//! The one crate that knows every adapter. It reads the service's configuration with figment
+//! (`bento.toml`, then `BENTO_` environment variables, nested keys split by `__`) and builds the
+//! message bus the configuration names, so that switching from the in-memory bus to Pulsar or
+//! Kafka is a configuration change, never a code change:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), bento_runtime::RuntimeError> {
+//! let bento = bento_runtime::Bento::from_env().await?;
+//! let bus = bento.bus(); // Bus<Json> over memory, Pulsar or Kafka, as configured
+//! # Ok(()) }
+//! ```
+//!
+//! Backends other than memory are cargo features (`pulsar`, `kafka`); a configuration naming
+//! one that is not compiled in fails at startup with an error naming the feature.
+
+mod build;
+mod config;
+mod error;
+
+pub use build::{Bento, build_message_bus};
+pub use config::{BackendKind, Config, MemorySettings, MessagingConfig};
+pub use error::RuntimeError;
+
+/// The typed bus a service gets from the runtime.
+pub type Bus = bento_application::Bus<bento_codec::Json>;
+
+/// Everything a service usually needs, in one import.
+pub mod prelude {
+    pub use crate::{Bento, Bus, RuntimeError};
+    pub use bento_application::{
+        BusError, Context, DeadLetterPolicy, HandlerError, MessageBus, PublishOptions, RetryPolicy,
+        Subscription, SubscriptionKind, SubscriptionSpec, UnitOfWork,
+    };
+    pub use bento_domain::{AggregateRoot, DomainEvent, Envelope, EventRecorder, MessageId};
+}

@@ -1,0 +1,3 @@
+//! The domain and use cases the examples share: a tiny user-registration service.
+
+pub mod users;
