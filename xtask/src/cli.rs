@@ -120,6 +120,9 @@ pub struct TestArgs {
     /// Keep broker data from earlier runs instead of starting from empty brokers.
     #[arg(long)]
     pub keep_data: bool,
+    /// Check and test only these packages instead of the whole workspace (repeatable).
+    #[arg(short, long = "package", value_name = "PACKAGE")]
+    pub packages: Vec<String>,
     /// Docker or native mode.
     #[command(flatten)]
     pub mode: ModeArgs,

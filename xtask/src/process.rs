@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
 
 /// Spawns `cmd` in its own process group, stdin closed, stdout and stderr appended to `log_file`.
@@ -164,6 +165,7 @@ fn signal_tree(root: u32, signal: Signal) {
 fn wait_tree_gone(root: u32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
+        reap(root);
         let left: Vec<u32> = tree(root).into_iter().filter(|&p| is_alive(p)).collect();
         if left.is_empty() && !group_alive(root) {
             wait_reaped(root, Duration::from_secs(3));
@@ -173,6 +175,14 @@ fn wait_tree_gone(root: u32, timeout: Duration) -> bool {
             return false;
         }
         thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Reaps `raw` if it is an exited child of this process (`cargo xtask test` starts the brokers
+/// itself); harmless otherwise.
+fn reap(raw: u32) {
+    if let Ok(p) = pid(raw) {
+        let _ = waitpid(p, Some(WaitPidFlag::WNOHANG));
     }
 }
 

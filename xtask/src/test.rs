@@ -52,12 +52,34 @@ fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))
 }
 
-fn feature_args() -> Vec<String> {
-    if TEST_FEATURES.is_empty() {
+/// `--features ...` for the selected packages (all of [`TEST_FEATURES`] for the whole workspace).
+fn feature_args(packages: &[String]) -> Vec<String> {
+    let features: Vec<&str> = TEST_FEATURES
+        .iter()
+        .copied()
+        .filter(|f| {
+            packages.is_empty()
+                || packages
+                    .iter()
+                    .any(|p| f.split('/').next() == Some(p.as_str()))
+        })
+        .collect();
+    if features.is_empty() {
         Vec::new()
     } else {
-        vec!["--features".to_string(), TEST_FEATURES.join(" ")]
+        vec!["--features".to_string(), features.join(" ")]
     }
+}
+
+/// `--workspace`, or `-p <package>` for each selected package.
+fn scope_args(packages: &[String]) -> Vec<String> {
+    if packages.is_empty() {
+        return vec!["--workspace".to_string()];
+    }
+    packages
+        .iter()
+        .flat_map(|p| ["-p".to_string(), p.clone()])
+        .collect()
 }
 
 fn show(cmd: &Command) -> String {
@@ -110,24 +132,35 @@ pub fn run(args: TestArgs) -> Result<()> {
     }
     prereq::ensure(&tools)?;
 
+    let packages = &args.packages;
     let mut fmt = cargo();
-    fmt.args(["fmt", "--all", "--", "--check"]);
+    fmt.arg("fmt");
+    if packages.is_empty() {
+        fmt.arg("--all");
+    } else {
+        fmt.args(scope_args(packages));
+    }
+    fmt.args(["--", "--check"]);
     if !run_step(fmt)? {
-        bail!("`cargo fmt --all -- --check` failed: run `cargo fmt --all`");
+        bail!("`cargo fmt -- --check` failed: run `cargo fmt --all`");
     }
     let mut clippy = cargo();
     clippy
-        .args(["clippy", "--workspace", "--all-targets"])
-        .args(feature_args())
-        .args(["--", "-D", "warnings"]);
+        .arg("clippy")
+        .args(scope_args(packages))
+        .arg("--all-targets")
+        .args(feature_args(packages));
+    clippy.args(["--", "-D", "warnings"]);
     if !run_step(clippy)? {
         bail!("clippy failed");
     }
     progress::check_interrupted()?;
 
     let mut test = cargo();
-    test.args(["test", "--workspace", "--all-targets"])
-        .args(feature_args());
+    test.arg("test")
+        .args(scope_args(packages))
+        .arg("--all-targets")
+        .args(feature_args(packages));
     if managed {
         if !args.keep_data {
             println!("\n==> fresh brokers: stopping any running ones and wiping their data");
@@ -175,4 +208,21 @@ pub fn run(args: TestArgs) -> Result<()> {
         bail!("tests failed");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_workspace_by_default() {
+        assert_eq!(scope_args(&[]), ["--workspace"]);
+        assert_eq!(scope_args(&["xtask".to_string()]), ["-p", "xtask"]);
+    }
+
+    #[test]
+    fn features_are_limited_to_selected_packages() {
+        assert!(feature_args(&["no-such-package".to_string()]).is_empty());
+        assert_eq!(feature_args(&[]).is_empty(), TEST_FEATURES.is_empty());
+    }
 }
