@@ -130,14 +130,26 @@ async fn run<S>(
     S: Stream<Item = Delivery> + Unpin,
 {
     let concurrency = settings.concurrency.max(1);
+    // With one handler at a time, arrival order is kept without tracking keys.
+    let track_keys = concurrency > 1;
     let max_queued = concurrency * QUEUED_PER_SLOT;
     let mut in_flight = FuturesUnordered::new();
     // Keys with a handler in flight, and the messages waiting behind it in arrival order.
     let mut busy: HashMap<String, VecDeque<Delivery>> = HashMap::new();
     let mut queued = 0usize;
     let mut stopping = false;
-    let mut stop_open = true;
     let mut source_done = false;
+    // Built once: re-creating a watch future on every message costs more than handling it.
+    let stop_requested = async move {
+        while stop.changed().await.is_ok() {
+            if *stop.borrow() {
+                return;
+            }
+        }
+        // The handle was dropped: the subscription runs on, detached.
+        std::future::pending::<()>().await;
+    };
+    tokio::pin!(stop_requested);
 
     loop {
         let can_pull =
@@ -147,18 +159,14 @@ async fn run<S>(
         }
         tokio::select! {
             biased;
-            changed = stop.changed(), if stop_open && !stopping => match changed {
-                Ok(()) => stopping = *stop.borrow(),
-                // The handle was dropped: the subscription runs on, detached.
-                Err(_) => stop_open = false,
-            },
+            () = &mut stop_requested, if !stopping => stopping = true,
             Some(key) = in_flight.next(), if !in_flight.is_empty() => {
                 let Some(key) = key else { continue };
                 let Entry::Occupied(mut waiting) = busy.entry(key) else { continue };
                 match waiting.get_mut().pop_front() {
                     Some(next) if !stopping => {
                         queued -= 1;
-                        in_flight.push(process(next, handler.clone(), settings.clone()));
+                        in_flight.push(process(next, handler.clone(), settings.clone(), true));
                     }
                     Some(next) => {
                         queued -= 1;
@@ -171,16 +179,16 @@ async fn run<S>(
             },
             next = deliveries.next(), if can_pull => match next {
                 None => source_done = true,
-                Some(delivery) => match delivery.envelope.ordering_key.clone() {
-                    None => in_flight.push(process(delivery, handler.clone(), settings.clone())),
-                    Some(key) => match busy.entry(key) {
+                Some(delivery) => match delivery.envelope.ordering_key.as_ref().filter(|_| track_keys) {
+                    None => in_flight.push(process(delivery, handler.clone(), settings.clone(), false)),
+                    Some(key) => match busy.entry(key.clone()) {
                         Entry::Occupied(mut waiting) => {
                             waiting.get_mut().push_back(delivery);
                             queued += 1;
                         }
                         Entry::Vacant(free) => {
                             free.insert(VecDeque::new());
-                            in_flight.push(process(delivery, handler.clone(), settings.clone()));
+                            in_flight.push(process(delivery, handler.clone(), settings.clone(), true));
                         }
                     },
                 },
@@ -195,12 +203,13 @@ async fn run<S>(
     }
 }
 
-/// Handles one delivery and settles it; yields its ordering key so the next message with that
-/// key can start.
+/// Handles one delivery and settles it; yields its ordering key, if `keyed`, so the next
+/// message with that key can start.
 async fn process(
     delivery: Delivery,
     handler: Arc<dyn EnvelopeHandler>,
     settings: Arc<DispatchSettings>,
+    keyed: bool,
 ) -> Option<String> {
     let Delivery {
         envelope,
@@ -208,7 +217,11 @@ async fn process(
         broker_id,
         settle,
     } = delivery;
-    let key = envelope.ordering_key.clone();
+    let key = if keyed {
+        envelope.ordering_key.clone()
+    } else {
+        None
+    };
     let ctx = Context::new(
         envelope.clone(),
         attempt,

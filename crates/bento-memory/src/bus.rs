@@ -27,7 +27,7 @@ const DEAD_LETTERS_KEPT: usize = 10_000;
 #[derive(Default)]
 struct Topic {
     subscriptions: RwLock<Vec<Arc<Subscription>>>,
-    retained: Mutex<VecDeque<Envelope>>,
+    retained: Mutex<VecDeque<Arc<Envelope>>>,
 }
 
 pub(crate) struct Inner {
@@ -50,6 +50,8 @@ impl Inner {
     /// Delivers to every subscription of `topic` now; `dead_letter` topics always retain.
     pub(crate) fn publish_now(&self, topic: &str, envelope: Envelope, dead_letter: bool) {
         let topic = self.topic(topic);
+        // One allocation, shared by every subscription and the consumers' deliveries.
+        let envelope = Arc::new(envelope);
         let keep = match (self.config.retain_per_topic, dead_letter) {
             (0, true) => DEAD_LETTERS_KEPT,
             (n, _) => n,
@@ -139,7 +141,10 @@ impl MemoryBus {
     /// dead-letter topics always retain).
     pub fn published(&self, topic: &str) -> Vec<Envelope> {
         match read(&self.inner.topics).get(topic) {
-            Some(topic) => lock(&topic.retained).iter().cloned().collect(),
+            Some(topic) => lock(&topic.retained)
+                .iter()
+                .map(|e| (**e).clone())
+                .collect(),
             None => Vec::new(),
         }
     }

@@ -41,19 +41,16 @@ impl Stream for Consumer {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
         self.rx.poll_recv(cx).map(|message| {
-            message.map(|Message { envelope, attempt }| {
-                let envelope = Arc::new(envelope);
-                Delivery {
-                    envelope: envelope.clone(),
+            message.map(|Message { envelope, attempt }| Delivery {
+                envelope: envelope.clone(),
+                attempt,
+                broker_id: None,
+                settle: Box::new(MemorySettle {
+                    subscription: self.subscription.clone(),
+                    bus: self.bus.clone(),
+                    unsettled: Some(envelope),
                     attempt,
-                    broker_id: None,
-                    settle: Box::new(MemorySettle {
-                        subscription: self.subscription.clone(),
-                        bus: self.bus.clone(),
-                        unsettled: Some(envelope),
-                        attempt,
-                    }),
-                }
+                }),
             })
         })
     }
@@ -83,7 +80,7 @@ struct MemorySettle {
 impl MemorySettle {
     fn redeliver_later(
         subscription: &Arc<Subscription>,
-        envelope: Envelope,
+        envelope: Arc<Envelope>,
         attempt: u32,
         delay: Duration,
     ) {
@@ -113,8 +110,12 @@ impl Settle for MemorySettle {
         next_attempt: u32,
         delay: Duration,
     ) -> Result<(), BusError> {
-        self.unsettled = None;
-        Self::redeliver_later(&self.subscription, envelope.clone(), next_attempt, delay);
+        // The dispatcher hands back the same envelope it got; reuse our handle to it.
+        let envelope = self
+            .unsettled
+            .take()
+            .unwrap_or_else(|| Arc::new(envelope.clone()));
+        Self::redeliver_later(&self.subscription, envelope, next_attempt, delay);
         Ok(())
     }
 
@@ -139,7 +140,6 @@ impl Drop for MemorySettle {
     fn drop(&mut self) {
         if let Some(envelope) = self.unsettled.take() {
             tracing::debug!(subscription = %self.subscription.name, "message given back unsettled; redelivering");
-            let envelope = Arc::unwrap_or_clone(envelope);
             self.subscription.deliver(Message {
                 envelope,
                 attempt: self.attempt + 1,

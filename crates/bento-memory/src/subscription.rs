@@ -1,6 +1,6 @@
 use std::collections::VecDeque;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bento_application::{BusError, SubscriptionKind};
 use bento_domain::Envelope;
@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 /// A message on its way to a consumer, with its delivery attempt.
 pub(crate) struct Message {
-    pub(crate) envelope: Envelope,
+    pub(crate) envelope: Arc<Envelope>,
     pub(crate) attempt: u32,
 }
 
