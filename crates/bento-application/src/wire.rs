@@ -35,6 +35,11 @@ pub const CONTENT_TYPE: &str = "content-type";
 /// Delivery attempt of a message republished for a retry (absent means 1).
 pub const ATTEMPT: &str = "bento-attempt";
 
+/// Request/reply: the topic a request's reply goes to.
+pub const REPLY_TO: &str = "bento-reply-to";
+/// Request/reply: the id of the request a reply answers (the request's message id).
+pub const REQUEST_ID: &str = "bento-request-id";
+
 /// Dead letters: why ([`crate::FailureKind`] name).
 pub const DLQ_FAILURE: &str = "bento-dlq-failure";
 /// Dead letters: the last error message.
