@@ -69,10 +69,10 @@ impl Inbox {
         state.in_flight.remove(&id);
         if success && state.handled.insert(id) {
             state.order.push_back(id);
-            if state.order.len() > state.capacity {
-                if let Some(oldest) = state.order.pop_front() {
-                    state.handled.remove(&oldest);
-                }
+            if state.order.len() > state.capacity
+                && let Some(oldest) = state.order.pop_front()
+            {
+                state.handled.remove(&oldest);
             }
         }
     }
