@@ -35,3 +35,8 @@ pub mod prelude {
     };
     pub use bento_domain::{AggregateRoot, DomainEvent, Envelope, EventRecorder, MessageId};
 }
+
+/// The README's code sample, compiled as a doctest so it cannot rot.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
