@@ -54,7 +54,7 @@ pub fn install(layout: &Layout) -> Result<PathBuf> {
     ];
     maven(&args, &work, "downloading Kafka jars", None)?;
     verify_jars(&tmp)?;
-    fs::write(tmp.join(MARKER), format!("{KAFKA_VERSION}\n"))
+    fs::write(tmp.join(MARKER), format!("{}\n", install_id()))
         .context("writing the install marker")?;
     remove_path(&libs)?;
     fs::rename(&tmp, &libs)
