@@ -1,0 +1,337 @@
+//! [`PulsarBus`]: the [`MessageBus`] on Apache Pulsar.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bento_application::dispatch::{self, DispatchSettings};
+use bento_application::{
+    BusError, EnvelopeHandler, MessageBus, PublishOptions, Source, Subscription, SubscriptionKind,
+    SubscriptionSpec,
+};
+use bento_domain::Envelope;
+use futures::future::BoxFuture;
+use pulsar::{
+    Authentication, ConnectionRetryOptions, OperationRetryOptions, Pulsar, SubType, TokioExecutor,
+};
+
+use crate::config::PulsarConfig;
+use crate::consumer::{ConsumerSpec, SettleTarget, Worker};
+use crate::error::{ConfigError, describe};
+use crate::producer::{self, Client, Producers};
+use crate::topics::{self, Topics};
+
+/// Deliveries buffered between the consumers of one subscription and its dispatcher.
+const DELIVERY_BUFFER: usize = 256;
+
+/// The Pulsar [`MessageBus`]. Cheap to clone; clones share the connection and producers.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), bento_application::BusError> {
+/// use bento_pulsar::{PulsarBus, PulsarConfig};
+///
+/// let bus = PulsarBus::connect(PulsarConfig::default()).await?;
+/// // Arc<dyn MessageBus>, or wrap it: bento_application::Bus::new(Arc::new(bus), codec)
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PulsarBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: PulsarConfig,
+    client: Client,
+    topics: Topics,
+    producers: Arc<Producers>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for PulsarBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PulsarBus")
+            .field("service_url", &self.inner.config.service_url)
+            .field("tenant", &self.inner.config.tenant)
+            .field("namespace", &self.inner.config.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PulsarBus {
+    /// Validates `config` and connects to the broker.
+    ///
+    /// Fails with [`BusError::Connection`] naming the service URL if the broker cannot be
+    /// reached within [`PulsarConfig::connect_timeout_ms`], and with [`BusError::Other`] naming
+    /// the configuration key if a setting is invalid.
+    pub async fn connect(config: PulsarConfig) -> Result<PulsarBus, BusError> {
+        config.validate()?;
+        let timeout = config.connect_timeout();
+        let unreachable = |reason: String| BusError::Connection {
+            backend: "pulsar",
+            address: config.service_url.clone(),
+            reason,
+        };
+        let builder = builder(&config)?;
+        let client = match tokio::time::timeout(timeout, builder.build()).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(error)) => return Err(unreachable(describe(&error))),
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no connection within {timeout:?} (connect_timeout_ms)"
+                )));
+            }
+        };
+        tracing::info!(service_url = %config.service_url, "connected to Pulsar");
+        Ok(PulsarBus {
+            inner: Arc::new(Inner {
+                topics: Topics::new(&config),
+                producers: Arc::new(Producers::new(client.clone(), &config)),
+                client,
+                config,
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The configuration the bus runs with.
+    pub fn config(&self) -> &PulsarConfig {
+        &self.inner.config
+    }
+
+    /// The full name of `topic` as this bus publishes and subscribes to it: a plain name is
+    /// placed in the configured tenant and namespace, a full `persistent://` name is kept.
+    pub fn topic_name(&self, topic: &str) -> String {
+        self.inner.topics.full(topic, None)
+    }
+
+    /// The retry topic of subscription `subscription` reading `topic`:
+    /// `<full topic>-<subscription>-RETRY`.
+    pub fn retry_topic(&self, topic: &str, subscription: &str) -> String {
+        topics::retry_topic(&self.topic_name(topic), subscription)
+    }
+
+    fn check_open(&self) -> Result<(), BusError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            Err(BusError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn destination(&self, envelope: &Envelope, options: &PublishOptions) -> String {
+        self.inner.topics.for_publish(
+            &envelope.event_type,
+            envelope.tenant.as_deref(),
+            options.topic.as_deref(),
+        )
+    }
+}
+
+fn builder(config: &PulsarConfig) -> Result<pulsar::PulsarBuilder<TokioExecutor>, BusError> {
+    let connection_retry = ConnectionRetryOptions {
+        min_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(5),
+        max_retries: 20,
+        connection_timeout: config.connect_timeout(),
+        keep_alive: Duration::from_secs(30),
+        ..ConnectionRetryOptions::default()
+    };
+    let operation_retry = OperationRetryOptions {
+        operation_timeout: config.operation_timeout(),
+        // Few, quick retries: a broker that keeps answering "busy" (a second consumer of an
+        // exclusive subscription) is reported promptly; reconnects are retried by the bus.
+        retry_delay: Duration::from_millis(500),
+        max_retries: Some(4),
+    };
+    let mut builder = Pulsar::builder(config.service_url.clone(), TokioExecutor)
+        .with_connection_retry_options(connection_retry)
+        .with_operation_retry_options(operation_retry)
+        .with_outbound_channel_size(config.producer.max_pending_messages);
+    let tls = &config.tls;
+    if tls.allow_insecure {
+        builder = builder.with_allow_insecure_connection(true);
+    }
+    if !tls.hostname_verification {
+        builder = builder.with_tls_hostname_verification_enabled(false);
+    }
+    if let Some(path) = &tls.trust_cert_path {
+        builder = builder.with_certificate_chain_file(path).map_err(|e| {
+            ConfigError::new(
+                "tls.trust_cert_path",
+                format!("cannot read `{}`: {e}", path.display()),
+            )
+        })?;
+    }
+    let auth = &config.auth;
+    let token = match (&auth.token, &auth.token_file) {
+        (Some(token), _) => Some(token.trim().to_owned()),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| {
+                    ConfigError::new(
+                        "auth.token_file",
+                        format!("cannot read `{}`: {e}", path.display()),
+                    )
+                })?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    if let Some(token) = token {
+        builder = builder.with_auth(Authentication {
+            name: "token".into(),
+            data: token.into_bytes(),
+        });
+    }
+    #[cfg(feature = "oauth2")]
+    if let Some(oauth2) = &auth.oauth2 {
+        builder = builder.with_auth_provider(crate::oauth2::provider(oauth2));
+    }
+    Ok(builder)
+}
+
+fn sub_type(kind: SubscriptionKind) -> SubType {
+    match kind {
+        SubscriptionKind::Exclusive => SubType::Exclusive,
+        SubscriptionKind::Shared => SubType::Shared,
+        SubscriptionKind::Failover => SubType::Failover,
+        SubscriptionKind::KeyShared => SubType::KeyShared,
+    }
+}
+
+#[async_trait]
+impl MessageBus for PulsarBus {
+    fn backend(&self) -> &'static str {
+        "pulsar"
+    }
+
+    async fn publish(&self, envelope: Envelope, options: PublishOptions) -> Result<(), BusError> {
+        self.check_open()?;
+        let topic = self.destination(&envelope, &options);
+        let deliver_at = options.deliver.map(|at| at.instant());
+        let message = producer::message(&envelope, deliver_at, None);
+        self.inner
+            .producers
+            .publish(&topic, message, deliver_at.is_some())
+            .await
+    }
+
+    /// Hands every envelope to its producer without waiting, then waits for all receipts.
+    /// On an error some of the envelopes may have been stored.
+    async fn publish_batch(
+        &self,
+        envelopes: Vec<Envelope>,
+        options: PublishOptions,
+    ) -> Result<(), BusError> {
+        self.check_open()?;
+        let deliver_at = options.deliver.map(|at| at.instant());
+        let producers = &self.inner.producers;
+        let mut pending = Vec::with_capacity(envelopes.len());
+        for envelope in &envelopes {
+            let topic = self.destination(envelope, &options);
+            let message = producer::message(envelope, deliver_at, None);
+            pending.push(
+                producers
+                    .send(&topic, message, deliver_at.is_some())
+                    .await?,
+            );
+        }
+        let receipts = futures::future::join_all(pending.into_iter().map(|p| producers.confirm(p)));
+        receipts.await.into_iter().collect()
+    }
+
+    async fn subscribe(
+        &self,
+        spec: SubscriptionSpec,
+        handler: Arc<dyn EnvelopeHandler>,
+    ) -> Result<Subscription, BusError> {
+        self.check_open()?;
+        let inner = &self.inner;
+        let topic = match &spec.source {
+            Source::EventType(event_type) => inner.topics.for_event_type(event_type),
+            Source::Topic(topic) => inner.topics.full(topic, None),
+        };
+        if let Err(why) = topics::check_segment(&spec.name) {
+            return Err(BusError::Subscribe {
+                topic,
+                subscription: spec.name.clone(),
+                reason: format!("invalid subscription name: {why}"),
+            });
+        }
+        let only_event_type = match &spec.source {
+            Source::EventType(event_type) if inner.topics.is_shared(&topic) => {
+                Some(event_type.clone())
+            }
+            _ => None,
+        };
+        let dead_letter_topic = inner
+            .topics
+            .full(&spec.dead_letter.topic_for(&topic, &spec.name), None);
+        let target = Arc::new(SettleTarget {
+            producers: inner.producers.clone(),
+            retry_topic: topics::retry_topic(&topic, &spec.name),
+        });
+        let consumer = |topic: &str, kind: SubType, only_event_type: Option<String>| ConsumerSpec {
+            topic: topic.to_owned(),
+            subscription: spec.name.clone(),
+            kind,
+            receiver_queue_size: inner.config.consumer.receiver_queue_size,
+            only_event_type,
+            timeout: inner.config.connect_timeout(),
+        };
+        let (deliveries, stream) = futures::channel::mpsc::channel(DELIVERY_BUFFER);
+        let main = Worker::start(
+            inner.client.clone(),
+            consumer(&topic, sub_type(spec.kind), only_event_type),
+            target.clone(),
+            deliveries.clone(),
+        )
+        .await?;
+        // Delayed delivery, which the retries rely on, works on shared subscriptions only.
+        let retries = match Worker::start(
+            inner.client.clone(),
+            consumer(&target.retry_topic, SubType::Shared, None),
+            target.clone(),
+            deliveries,
+        )
+        .await
+        {
+            Ok(worker) => worker,
+            Err(error) => {
+                let _ = main.close().await;
+                return Err(error);
+            }
+        };
+        tracing::info!(%topic, subscription = %spec.name, kind = %spec.kind, retry_topic = %target.retry_topic, %dead_letter_topic, "subscribed");
+        let settings = DispatchSettings {
+            topic: topic.into(),
+            subscription: spec.name.into(),
+            concurrency: spec.concurrency,
+            retry: spec.retry,
+            dead_letter: spec.dead_letter,
+            dead_letter_topic,
+        };
+        let closer: Box<dyn FnOnce() -> BoxFuture<'static, Result<(), BusError>> + Send> =
+            Box::new(move || {
+                Box::pin(async move {
+                    let closed_main = main.close().await;
+                    let closed_retries = retries.close().await;
+                    closed_main.and(closed_retries)
+                })
+            });
+        Ok(dispatch::spawn(stream, handler, settings, Some(closer)))
+    }
+
+    fn topic_for(&self, event_type: &str) -> String {
+        self.inner.topics.for_event_type(event_type)
+    }
+
+    async fn close(&self) -> Result<(), BusError> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.inner.producers.close().await
+    }
+}

@@ -1,0 +1,515 @@
+//! One task per Pulsar consumer: it owns the consumer, turns its messages into
+//! [`Delivery`]s for the dispatcher, and applies the settlements the dispatcher sends back.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bento_application::{BusError, Delivery, Settle, wire};
+use bento_domain::Envelope;
+use bytes::Bytes;
+use chrono::Utc;
+use futures::channel::mpsc as delivery_channel;
+use futures::{Sink, SinkExt, StreamExt};
+use pulsar::consumer::InitialPosition;
+use pulsar::proto::MessageIdData;
+use pulsar::{ConsumerOptions, SubType, TokioExecutor};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::error::{describe, is_unreachable, server_error};
+use crate::producer::{self, Client, Producers};
+
+type RawConsumer = pulsar::Consumer<Vec<u8>, TokioExecutor>;
+type RawMessage = pulsar::consumer::Message<Vec<u8>>;
+
+/// Sending half of the dispatcher's stream of deliveries.
+pub(crate) type DeliverySender = delivery_channel::Sender<Delivery>;
+
+/// Longest pause between two attempts to re-create a consumer whose connection was lost.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
+/// Acknowledgements kept while the consumer reconnects, sent once it is back.
+const MAX_UNSENT_ACKS: usize = 100_000;
+
+/// What one consumer reads and how.
+#[derive(Clone, Debug)]
+pub(crate) struct ConsumerSpec {
+    /// Full topic name.
+    pub(crate) topic: String,
+    /// Subscription name.
+    pub(crate) subscription: String,
+    /// Subscription type.
+    pub(crate) kind: SubType,
+    /// Flow permits and client-side queue.
+    pub(crate) receiver_queue_size: u32,
+    /// On a topic shared by several event types: the one this subscription handles; messages
+    /// of other types are acknowledged and skipped.
+    pub(crate) only_event_type: Option<String>,
+    /// Bound on creating (and closing) the consumer.
+    pub(crate) timeout: Duration,
+}
+
+/// Where a settlement publishes: the retry topic of the subscription, dead-letter topics.
+pub(crate) struct SettleTarget {
+    pub(crate) producers: Arc<Producers>,
+    pub(crate) retry_topic: String,
+}
+
+enum Command {
+    Ack(MessageIdData),
+    Nack(MessageIdData),
+    Close(oneshot::Sender<Result<(), BusError>>),
+}
+
+/// A running consumer task.
+pub(crate) struct Worker {
+    spec: Arc<ConsumerSpec>,
+    commands: mpsc::UnboundedSender<Command>,
+    task: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Creates the consumer (failing within `spec.timeout`) and starts its task.
+    pub(crate) async fn start(
+        client: Client,
+        spec: ConsumerSpec,
+        target: Arc<SettleTarget>,
+        deliveries: DeliverySender,
+    ) -> Result<Worker, BusError> {
+        let spec = Arc::new(spec);
+        let consumer = create(&client, &spec).await?;
+        tracing::debug!(topic = %spec.topic, subscription = %spec.subscription, kind = ?spec.kind, "consumer created");
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let task = tokio::spawn(
+            Task {
+                client,
+                spec: spec.clone(),
+                target,
+                deliveries,
+                commands: receiver,
+                myself: commands.clone(),
+            }
+            .run(consumer),
+        );
+        Ok(Worker {
+            spec,
+            commands,
+            task,
+        })
+    }
+
+    /// Applies the settlements sent so far, then closes the consumer: the broker redelivers
+    /// whatever it delivered and was not acknowledged.
+    pub(crate) async fn close(self) -> Result<(), BusError> {
+        let (done, result) = oneshot::channel();
+        if self.commands.send(Command::Close(done)).is_err() {
+            return Ok(()); // the task has already ended
+        }
+        let grace = self.spec.timeout * 2;
+        match tokio::time::timeout(grace, result).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Ok(()),
+            Err(_) => {
+                self.task.abort();
+                Err(BusError::Timeout {
+                    operation: format!(
+                        "closing the consumer of `{}` (subscription `{}`)",
+                        self.spec.topic, self.spec.subscription
+                    ),
+                    after: grace,
+                })
+            }
+        }
+    }
+}
+
+async fn create(client: &Client, spec: &ConsumerSpec) -> Result<RawConsumer, BusError> {
+    let options = ConsumerOptions::default()
+        .durable(true)
+        .with_initial_position(InitialPosition::Latest)
+        .with_receiver_queue_size(spec.receiver_queue_size);
+    let build = client
+        .consumer()
+        .with_topic(&spec.topic)
+        .with_subscription(&spec.subscription)
+        .with_subscription_type(spec.kind)
+        // Time-ordered, so that on a failover subscription the earliest consumer is active.
+        .with_consumer_name(format!("bento-{}", uuid::Uuid::now_v7().simple()))
+        .with_batch_size(spec.receiver_queue_size)
+        .with_options(options)
+        .build::<Vec<u8>>();
+    let error = |reason: String| BusError::Subscribe {
+        topic: spec.topic.clone(),
+        subscription: spec.subscription.clone(),
+        reason,
+    };
+    match tokio::time::timeout(spec.timeout, build).await {
+        Ok(Ok(consumer)) => Ok(consumer),
+        Ok(Err(e)) if server_error(&e) == Some(pulsar::proto::ServerError::ConsumerBusy) => {
+            Err(error(format!(
+                "the broker refused another consumer: a {} subscription takes only one (or the subscription exists with another type): {}",
+                kind_name(spec.kind),
+                describe(&e)
+            )))
+        }
+        Ok(Err(e)) if is_unreachable(&e) => Err(error(format!(
+            "the broker is unreachable: {}",
+            describe(&e)
+        ))),
+        Ok(Err(e)) => Err(error(describe(&e))),
+        Err(_) => Err(error(format!(
+            "no consumer within {:?} (connect_timeout_ms); for an exclusive subscription this usually means it already has a consumer",
+            spec.timeout
+        ))),
+    }
+}
+
+fn kind_name(kind: SubType) -> &'static str {
+    match kind {
+        SubType::Exclusive => "exclusive",
+        SubType::Shared => "shared",
+        SubType::Failover => "failover",
+        SubType::KeyShared => "key-shared",
+    }
+}
+
+type Reconnect = Pin<Box<dyn Future<Output = Result<RawConsumer, BusError>> + Send>>;
+
+struct Task {
+    client: Client,
+    spec: Arc<ConsumerSpec>,
+    target: Arc<SettleTarget>,
+    deliveries: DeliverySender,
+    commands: mpsc::UnboundedReceiver<Command>,
+    myself: mpsc::UnboundedSender<Command>,
+}
+
+/// What to do with one received message.
+enum Incoming {
+    /// Hand it to the dispatcher.
+    Deliver(Delivery),
+    /// Hand it over at this time (it came before its delivery time).
+    Hold(Delivery, chrono::DateTime<Utc>),
+    /// Acknowledge it without handling it (another event type on a shared topic).
+    Skip(MessageIdData),
+}
+
+impl Task {
+    async fn run(mut self, consumer: RawConsumer) {
+        let mut consumer = Some(consumer);
+        let mut reconnect: Option<Reconnect> = None;
+        let mut reconnect_delay = Duration::from_millis(200);
+        let mut pending: Option<Delivery> = None;
+        let mut dispatcher_gone = false;
+        let mut unsent_acks: Vec<MessageIdData> = Vec::new();
+
+        loop {
+            let Some(live) = consumer.as_mut() else {
+                let attempt = reconnect.get_or_insert_with(|| {
+                    let (client, spec, delay) =
+                        (self.client.clone(), self.spec.clone(), reconnect_delay);
+                    Box::pin(async move {
+                        tokio::time::sleep(delay).await;
+                        create(&client, &spec).await
+                    })
+                });
+                tokio::select! {
+                    biased;
+                    command = self.commands.recv() => match command {
+                        Some(Command::Ack(id)) if unsent_acks.len() < MAX_UNSENT_ACKS => unsent_acks.push(id),
+                        Some(Command::Ack(_) | Command::Nack(_)) => {}
+                        Some(Command::Close(done)) => {
+                            let _ = done.send(Ok(()));
+                            return;
+                        }
+                        None => return,
+                    },
+                    created = attempt => {
+                        reconnect = None;
+                        match created {
+                            Ok(mut fresh) => {
+                                tracing::info!(topic = %self.spec.topic, subscription = %self.spec.subscription, "consumer re-created after a lost connection");
+                                for id in unsent_acks.drain(..) {
+                                    let _ = fresh.ack_with_id(&self.spec.topic, id).await;
+                                }
+                                consumer = Some(fresh);
+                                reconnect_delay = Duration::from_millis(200);
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "could not re-create the consumer yet; trying again");
+                                reconnect_delay = (reconnect_delay * 2).min(MAX_RECONNECT_DELAY);
+                            }
+                        }
+                    }
+                }
+                continue;
+            };
+
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => match command {
+                    Some(Command::Ack(id)) => {
+                        if let Err(error) = live.ack_with_id(&self.spec.topic, id).await {
+                            tracing::warn!(topic = %self.spec.topic, %error, "could not acknowledge; the message will be redelivered");
+                        }
+                    }
+                    Some(Command::Nack(id)) => {
+                        if let Err(error) = live.nack_with_id(&self.spec.topic, id).await {
+                            tracing::debug!(topic = %self.spec.topic, %error, "could not ask for a redelivery; it happens when the consumer closes");
+                        }
+                    }
+                    Some(Command::Close(done)) => {
+                        let result = self.close(live).await;
+                        let _ = done.send(result);
+                        return;
+                    }
+                    None => {
+                        let _ = self.close(live).await;
+                        return;
+                    }
+                },
+                ready = poll_fn(|cx| self.deliveries.poll_ready(cx)), if pending.is_some() => {
+                    let sent = match (ready, pending.take()) {
+                        (Ok(()), Some(delivery)) => Pin::new(&mut self.deliveries).start_send(delivery).is_ok(),
+                        _ => false,
+                    };
+                    if !sent {
+                        // The dispatcher stopped: what is left is redelivered once we close.
+                        dispatcher_gone = true;
+                    }
+                },
+                next = live.next(), if pending.is_none() && !dispatcher_gone => match next {
+                    Some(Ok(message)) => match self.incoming(message) {
+                        Incoming::Deliver(delivery) => pending = Some(delivery),
+                        Incoming::Hold(delivery, at) => self.hold(delivery, at),
+                        Incoming::Skip(id) => {
+                            let _ = live.ack_with_id(&self.spec.topic, id).await;
+                        }
+                    },
+                    Some(Err(error)) => {
+                        tracing::warn!(topic = %self.spec.topic, subscription = %self.spec.subscription, %error, "consumer reported an error");
+                    }
+                    None => {
+                        tracing::warn!(topic = %self.spec.topic, subscription = %self.spec.subscription, "consumer lost its connection for good; re-creating it");
+                        consumer = None;
+                    }
+                },
+            }
+        }
+    }
+
+    async fn close(&self, consumer: &mut RawConsumer) -> Result<(), BusError> {
+        match tokio::time::timeout(self.spec.timeout, consumer.close()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(BusError::Subscribe {
+                topic: self.spec.topic.clone(),
+                subscription: self.spec.subscription.clone(),
+                reason: format!("closing the consumer failed: {}", describe(&error)),
+            }),
+            Err(_) => Err(BusError::Timeout {
+                operation: format!(
+                    "closing the consumer of `{}` (subscription `{}`)",
+                    self.spec.topic, self.spec.subscription
+                ),
+                after: self.spec.timeout,
+            }),
+        }
+    }
+
+    fn incoming(&self, message: RawMessage) -> Incoming {
+        let batch_size = message.message_id.batch_size;
+        let id = ack_id(message.message_id.id, batch_size);
+        let payload = message.payload;
+        let deliver_at = payload.metadata.deliver_at_time;
+        let properties = payload.metadata.properties;
+        let property = |name: &str| {
+            properties
+                .iter()
+                .find(|kv| kv.key == name)
+                .map(|kv| kv.value.as_str())
+        };
+        if let Some(only) = &self.spec.only_event_type
+            && property(wire::EVENT_TYPE) != Some(only.as_str())
+        {
+            return Incoming::Skip(id);
+        }
+        let attempt = property(wire::ATTEMPT)
+            .and_then(|a| a.parse::<u32>().ok())
+            .filter(|a| *a >= 1)
+            .unwrap_or(1);
+        let envelope = wire::from_headers(
+            properties.into_iter().map(|kv| (kv.key, kv.value)),
+            Bytes::from(payload.data),
+        );
+        let delivery = Delivery {
+            envelope: Arc::new(envelope),
+            attempt,
+            broker_id: Some(format_id(&id)),
+            settle: Box::new(PulsarSettle {
+                worker: self.myself.clone(),
+                id,
+                target: self.target.clone(),
+                topic: self.spec.topic.clone(),
+                subscription: self.spec.subscription.clone(),
+            }),
+        };
+        let due = deliver_at.and_then(chrono::DateTime::<Utc>::from_timestamp_millis);
+        match due {
+            Some(at) if at > Utc::now() => Incoming::Hold(delivery, at),
+            _ => Incoming::Deliver(delivery),
+        }
+    }
+
+    /// Keeps a message the broker delivered early (it may, by up to its delayed-delivery tick,
+    /// and exclusive or failover subscriptions ignore delivery times) until its time.
+    fn hold(&self, delivery: Delivery, at: chrono::DateTime<Utc>) {
+        let mut deliveries = self.deliveries.clone();
+        let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            // If the dispatcher has stopped, the unacknowledged message is redelivered later.
+            let _ = deliveries.send(delivery).await;
+        });
+    }
+}
+
+/// The id to acknowledge a message with. A message of a batch is acknowledged by its index
+/// alone (the batch's ack set minus this index); without it the broker would take the whole
+/// batch as acknowledged.
+fn ack_id(mut id: MessageIdData, batch_size: Option<i32>) -> MessageIdData {
+    if let (Some(index), Some(size)) = (id.batch_index, batch_size)
+        && size > 1
+        && (0..size).contains(&index)
+    {
+        id.ack_set = ack_set(size as usize, index as usize);
+        id.batch_size = Some(size);
+    }
+    id
+}
+
+/// Java `BitSet` words (as the broker reads them) with bits `0..size` set except `index`.
+fn ack_set(size: usize, index: usize) -> Vec<i64> {
+    let mut words = vec![0u64; size.div_ceil(64)];
+    for bit in (0..size).filter(|bit| *bit != index) {
+        words[bit / 64] |= 1 << (bit % 64);
+    }
+    while words.last() == Some(&0) {
+        words.pop();
+    }
+    words.into_iter().map(|w| w as i64).collect()
+}
+
+/// A message id as the Java client prints it: `ledger:entry:partition[:batch-index]`.
+fn format_id(id: &MessageIdData) -> String {
+    let partition = id.partition.unwrap_or(-1);
+    match id.batch_index {
+        Some(index) if index >= 0 => {
+            format!("{}:{}:{partition}:{index}", id.ledger_id, id.entry_id)
+        }
+        _ => format!("{}:{}:{partition}", id.ledger_id, id.entry_id),
+    }
+}
+
+/// Settles one message through its consumer's task.
+struct PulsarSettle {
+    worker: mpsc::UnboundedSender<Command>,
+    id: MessageIdData,
+    target: Arc<SettleTarget>,
+    topic: String,
+    subscription: String,
+}
+
+impl PulsarSettle {
+    fn command(&self, command: Command) -> Result<(), BusError> {
+        self.worker.send(command).map_err(|_| BusError::Subscribe {
+            topic: self.topic.clone(),
+            subscription: self.subscription.clone(),
+            reason: "the consumer has stopped; the message will be redelivered".into(),
+        })
+    }
+}
+
+#[async_trait]
+impl Settle for PulsarSettle {
+    async fn ack(self: Box<Self>) -> Result<(), BusError> {
+        self.command(Command::Ack(self.id.clone()))
+    }
+
+    async fn retry(
+        self: Box<Self>,
+        envelope: &Envelope,
+        next_attempt: u32,
+        delay: Duration,
+    ) -> Result<(), BusError> {
+        let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        let at = Utc::now()
+            .checked_add_signed(delay)
+            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+        let message = producer::message(envelope, Some(at), Some(next_attempt));
+        // Stored first, acknowledged after: a crash in between means a redelivery, not a loss.
+        self.target
+            .producers
+            .publish(&self.target.retry_topic, message, true)
+            .await?;
+        self.command(Command::Ack(self.id.clone()))
+    }
+
+    async fn dead_letter(
+        self: Box<Self>,
+        dead_letter: Envelope,
+        topic: &str,
+    ) -> Result<(), BusError> {
+        let message = producer::message(&dead_letter, None, None);
+        self.target.producers.publish(topic, message, false).await?;
+        self.command(Command::Ack(self.id.clone()))
+    }
+
+    async fn release(self: Box<Self>) -> Result<(), BusError> {
+        self.command(Command::Nack(self.id.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(batch_index: Option<i32>) -> MessageIdData {
+        MessageIdData {
+            ledger_id: 12,
+            entry_id: 34,
+            batch_index,
+            ..MessageIdData::default()
+        }
+    }
+
+    #[test]
+    fn batch_messages_are_acknowledged_by_index() {
+        let acked = ack_id(id(Some(2)), Some(5));
+        assert_eq!(acked.ack_set, vec![0b11011]);
+        assert_eq!(acked.batch_size, Some(5));
+        let big = ack_set(130, 64);
+        assert_eq!(big.len(), 3);
+        assert_eq!(big[0], -1, "bits 0..64 all still unacknowledged");
+        assert_eq!(big[1], -2, "bit 64 acknowledged");
+        assert_eq!(big[2], 0b11);
+        let last = ack_set(2, 1);
+        assert_eq!(last, vec![0b01]);
+    }
+
+    #[test]
+    fn plain_messages_are_acknowledged_whole() {
+        assert!(ack_id(id(None), None).ack_set.is_empty());
+        assert!(
+            ack_id(id(Some(0)), Some(1)).ack_set.is_empty(),
+            "a batch of one is a plain entry"
+        );
+    }
+
+    #[test]
+    fn ids_print_like_the_java_client() {
+        assert_eq!(format_id(&id(None)), "12:34:-1");
+        assert_eq!(format_id(&id(Some(3))), "12:34:-1:3");
+    }
+}

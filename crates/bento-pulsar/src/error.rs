@@ -1,0 +1,93 @@
+//! Errors of the Pulsar backend and their translation into [`BusError`].
+
+use std::fmt;
+
+use bento_application::BusError;
+use pulsar::error::{ConnectionError, ConsumerError, ProducerError, ServiceDiscoveryError};
+use pulsar::proto::ServerError;
+
+use crate::config::CONFIG_PREFIX;
+
+/// A setting of [`crate::PulsarConfig`] is invalid; names the full key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    key: String,
+    message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The full key, e.g. `messaging.pulsar.service_url`.
+    pub fn key(&self) -> String {
+        format!("{CONFIG_PREFIX}.{}", self.key)
+    }
+
+    /// What is wrong with it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key(), self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<ConfigError> for BusError {
+    fn from(error: ConfigError) -> Self {
+        BusError::Other(format!("invalid Pulsar configuration: {error}"))
+    }
+}
+
+/// The broker's error code, if `error` carries one.
+pub(crate) fn server_error(error: &pulsar::Error) -> Option<ServerError> {
+    let connection = match error {
+        pulsar::Error::Connection(c) => c,
+        pulsar::Error::Producer(ProducerError::Connection(c)) => c,
+        pulsar::Error::Consumer(ConsumerError::Connection(c)) => c,
+        pulsar::Error::ServiceDiscovery(ServiceDiscoveryError::Query(kind, _)) => return *kind,
+        pulsar::Error::ServiceDiscovery(ServiceDiscoveryError::Connection(c)) => c,
+        _ => return None,
+    };
+    match connection {
+        ConnectionError::PulsarError(kind, _) => *kind,
+        _ => None,
+    }
+}
+
+/// Whether `error` means the broker could not be reached (as opposed to a refusal).
+pub(crate) fn is_unreachable(error: &pulsar::Error) -> bool {
+    let connection = match error {
+        pulsar::Error::Connection(c) => c,
+        pulsar::Error::Producer(ProducerError::Connection(c)) => c,
+        pulsar::Error::Consumer(ConsumerError::Connection(c)) => c,
+        pulsar::Error::ServiceDiscovery(ServiceDiscoveryError::Connection(c)) => c,
+        _ => return false,
+    };
+    matches!(
+        connection,
+        ConnectionError::Io(_)
+            | ConnectionError::Disconnected
+            | ConnectionError::Canceled
+            | ConnectionError::Shutdown
+            | ConnectionError::Tls(_)
+            | ConnectionError::SocketAddr(_)
+    )
+}
+
+/// A readable description of a client error.
+pub(crate) fn describe(error: &pulsar::Error) -> String {
+    match server_error(error) {
+        Some(kind) => format!("{error} (broker error {})", kind.as_str_name()),
+        None => error.to_string(),
+    }
+}
