@@ -1,0 +1,371 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bento_application::dispatch::{self, DispatchSettings};
+use bento_application::{
+    BusError, EnvelopeHandler, MessageBus, PublishOptions, Source, Subscription, SubscriptionKind,
+    SubscriptionSpec,
+};
+use bento_domain::Envelope;
+use chrono::SecondsFormat;
+use futures::FutureExt;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::Producer;
+use tokio::sync::watch;
+
+use crate::admin::KafkaAdmin;
+use crate::config::KafkaConfig;
+use crate::consumer::{OwnedOnly, Poller, Settler, SubscriptionState, position_new_group};
+use crate::context::BentoContext;
+use crate::headers;
+use crate::producer::{KafkaProducer, Outgoing};
+use crate::topics;
+
+/// After an empty first assignment (cooperative rebalancing hands partitions over in a second
+/// round), how long `subscribe` waits for partitions before returning anyway.
+const SECOND_ROUND_WAIT: Duration = Duration::from_secs(3);
+
+/// The Kafka message bus: one idempotent producer, one consumer-group member per subscription.
+/// Cheap to clone; clones share the producer.
+#[derive(Clone)]
+pub struct KafkaBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: KafkaConfig,
+    producer: KafkaProducer,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for KafkaBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBus")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaBus {
+    /// Validates `config`, creates the producer and fetches the cluster metadata once, so an
+    /// unreachable broker fails here with [`BusError::Connection`] within
+    /// `connect_timeout_ms`.
+    pub async fn connect(config: KafkaConfig) -> Result<Self, BusError> {
+        config
+            .validate()
+            .map_err(|e| BusError::Other(e.to_string()))?;
+        let admin = KafkaAdmin::new(&config)?;
+        let producer = KafkaProducer::new(&config, admin)?;
+        let client = producer.client().clone();
+        let timeout = config.connect_timeout();
+        let address = config.bootstrap_servers.clone();
+        let metadata = tokio::task::spawn_blocking(move || {
+            client
+                .client()
+                .fetch_metadata(None, timeout)
+                .map(|m| m.brokers().len())
+        })
+        .await
+        .map_err(|e| BusError::Other(format!("connecting to Kafka failed: {e}")))?;
+        match metadata {
+            Ok(brokers) if brokers > 0 => {
+                tracing::info!(bootstrap_servers = %address, brokers, "connected to Kafka");
+            }
+            Ok(_) => {
+                return Err(BusError::Connection {
+                    backend: "kafka",
+                    address,
+                    reason: "the cluster metadata lists no brokers".into(),
+                });
+            }
+            Err(error) => {
+                return Err(BusError::Connection {
+                    backend: "kafka",
+                    address,
+                    reason: format!(
+                        "no metadata within {}ms: {error}",
+                        config.connect_timeout_ms
+                    ),
+                });
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                producer,
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &KafkaConfig {
+        &self.inner.config
+    }
+
+    /// Topic and consumer-group administration over the same brokers.
+    pub fn admin(&self) -> &KafkaAdmin {
+        self.inner.producer.admin()
+    }
+
+    fn check_open(&self) -> Result<(), BusError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            Err(BusError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn resolve(&self, source: &Source) -> String {
+        match source {
+            Source::EventType(event_type) => self.topic_for(event_type),
+            Source::Topic(topic) => topic.clone(),
+        }
+    }
+
+    /// The topic and record of one publish (delayed ones go to `<topic>.delayed`).
+    fn outgoing(
+        &self,
+        envelope: &Envelope,
+        options: &PublishOptions,
+    ) -> Result<(String, Outgoing), BusError> {
+        let topic = match &options.topic {
+            Some(topic) => topic.clone(),
+            None => self.topic_for(&envelope.event_type),
+        };
+        topics::check_name(&topic).map_err(|reason| BusError::Publish {
+            topic: topic.clone(),
+            reason,
+        })?;
+        let record = Outgoing::from_envelope(envelope);
+        match options.deliver {
+            Some(at) if !at.delay_from_now().is_zero() => {
+                let due = at.instant().to_rfc3339_opts(SecondsFormat::Millis, true);
+                let delayed = topics::delayed_topic(&topic);
+                topics::check_name(&delayed).map_err(|reason| BusError::Publish {
+                    topic: delayed.clone(),
+                    reason,
+                })?;
+                Ok((delayed, record.header(headers::DELIVER_AT, due)))
+            }
+            _ => Ok((topic, record)),
+        }
+    }
+
+    fn subscribe_error(
+        topic: &str,
+        spec: &SubscriptionSpec,
+        reason: impl Into<String>,
+    ) -> BusError {
+        BusError::Subscribe {
+            topic: topic.to_owned(),
+            subscription: spec.name.clone(),
+            reason: reason.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl MessageBus for KafkaBus {
+    fn backend(&self) -> &'static str {
+        "kafka"
+    }
+
+    async fn publish(&self, envelope: Envelope, options: PublishOptions) -> Result<(), BusError> {
+        self.check_open()?;
+        let (topic, record) = self.outgoing(&envelope, &options)?;
+        let stored = self.inner.producer.send(&topic, &record).await?;
+        tracing::trace!(%topic, partition = stored.partition, offset = stored.offset, message_id = %envelope.id, "published");
+        Ok(())
+    }
+
+    async fn publish_batch(
+        &self,
+        envelopes: Vec<Envelope>,
+        options: PublishOptions,
+    ) -> Result<(), BusError> {
+        self.check_open()?;
+        let records = envelopes
+            .iter()
+            .map(|e| self.outgoing(e, &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut topics: Vec<String> = records.iter().map(|(t, _)| t.clone()).collect();
+        topics.sort();
+        topics.dedup();
+        self.inner.producer.ensure_topics(&topics).await?;
+        // Enqueue in order (stored in order per partition), then wait for every ack.
+        let mut pending = Vec::with_capacity(records.len());
+        for (topic, record) in &records {
+            pending.push(self.inner.producer.enqueue(topic, record).await?);
+        }
+        for result in futures::future::join_all(pending).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        spec: SubscriptionSpec,
+        handler: Arc<dyn EnvelopeHandler>,
+    ) -> Result<Subscription, BusError> {
+        self.check_open()?;
+        let config = &self.inner.config;
+        let topic = self.resolve(&spec.source);
+        if spec.kind == SubscriptionKind::Exclusive {
+            return Err(BusError::Unsupported {
+                backend: "kafka",
+                what: format!("exclusive subscription `{}` on `{topic}`", spec.name),
+                reason: "a Kafka consumer group cannot refuse a second member; use \
+                         SubscriptionKind::Failover (one active consumer per partition)"
+                    .into(),
+            });
+        }
+        if spec.name.trim().is_empty() {
+            return Err(Self::subscribe_error(
+                &topic,
+                &spec,
+                "the subscription name (consumer group) must not be empty",
+            ));
+        }
+        let group = spec.name.clone();
+        let tiers = topics::retry_tiers(&spec.retry);
+        let mut read = vec![topic.clone(), topics::delayed_topic(&topic)];
+        read.extend((1..=tiers).map(|tier| topics::retry_topic(&topic, &group, tier)));
+        for name in &read {
+            topics::check_name(name)
+                .map_err(|reason| Self::subscribe_error(&topic, &spec, reason))?;
+        }
+        let dead_letter_topic = topics::sanitize(&spec.dead_letter.topic_for(&topic, &group));
+        topics::check_name(&dead_letter_topic).map_err(|reason| {
+            Self::subscribe_error(&topic, &spec, format!("dead-letter topic: {reason}"))
+        })?;
+        self.inner
+            .producer
+            .ensure_topics(&read)
+            .await
+            .map_err(|e| Self::subscribe_error(&topic, &spec, e.to_string()))?;
+
+        let state = Arc::new(SubscriptionState::new(&group));
+        let consumer: StreamConsumer<BentoContext> = config
+            .consumer_config(&group)
+            .create_with_context(BentoContext::for_subscription(state.clone()))
+            .map_err(|e| {
+                Self::subscribe_error(&topic, &spec, format!("cannot create the consumer: {e}"))
+            })?;
+        let consumer = Arc::new(consumer);
+
+        // Retry topics belong to this group alone: it reads them from the start. The event
+        // topic and its delay topic are read from where a new group joins.
+        let positioned = {
+            let consumer = consumer.clone();
+            let (group, start) = (group.clone(), read[..2].to_vec());
+            let timeout = config.connect_timeout();
+            tokio::task::spawn_blocking(move || {
+                position_new_group(&consumer, &group, &start, timeout)
+            })
+            .await
+            .map_err(|e| Self::subscribe_error(&topic, &spec, e.to_string()))?
+            .map_err(|reason| Self::subscribe_error(&topic, &spec, reason))?
+        };
+        if positioned > 0 {
+            tracing::debug!(%group, %topic, partitions = positioned, "new consumer group positioned at the end of its topics");
+        }
+        let names: Vec<&str> = read.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(|e| Self::subscribe_error(&topic, &spec, e.to_string()))?;
+
+        let settler = Arc::new(Settler {
+            state: state.clone(),
+            producer: self.inner.producer.clone(),
+            topic: topic.clone(),
+            group: group.clone(),
+            tiers,
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut assignment = state.watch_assignment();
+        let (deliveries, poller) = Poller {
+            consumer,
+            settler,
+            commit_interval: config.commit_interval(),
+        }
+        .start(stop_rx);
+
+        // Return only once the group gave this consumer its partitions (and their start
+        // offsets are committed), so what is published next reaches it.
+        let timeout = config.subscribe_timeout();
+        let joined = tokio::time::timeout(timeout, assignment.wait_for(|a| a.rounds > 0))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !joined {
+            let _ = stop_tx.send(true);
+            let _ = poller.await;
+            return Err(BusError::Timeout {
+                operation: format!("joining consumer group `{group}` on topic `{topic}`"),
+                after: timeout,
+            });
+        }
+        if assignment.borrow().partitions == 0 {
+            let _ = tokio::time::timeout(
+                SECOND_ROUND_WAIT.min(timeout),
+                assignment.wait_for(|a| a.partitions > 0),
+            )
+            .await
+            .is_ok_and(|r| r.is_ok());
+        }
+        let partitions = assignment.borrow().partitions;
+        tracing::info!(%group, %topic, kind = %spec.kind, partitions, "subscribed");
+
+        let settings = DispatchSettings {
+            topic: topic.as_str().into(),
+            subscription: group.as_str().into(),
+            concurrency: spec.concurrency,
+            retry: spec.retry,
+            dead_letter: spec.dead_letter,
+            dead_letter_topic,
+        };
+        let guarded = Arc::new(OwnedOnly {
+            inner: handler,
+            state,
+        });
+        Ok(dispatch::spawn(
+            deliveries,
+            guarded,
+            settings,
+            Some(Box::new(move || {
+                async move {
+                    let _ = stop_tx.send(true);
+                    poller.await.map_err(|e| {
+                        BusError::Other(format!("the Kafka consumer task failed: {e}"))
+                    })
+                }
+                .boxed()
+            })),
+        ))
+    }
+
+    fn topic_for(&self, event_type: &str) -> String {
+        match self.inner.config.topics.get(event_type) {
+            Some(topic) => topic.clone(),
+            None => topics::sanitize(event_type),
+        }
+    }
+
+    async fn close(&self) -> Result<(), BusError> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let flushed = self.inner.producer.flush().await;
+        let in_flight = self.inner.producer.client().in_flight_count();
+        if in_flight > 0 {
+            tracing::warn!(
+                in_flight,
+                "Kafka producer closed with unacknowledged records"
+            );
+        }
+        flushed
+    }
+}

@@ -1,0 +1,838 @@
+//! One subscription: a consumer-group member, its offset bookkeeping, the delay/retry parking
+//! lot, and the [`Settle`] that retries and dead-letters through the producer.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bento_application::{BusError, Context, Delivery, EnvelopeHandler, HandlerError, Settle, wire};
+use bento_domain::Envelope;
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::Stream;
+use futures::future::BoxFuture;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::context::BentoContext;
+use crate::headers;
+use crate::producer::{KafkaProducer, Outgoing};
+use crate::topics;
+
+/// Deliveries waiting for the dispatcher above which the consumer pauses its partitions.
+const BACKLOG_HIGH: usize = 1_000;
+/// Backlog below which paused partitions resume.
+const BACKLOG_LOW: usize = 200;
+/// Attempts at producing a retry or dead letter before giving the message back.
+const SETTLE_ATTEMPTS: u32 = 3;
+
+type Tp = (String, i32);
+
+/// Offsets of one assigned partition.
+struct PartitionState {
+    /// Changes on every assignment: settlements of an older lease are void.
+    lease: u64,
+    /// Received, not yet finished.
+    in_flight: BTreeSet<i64>,
+    /// Offset after the last received record.
+    next: Option<i64>,
+    /// Last offset committed (or being committed).
+    committed: Option<i64>,
+}
+
+impl PartitionState {
+    /// The offset it is safe to commit: the oldest unfinished record, or after the last one.
+    fn commit_point(&self) -> Option<i64> {
+        self.in_flight.first().copied().or(self.next)
+    }
+}
+
+#[derive(Default)]
+struct Tracker {
+    partitions: HashMap<Tp, PartitionState>,
+    next_lease: u64,
+}
+
+/// How far the group's partition assignment has come, for `subscribe` to wait on.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Assignment {
+    /// Assignments received so far.
+    pub(crate) rounds: u64,
+    /// Partitions currently assigned.
+    pub(crate) partitions: usize,
+}
+
+/// State shared by a subscription's poller, its rebalance callbacks, its settlements and its
+/// handler guard.
+pub(crate) struct SubscriptionState {
+    pub(crate) group: String,
+    tracker: Mutex<Tracker>,
+    assignment: watch::Sender<Assignment>,
+    /// Envelope address -> (partition, lease) of deliveries not yet settled.
+    owners: Mutex<HashMap<usize, (Tp, u64)>>,
+    /// Partitions paused because the dispatcher is behind.
+    flow_paused: AtomicBool,
+}
+
+impl SubscriptionState {
+    pub(crate) fn new(group: &str) -> Self {
+        Self {
+            group: group.to_owned(),
+            tracker: Mutex::new(Tracker::default()),
+            assignment: watch::channel(Assignment::default()).0,
+            owners: Mutex::new(HashMap::new()),
+            flow_paused: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn watch_assignment(&self) -> watch::Receiver<Assignment> {
+        self.assignment.subscribe()
+    }
+
+    /// Rebalance: partitions are about to be taken away. Their finished offsets are committed
+    /// now; settlements still running for them become void (the next owner redelivers).
+    pub(crate) fn revoke(
+        &self,
+        consumer: &BaseConsumer<BentoContext>,
+        revoked: &TopicPartitionList,
+    ) {
+        let mut commit = TopicPartitionList::new();
+        let remaining = {
+            let mut tracker = lock(&self.tracker);
+            for element in revoked.elements() {
+                let tp = (element.topic().to_owned(), element.partition());
+                if let Some(state) = tracker.partitions.remove(&tp)
+                    && let Some(point) = state.commit_point()
+                    && state.committed.is_none_or(|c| c < point)
+                {
+                    let _ = commit.add_partition_offset(&tp.0, tp.1, Offset::Offset(point));
+                }
+            }
+            tracker.partitions.len()
+        };
+        if commit.count() > 0
+            && let Err(error) = consumer.commit(&commit, CommitMode::Sync)
+        {
+            tracing::warn!(group = %self.group, %error, "committing the offsets of revoked partitions failed; their records will be redelivered");
+        }
+        tracing::debug!(group = %self.group, revoked = revoked.count(), remaining, "partitions revoked");
+        self.assignment.send_modify(|a| a.partitions = remaining);
+    }
+
+    /// Rebalance: partitions are about to be assigned (before fetching starts).
+    pub(crate) fn assign(&self, assigned: &TopicPartitionList) {
+        let mut tracker = lock(&self.tracker);
+        for element in assigned.elements() {
+            tracker.next_lease += 1;
+            let lease = tracker.next_lease;
+            tracker.partitions.insert(
+                (element.topic().to_owned(), element.partition()),
+                PartitionState {
+                    lease,
+                    in_flight: BTreeSet::new(),
+                    next: None,
+                    committed: None,
+                },
+            );
+        }
+    }
+
+    /// Rebalance: partitions were assigned.
+    pub(crate) fn assigned(
+        &self,
+        consumer: &BaseConsumer<BentoContext>,
+        assigned: &TopicPartitionList,
+    ) {
+        if self.flow_paused.load(Ordering::Acquire)
+            && assigned.count() > 0
+            && let Err(error) = consumer.pause(assigned)
+        {
+            tracing::warn!(group = %self.group, %error, "pausing newly assigned partitions failed");
+        }
+        let partitions = lock(&self.tracker).partitions.len();
+        tracing::debug!(group = %self.group, assigned = assigned.count(), partitions, "partitions assigned");
+        self.assignment.send_modify(|a| {
+            a.rounds += 1;
+            a.partitions = partitions;
+        });
+    }
+
+    /// An asynchronous commit failed: forget it, so the next round commits again.
+    pub(crate) fn commit_failed(&self, error: &KafkaError, offsets: &TopicPartitionList) {
+        tracing::warn!(group = %self.group, %error, "committing offsets failed; retrying on the next commit");
+        let mut tracker = lock(&self.tracker);
+        for element in offsets.elements() {
+            let tp = (element.topic().to_owned(), element.partition());
+            if let (Some(state), Offset::Offset(offset)) =
+                (tracker.partitions.get_mut(&tp), element.offset())
+                && state.committed == Some(offset)
+            {
+                state.committed = None;
+            }
+        }
+    }
+
+    /// Registers a received record; `None` if its partition is not (or no longer) assigned.
+    fn track(&self, topic: &str, partition: i32, offset: i64) -> Option<u64> {
+        let mut tracker = lock(&self.tracker);
+        let state = tracker.partitions.get_mut(&(topic.to_owned(), partition))?;
+        state.in_flight.insert(offset);
+        state.next = Some(state.next.map_or(offset + 1, |n| n.max(offset + 1)));
+        Some(state.lease)
+    }
+
+    fn lease_of(&self, tp: &Tp) -> Option<u64> {
+        lock(&self.tracker).partitions.get(tp).map(|s| s.lease)
+    }
+
+    fn owns(&self, tp: &Tp, lease: u64) -> bool {
+        self.lease_of(tp) == Some(lease)
+    }
+
+    /// The record at `offset` is done (handled, retried elsewhere or dead-lettered).
+    fn finish(&self, tp: &Tp, lease: u64, offset: i64) {
+        let mut tracker = lock(&self.tracker);
+        if let Some(state) = tracker.partitions.get_mut(tp)
+            && state.lease == lease
+        {
+            state.in_flight.remove(&offset);
+        }
+    }
+
+    /// Offsets that moved since the last commit, marked as committed.
+    fn due_commits(&self) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        let mut tracker = lock(&self.tracker);
+        for ((topic, partition), state) in tracker.partitions.iter_mut() {
+            if let Some(point) = state.commit_point()
+                && state.committed.is_none_or(|c| c < point)
+            {
+                state.committed = Some(point);
+                let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(point));
+            }
+        }
+        tpl
+    }
+
+    fn forget_commits(&self, offsets: &TopicPartitionList) {
+        let mut tracker = lock(&self.tracker);
+        for element in offsets.elements() {
+            let tp = (element.topic().to_owned(), element.partition());
+            if let Some(state) = tracker.partitions.get_mut(&tp) {
+                state.committed = None;
+            }
+        }
+    }
+
+    fn register(&self, envelope: &Arc<Envelope>, tp: Tp, lease: u64) {
+        lock(&self.owners).insert(Arc::as_ptr(envelope) as usize, (tp, lease));
+    }
+
+    fn unregister(&self, address: usize) {
+        lock(&self.owners).remove(&address);
+    }
+
+    /// Whether the delivery of the envelope at `address` still belongs to this consumer.
+    fn still_owned(&self, address: usize) -> bool {
+        let owner = lock(&self.owners).get(&address).cloned();
+        match owner {
+            Some((tp, lease)) => self.owns(&tp, lease),
+            None => true,
+        }
+    }
+}
+
+/// Wraps the subscription's handler: a message whose partition was revoked since it was
+/// received is not handed out (the partition's new owner gets it).
+pub(crate) struct OwnedOnly {
+    pub(crate) inner: Arc<dyn EnvelopeHandler>,
+    pub(crate) state: Arc<SubscriptionState>,
+}
+
+impl EnvelopeHandler for OwnedOnly {
+    fn handle(&self, ctx: Context) -> BoxFuture<'static, Result<(), HandlerError>> {
+        let address = ctx.envelope() as *const Envelope as usize;
+        if !self.state.still_owned(address) {
+            return Box::pin(futures::future::ready(Err(HandlerError::retryable(
+                "the partition was revoked from this consumer; its new owner handles the message",
+            ))));
+        }
+        self.inner.handle(ctx)
+    }
+}
+
+/// Flow control between the poller and the dispatcher.
+pub(crate) struct Flow {
+    backlog: AtomicUsize,
+    drained: Notify,
+}
+
+/// The dispatcher's side: the deliveries the poller produced.
+pub(crate) struct Deliveries {
+    rx: mpsc::UnboundedReceiver<Delivery>,
+    flow: Arc<Flow>,
+}
+
+impl Stream for Deliveries {
+    type Item = Delivery;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Delivery>> {
+        let polled = self.rx.poll_recv(cx);
+        if let Poll::Ready(Some(_)) = &polled {
+            let left = self
+                .flow
+                .backlog
+                .fetch_sub(1, Ordering::AcqRel)
+                .saturating_sub(1);
+            if left <= BACKLOG_LOW {
+                self.flow.drained.notify_one();
+            }
+        }
+        polled
+    }
+}
+
+/// Everything a subscription's settlements need.
+pub(crate) struct Settler {
+    pub(crate) state: Arc<SubscriptionState>,
+    pub(crate) producer: KafkaProducer,
+    pub(crate) topic: String,
+    pub(crate) group: String,
+    pub(crate) tiers: u32,
+}
+
+/// A received record, decoded.
+struct Incoming {
+    tp: Tp,
+    offset: i64,
+    lease: u64,
+    envelope: Envelope,
+    attempt: u32,
+    due: Option<DateTime<Utc>>,
+    origin: (i32, i64),
+}
+
+fn decode(message: &BorrowedMessage<'_>, lease: u64) -> Incoming {
+    let tp = (message.topic().to_owned(), message.partition());
+    let offset = message.offset();
+    let mut attempt = 1;
+    let mut due = None;
+    let (mut origin_partition, mut origin_offset) = (None, None);
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if let Some(record_headers) = message.headers() {
+        for header in record_headers.iter() {
+            let value = header
+                .value
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            match header.key {
+                wire::ATTEMPT => attempt = value.parse::<u32>().unwrap_or(1).max(1),
+                headers::DELIVER_AT => {
+                    due = DateTime::parse_from_rfc3339(&value)
+                        .ok()
+                        .map(|t| t.with_timezone(&Utc));
+                }
+                headers::ORIGINAL_PARTITION => origin_partition = value.parse().ok(),
+                headers::ORIGINAL_OFFSET => origin_offset = value.parse().ok(),
+                key => pairs.push((key.to_owned(), value)),
+            }
+        }
+    }
+    let payload = Bytes::copy_from_slice(message.payload().unwrap_or_default());
+    let mut envelope = wire::from_headers(pairs, payload);
+    if envelope.ordering_key.is_none()
+        && let Some(key) = message.key()
+    {
+        envelope.ordering_key = Some(String::from_utf8_lossy(key).into_owned());
+    }
+    Incoming {
+        origin: (
+            origin_partition.unwrap_or(tp.1),
+            origin_offset.unwrap_or(offset),
+        ),
+        tp,
+        offset,
+        lease,
+        envelope,
+        attempt,
+        due,
+    }
+}
+
+/// Runs a subscription's consumer: receives, parks records that are not due yet, hands the
+/// rest to the dispatcher, commits finished offsets, serves rebalances.
+pub(crate) struct Poller {
+    pub(crate) consumer: Arc<StreamConsumer<BentoContext>>,
+    pub(crate) settler: Arc<Settler>,
+    pub(crate) commit_interval: Duration,
+}
+
+/// Records of one partition waiting for their due time, in offset order.
+struct Parked {
+    lease: u64,
+    queue: VecDeque<(DateTime<Utc>, Delivery)>,
+}
+
+impl Poller {
+    /// Starts the poller; returns the dispatcher's stream of deliveries and the poller task.
+    pub(crate) fn start(
+        self,
+        stop: watch::Receiver<bool>,
+    ) -> (Deliveries, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let flow = Arc::new(Flow {
+            backlog: AtomicUsize::new(0),
+            drained: Notify::new(),
+        });
+        let task = tokio::spawn(self.run(tx, flow.clone(), stop));
+        (Deliveries { rx, flow }, task)
+    }
+
+    async fn run(
+        self,
+        tx: mpsc::UnboundedSender<Delivery>,
+        flow: Arc<Flow>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let state = self.settler.state.clone();
+        let mut parked: HashMap<Tp, Parked> = HashMap::new();
+        let mut commit_tick = tokio::time::interval(self.commit_interval);
+        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_error: Option<(String, tokio::time::Instant)> = None;
+        loop {
+            let next_due = parked
+                .values()
+                .filter_map(|p| p.queue.front().map(|(at, _)| *at))
+                .min();
+            let wait = next_due.map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            let flow_paused = state.flow_paused.load(Ordering::Acquire);
+            tokio::select! {
+                biased;
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep(wait.unwrap_or(Duration::ZERO)), if wait.is_some() => {
+                    self.release_due(&mut parked, &tx, &flow);
+                }
+                _ = commit_tick.tick() => self.commit(CommitMode::Async),
+                _ = flow.drained.notified(), if flow_paused => {
+                    if flow.backlog.load(Ordering::Acquire) <= BACKLOG_LOW {
+                        self.set_flow_paused(false, &parked);
+                    }
+                }
+                received = self.consumer.recv() => match received {
+                    Ok(message) => self.receive(&message, &mut parked, &tx, &flow),
+                    Err(error) => {
+                        // Broker and topic trouble is reported here while librdkafka retries;
+                        // say it once a while, not on every poll.
+                        let text = error.to_string();
+                        let repeat = last_error.as_ref().is_some_and(|(t, at)| {
+                            *t == text && at.elapsed() < Duration::from_secs(10)
+                        });
+                        if !repeat {
+                            tracing::warn!(group = %state.group, %error, "Kafka consumer error");
+                            last_error = Some((text, tokio::time::Instant::now()));
+                        }
+                    }
+                },
+            }
+        }
+        // Parked and undispatched records stay uncommitted: the group redelivers them.
+        drop(parked);
+        drop(tx);
+        let consumer = self.consumer.clone();
+        let settler = self.settler.clone();
+        drop(self);
+        let closed = tokio::task::spawn_blocking(move || {
+            let final_commits = settler.state.due_commits();
+            if final_commits.count() > 0
+                && let Err(error) = consumer.commit(&final_commits, CommitMode::Sync)
+            {
+                tracing::warn!(group = %settler.group, %error, "final offset commit failed; unfinished records will be redelivered");
+            }
+            // Dropping the last handle leaves the group (revoking and committing once more).
+            drop(consumer);
+        })
+        .await;
+        if let Err(error) = closed {
+            tracing::warn!(%error, "closing a Kafka consumer failed");
+        }
+    }
+
+    fn receive(
+        &self,
+        message: &BorrowedMessage<'_>,
+        parked: &mut HashMap<Tp, Parked>,
+        tx: &mpsc::UnboundedSender<Delivery>,
+        flow: &Arc<Flow>,
+    ) {
+        let state = &self.settler.state;
+        let Some(lease) = state.track(message.topic(), message.partition(), message.offset())
+        else {
+            tracing::debug!(group = %state.group, topic = message.topic(), partition = message.partition(), "record of an unassigned partition ignored");
+            return;
+        };
+        let incoming = decode(message, lease);
+        let tp = incoming.tp.clone();
+        if parked.get(&tp).is_some_and(|p| p.lease != lease) {
+            parked.remove(&tp);
+        }
+        let due = incoming.due.filter(|at| *at > Utc::now());
+        let waiting = parked.get(&tp).is_some_and(|p| !p.queue.is_empty());
+        let delivery = self.delivery(incoming);
+        if due.is_some() || waiting {
+            let first = !waiting;
+            parked
+                .entry(tp.clone())
+                .or_insert_with(|| Parked {
+                    lease,
+                    queue: VecDeque::new(),
+                })
+                .queue
+                .push_back((due.unwrap_or_else(Utc::now), delivery));
+            if first {
+                // Stop fetching this partition until its head is due; librdkafka resumes
+                // after the last record it handed out.
+                self.pause(&tp, true);
+            }
+        } else {
+            self.dispatch(delivery, tx, flow, parked);
+        }
+    }
+
+    fn delivery(&self, incoming: Incoming) -> Delivery {
+        let Incoming {
+            tp,
+            offset,
+            lease,
+            envelope,
+            attempt,
+            origin,
+            ..
+        } = incoming;
+        let envelope = Arc::new(envelope);
+        self.settler.state.register(&envelope, tp.clone(), lease);
+        Delivery {
+            broker_id: Some(format!("{}/{}/{offset}", tp.0, tp.1)),
+            settle: Box::new(KafkaSettle {
+                settler: self.settler.clone(),
+                address: Arc::as_ptr(&envelope) as usize,
+                tp,
+                lease,
+                offset,
+                origin,
+            }),
+            envelope,
+            attempt,
+        }
+    }
+
+    fn dispatch(
+        &self,
+        delivery: Delivery,
+        tx: &mpsc::UnboundedSender<Delivery>,
+        flow: &Arc<Flow>,
+        parked: &HashMap<Tp, Parked>,
+    ) {
+        if tx.send(delivery).is_err() {
+            return;
+        }
+        let backlog = flow.backlog.fetch_add(1, Ordering::AcqRel) + 1;
+        if backlog >= BACKLOG_HIGH && !self.settler.state.flow_paused.load(Ordering::Acquire) {
+            self.set_flow_paused(true, parked);
+        }
+    }
+
+    /// Hands over parked records that are due, resuming partitions whose queue emptied.
+    fn release_due(
+        &self,
+        parked: &mut HashMap<Tp, Parked>,
+        tx: &mpsc::UnboundedSender<Delivery>,
+        flow: &Arc<Flow>,
+    ) {
+        let now = Utc::now();
+        let mut ready = Vec::new();
+        let mut emptied = Vec::new();
+        for (tp, lot) in parked.iter_mut() {
+            if !self.settler.state.owns(tp, lot.lease) {
+                // Revoked: drop them; the new owner reads them again.
+                lot.queue.clear();
+                emptied.push((tp.clone(), false));
+                continue;
+            }
+            while lot.queue.front().is_some_and(|(at, _)| *at <= now) {
+                if let Some((_, delivery)) = lot.queue.pop_front() {
+                    ready.push(delivery);
+                }
+            }
+            if lot.queue.is_empty() {
+                emptied.push((tp.clone(), true));
+            }
+        }
+        for (tp, owned) in emptied {
+            parked.remove(&tp);
+            if owned && !self.settler.state.flow_paused.load(Ordering::Acquire) {
+                self.pause(&tp, false);
+            }
+        }
+        for delivery in ready {
+            self.dispatch(delivery, tx, flow, parked);
+        }
+    }
+
+    fn pause(&self, tp: &Tp, pause: bool) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&tp.0, tp.1);
+        let result = if pause {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        if let Err(error) = result {
+            tracing::warn!(group = %self.settler.group, topic = %tp.0, partition = tp.1, %error, pause, "pausing/resuming a partition failed");
+        }
+    }
+
+    /// Pauses (or resumes) every assigned partition but the parked ones, for flow control.
+    fn set_flow_paused(&self, paused: bool, parked: &HashMap<Tp, Parked>) {
+        self.settler
+            .state
+            .flow_paused
+            .store(paused, Ordering::Release);
+        let assignment = match self.consumer.assignment() {
+            Ok(assignment) => assignment,
+            Err(error) => {
+                tracing::warn!(group = %self.settler.group, %error, "reading the assignment failed");
+                return;
+            }
+        };
+        let mut tpl = TopicPartitionList::new();
+        for element in assignment.elements() {
+            let tp = (element.topic().to_owned(), element.partition());
+            if !parked.contains_key(&tp) {
+                tpl.add_partition(&tp.0, tp.1);
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        let result = if paused {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        tracing::debug!(group = %self.settler.group, paused, "flow control");
+        if let Err(error) = result {
+            tracing::warn!(group = %self.settler.group, %error, "flow control pause/resume failed");
+        }
+    }
+
+    fn commit(&self, mode: CommitMode) {
+        let tpl = self.settler.state.due_commits();
+        if tpl.count() == 0 {
+            return;
+        }
+        if let Err(error) = self.consumer.commit(&tpl, mode) {
+            tracing::debug!(group = %self.settler.group, %error, "offset commit not sent; retrying later");
+            self.settler.state.forget_commits(&tpl);
+        }
+    }
+}
+
+/// Settles one record: marks its offset finished, after storing a retry or dead letter where
+/// needed. Settlements of a revoked partition do nothing: its new owner redelivers the record.
+struct KafkaSettle {
+    settler: Arc<Settler>,
+    address: usize,
+    tp: Tp,
+    lease: u64,
+    offset: i64,
+    /// Partition and offset of the record as first received (before any retry).
+    origin: (i32, i64),
+}
+
+impl KafkaSettle {
+    fn owned(&self) -> bool {
+        self.settler.state.owns(&self.tp, self.lease)
+    }
+
+    fn finish(&self) {
+        self.settler.state.finish(&self.tp, self.lease, self.offset);
+    }
+
+    /// Produces `record` to `topic`, trying again while the partition is ours.
+    async fn store(&self, topic: &str, record: Outgoing) -> Result<(), BusError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.settler.producer.send(topic, &record).await {
+                Ok(_) => return Ok(()),
+                Err(error) if attempt < SETTLE_ATTEMPTS && self.owned() => {
+                    tracing::warn!(group = %self.settler.group, %topic, %error, attempt, "storing a retry or dead letter failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+impl Drop for KafkaSettle {
+    fn drop(&mut self) {
+        self.settler.state.unregister(self.address);
+    }
+}
+
+fn format_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[async_trait]
+impl Settle for KafkaSettle {
+    async fn ack(self: Box<Self>) -> Result<(), BusError> {
+        self.finish();
+        Ok(())
+    }
+
+    async fn retry(
+        self: Box<Self>,
+        envelope: &Envelope,
+        next_attempt: u32,
+        delay: Duration,
+    ) -> Result<(), BusError> {
+        if !self.owned() {
+            return Ok(());
+        }
+        let settler = &self.settler;
+        if settler.tiers == 0 {
+            return Err(BusError::Other(format!(
+                "subscription `{}` has no retry topics (its retry policy allows no retry)",
+                settler.group
+            )));
+        }
+        let tier = topics::retry_tier(next_attempt.saturating_sub(1), settler.tiers);
+        let topic = topics::retry_topic(&settler.topic, &settler.group, tier);
+        let due = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        let record = Outgoing::from_envelope(envelope)
+            .header(wire::ATTEMPT, next_attempt.to_string())
+            .header(headers::DELIVER_AT, format_time(due))
+            .header(headers::ORIGINAL_PARTITION, self.origin.0.to_string())
+            .header(headers::ORIGINAL_OFFSET, self.origin.1.to_string());
+        self.store(&topic, record).await?;
+        self.finish();
+        Ok(())
+    }
+
+    async fn dead_letter(
+        self: Box<Self>,
+        dead_letter: Envelope,
+        topic: &str,
+    ) -> Result<(), BusError> {
+        if !self.owned() {
+            return Ok(());
+        }
+        let record = Outgoing::from_envelope(&dead_letter)
+            .header(headers::DLQ_ORIGINAL_PARTITION, self.origin.0.to_string())
+            .header(headers::DLQ_ORIGINAL_OFFSET, self.origin.1.to_string());
+        self.store(topic, record).await?;
+        self.finish();
+        Ok(())
+    }
+
+    async fn release(self: Box<Self>) -> Result<(), BusError> {
+        // Left unfinished: never committed past, so the group redelivers it.
+        Ok(())
+    }
+}
+
+/// Positions a new consumer group at the end of `topics` (partitions without a committed
+/// offset get the current high watermark), so that it sees exactly what is published after
+/// `subscribe` returns. Blocking.
+pub(crate) fn position_new_group(
+    consumer: &StreamConsumer<BentoContext>,
+    group: &str,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<usize, String> {
+    let mut all = TopicPartitionList::new();
+    for topic in topics {
+        let partitions =
+            crate::admin::partition_ids(consumer, topic, timeout).map_err(|e| e.to_string())?;
+        for (partition, _) in partitions {
+            all.add_partition(topic, partition);
+        }
+    }
+    let missing = |committed: &TopicPartitionList| -> Vec<Tp> {
+        committed
+            .elements()
+            .iter()
+            .filter(|e| !matches!(e.offset(), Offset::Offset(_)))
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    let committed = retrying(deadline, || {
+        consumer.committed_offsets(all.clone(), timeout)
+    })
+    .map_err(|e| format!("reading the committed offsets of group `{group}` failed: {e}"))?;
+    let unset = missing(&committed);
+    if unset.is_empty() {
+        return Ok(0);
+    }
+    let mut start = TopicPartitionList::new();
+    for (topic, partition) in &unset {
+        let (_, high) = retrying(deadline, || {
+            consumer.fetch_watermarks(topic, *partition, timeout)
+        })
+        .map_err(|e| {
+            format!("reading the end offset of `{topic}` partition {partition} failed: {e}")
+        })?;
+        let _ = start.add_partition_offset(topic, *partition, Offset::Offset(high));
+    }
+    if let Err(error) = retrying(deadline, || consumer.commit(&start, CommitMode::Sync)) {
+        // Another member may have positioned the group meanwhile; only a gap is an error.
+        let again = retrying(deadline, || {
+            consumer.committed_offsets(all.clone(), timeout)
+        })
+        .map_err(|e| format!("reading the committed offsets of group `{group}` failed: {e}"))?;
+        let still: HashSet<Tp> = missing(&again).into_iter().collect();
+        if !still.is_empty() {
+            return Err(format!(
+                "setting the start offsets of new consumer group `{group}` failed: {error}"
+            ));
+        }
+    }
+    Ok(unset.len())
+}
+
+/// Runs a blocking broker call again until it succeeds or `deadline` passes: right after a
+/// broker start or a topic creation, coordinators and leaders take a moment to be known.
+fn retrying<T>(
+    deadline: std::time::Instant,
+    mut call: impl FnMut() -> Result<T, KafkaError>,
+) -> Result<T, KafkaError> {
+    loop {
+        match call() {
+            Ok(value) => return Ok(value),
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
