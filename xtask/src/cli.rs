@@ -6,7 +6,7 @@ use crate::config::{Broker, Ports};
 
 /// Developer tasks for the Bento workspace.
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", version, about)]
+#[command(name = "xtask", bin_name = "cargo xtask", version, about)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

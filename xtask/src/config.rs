@@ -70,6 +70,7 @@ pub struct Ports {
     /// Pulsar binary protocol port.
     #[arg(
         long = "pulsar-port",
+        value_name = "PORT",
         env = "BENTO_PULSAR_PORT",
         default_value_t = 6650,
         global = true
@@ -78,6 +79,7 @@ pub struct Ports {
     /// Pulsar HTTP (admin REST) port.
     #[arg(
         long = "pulsar-http-port",
+        value_name = "PORT",
         env = "BENTO_PULSAR_HTTP_PORT",
         default_value_t = 8080,
         global = true
@@ -86,6 +88,7 @@ pub struct Ports {
     /// Port of the bookie embedded in Pulsar standalone.
     #[arg(
         long = "pulsar-bookie-port",
+        value_name = "PORT",
         env = "BENTO_PULSAR_BOOKIE_PORT",
         default_value_t = 3181,
         global = true
@@ -94,6 +97,7 @@ pub struct Ports {
     /// Kafka client (PLAINTEXT) port.
     #[arg(
         long = "kafka-port",
+        value_name = "PORT",
         env = "BENTO_KAFKA_PORT",
         default_value_t = 9092,
         global = true
@@ -102,6 +106,7 @@ pub struct Ports {
     /// Kafka KRaft controller port.
     #[arg(
         long = "kafka-controller-port",
+        value_name = "PORT",
         env = "BENTO_KAFKA_CONTROLLER_PORT",
         default_value_t = 9093,
         global = true

@@ -62,17 +62,58 @@ impl DevEnv {
 pub fn run(args: DevEnvArgs) -> Result<()> {
     let env = DevEnv::new(args.mode, args.ports);
     match args.action {
-        Action::Up { target } => up(&env, &target.brokers()),
         Action::Status => status(&env),
         Action::Logs {
             broker,
             follow,
             lines,
         } => logs(&env, broker, follow, lines),
-        Action::Down { target } => down(&env, &target.brokers()),
-        Action::Kill { broker } => kill(&env, broker),
-        Action::Reset => reset(&env),
+        Action::Up { target } => {
+            let _lock = lock(&env.layout)?;
+            up(&env, &target.brokers())
+        }
+        Action::Down { target } => {
+            let _lock = lock(&env.layout)?;
+            down(&env, &target.brokers())
+        }
+        Action::Kill { broker } => {
+            let _lock = lock(&env.layout)?;
+            kill(&env, broker)
+        }
+        Action::Reset => {
+            let _lock = lock(&env.layout)?;
+            reset(&env)
+        }
     }
+}
+
+/// Takes the dev-env lock, so that concurrent `up`/`down`/`kill`/`reset` (several test processes,
+/// several terminals) run one after the other. Released when the returned file is dropped.
+pub fn lock(layout: &Layout) -> Result<fs::File> {
+    fs::create_dir_all(&layout.home)
+        .with_context(|| format!("creating {}", layout.home.display()))?;
+    let path = layout.home.join(".lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(fs::TryLockError::WouldBlock) => {
+            println!(
+                "waiting for another `cargo xtask dev-env` command to finish ({})",
+                path.display()
+            );
+        }
+        Err(fs::TryLockError::Error(err)) => {
+            return Err(err).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    file.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(file)
 }
 
 /// Whether `pid` is alive and still runs the broker (not a recycled pid).
@@ -280,7 +321,7 @@ pub fn wait_ready(env: &DevEnv, mut pending: Vec<Pending>) -> Result<()> {
                     reasons.remove(i);
                     continue;
                 }
-                Err(reason) => reasons[i] = format!("{}: {reason}", p.broker),
+                Err(reason) => reasons[i] = format!("{}: {}", p.broker, short_reason(&reason)),
             }
             if beat.elapsed() > start_timeout(p.broker) {
                 let broker = p.broker;
@@ -303,6 +344,15 @@ pub fn wait_ready(env: &DevEnv, mut pending: Vec<Pending>) -> Result<()> {
         thread::sleep(Duration::from_millis(1000));
     }
     Ok(())
+}
+
+/// The gist of a readiness failure for the progress line.
+fn short_reason(reason: &str) -> String {
+    if reason.contains("Connection refused") {
+        "not listening yet".to_string()
+    } else {
+        reason.to_string()
+    }
 }
 
 fn print_log_tail(env: &DevEnv, broker: Broker, lines: usize) {

@@ -162,6 +162,7 @@ pub fn run(args: TestArgs) -> Result<()> {
         .arg("--all-targets")
         .args(feature_args(packages));
     if managed {
+        let lock = devenv::lock(&env.layout)?;
         if !args.keep_data {
             println!("\n==> fresh brokers: stopping any running ones and wiping their data");
             devenv::down(&env, &Broker::ALL)?;
@@ -172,6 +173,8 @@ pub fn run(args: TestArgs) -> Result<()> {
             let _ = devenv::down(&env, &Broker::ALL);
             return Err(err.context("starting the brokers"));
         }
+        // Tests take the lock themselves when they kill or restart a broker.
+        drop(lock);
         test.envs(test_env(&env.layout, &env.ports));
     } else {
         // Values set by the caller win (e.g. an external cluster); the rest point at the defaults.
@@ -191,7 +194,7 @@ pub fn run(args: TestArgs) -> Result<()> {
     let mut stopped = Ok(());
     if managed && !args.keep_running {
         println!("\n==> stopping the brokers");
-        stopped = devenv::down(&env, &Broker::ALL);
+        stopped = devenv::lock(&env.layout).and_then(|_lock| devenv::down(&env, &Broker::ALL));
     } else if managed {
         println!(
             "\nbrokers left running (--keep-running); stop them with `cargo xtask dev-env down`"
