@@ -17,7 +17,9 @@ use tokio::sync::watch;
 
 use crate::admin::KafkaAdmin;
 use crate::config::KafkaConfig;
-use crate::consumer::{OwnedOnly, Poller, Settler, SubscriptionState, position_new_group};
+use crate::consumer::{
+    Deliveries, OwnedOnly, Owners, Poller, Settler, SubscriptionState, position_new_group,
+};
 use crate::context::BentoContext;
 use crate::headers;
 use crate::producer::{KafkaProducer, Outgoing};
@@ -167,6 +169,43 @@ impl KafkaBus {
     }
 }
 
+impl KafkaBus {
+    /// Creates a consumer in `group`, positions the group at the end of `position` if it is
+    /// new, and subscribes it to `topics`.
+    async fn member(
+        &self,
+        group: &str,
+        topics: &[String],
+        position: Vec<String>,
+    ) -> Result<(Arc<StreamConsumer<BentoContext>>, Arc<SubscriptionState>), String> {
+        let config = &self.inner.config;
+        let state = Arc::new(SubscriptionState::new(group));
+        let consumer: StreamConsumer<BentoContext> = config
+            .consumer_config(group)
+            .create_with_context(BentoContext::for_subscription(state.clone()))
+            .map_err(|e| format!("cannot create a consumer in group `{group}`: {e}"))?;
+        let consumer = Arc::new(consumer);
+        let positioned = {
+            let consumer = consumer.clone();
+            let group = group.to_owned();
+            let timeout = config.connect_timeout();
+            tokio::task::spawn_blocking(move || {
+                position_new_group(&consumer, &group, &position, timeout)
+            })
+            .await
+            .map_err(|e| e.to_string())??
+        };
+        if positioned > 0 {
+            tracing::debug!(%group, partitions = positioned, "new consumer group positioned at the end of its topic");
+        }
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(|e| format!("subscribing group `{group}` to {names:?} failed: {e}"))?;
+        Ok((consumer, state))
+    }
+}
+
 #[async_trait]
 impl MessageBus for KafkaBus {
     fn backend(&self) -> &'static str {
@@ -248,75 +287,90 @@ impl MessageBus for KafkaBus {
             .await
             .map_err(|e| Self::subscribe_error(&topic, &spec, e.to_string()))?;
 
-        let state = Arc::new(SubscriptionState::new(&group));
-        let consumer: StreamConsumer<BentoContext> = config
-            .consumer_config(&group)
-            .create_with_context(BentoContext::for_subscription(state.clone()))
-            .map_err(|e| {
-                Self::subscribe_error(&topic, &spec, format!("cannot create the consumer: {e}"))
-            })?;
-        let consumer = Arc::new(consumer);
-
-        // Retry topics belong to this group alone: it reads them from the start. The event
-        // topic and its delay topic are read from where a new group joins.
-        let positioned = {
-            let consumer = consumer.clone();
-            let (group, start) = (group.clone(), read[..2].to_vec());
-            let timeout = config.connect_timeout();
-            tokio::task::spawn_blocking(move || {
-                position_new_group(&consumer, &group, &start, timeout)
-            })
-            .await
-            .map_err(|e| Self::subscribe_error(&topic, &spec, e.to_string()))?
-            .map_err(|reason| Self::subscribe_error(&topic, &spec, reason))?
-        };
-        if positioned > 0 {
-            tracing::debug!(%group, %topic, partitions = positioned, "new consumer group positioned at the end of its topics");
-        }
-        let names: Vec<&str> = read.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&names)
-            .map_err(|e| Self::subscribe_error(&topic, &spec, e.to_string()))?;
-
+        // Two members per subscription: the event topic alone in group `<name>`, so the
+        // assignor spreads its partitions evenly over the subscription's consumers; the delay
+        // and retry topics in group `<name>.deferred`.
+        let deferred_group = format!("{group}.deferred");
+        let (event_topics, deferred_topics) = read.split_at(1);
+        let owners = Arc::new(Owners::default());
         let settler = Arc::new(Settler {
-            state: state.clone(),
+            owners: owners.clone(),
             producer: self.inner.producer.clone(),
             topic: topic.clone(),
             group: group.clone(),
             tiers,
         });
+        let (tx, flow, deliveries) = Deliveries::channel();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut assignment = state.watch_assignment();
-        let (deliveries, poller) = Poller {
-            consumer,
-            settler,
-            commit_interval: config.commit_interval(),
+        let mut pollers = Vec::with_capacity(2);
+        let mut assignments = Vec::with_capacity(2);
+        let members = [
+            (group.clone(), event_topics.to_vec(), true),
+            (deferred_group, deferred_topics.to_vec(), false),
+        ];
+        for (member_group, member_topics, flow_control) in members {
+            // A new group starts at the end of the event topic and of its delay topic; the
+            // retry topics belong to this subscription alone and are read from the start.
+            let position = member_topics[..1].to_vec();
+            let started = self
+                .member(&member_group, &member_topics, position)
+                .await
+                .map_err(|reason| Self::subscribe_error(&topic, &spec, reason));
+            let (consumer, state) = match started {
+                Ok(started) => started,
+                Err(error) => {
+                    let _ = stop_tx.send(true);
+                    for poller in pollers {
+                        let _ = poller.await;
+                    }
+                    return Err(error);
+                }
+            };
+            assignments.push((member_group, state.watch_assignment()));
+            pollers.push(
+                Poller {
+                    consumer,
+                    state,
+                    settler: settler.clone(),
+                    commit_interval: config.commit_interval(),
+                    flow_control,
+                }
+                .start(tx.clone(), flow.clone(), stop_rx.clone()),
+            );
         }
-        .start(stop_rx);
+        drop(tx);
 
-        // Return only once the group gave this consumer its partitions (and their start
-        // offsets are committed), so what is published next reaches it.
+        // Return only once the groups gave these consumers their partitions (and their start
+        // offsets are committed), so what is published next reaches them.
         let timeout = config.subscribe_timeout();
-        let joined = tokio::time::timeout(timeout, assignment.wait_for(|a| a.rounds > 0))
-            .await
-            .is_ok_and(|r| r.is_ok());
-        if !joined {
-            let _ = stop_tx.send(true);
-            let _ = poller.await;
-            return Err(BusError::Timeout {
-                operation: format!("joining consumer group `{group}` on topic `{topic}`"),
-                after: timeout,
-            });
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (member_group, assignment) in &mut assignments {
+            let joined = tokio::time::timeout_at(deadline, assignment.wait_for(|a| a.rounds > 0))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            if !joined {
+                let _ = stop_tx.send(true);
+                for poller in pollers {
+                    let _ = poller.await;
+                }
+                return Err(BusError::Timeout {
+                    operation: format!(
+                        "joining consumer group `{member_group}` on topic `{topic}`"
+                    ),
+                    after: timeout,
+                });
+            }
         }
-        if assignment.borrow().partitions == 0 {
+        let (_, main) = &mut assignments[0];
+        if main.borrow().partitions == 0 {
             let _ = tokio::time::timeout(
                 SECOND_ROUND_WAIT.min(timeout),
-                assignment.wait_for(|a| a.partitions > 0),
+                main.wait_for(|a| a.partitions > 0),
             )
             .await
             .is_ok_and(|r| r.is_ok());
         }
-        let partitions = assignment.borrow().partitions;
+        let partitions = main.borrow().partitions;
         tracing::info!(%group, %topic, kind = %spec.kind, partitions, "subscribed");
 
         let settings = DispatchSettings {
@@ -329,7 +383,7 @@ impl MessageBus for KafkaBus {
         };
         let guarded = Arc::new(OwnedOnly {
             inner: handler,
-            state,
+            owners,
         });
         Ok(dispatch::spawn(
             deliveries,
@@ -338,9 +392,12 @@ impl MessageBus for KafkaBus {
             Some(Box::new(move || {
                 async move {
                     let _ = stop_tx.send(true);
-                    poller.await.map_err(|e| {
-                        BusError::Other(format!("the Kafka consumer task failed: {e}"))
-                    })
+                    for poller in pollers {
+                        poller.await.map_err(|e| {
+                            BusError::Other(format!("the Kafka consumer task failed: {e}"))
+                        })?;
+                    }
+                    Ok(())
                 }
                 .boxed()
             })),

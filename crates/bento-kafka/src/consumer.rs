@@ -75,8 +75,6 @@ pub(crate) struct SubscriptionState {
     pub(crate) group: String,
     tracker: Mutex<Tracker>,
     assignment: watch::Sender<Assignment>,
-    /// Envelope address -> (partition, lease) of deliveries not yet settled.
-    owners: Mutex<HashMap<usize, (Tp, u64)>>,
     /// Partitions paused because the dispatcher is behind.
     flow_paused: AtomicBool,
 }
@@ -87,7 +85,6 @@ impl SubscriptionState {
             group: group.to_owned(),
             tracker: Mutex::new(Tracker::default()),
             assignment: watch::channel(Assignment::default()).0,
-            owners: Mutex::new(HashMap::new()),
             flow_paused: AtomicBool::new(false),
         }
     }
@@ -230,20 +227,35 @@ impl SubscriptionState {
             }
         }
     }
+}
 
-    fn register(&self, envelope: &Arc<Envelope>, tp: Tp, lease: u64) {
-        lock(&self.owners).insert(Arc::as_ptr(envelope) as usize, (tp, lease));
+/// The consumer (partition and lease) of every delivery not yet settled, by envelope address,
+/// so that the handler guard can tell whether a delivery still belongs to this process.
+#[derive(Default)]
+pub(crate) struct Owners {
+    map: Mutex<HashMap<usize, (Arc<SubscriptionState>, Tp, u64)>>,
+}
+
+impl Owners {
+    fn register(
+        &self,
+        envelope: &Arc<Envelope>,
+        state: Arc<SubscriptionState>,
+        tp: Tp,
+        lease: u64,
+    ) {
+        lock(&self.map).insert(Arc::as_ptr(envelope) as usize, (state, tp, lease));
     }
 
     fn unregister(&self, address: usize) {
-        lock(&self.owners).remove(&address);
+        lock(&self.map).remove(&address);
     }
 
     /// Whether the delivery of the envelope at `address` still belongs to this consumer.
     fn still_owned(&self, address: usize) -> bool {
-        let owner = lock(&self.owners).get(&address).cloned();
+        let owner = lock(&self.map).get(&address).cloned();
         match owner {
-            Some((tp, lease)) => self.owns(&tp, lease),
+            Some((state, tp, lease)) => state.owns(&tp, lease),
             None => true,
         }
     }
@@ -253,13 +265,13 @@ impl SubscriptionState {
 /// received is not handed out (the partition's new owner gets it).
 pub(crate) struct OwnedOnly {
     pub(crate) inner: Arc<dyn EnvelopeHandler>,
-    pub(crate) state: Arc<SubscriptionState>,
+    pub(crate) owners: Arc<Owners>,
 }
 
 impl EnvelopeHandler for OwnedOnly {
     fn handle(&self, ctx: Context) -> BoxFuture<'static, Result<(), HandlerError>> {
         let address = ctx.envelope() as *const Envelope as usize;
-        if !self.state.still_owned(address) {
+        if !self.owners.still_owned(address) {
             return Box::pin(futures::future::ready(Err(HandlerError::retryable(
                 "the partition was revoked from this consumer; its new owner handles the message",
             ))));
@@ -274,10 +286,22 @@ pub(crate) struct Flow {
     drained: Notify,
 }
 
-/// The dispatcher's side: the deliveries the poller produced.
+/// The dispatcher's side: the deliveries the pollers produced.
 pub(crate) struct Deliveries {
     rx: mpsc::UnboundedReceiver<Delivery>,
     flow: Arc<Flow>,
+}
+
+impl Deliveries {
+    /// A channel for pollers to feed, with its flow control.
+    pub(crate) fn channel() -> (mpsc::UnboundedSender<Delivery>, Arc<Flow>, Deliveries) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let flow = Arc::new(Flow {
+            backlog: AtomicUsize::new(0),
+            drained: Notify::new(),
+        });
+        (tx, flow.clone(), Deliveries { rx, flow })
+    }
 }
 
 impl Stream for Deliveries {
@@ -301,7 +325,7 @@ impl Stream for Deliveries {
 
 /// Everything a subscription's settlements need.
 pub(crate) struct Settler {
-    pub(crate) state: Arc<SubscriptionState>,
+    pub(crate) owners: Arc<Owners>,
     pub(crate) producer: KafkaProducer,
     pub(crate) topic: String,
     pub(crate) group: String,
@@ -370,8 +394,12 @@ fn decode(message: &BorrowedMessage<'_>, lease: u64) -> Incoming {
 /// rest to the dispatcher, commits finished offsets, serves rebalances.
 pub(crate) struct Poller {
     pub(crate) consumer: Arc<StreamConsumer<BentoContext>>,
+    pub(crate) state: Arc<SubscriptionState>,
     pub(crate) settler: Arc<Settler>,
     pub(crate) commit_interval: Duration,
+    /// Pause partitions when the dispatcher falls behind (the event topic's consumer does;
+    /// the retry/delay consumer, with little traffic, does not).
+    pub(crate) flow_control: bool,
 }
 
 /// Records of one partition waiting for their due time, in offset order.
@@ -381,18 +409,14 @@ struct Parked {
 }
 
 impl Poller {
-    /// Starts the poller; returns the dispatcher's stream of deliveries and the poller task.
+    /// Starts the poller, feeding `tx` (the other end of `deliveries`).
     pub(crate) fn start(
         self,
+        tx: mpsc::UnboundedSender<Delivery>,
+        flow: Arc<Flow>,
         stop: watch::Receiver<bool>,
-    ) -> (Deliveries, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let flow = Arc::new(Flow {
-            backlog: AtomicUsize::new(0),
-            drained: Notify::new(),
-        });
-        let task = tokio::spawn(self.run(tx, flow.clone(), stop));
-        (Deliveries { rx, flow }, task)
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run(tx, flow, stop))
     }
 
     async fn run(
@@ -401,7 +425,7 @@ impl Poller {
         flow: Arc<Flow>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let state = self.settler.state.clone();
+        let state = self.state.clone();
         let mut parked: HashMap<Tp, Parked> = HashMap::new();
         let mut commit_tick = tokio::time::interval(self.commit_interval);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -412,7 +436,7 @@ impl Poller {
                 .filter_map(|p| p.queue.front().map(|(at, _)| *at))
                 .min();
             let wait = next_due.map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
-            let flow_paused = state.flow_paused.load(Ordering::Acquire);
+            let flow_paused = self.flow_control && state.flow_paused.load(Ordering::Acquire);
             tokio::select! {
                 biased;
                 changed = stop.changed() => {
@@ -450,14 +474,13 @@ impl Poller {
         drop(parked);
         drop(tx);
         let consumer = self.consumer.clone();
-        let settler = self.settler.clone();
         drop(self);
         let closed = tokio::task::spawn_blocking(move || {
-            let final_commits = settler.state.due_commits();
+            let final_commits = state.due_commits();
             if final_commits.count() > 0
                 && let Err(error) = consumer.commit(&final_commits, CommitMode::Sync)
             {
-                tracing::warn!(group = %settler.group, %error, "final offset commit failed; unfinished records will be redelivered");
+                tracing::warn!(group = %state.group, %error, "final offset commit failed; unfinished records will be redelivered");
             }
             // Dropping the last handle leaves the group (revoking and committing once more).
             drop(consumer);
@@ -475,7 +498,7 @@ impl Poller {
         tx: &mpsc::UnboundedSender<Delivery>,
         flow: &Arc<Flow>,
     ) {
-        let state = &self.settler.state;
+        let state = &self.state;
         let Some(lease) = state.track(message.topic(), message.partition(), message.offset())
         else {
             tracing::debug!(group = %state.group, topic = message.topic(), partition = message.partition(), "record of an unassigned partition ignored");
@@ -520,11 +543,14 @@ impl Poller {
             ..
         } = incoming;
         let envelope = Arc::new(envelope);
-        self.settler.state.register(&envelope, tp.clone(), lease);
+        self.settler
+            .owners
+            .register(&envelope, self.state.clone(), tp.clone(), lease);
         Delivery {
             broker_id: Some(format!("{}/{}/{offset}", tp.0, tp.1)),
             settle: Box::new(KafkaSettle {
                 settler: self.settler.clone(),
+                state: self.state.clone(),
                 address: Arc::as_ptr(&envelope) as usize,
                 tp,
                 lease,
@@ -547,7 +573,10 @@ impl Poller {
             return;
         }
         let backlog = flow.backlog.fetch_add(1, Ordering::AcqRel) + 1;
-        if backlog >= BACKLOG_HIGH && !self.settler.state.flow_paused.load(Ordering::Acquire) {
+        if self.flow_control
+            && backlog >= BACKLOG_HIGH
+            && !self.state.flow_paused.load(Ordering::Acquire)
+        {
             self.set_flow_paused(true, parked);
         }
     }
@@ -563,7 +592,7 @@ impl Poller {
         let mut ready = Vec::new();
         let mut emptied = Vec::new();
         for (tp, lot) in parked.iter_mut() {
-            if !self.settler.state.owns(tp, lot.lease) {
+            if !self.state.owns(tp, lot.lease) {
                 // Revoked: drop them; the new owner reads them again.
                 lot.queue.clear();
                 emptied.push((tp.clone(), false));
@@ -580,7 +609,7 @@ impl Poller {
         }
         for (tp, owned) in emptied {
             parked.remove(&tp);
-            if owned && !self.settler.state.flow_paused.load(Ordering::Acquire) {
+            if owned && !self.state.flow_paused.load(Ordering::Acquire) {
                 self.pause(&tp, false);
             }
         }
@@ -598,20 +627,17 @@ impl Poller {
             self.consumer.resume(&tpl)
         };
         if let Err(error) = result {
-            tracing::warn!(group = %self.settler.group, topic = %tp.0, partition = tp.1, %error, pause, "pausing/resuming a partition failed");
+            tracing::warn!(group = %self.state.group, topic = %tp.0, partition = tp.1, %error, pause, "pausing/resuming a partition failed");
         }
     }
 
     /// Pauses (or resumes) every assigned partition but the parked ones, for flow control.
     fn set_flow_paused(&self, paused: bool, parked: &HashMap<Tp, Parked>) {
-        self.settler
-            .state
-            .flow_paused
-            .store(paused, Ordering::Release);
+        self.state.flow_paused.store(paused, Ordering::Release);
         let assignment = match self.consumer.assignment() {
             Ok(assignment) => assignment,
             Err(error) => {
-                tracing::warn!(group = %self.settler.group, %error, "reading the assignment failed");
+                tracing::warn!(group = %self.state.group, %error, "reading the assignment failed");
                 return;
             }
         };
@@ -630,20 +656,20 @@ impl Poller {
         } else {
             self.consumer.resume(&tpl)
         };
-        tracing::debug!(group = %self.settler.group, paused, "flow control");
+        tracing::debug!(group = %self.state.group, paused, "flow control");
         if let Err(error) = result {
-            tracing::warn!(group = %self.settler.group, %error, "flow control pause/resume failed");
+            tracing::warn!(group = %self.state.group, %error, "flow control pause/resume failed");
         }
     }
 
     fn commit(&self, mode: CommitMode) {
-        let tpl = self.settler.state.due_commits();
+        let tpl = self.state.due_commits();
         if tpl.count() == 0 {
             return;
         }
         if let Err(error) = self.consumer.commit(&tpl, mode) {
-            tracing::debug!(group = %self.settler.group, %error, "offset commit not sent; retrying later");
-            self.settler.state.forget_commits(&tpl);
+            tracing::debug!(group = %self.state.group, %error, "offset commit not sent; retrying later");
+            self.state.forget_commits(&tpl);
         }
     }
 }
@@ -652,6 +678,7 @@ impl Poller {
 /// needed. Settlements of a revoked partition do nothing: its new owner redelivers the record.
 struct KafkaSettle {
     settler: Arc<Settler>,
+    state: Arc<SubscriptionState>,
     address: usize,
     tp: Tp,
     lease: u64,
@@ -662,11 +689,11 @@ struct KafkaSettle {
 
 impl KafkaSettle {
     fn owned(&self) -> bool {
-        self.settler.state.owns(&self.tp, self.lease)
+        self.state.owns(&self.tp, self.lease)
     }
 
     fn finish(&self) {
-        self.settler.state.finish(&self.tp, self.lease, self.offset);
+        self.state.finish(&self.tp, self.lease, self.offset);
     }
 
     /// Produces `record` to `topic`, trying again while the partition is ours.
@@ -688,7 +715,7 @@ impl KafkaSettle {
 
 impl Drop for KafkaSettle {
     fn drop(&mut self) {
-        self.settler.state.unregister(self.address);
+        self.settler.owners.unregister(self.address);
     }
 }
 
