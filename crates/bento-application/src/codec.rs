@@ -1,6 +1,6 @@
 use std::borrow::Cow;
 
-use bento_domain::{DomainEvent, RecordedEvent};
+use bento_domain::{DomainEvent, Envelope, RecordedEvent};
 use bytes::Bytes;
 
 use crate::CodecError;
@@ -28,4 +28,10 @@ pub trait Codec: Send + Sync + 'static {
 
     /// Decodes an event, checking that `content_type` is one this codec reads.
     fn decode<E: DomainEvent>(&self, content_type: &str, payload: &[u8]) -> Result<E, CodecError>;
+
+    /// Decodes the event an envelope carries. Codecs with schema evolution override this to
+    /// pick the writer's schema by the envelope's event version.
+    fn decode_envelope<E: DomainEvent>(&self, envelope: &Envelope) -> Result<E, CodecError> {
+        self.decode(&envelope.content_type, &envelope.payload)
+    }
 }

@@ -168,10 +168,7 @@ where
             let error = HandlerError::unknown_event_type(&envelope.event_type);
             return Box::pin(async move { Err(error) });
         }
-        match self
-            .codec
-            .decode::<E>(&envelope.content_type, &envelope.payload)
-        {
+        match self.codec.decode_envelope::<E>(envelope) {
             Ok(event) => Box::pin(self.handler.call(event, ctx)),
             Err(error) => {
                 let error = HandlerError::undecodable(error);

@@ -119,10 +119,7 @@ impl<C: Codec> Requester<C> {
                 R::EVENT_TYPE
             )));
         }
-        Ok(self
-            .bus
-            .codec()
-            .decode(&reply.content_type, &reply.payload)?)
+        Ok(self.bus.codec().decode_envelope(&reply)?)
     }
 
     /// Stops listening for replies.

@@ -1,7 +1,6 @@
 use std::sync::Arc;
 
 use bento_application::MessageBus;
-use bento_codec::Json;
 use bento_memory::{MemoryBus, MemoryConfig};
 
 use crate::{BackendKind, Bus, Config, RuntimeError};
@@ -48,7 +47,7 @@ impl Bento {
 
     /// Builds the bus for an explicit configuration.
     pub async fn from_config(config: Config) -> Result<Self, RuntimeError> {
-        let bus = Bus::new(build_message_bus(&config).await?, Json);
+        let bus = Bus::new(build_message_bus(&config).await?, config.codec.codecs());
         tracing::info!(
             backend = config.messaging.backend.as_str(),
             "bento runtime started"

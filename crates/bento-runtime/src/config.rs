@@ -1,7 +1,10 @@
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
+use bento_codec::{Codecs, Format};
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Format as _, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::RuntimeError;
@@ -12,7 +15,7 @@ pub const CONFIG_PATH_VAR: &str = "BENTO_CONFIG";
 pub const DEFAULT_CONFIG_PATH: &str = "bento.toml";
 
 /// Top-level sections; `BENTO_` variables outside them (like `BENTO_CONFIG`) are not config.
-const SECTIONS: [&str; 1] = ["messaging__"];
+const SECTIONS: [&str; 2] = ["messaging__", "codec__"];
 
 /// A Bento service's configuration. Unknown keys are rejected, so a typo fails at startup.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -20,6 +23,30 @@ const SECTIONS: [&str; 1] = ["messaging__"];
 pub struct Config {
     /// The message bus.
     pub messaging: MessagingConfig,
+    /// How events are encoded.
+    pub codec: CodecConfig,
+}
+
+/// `[codec]`: the wire format of events.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodecConfig {
+    /// Preferred format: `json` (default), `avro` or `protobuf`. Event types registered with a
+    /// codec of that format use it; all others are JSON.
+    pub default: Format,
+    /// Format per event type, overriding `default`, e.g. `"users.user-created" = "avro"`.
+    pub event_types: BTreeMap<String, Format>,
+}
+
+impl CodecConfig {
+    /// The service's codecs as configured; register Avro and Protobuf types on it.
+    pub fn codecs(&self) -> Codecs {
+        self.event_types
+            .iter()
+            .fold(Codecs::new(self.default), |codecs, (event_type, format)| {
+                codecs.with_format(event_type, *format)
+            })
+    }
 }
 
 /// Which backend carries the messages, and each backend's settings.
@@ -144,10 +171,12 @@ mod tests {
             )?;
             jail.set_env("BENTO_MESSAGING__BACKEND", "pulsar");
             jail.set_env("BENTO_TEST_PULSAR_URL", "ignored, not a config key");
+            jail.set_env("BENTO_CODEC__DEFAULT", "avro");
             let config = Config::from_figment(Config::figment(Path::new("bento.toml")))
                 .map_err(|e| e.to_string())?;
             assert_eq!(config.messaging.backend, BackendKind::Pulsar);
             assert_eq!(config.messaging.memory.retain_per_topic, 5);
+            assert_eq!(config.codec.default, Format::Avro);
             Ok(())
         });
     }

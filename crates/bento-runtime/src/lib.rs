@@ -19,12 +19,14 @@ mod build;
 mod config;
 mod error;
 
+pub use bento_codec::{AvroCodec, Codecs, Format, ProtobufCodec};
 pub use build::{Bento, build_message_bus};
-pub use config::{BackendKind, Config, MemorySettings, MessagingConfig};
+pub use config::{BackendKind, CodecConfig, Config, MemorySettings, MessagingConfig};
 pub use error::RuntimeError;
 
-/// The typed bus a service gets from the runtime.
-pub type Bus = bento_application::Bus<bento_codec::Json>;
+/// The typed bus a service gets from the runtime; its codec is [`Codecs`] as configured in
+/// `[codec]` (register Avro or Protobuf event types with `bus.codec().register(..)`).
+pub type Bus = bento_application::Bus<Codecs>;
 
 /// Everything a service usually needs, in one import.
 pub mod prelude {
