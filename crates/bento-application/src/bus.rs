@@ -107,4 +107,21 @@ pub trait MessageBus: Send + Sync + 'static {
     async fn close(&self) -> Result<(), BusError> {
         Ok(())
     }
+
+    /// Whether the backend can serve publishes and subscriptions right now (e.g. its broker
+    /// connection is up); a readiness probe calls it, so it should be cheap and not block for
+    /// long. The default says yes; backends that can tell override it.
+    async fn health(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    /// How many messages of `topic` (as this backend names it) the subscription `subscription`
+    /// has yet to consume, where the backend can tell; `None` where it cannot (the default).
+    async fn consumer_lag(
+        &self,
+        _topic: &str,
+        _subscription: &str,
+    ) -> Result<Option<u64>, BusError> {
+        Ok(None)
+    }
 }
