@@ -30,18 +30,27 @@ pub fn lock_path() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
     std::fs::create_dir_all(&target).expect("creating the target directory for the broker lock");
-    target.join("bento-broker.lock")
+    target.join("bento-pulsar-broker.lock")
+}
+
+/// Opens (creating it if needed) the broker lock file.
+pub fn lock_file() -> File {
+    let path = lock_path();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()))
 }
 
 /// Holds the broker lock in shared mode for the rest of this test process.
 pub fn share_broker() {
     static SHARED: OnceLock<File> = OnceLock::new();
     SHARED.get_or_init(|| {
-        let path = lock_path();
-        let file =
-            File::create(&path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+        let file = lock_file();
         file.lock_shared()
-            .unwrap_or_else(|e| panic!("locking {} (shared): {e}", path.display()));
+            .unwrap_or_else(|e| panic!("taking the Pulsar broker lock (shared): {e}"));
         file
     });
 }
@@ -64,6 +73,11 @@ pub async fn bus() -> PulsarBus {
 /// A bus with `config`; panics with how to start the broker if it is unreachable.
 pub async fn bus_with(config: PulsarConfig) -> PulsarBus {
     share_broker();
+    connect(config).await
+}
+
+/// Connects without taking the broker lock (the caller holds it).
+pub async fn connect(config: PulsarConfig) -> PulsarBus {
     let url = config.service_url.clone();
     PulsarBus::connect(config).await.unwrap_or_else(|e| {
         panic!(
