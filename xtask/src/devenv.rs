@@ -188,6 +188,7 @@ fn up_native(env: &DevEnv, brokers: &[Broker]) -> Result<Vec<Pending>> {
     let mut pending = Vec::new();
     let mut to_start = Vec::new();
     for &broker in brokers {
+        let mut ports = env.ports;
         if let Some(state) = State::load(layout, broker) {
             if state.mode == Mode::Docker {
                 bail!(
@@ -195,7 +196,7 @@ fn up_native(env: &DevEnv, brokers: &[Broker]) -> Result<Vec<Pending>> {
                 );
             }
             if let Some(pid) = state.pid.filter(|&pid| owned(broker, pid)) {
-                if state.ports != env.ports {
+                if state.ports.of(broker) != env.ports.of(broker) {
                     println!(
                         "{broker}: note: running with the ports it was started with, not the ones requested now"
                     );
@@ -220,16 +221,17 @@ fn up_native(env: &DevEnv, brokers: &[Broker]) -> Result<Vec<Pending>> {
                 continue;
             }
             println!(
-                "{broker}: its previous process is gone; starting it again with its existing data"
+                "{broker}: its previous process is gone; starting it again with its data and ports"
             );
+            ports = state.ports;
             State::remove(layout, broker)?;
         }
-        ensure_ports_free(broker, &env.ports)?;
-        to_start.push(broker);
+        ensure_ports_free(broker, &ports)?;
+        to_start.push((broker, ports));
     }
     // Install everything first so a failed download starts nothing.
     let mut pulsar_dist = None;
-    for &broker in &to_start {
+    for &(broker, _) in &to_start {
         match broker {
             Broker::Pulsar => pulsar_dist = Some(pulsar::install(layout)?),
             Broker::Kafka => {
@@ -237,29 +239,22 @@ fn up_native(env: &DevEnv, brokers: &[Broker]) -> Result<Vec<Pending>> {
             }
         }
     }
-    for broker in to_start {
+    for (broker, ports) in to_start {
         let child = match (broker, &pulsar_dist) {
             (Broker::Pulsar, Some(dist)) => {
-                let conf = pulsar::configure(layout, dist, &env.ports)?;
-                pulsar::spawn(layout, dist, &conf, &env.ports)?
+                let conf = pulsar::configure(layout, dist, &ports)?;
+                pulsar::spawn(layout, dist, &conf, &ports)?
             }
             (Broker::Pulsar, None) => bail!("Pulsar is not installed"),
             (Broker::Kafka, _) => {
-                let (server, log4j) = kafka::configure(layout, &env.ports)?;
+                let (server, log4j) = kafka::configure(layout, &ports)?;
                 kafka::format_storage(layout, &server, &log4j)?;
                 kafka::spawn(layout, &server, &log4j)?
             }
         };
         let pid = child.id();
         let log = layout.log_file(broker);
-        State::new(
-            broker,
-            Mode::Native,
-            Some(pid),
-            env.ports,
-            Some(log.clone()),
-        )
-        .save(layout)?;
+        State::new(broker, Mode::Native, Some(pid), ports, Some(log.clone())).save(layout)?;
         println!(
             "{broker}: started {} {} (pid {pid}), log: {}",
             broker,
@@ -268,7 +263,7 @@ fn up_native(env: &DevEnv, brokers: &[Broker]) -> Result<Vec<Pending>> {
         );
         pending.push(Pending {
             broker,
-            ports: env.ports,
+            ports,
             child: Some(child),
             pid: Some(pid),
         });
@@ -397,7 +392,7 @@ fn print_summary(env: &DevEnv, brokers: &[Broker]) {
 pub fn status(env: &DevEnv) -> Result<()> {
     println!("dev-env home: {}", env.layout.home.display());
     println!(
-        "{:<7} {:<8} {:<7} {:<8} {:<36} {:<9} {:<8} STATE",
+        "{:<7} {:<8} {:<7} {:<8} {:<40} {:<9} {:<8} STATE",
         "BROKER", "VERSION", "MODE", "PID", "PORTS (127.0.0.1)", "MEMORY", "UPTIME"
     );
     for broker in Broker::ALL {
@@ -461,7 +456,7 @@ pub fn status(env: &DevEnv) -> Result<()> {
             }
         };
         println!(
-            "{:<7} {:<8} {:<7} {:<8} {:<36} {:<9} {:<8} {verdict}",
+            "{:<7} {:<8} {:<7} {:<8} {:<40} {:<9} {:<8} {verdict}",
             broker.name(),
             broker.version(),
             mode,

@@ -48,6 +48,20 @@ pub fn test_env(layout: &Layout, ports: &Ports) -> Vec<(String, String)> {
     ]
 }
 
+/// `BENTO_*_PORT` variables for `ports`.
+fn port_env(ports: &Ports) -> [(&'static str, String); 5] {
+    [
+        ("BENTO_PULSAR_PORT", ports.pulsar.to_string()),
+        ("BENTO_PULSAR_HTTP_PORT", ports.pulsar_http.to_string()),
+        ("BENTO_PULSAR_BOOKIE_PORT", ports.pulsar_bookie.to_string()),
+        ("BENTO_KAFKA_PORT", ports.kafka.to_string()),
+        (
+            "BENTO_KAFKA_CONTROLLER_PORT",
+            ports.kafka_controller.to_string(),
+        ),
+    ]
+}
+
 fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))
 }
@@ -176,6 +190,8 @@ pub fn run(args: TestArgs) -> Result<()> {
         // Tests take the lock themselves when they kill or restart a broker.
         drop(lock);
         test.envs(test_env(&env.layout, &env.ports));
+        // So that `$BENTO_XTASK_BIN dev-env ...` in a test addresses the same brokers.
+        test.envs(port_env(&env.ports));
     } else {
         // Values set by the caller win (e.g. an external cluster); the rest point at the defaults.
         for (key, value) in test_env(&env.layout, &env.ports) {
