@@ -6,9 +6,10 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::config::{Broker, workspace_root};
-use crate::devenv::{DevEnv, Pending};
+use crate::devenv::DevEnv;
 use crate::kafka;
 use crate::process::{output_with_timeout, run_checked};
+use crate::start::Pending;
 use crate::state::{Mode, State};
 
 /// Compose project name, so containers and volumes are easy to find (`bento-dev-*`).

@@ -12,6 +12,7 @@ use crate::config::{Broker, HOME_ENV, Layout, Ports};
 use crate::devenv::{self, DevEnv};
 use crate::prereq::{self, Tool};
 use crate::progress::{self, interrupted};
+use crate::start;
 
 /// Cargo features enabled for clippy and the test run: the single list to edit.
 ///
@@ -183,7 +184,7 @@ pub fn run(args: TestArgs) -> Result<()> {
             devenv::wipe(&env, &Broker::ALL)?;
         }
         println!("\n==> cargo xtask dev-env up");
-        if let Err(err) = devenv::up(&env, &Broker::ALL) {
+        if let Err(err) = start::up(&env, &Broker::ALL) {
             let _ = devenv::down(&env, &Broker::ALL);
             return Err(err.context("starting the brokers"));
         }
