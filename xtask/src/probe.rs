@@ -6,19 +6,27 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 
+/// How long [`http_get`] and [`http_put`] wait for an answer.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// `GET url` with a short timeout; returns the status code and the body.
 pub fn http_get(url: &str) -> Result<(u16, String)> {
-    http(ureq::http::Method::GET, url)
+    http(ureq::http::Method::GET, url, HTTP_TIMEOUT)
+}
+
+/// `GET url` waiting at most `timeout`; returns the status code and the body.
+pub fn http_get_timeout(url: &str, timeout: Duration) -> Result<(u16, String)> {
+    http(ureq::http::Method::GET, url, timeout)
 }
 
 /// `PUT url` with an empty body; returns the status code and the body.
 pub fn http_put(url: &str) -> Result<(u16, String)> {
-    http(ureq::http::Method::PUT, url)
+    http(ureq::http::Method::PUT, url, HTTP_TIMEOUT)
 }
 
-fn http(method: ureq::http::Method, url: &str) -> Result<(u16, String)> {
+fn http(method: ureq::http::Method, url: &str, timeout: Duration) -> Result<(u16, String)> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
+        .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .build()
         .into();

@@ -149,9 +149,24 @@ pub fn pulsar_produce(path: &str, payload: &str) {
 }
 
 /// The payload of the first message stored in a topic, read back from the broker's storage.
+///
+/// Retries for up to a minute: right after a broker restart the first access to an existing
+/// topic recovers its ledger, which takes a while on a busy machine.
 pub fn pulsar_first_message(path: &str) -> String {
-    get_ok(&format!(
+    let url = format!(
         "{}/admin/v2/{path}/examinemessage?initialPosition=earliest&messagePosition=1",
         pulsar_admin_url()
-    ))
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = match probe::http_get_timeout(&url, Duration::from_secs(30)) {
+            Ok((200, body)) => return body,
+            Ok((status, body)) => format!("answered {status}: {body}"),
+            Err(err) => format!("{err:#}"),
+        };
+        if Instant::now() > deadline {
+            panic!("reading the first message of {path}: {last}\n{HINT}");
+        }
+        thread::sleep(Duration::from_secs(1));
+    }
 }
