@@ -229,11 +229,14 @@ impl SubscriptionState {
     }
 }
 
+/// Who holds a delivery: the consumer's state, the partition and the lease.
+type Owner = (Arc<SubscriptionState>, Tp, u64);
+
 /// The consumer (partition and lease) of every delivery not yet settled, by envelope address,
 /// so that the handler guard can tell whether a delivery still belongs to this process.
 #[derive(Default)]
 pub(crate) struct Owners {
-    map: Mutex<HashMap<usize, (Arc<SubscriptionState>, Tp, u64)>>,
+    map: Mutex<HashMap<usize, Owner>>,
 }
 
 impl Owners {
