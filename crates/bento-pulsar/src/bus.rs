@@ -229,17 +229,21 @@ impl MessageBus for PulsarBus {
         let deliver_at = options.deliver.map(|at| at.instant());
         let producers = &self.inner.producers;
         let mut pending = Vec::with_capacity(envelopes.len());
+        // Consecutive envelopes usually go to one topic: resolve its name once.
+        let mut last: Option<(&str, Option<&str>, String)> = None;
         for envelope in &envelopes {
-            let topic = self.destination(envelope, &options);
+            let (event_type, tenant) = (&*envelope.event_type, envelope.tenant.as_deref());
+            let topic = match &last {
+                Some((e, t, topic)) if *e == event_type && *t == tenant => topic,
+                _ => {
+                    let topic = self.destination(envelope, &options);
+                    &last.insert((event_type, tenant, topic)).2
+                }
+            };
             let message = producer::message(envelope, deliver_at, None);
-            pending.push(
-                producers
-                    .send(&topic, message, deliver_at.is_some())
-                    .await?,
-            );
+            pending.push(producers.send(topic, message, deliver_at.is_some()).await?);
         }
-        let receipts = futures::future::join_all(pending.into_iter().map(|p| producers.confirm(p)));
-        receipts.await.into_iter().collect()
+        producers.confirm_all(pending).await
     }
 
     async fn subscribe(

@@ -351,8 +351,7 @@ impl Task {
                 worker: self.myself.clone(),
                 id,
                 target: self.target.clone(),
-                topic: self.spec.topic.clone(),
-                subscription: self.spec.subscription.clone(),
+                spec: self.spec.clone(),
             }),
         };
         let due = deliver_at.and_then(chrono::DateTime::<Utc>::from_timestamp_millis);
@@ -417,15 +416,14 @@ struct PulsarSettle {
     worker: mpsc::UnboundedSender<Command>,
     id: MessageIdData,
     target: Arc<SettleTarget>,
-    topic: String,
-    subscription: String,
+    spec: Arc<ConsumerSpec>,
 }
 
 impl PulsarSettle {
     fn command(&self, command: Command) -> Result<(), BusError> {
         self.worker.send(command).map_err(|_| BusError::Subscribe {
-            topic: self.topic.clone(),
-            subscription: self.subscription.clone(),
+            topic: self.spec.topic.clone(),
+            subscription: self.spec.subscription.clone(),
             reason: "the consumer has stopped; the message will be redelivered".into(),
         })
     }

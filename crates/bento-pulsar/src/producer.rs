@@ -23,18 +23,18 @@ type RawProducer = pulsar::Producer<TokioExecutor>;
 /// while its receipt is awaited.
 ///
 /// A failed creation is kept too, so that publishes queued behind it fail at once instead of
-/// each trying again in turn; the slot is then replaced by a fresh one.
+/// each trying again in turn; the topic's entry is then replaced by a fresh one.
 #[derive(Default)]
 struct Slot {
     producer: OnceCell<Result<Mutex<RawProducer>, String>>,
 }
 
-/// Which producer of a topic: the batching one (if batching is on) or the plain one, which
+/// The producers of one topic: the batching one (if batching is on) and the plain one, which
 /// delayed messages always use because a batch carries no per-message delivery time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Kind {
-    Batching,
-    Plain,
+struct TopicProducers {
+    topic: String,
+    batching: Slot,
+    plain: Slot,
 }
 
 /// The producers of one bus, keyed by full topic name.
@@ -44,15 +44,13 @@ pub(crate) struct Producers {
     plain: ProducerOptions,
     create_timeout: Duration,
     receipt_timeout: Duration,
-    slots: RwLock<HashMap<(String, Kind), Arc<Slot>>>,
+    topics: RwLock<HashMap<String, Arc<TopicProducers>>>,
     closed: AtomicBool,
 }
 
 /// A message handed to a producer, its receipt still to come.
 pub(crate) struct Pending {
-    topic: String,
-    kind: Kind,
-    slot: Arc<Slot>,
+    producers: Arc<TopicProducers>,
     receipt: SendFuture,
 }
 
@@ -76,16 +74,17 @@ impl Producers {
             batching,
             plain,
             create_timeout: config.connect_timeout(),
-            // The client gives up on a receipt after the operation timeout, resending across a
-            // reconnect meanwhile; this bound only guards against a receipt that never resolves.
+            // The client fails a receipt after the operation timeout (resending across a
+            // reconnect meanwhile); this bound only guards against one that never resolves.
             receipt_timeout: config.operation_timeout() + config.connect_timeout(),
-            slots: RwLock::new(HashMap::new()),
+            topics: RwLock::new(HashMap::new()),
             closed: AtomicBool::new(false),
         }
     }
 
     /// Hands `message` to the producer of `topic` (created if needed) without waiting for the
-    /// broker; `delayed` messages bypass batching.
+    /// broker; `delayed` messages bypass batching. The pulsar crate bounds this step by the
+    /// operation timeout.
     pub(crate) async fn send(
         &self,
         topic: &str,
@@ -95,110 +94,104 @@ impl Producers {
         if self.closed.load(Ordering::Acquire) {
             return Err(BusError::Closed);
         }
-        let kind = match (&self.batching, delayed) {
-            (Some(_), false) => Kind::Batching,
-            _ => Kind::Plain,
+        let producers = self.topic(topic);
+        let batching = self.batching.is_some() && !delayed;
+        let slot = if batching {
+            &producers.batching
+        } else {
+            &producers.plain
         };
-        let slot = self.slot(topic, kind);
-        let created = slot.producer.get_or_init(|| self.create(topic, kind)).await;
+        let created = slot
+            .producer
+            .get_or_init(|| self.create(topic, batching))
+            .await;
         let producer = match created {
             Ok(producer) => producer,
             Err(reason) => {
-                self.evict(topic, kind, &slot);
+                self.evict(&producers);
                 return Err(BusError::Publish {
                     topic: topic.to_owned(),
                     reason: reason.clone(),
                 });
             }
         };
-        let sent = {
-            let mut producer = producer.lock().await;
-            tokio::time::timeout(self.receipt_timeout, producer.send_non_blocking(message)).await
-        };
+        let sent = producer.lock().await.send_non_blocking(message).await;
         match sent {
-            Ok(Ok(receipt)) => Ok(Pending {
-                topic: topic.to_owned(),
-                kind,
-                slot,
-                receipt,
-            }),
-            Ok(Err(error)) => {
-                self.evict(topic, kind, &slot);
+            Ok(receipt) => Ok(Pending { producers, receipt }),
+            Err(error) => {
+                self.evict(&producers);
                 Err(publish_error(topic, &error))
-            }
-            Err(_) => {
-                self.evict(topic, kind, &slot);
-                Err(BusError::Timeout {
-                    operation: format!("handing a message to the producer of `{topic}`"),
-                    after: self.receipt_timeout,
-                })
             }
         }
     }
 
     /// Waits for the broker's receipt of a message handed over by [`Producers::send`].
     pub(crate) async fn confirm(&self, pending: Pending) -> Result<(), BusError> {
-        let Pending {
-            topic,
-            kind,
-            slot,
-            receipt,
-        } = pending;
-        match tokio::time::timeout(self.receipt_timeout, receipt).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => {
-                self.evict(&topic, kind, &slot);
-                Err(publish_error(&topic, &error))
-            }
-            Err(_) => {
-                self.evict(&topic, kind, &slot);
-                Err(BusError::Timeout {
-                    operation: format!("waiting for the broker to store a message on `{topic}`"),
-                    after: self.receipt_timeout,
-                })
-            }
-        }
+        let Pending { producers, receipt } = pending;
+        receipt.await.map(drop).map_err(|error| {
+            self.evict(&producers);
+            publish_error(&producers.topic, &error)
+        })
     }
 
-    /// Sends and waits for the receipt.
+    /// Waits for every receipt; the first error, if any.
+    pub(crate) async fn confirm_all(&self, pending: Vec<Pending>) -> Result<(), BusError> {
+        let receipts = futures::future::join_all(pending.into_iter().map(|p| self.confirm(p)));
+        receipts.await.into_iter().collect()
+    }
+
+    /// Sends and waits for the receipt, within the operation and connect timeouts.
     pub(crate) async fn publish(
         &self,
         topic: &str,
         message: Message,
         delayed: bool,
     ) -> Result<(), BusError> {
-        let pending = self.send(topic, message, delayed).await?;
-        self.confirm(pending).await
-    }
-
-    fn slot(&self, topic: &str, kind: Kind) -> Arc<Slot> {
-        let key = (topic.to_owned(), kind);
-        if let Some(slot) = read(&self.slots).get(&key) {
-            return slot.clone();
+        let publish = async {
+            let pending = self.send(topic, message, delayed).await?;
+            self.confirm(pending).await
+        };
+        match tokio::time::timeout(self.receipt_timeout, publish).await {
+            Ok(result) => result,
+            Err(_) => Err(BusError::Timeout {
+                operation: format!("publishing to `{topic}`"),
+                after: self.receipt_timeout,
+            }),
         }
-        write(&self.slots).entry(key).or_default().clone()
     }
 
-    /// Forgets a producer that failed, so that the next publish creates a fresh one (unless
-    /// another publish already replaced it).
-    fn evict(&self, topic: &str, kind: Kind, failed: &Arc<Slot>) {
-        let key = (topic.to_owned(), kind);
-        let mut slots = write(&self.slots);
-        if slots
-            .get(&key)
+    fn topic(&self, topic: &str) -> Arc<TopicProducers> {
+        if let Some(producers) = read(&self.topics).get(topic) {
+            return producers.clone();
+        }
+        write(&self.topics)
+            .entry(topic.to_owned())
+            .or_insert_with(|| {
+                Arc::new(TopicProducers {
+                    topic: topic.to_owned(),
+                    batching: Slot::default(),
+                    plain: Slot::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// Forgets the producers of a topic after a failure, so that the next publish creates
+    /// fresh ones (unless another publish already replaced them).
+    fn evict(&self, failed: &Arc<TopicProducers>) {
+        let mut topics = write(&self.topics);
+        if topics
+            .get(&failed.topic)
             .is_some_and(|current| Arc::ptr_eq(current, failed))
         {
-            slots.remove(&key);
-            tracing::debug!(
-                topic,
-                "dropping a failed producer; the next publish creates a new one"
-            );
+            topics.remove(&failed.topic);
+            tracing::debug!(topic = %failed.topic, "dropping failed producers; the next publish creates new ones");
         }
     }
 
-    async fn create(&self, topic: &str, kind: Kind) -> Result<Mutex<RawProducer>, String> {
-        let options = match (kind, &self.batching) {
-            (Kind::Batching, Some(batching)) => batching.clone(),
+    async fn create(&self, topic: &str, batching: bool) -> Result<Mutex<RawProducer>, String> {
+        let options = match (batching, &self.batching) {
+            (true, Some(options)) => options.clone(),
             _ => self.plain.clone(),
         };
         // Unique per producer instance: with broker deduplication on, a producer that reused an
@@ -214,7 +207,7 @@ impl Producers {
             .build();
         match tokio::time::timeout(self.create_timeout, build).await {
             Ok(Ok(producer)) => {
-                tracing::debug!(topic, producer = %name, ?kind, "created producer");
+                tracing::debug!(topic, producer = %name, batching, "created producer");
                 Ok(Mutex::new(producer))
             }
             Ok(Err(error)) => Err(format!("could not create a producer: {}", describe(&error))),
@@ -228,33 +221,37 @@ impl Producers {
     /// Flushes and closes every producer; later sends fail with [`BusError::Closed`].
     pub(crate) async fn close(&self) -> Result<(), BusError> {
         self.closed.store(true, Ordering::Release);
-        let slots: Vec<((String, Kind), Arc<Slot>)> = write(&self.slots).drain().collect();
+        let topics: Vec<Arc<TopicProducers>> =
+            write(&self.topics).drain().map(|(_, p)| p).collect();
         let mut first_error = None;
-        for ((topic, kind), slot) in slots {
-            let Some(Ok(producer)) = slot.producer.get() else {
-                continue;
-            };
-            let mut producer = producer.lock().await;
-            let closing = async {
-                if kind == Kind::Batching {
-                    producer.send_batch().await?;
+        for producers in topics {
+            for (slot, batching) in [(&producers.batching, true), (&producers.plain, false)] {
+                let Some(Ok(producer)) = slot.producer.get() else {
+                    continue;
+                };
+                let mut producer = producer.lock().await;
+                let closing = async {
+                    if batching {
+                        producer.send_batch().await?;
+                    }
+                    producer.close().await
+                };
+                let topic = &producers.topic;
+                let result = match tokio::time::timeout(self.receipt_timeout, closing).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) => Err(BusError::Publish {
+                        topic: topic.clone(),
+                        reason: format!("closing the producer failed: {}", describe(&error)),
+                    }),
+                    Err(_) => Err(BusError::Timeout {
+                        operation: format!("closing the producer of `{topic}`"),
+                        after: self.receipt_timeout,
+                    }),
+                };
+                if let Err(error) = result {
+                    tracing::warn!(%error, "could not close a producer cleanly");
+                    first_error.get_or_insert(error);
                 }
-                producer.close().await
-            };
-            let result = match tokio::time::timeout(self.receipt_timeout, closing).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(BusError::Publish {
-                    topic: topic.clone(),
-                    reason: format!("closing the producer failed: {}", describe(&error)),
-                }),
-                Err(_) => Err(BusError::Timeout {
-                    operation: format!("closing the producer of `{topic}`"),
-                    after: self.receipt_timeout,
-                }),
-            };
-            if let Err(error) = result {
-                tracing::warn!(%error, "could not close a producer cleanly");
-                first_error.get_or_insert(error);
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -268,10 +265,13 @@ pub(crate) fn message(
     deliver_at: Option<DateTime<Utc>>,
     attempt: Option<u32>,
 ) -> Message {
-    let mut properties: HashMap<String, String> = wire::to_headers(envelope)
-        .into_iter()
-        .map(|(name, value)| (name.into_owned(), value))
-        .collect();
+    let headers = wire::to_headers(envelope);
+    let mut properties = HashMap::with_capacity(headers.len() + 1);
+    properties.extend(
+        headers
+            .into_iter()
+            .map(|(name, value)| (name.into_owned(), value)),
+    );
     match attempt {
         Some(attempt) => {
             properties.insert(wire::ATTEMPT.to_owned(), attempt.to_string());

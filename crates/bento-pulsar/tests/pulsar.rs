@@ -146,7 +146,7 @@ async fn failover_has_one_active_consumer_that_hands_over_on_shutdown() {
     }
     wait_until("20 messages", || a.len() + b.len() >= 20).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (active, standby, active_sub, standby_sub) = if a.len() > 0 {
+    let (active, standby, active_sub, standby_sub) = if !a.is_empty() {
         (a, b, sub_a, sub_b)
     } else {
         (b, a, sub_b, sub_a)

@@ -132,3 +132,8 @@ pub async fn raw_client() -> pulsar::Pulsar<pulsar::TokioExecutor> {
         .await
         .unwrap_or_else(|e| panic!("the Pulsar broker at {url} is unreachable: {e}"))
 }
+
+/// The full name of a plain topic name in `public/default`.
+pub fn topic_name(name: &str) -> String {
+    format!("persistent://public/default/{name}")
+}
