@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p bento-pulsar` publishes and consumes 100,000 messages of 1 KiB each way
 //! (`BENTO_BENCH_MESSAGES` changes the count) with the same producer settings on both sides,
-//! and prints a table. Under `cargo test` it runs once with 2,000 messages as a smoke test.
+//! and prints a table. Each side runs in 5 alternating rounds. Under `cargo test` it runs once with 2,000 messages as a smoke test.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -32,6 +32,8 @@ const PAYLOAD: usize = 1024;
 /// Messages handed over before waiting for their receipts, on both sides.
 const WINDOW: usize = 1000;
 const KEYS: usize = 100;
+/// Each side's messages are measured in this many rounds, the two sides alternating.
+const ROUNDS: usize = 5;
 
 struct Setup {
     name: &'static str,
@@ -72,19 +74,45 @@ async fn main() {
         let config = config(setup);
         let bus = common::connect(config.clone()).await;
 
-        // Warm both paths (connections, topic creation, JIT on the broker), then measure.
+        // Warm both paths (connections, topic creation, the broker's JIT), then measure in
+        // alternating rounds, so that load from elsewhere on the machine hits both sides alike.
         let warm = common::unique("warm");
         raw_produce(&client, &config, &warm, messages.min(5_000)).await;
         bento_produce(&bus, &warm, messages.min(5_000)).await;
-        let raw = raw_produce(&client, &config, &common::unique("raw-produce"), messages).await;
-        let bento = bento_produce(&bus, &common::unique("bento-produce"), messages).await;
-        row(setup.name, "produce", messages, raw, bento);
+        let per_round = messages / ROUNDS;
+        let (mut raw, mut bento) = (Duration::ZERO, Duration::ZERO);
+        for round in 0..ROUNDS {
+            let raw_topic = common::unique("raw-produce");
+            let bento_topic = common::unique("bento-produce");
+            if round % 2 == 0 {
+                raw += raw_produce(&client, &config, &raw_topic, per_round).await;
+                bento += bento_produce(&bus, &bento_topic, per_round).await;
+            } else {
+                bento += bento_produce(&bus, &bento_topic, per_round).await;
+                raw += raw_produce(&client, &config, &raw_topic, per_round).await;
+            }
+        }
+        row(setup.name, "produce", per_round * ROUNDS, raw, bento);
 
-        let raw = raw_consume(&client, &config, messages).await;
-        let bento = bento_consume(&client, &bus, &config, messages, 1).await;
-        row(setup.name, "consume", messages, raw, bento);
-        let bento = bento_consume(&client, &bus, &config, messages, 8).await;
-        row(setup.name, "consume c=8", messages, raw, bento);
+        for concurrency in [1, 8] {
+            let (mut raw, mut bento) = (Duration::ZERO, Duration::ZERO);
+            for round in 0..ROUNDS {
+                if round % 2 == 0 {
+                    raw += raw_consume(&client, &config, per_round).await;
+                    bento += bento_consume(&client, &bus, &config, per_round, concurrency).await;
+                } else {
+                    bento += bento_consume(&client, &bus, &config, per_round, concurrency).await;
+                    raw += raw_consume(&client, &config, per_round).await;
+                }
+            }
+            row(
+                setup.name,
+                &format!("consume c={concurrency}"),
+                per_round * ROUNDS,
+                raw,
+                bento,
+            );
+        }
         bus.close().await.expect("closing the bus");
     }
 }
@@ -92,7 +120,7 @@ async fn main() {
 fn row(setup: &str, side: &str, messages: usize, raw: Duration, bento: Duration) {
     let rate = |d: Duration| messages as f64 / d.as_secs_f64();
     println!(
-        "{setup:<16} {side:<10} {:>12.0} {:>12.0} {:>7.2}",
+        "{setup:<16} {side:<13} {:>12.0} {:>12.0} {:>7.2}",
         rate(raw),
         rate(bento),
         rate(bento) / rate(raw)

@@ -119,12 +119,25 @@ impl PulsarBus {
         }
     }
 
-    fn destination(&self, envelope: &Envelope, options: &PublishOptions) -> String {
-        self.inner.topics.for_publish(
+    fn destination(
+        &self,
+        envelope: &Envelope,
+        options: &PublishOptions,
+    ) -> Result<String, BusError> {
+        if envelope.event_type.is_empty() && options.topic.is_none() {
+            return Err(BusError::Publish {
+                topic: String::new(),
+                reason: format!(
+                    "message {} has no event type and no topic was given, so it has nowhere to go",
+                    envelope.id
+                ),
+            });
+        }
+        Ok(self.inner.topics.for_publish(
             &envelope.event_type,
             envelope.tenant.as_deref(),
             options.topic.as_deref(),
-        )
+        ))
     }
 }
 
@@ -209,7 +222,7 @@ impl MessageBus for PulsarBus {
 
     async fn publish(&self, envelope: Envelope, options: PublishOptions) -> Result<(), BusError> {
         self.check_open()?;
-        let topic = self.destination(&envelope, &options);
+        let topic = self.destination(&envelope, &options)?;
         let deliver_at = options.deliver.map(|at| at.instant());
         let message = producer::message(&envelope, deliver_at, None);
         self.inner
@@ -219,7 +232,8 @@ impl MessageBus for PulsarBus {
     }
 
     /// Hands every envelope to its producer without waiting, then waits for all receipts.
-    /// On an error some of the envelopes may have been stored.
+    /// Consecutive envelopes for one topic are handed over together, in order. On an error
+    /// some of the envelopes may have been stored.
     async fn publish_batch(
         &self,
         envelopes: Vec<Envelope>,
@@ -227,21 +241,29 @@ impl MessageBus for PulsarBus {
     ) -> Result<(), BusError> {
         self.check_open()?;
         let deliver_at = options.deliver.map(|at| at.instant());
+        let delayed = deliver_at.is_some();
         let producers = &self.inner.producers;
         let mut pending = Vec::with_capacity(envelopes.len());
-        // Consecutive envelopes usually go to one topic: resolve its name once.
-        let mut last: Option<(&str, Option<&str>, String)> = None;
+        let mut group: Vec<pulsar::producer::Message> = Vec::new();
+        // (event type, tenant, topic) of the group being collected.
+        let mut current: Option<(&str, Option<&str>, String)> = None;
         for envelope in &envelopes {
             let (event_type, tenant) = (&*envelope.event_type, envelope.tenant.as_deref());
-            let topic = match &last {
-                Some((e, t, topic)) if *e == event_type && *t == tenant => topic,
-                _ => {
-                    let topic = self.destination(envelope, &options);
-                    &last.insert((event_type, tenant, topic)).2
+            let same = matches!(&current, Some((e, t, _)) if *e == event_type && *t == tenant);
+            if !same {
+                let topic = self.destination(envelope, &options)?;
+                if let Some((_, _, previous)) = current.replace((event_type, tenant, topic)) {
+                    producers
+                        .send_all(&previous, group.drain(..), delayed, &mut pending)
+                        .await?;
                 }
-            };
-            let message = producer::message(envelope, deliver_at, None);
-            pending.push(producers.send(topic, message, deliver_at.is_some()).await?);
+            }
+            group.push(producer::message(envelope, deliver_at, None));
+        }
+        if let Some((_, _, topic)) = current {
+            producers
+                .send_all(&topic, group.drain(..), delayed, &mut pending)
+                .await?;
         }
         producers.confirm_all(pending).await
     }

@@ -514,6 +514,38 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_table_fills_in_defaults_and_unknown_keys_are_refused() {
+        let config: PulsarConfig = serde_json::from_str(
+            r#"{"service_url": "pulsar+ssl://broker:6651",
+                "producer": {"batching": true, "compression": "zstd"},
+                "topics": {"event_types": {"users.user-created": "users"}}}"#,
+        )
+        .unwrap_or_else(|e| panic!("valid table refused: {e}"));
+        assert_eq!(config.service_url, "pulsar+ssl://broker:6651");
+        assert_eq!(config.producer.compression, Compression::Zstd);
+        assert!(config.producer.batching);
+        assert_eq!(config.producer.batch_max_messages, 1000, "defaults kept");
+        assert_eq!(config.tenant, "public");
+        assert_eq!(
+            config
+                .topics
+                .event_types
+                .get("users.user-created")
+                .map(String::as_str),
+            Some("users")
+        );
+        assert_eq!(config.validate(), Ok(()));
+
+        let typo = serde_json::from_str::<PulsarConfig>(r#"{"service_urll": "pulsar://x:6650"}"#);
+        assert!(typo.is_err_and(|e| e.to_string().contains("service_urll")));
+        let nested = serde_json::from_str::<PulsarConfig>(r#"{"producer": {"compresion": "lz4"}}"#);
+        assert!(nested.is_err_and(|e| e.to_string().contains("compresion")));
+        let unknown =
+            serde_json::from_str::<PulsarConfig>(r#"{"producer": {"compression": "brotli"}}"#);
+        assert!(unknown.is_err_and(|e| e.to_string().contains("brotli")));
+    }
+
+    #[test]
     fn only_one_auth_method() {
         let config = PulsarConfig {
             auth: AuthConfig {

@@ -91,6 +91,24 @@ impl Producers {
         message: Message,
         delayed: bool,
     ) -> Result<Pending, BusError> {
+        let mut pending = Vec::with_capacity(1);
+        self.send_all(topic, std::iter::once(message), delayed, &mut pending)
+            .await?;
+        pending.pop().ok_or_else(|| BusError::Publish {
+            topic: topic.to_owned(),
+            reason: "the producer took no message".into(),
+        })
+    }
+
+    /// Like [`Producers::send`] for several messages to one topic, handed over in order under
+    /// one lock of the producer, so that no other publish comes between them.
+    pub(crate) async fn send_all(
+        &self,
+        topic: &str,
+        messages: impl IntoIterator<Item = Message>,
+        delayed: bool,
+        pending: &mut Vec<Pending>,
+    ) -> Result<(), BusError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(BusError::Closed);
         }
@@ -115,14 +133,21 @@ impl Producers {
                 });
             }
         };
-        let sent = producer.lock().await.send_non_blocking(message).await;
-        match sent {
-            Ok(receipt) => Ok(Pending { producers, receipt }),
-            Err(error) => {
-                self.evict(&producers);
-                Err(publish_error(topic, &error))
+        let mut producer = producer.lock().await;
+        for message in messages {
+            match producer.send_non_blocking(message).await {
+                Ok(receipt) => pending.push(Pending {
+                    producers: producers.clone(),
+                    receipt,
+                }),
+                Err(error) => {
+                    drop(producer);
+                    self.evict(&producers);
+                    return Err(publish_error(topic, &error));
+                }
             }
         }
+        Ok(())
     }
 
     /// Waits for the broker's receipt of a message handed over by [`Producers::send`].
