@@ -18,8 +18,12 @@ use crate::start;
 ///
 /// Add `crate/feature` entries as backends land, e.g. `"bento-runtime/pulsar"`,
 /// `"bento-runtime/kafka"`.
-// TODO: enable the broker backends here once their crates exist.
-pub const TEST_FEATURES: &[&str] = &[];
+pub const TEST_FEATURES: &[&str] = &[
+    "bento-runtime/pulsar",
+    "bento-runtime/kafka",
+    "bento-examples/pulsar",
+    "bento-examples/kafka",
+];
 
 /// Environment variables exported to the tests (also printed by `dev-env up`).
 ///

@@ -16,6 +16,24 @@ pub async fn build_message_bus(config: &Config) -> Result<Arc<dyn MessageBus>, R
     }
 }
 
+#[cfg(feature = "pulsar")]
+async fn pulsar(config: &Config) -> Result<Arc<dyn MessageBus>, RuntimeError> {
+    let settings: bento_pulsar::PulsarConfig = config.backend_settings(BackendKind::Pulsar)?;
+    settings
+        .validate()
+        .map_err(|error| RuntimeError::Config(error.to_string()))?;
+    Ok(Arc::new(bento_pulsar::PulsarBus::connect(settings).await?))
+}
+
+#[cfg(feature = "kafka")]
+async fn kafka(config: &Config) -> Result<Arc<dyn MessageBus>, RuntimeError> {
+    let settings: bento_kafka::KafkaConfig = config.backend_settings(BackendKind::Kafka)?;
+    settings
+        .validate()
+        .map_err(|error| RuntimeError::Config(error.to_string()))?;
+    Ok(Arc::new(bento_kafka::KafkaBus::connect(settings).await?))
+}
+
 #[cfg(not(feature = "pulsar"))]
 async fn pulsar(_: &Config) -> Result<Arc<dyn MessageBus>, RuntimeError> {
     Err(RuntimeError::BackendNotCompiled {
@@ -73,6 +91,7 @@ impl Bento {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -87,6 +106,31 @@ mod tests {
             .map(|e| e.to_string());
         let error = error.unwrap_or_default();
         assert!(error.contains("`pulsar` cargo feature"), "{error}");
+    }
+
+    #[cfg(feature = "pulsar")]
+    #[test]
+    fn a_bad_pulsar_setting_names_its_key_and_variable() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("BENTO_MESSAGING__BACKEND", "pulsar");
+            jail.set_env(
+                "BENTO_MESSAGING__PULSAR__SERVICE_URLL",
+                "pulsar://typo:6650",
+            );
+            let config = Config::from_figment(Config::figment(std::path::Path::new("none.toml")))
+                .map_err(|e| e.to_string())?;
+            let error = config
+                .backend_settings::<bento_pulsar::PulsarConfig>(BackendKind::Pulsar)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(error.contains("service_urll"), "{error}");
+            assert!(
+                error.contains("BENTO_MESSAGING__PULSAR__SERVICE_URLL"),
+                "{error}"
+            );
+            Ok(())
+        });
     }
 
     #[tokio::test]

@@ -25,6 +25,10 @@ pub struct Config {
     pub messaging: MessagingConfig,
     /// How events are encoded.
     pub codec: CodecConfig,
+    /// Where the values came from, so that backend sections are read with their sources and
+    /// errors name the file or variable.
+    #[serde(skip)]
+    sources: Option<Figment>,
 }
 
 /// `[codec]`: the wire format of events.
@@ -130,19 +134,41 @@ impl Config {
 
     /// Extracts and validates a configuration from any figment.
     pub fn from_figment(figment: Figment) -> Result<Self, RuntimeError> {
-        let config: Config = figment.extract()?;
+        let mut config: Config = figment.extract()?;
+        config.sources = Some(figment);
         Ok(config)
     }
 
-    /// The raw `[messaging.<backend>]` table, for the backend adapters to parse.
+    /// Parses the `[messaging.<backend>]` section into the adapter's own settings type.
     #[cfg_attr(not(any(feature = "pulsar", feature = "kafka")), allow(dead_code))]
-    pub(crate) fn backend_table(&self, backend: BackendKind) -> figment::value::Dict {
-        let table = match backend {
-            BackendKind::Pulsar => &self.messaging.pulsar,
-            BackendKind::Kafka => &self.messaging.kafka,
-            BackendKind::Memory => &None,
-        };
-        table.clone().unwrap_or_default()
+    pub(crate) fn backend_settings<T: serde::de::DeserializeOwned>(
+        &self,
+        backend: BackendKind,
+    ) -> Result<T, RuntimeError> {
+        let key = format!("messaging.{}", backend.as_str());
+        match &self.sources {
+            Some(figment) if figment.contains(&key) => {
+                figment.focus(&key).extract().map_err(|error| {
+                    let prefix = ["messaging", backend.as_str()];
+                    RuntimeError::from_errors(error.into_iter().map(|mut e| {
+                        e.path = prefix.iter().map(|s| s.to_string()).chain(e.path).collect();
+                        e
+                    }))
+                })
+            }
+            _ => {
+                let table = match backend {
+                    BackendKind::Pulsar => &self.messaging.pulsar,
+                    BackendKind::Kafka => &self.messaging.kafka,
+                    BackendKind::Memory => &None,
+                };
+                let table = table.clone().unwrap_or_default();
+                let nested = Figment::from(Serialized::defaults(table));
+                nested
+                    .extract()
+                    .map_err(|error| RuntimeError::Config(format!("[{key}]: {error}")))
+            }
+        }
     }
 }
 

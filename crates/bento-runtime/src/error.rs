@@ -23,8 +23,14 @@ pub enum RuntimeError {
 
 impl From<figment::Error> for RuntimeError {
     fn from(error: figment::Error) -> Self {
-        // figment's own messages name the key path and the source (file or env var).
-        let messages: Vec<String> = error.into_iter().map(|e| describe(&e)).collect();
+        Self::from_errors(error)
+    }
+}
+
+impl RuntimeError {
+    /// One configuration error naming, for each problem, the key and where its value came from.
+    pub(crate) fn from_errors(errors: impl IntoIterator<Item = figment::Error>) -> Self {
+        let messages: Vec<String> = errors.into_iter().map(|e| describe(&e)).collect();
         RuntimeError::Config(messages.join("; "))
     }
 }
