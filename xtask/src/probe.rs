@@ -19,6 +19,11 @@ pub fn http_get_timeout(url: &str, timeout: Duration) -> Result<(u16, String)> {
     http(ureq::http::Method::GET, url, timeout)
 }
 
+/// `PUT url` with an empty body, waiting at most `timeout`; returns the status code and the body.
+pub fn http_put_timeout(url: &str, timeout: Duration) -> Result<(u16, String)> {
+    http(ureq::http::Method::PUT, url, timeout)
+}
+
 /// `PUT url` with an empty body; returns the status code and the body.
 pub fn http_put(url: &str) -> Result<(u16, String)> {
     http(ureq::http::Method::PUT, url, HTTP_TIMEOUT)

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use xtask::{probe, versions};
 
@@ -35,7 +33,7 @@ fn pulsar_admin_reports_its_version_and_the_standalone_cluster() {
 #[test]
 fn pulsar_binary_protocol_answers_connect() {
     let address = pulsar_address();
-    let server = probe::pulsar_connect(&address, Duration::from_secs(10))
+    let server = probe::pulsar_connect(&address, TIMEOUT)
         .unwrap_or_else(|err| panic!("Pulsar binary protocol at {address}: {err:#}\n{HINT}"));
     assert!(
         server.contains(versions::PULSAR_VERSION),
@@ -58,7 +56,7 @@ fn pulsar_stores_a_message_and_returns_it() {
 #[test]
 fn kafka_answers_api_versions() {
     let bootstrap = kafka_bootstrap();
-    let apis = probe::kafka_api_versions(&bootstrap, Duration::from_secs(10))
+    let apis = probe::kafka_api_versions(&bootstrap, TIMEOUT)
         .unwrap_or_else(|err| panic!("Kafka at {bootstrap}: {err:#}\n{HINT}"));
     for (key, name) in [
         (0, "Produce"),
@@ -78,7 +76,7 @@ fn kafka_answers_api_versions() {
 fn kafka_round_trips_a_record_with_its_own_cli() {
     let bootstrap = kafka_bootstrap();
     // Fail at once, not after the tools' own minute of retries.
-    if let Err(err) = probe::kafka_api_versions(&bootstrap, Duration::from_secs(10)) {
+    if let Err(err) = probe::kafka_api_versions(&bootstrap, TIMEOUT) {
         panic!("Kafka at {bootstrap}: {err:#}\n{HINT}");
     }
     let topic = unique("bento-smoke");

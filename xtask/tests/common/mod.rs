@@ -9,6 +9,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use xtask::config::{self, Layout, Ports};
 use xtask::probe;
 
+/// How long a single request may take: generous, because right after a broker restart (see
+/// `restart.rs`) Pulsar first has to take over its namespace bundles again.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
 /// What to do when a broker is missing.
 pub const HINT: &str =
     "start the brokers with `cargo xtask dev-env up`, or run the suite with `cargo xtask test`";
@@ -52,8 +56,8 @@ pub fn unique(prefix: &str) -> String {
 
 pub fn request(method: &str, url: &str) -> (u16, String) {
     let result = match method {
-        "PUT" => probe::http_put(url),
-        _ => probe::http_get(url),
+        "PUT" => probe::http_put_timeout(url, TIMEOUT),
+        _ => probe::http_get_timeout(url, TIMEOUT),
     };
     result.unwrap_or_else(|err| panic!("Pulsar is not reachable ({method} {url}): {err:#}\n{HINT}"))
 }
@@ -127,6 +131,7 @@ pub fn pulsar_create_topic(prefix: &str) -> String {
 /// Produces one message through Pulsar's REST producer API.
 pub fn pulsar_produce(path: &str, payload: &str) {
     let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(TIMEOUT))
         .http_status_as_error(false)
         .build()
         .new_agent();
