@@ -21,6 +21,8 @@ use bento_domain::Envelope;
 const MESSAGES: usize = 10_000;
 /// The broker is killed once this many publishes have been confirmed.
 const KILL_AFTER: usize = 3_000;
+/// Publishing tasks.
+const PUBLISHERS: usize = 16;
 
 /// Runs the dev-env xtask: `$BENTO_XTASK_BIN` (set by `cargo xtask test`), else the built
 /// `target/debug/xtask`, else `cargo run -p xtask` in a target directory of its own (the
@@ -112,53 +114,48 @@ async fn a_broker_crash_loses_no_confirmed_message_and_the_consumer_resumes() {
 
     let confirmed = Arc::new(AtomicUsize::new(0));
     let failed_attempts = Arc::new(AtomicUsize::new(0));
-    let publisher = {
-        let (bus, topic, confirmed, failed_attempts) = (
-            bus.clone(),
-            topic.clone(),
-            confirmed.clone(),
-            failed_attempts.clone(),
-        );
-        tokio::spawn(async move {
-            let mut stored = Vec::with_capacity(MESSAGES);
-            for seq in 0..MESSAGES {
-                let deadline = Instant::now() + Duration::from_secs(240);
+    // Several publishers, each publishing the next number and retrying it until the broker
+    // confirms it, so that a few publishes are in flight when the broker dies.
+    let next = Arc::new(AtomicUsize::new(0));
+    let stored: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let started = Instant::now();
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|_| {
+            let (bus, topic, next, stored) = (bus.clone(), topic.clone(), next.clone(), stored.clone());
+            let (confirmed, failed_attempts) = (confirmed.clone(), failed_attempts.clone());
+            tokio::spawn(async move {
                 loop {
-                    let envelope = Envelope::new(
-                        "bento.it.crash",
-                        1,
-                        "text/plain",
-                        seq.to_string().into_bytes(),
-                    );
-                    match bus
-                        .publish(envelope, PublishOptions::default().to_topic(&topic))
-                        .await
-                    {
-                        Ok(()) => break,
-                        Err(error) => {
-                            let failures = failed_attempts.fetch_add(1, Ordering::Relaxed) + 1;
-                            if failures % 10 == 1 {
-                                eprintln!(
-                                    "publish {seq} failed ({failures} failures so far), retrying: {error}"
-                                );
+                    let seq = next.fetch_add(1, Ordering::Relaxed);
+                    if seq >= MESSAGES {
+                        return;
+                    }
+                    let deadline = Instant::now() + Duration::from_secs(240);
+                    loop {
+                        let envelope = Envelope::new("bento.it.crash", 1, "text/plain", seq.to_string().into_bytes());
+                        match bus.publish(envelope, PublishOptions::default().to_topic(&topic)).await {
+                            Ok(()) => break,
+                            Err(error) => {
+                                let failures = failed_attempts.fetch_add(1, Ordering::Relaxed) + 1;
+                                if failures % 10 == 1 {
+                                    eprintln!("publish {seq} failed ({failures} failures so far), retrying: {error}");
+                                }
+                                assert!(Instant::now() < deadline, "publish {seq} kept failing for 4 minutes: {error}");
+                                tokio::time::sleep(Duration::from_millis(250)).await;
                             }
-                            assert!(
-                                Instant::now() < deadline,
-                                "publish {seq} kept failing for 4 minutes: {error}"
-                            );
-                            tokio::time::sleep(Duration::from_millis(250)).await;
                         }
                     }
+                    stored.lock().expect("stored list").push(seq);
+                    confirmed.fetch_add(1, Ordering::Relaxed);
                 }
-                stored.push(seq);
-                confirmed.fetch_add(1, Ordering::Relaxed);
-            }
-            stored
+            })
         })
-    };
+        .collect();
 
     while confirmed.load(Ordering::Relaxed) < KILL_AFTER {
-        assert!(!publisher.is_finished(), "the publisher stopped early");
+        assert!(
+            !publishers.iter().any(|p| p.is_finished()),
+            "a publisher stopped early"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let consumed_before_kill = consumed.lock().map(|c| c.len()).unwrap_or(0);
@@ -178,10 +175,18 @@ async fn a_broker_crash_loses_no_confirmed_message_and_the_consumer_resumes() {
         killed_at.elapsed()
     );
 
-    let stored = tokio::time::timeout(Duration::from_secs(300), publisher)
-        .await
-        .expect("the publisher finished within 5 minutes of the restart")
-        .expect("publisher task");
+    for publisher in publishers {
+        tokio::time::timeout(Duration::from_secs(300), publisher)
+            .await
+            .expect("the publishers finished within 5 minutes of the restart")
+            .expect("publisher task");
+    }
+    let stored = stored.lock().expect("stored list").clone();
+    eprintln!(
+        "{} publishes confirmed after {:?}",
+        stored.len(),
+        started.elapsed()
+    );
     assert_eq!(stored.len(), MESSAGES);
     assert!(
         failed_attempts.load(Ordering::Relaxed) > 0,
@@ -211,7 +216,7 @@ async fn a_broker_crash_loses_no_confirmed_message_and_the_consumer_resumes() {
     );
     let after_restart: usize = stored
         .iter()
-        .filter(|seq| **seq >= confirmed_at_kill)
+        .filter(|seq| **seq >= confirmed_at_kill + PUBLISHERS)
         .count();
     assert!(
         after_restart > 0,
