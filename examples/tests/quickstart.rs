@@ -1,0 +1,78 @@
+//! Runs the quickstart example binary on every backend compiled in and checks its account of
+//! what happened. The broker backends need `cargo xtask dev-env up` (done by `cargo xtask test`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The example binary cargo built next to this test.
+fn quickstart() -> PathBuf {
+    let exe =
+        std::env::current_exe().unwrap_or_else(|e| panic!("cannot find the test binary: {e}"));
+    // target/<profile>/deps/quickstart-<hash> -> target/<profile>/examples/quickstart
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()));
+    let binary = profile_dir.join("examples").join("quickstart");
+    assert!(
+        binary.exists(),
+        "{} was not built; run `cargo test -p bento-examples`",
+        binary.display()
+    );
+    binary
+}
+
+fn run_on(backend: &str) {
+    let output = Command::new(quickstart())
+        .env("BENTO_MESSAGING__BACKEND", backend)
+        .env_remove("BENTO_CONFIG")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the quickstart: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "quickstart on {backend} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("Bento quickstart on the `{backend}` backend")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Done: 2 users stored, 2 welcome emails, 2 audit entries, 6 CRM attempts, 2 dead letters."),
+        "unexpected account on {backend}:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("gave up after 3 attempts: CRM unreachable"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn quickstart_on_memory() {
+    run_on("memory");
+}
+
+#[cfg(feature = "pulsar")]
+#[test]
+fn quickstart_on_pulsar() {
+    run_on("pulsar");
+}
+
+#[cfg(feature = "kafka")]
+#[test]
+fn quickstart_on_kafka() {
+    run_on("kafka");
+}
+
+#[cfg(not(feature = "pulsar"))]
+#[test]
+fn asking_for_pulsar_without_the_feature_names_it() {
+    let output = Command::new(quickstart())
+        .env("BENTO_MESSAGING__BACKEND", "pulsar")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the quickstart: {e}"));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`pulsar` cargo feature"), "{stderr}");
+}
