@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use bento_domain::Envelope;
 use chrono::{DateTime, Utc};
 
-use crate::{BusError, EnvelopeHandler, Subscription, SubscriptionSpec};
+use crate::{BusError, EnvelopeHandler, SchemaDefinition, Subscription, SubscriptionSpec};
 
 /// When a delayed message becomes visible to consumers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +99,14 @@ pub trait MessageBus: Send + Sync + 'static {
         spec: SubscriptionSpec,
         handler: Arc<dyn EnvelopeHandler>,
     ) -> Result<Subscription, BusError>;
+
+    /// Registers the schema of an event type's topic with the broker's schema registry, so that
+    /// an incompatible schema fails here, at start-up, rather than at the first message.
+    /// Backends without a registry accept it and do nothing.
+    async fn declare_schema(&self, schema: &SchemaDefinition) -> Result<(), BusError> {
+        let _ = schema;
+        Ok(())
+    }
 
     /// The topic an event type is published to, as this backend names it.
     fn topic_for(&self, event_type: &str) -> String;

@@ -3,7 +3,7 @@ use std::borrow::Cow;
 use bento_domain::{DomainEvent, Envelope, RecordedEvent};
 use bytes::Bytes;
 
-use crate::CodecError;
+use crate::{CodecError, SchemaDefinition};
 
 /// An encoded event: its bytes and the media type that says how to read them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +28,12 @@ pub trait Codec: Send + Sync + 'static {
 
     /// Decodes an event, checking that `content_type` is one this codec reads.
     fn decode<E: DomainEvent>(&self, content_type: &str, payload: &[u8]) -> Result<E, CodecError>;
+
+    /// The schema `E` is encoded with, for backends with a schema registry; `None` when the
+    /// codec has no schema for it (plain JSON of an unregistered type).
+    fn schema<E: DomainEvent>(&self) -> Option<SchemaDefinition> {
+        None
+    }
 
     /// Decodes the event an envelope carries. Codecs with schema evolution override this to
     /// pick the writer's schema by the envelope's event version.

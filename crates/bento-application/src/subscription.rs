@@ -5,7 +5,7 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{BusError, DeadLetterPolicy, RetryPolicy};
+use crate::{BusError, DeadLetterPolicy, RetryPolicy, SchemaDefinition};
 
 /// Where a subscription reads from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +56,9 @@ pub struct SubscriptionSpec {
     pub retry: RetryPolicy,
     /// Where messages go when they cannot be handled.
     pub dead_letter: DeadLetterPolicy,
+    /// The schema the consumer expects, for backends with a schema registry to check (set by
+    /// [`crate::Bus::subscribe_with`] from the codec).
+    pub schema: Option<SchemaDefinition>,
 }
 
 impl SubscriptionSpec {
@@ -77,6 +80,7 @@ impl SubscriptionSpec {
             concurrency: 1,
             retry: RetryPolicy::default(),
             dead_letter: DeadLetterPolicy::default(),
+            schema: None,
         }
     }
 

@@ -139,6 +139,15 @@ impl<C: Codec> Bus<C> {
             .await
     }
 
+    /// Registers `E`'s schema (from the codec) with the backend's schema registry, so that an
+    /// incompatible schema fails at start-up. A no-op where there is no schema or no registry.
+    pub async fn declare<E: DomainEvent>(&self) -> Result<(), BusError> {
+        match self.codec.schema::<E>() {
+            Some(schema) => self.inner.declare_schema(&schema).await,
+            None => Ok(()),
+        }
+    }
+
     /// Subscribes `handler` to events of type `E`, with a shared subscription named after the
     /// handler's type (for an `async fn`, its path), concurrency 1 and default policies.
     ///
@@ -163,6 +172,10 @@ impl<C: Codec> Bus<C> {
         E: DomainEvent,
         H: Handler<E>,
     {
+        let mut spec = spec;
+        if spec.schema.is_none() {
+            spec.schema = self.codec.schema::<E>();
+        }
         let typed = Typed::<E, H, C>::new(handler, self.codec.clone());
         self.inner.subscribe(spec, Arc::new(typed)).await
     }

@@ -7,7 +7,7 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::{AvroSchema, Schema};
-use bento_application::{CodecError, Encoded};
+use bento_application::{CodecError, Encoded, SchemaKind};
 use bento_domain::DomainEvent;
 use bytes::Bytes;
 
@@ -143,6 +143,18 @@ impl<E: DomainEvent> TypedCodec<E> for AvroCodec<E> {
             content_type: Self::CONTENT_TYPE.into(),
             payload: Bytes::from(payload),
         })
+    }
+
+    fn schema(&self, format: Format) -> Option<(SchemaKind, String)> {
+        let kind = match format {
+            Format::Avro => SchemaKind::Avro,
+            // Pulsar describes JSON payloads with the same Avro record schema.
+            Format::Json => SchemaKind::Json,
+            Format::Protobuf => return None,
+        };
+        serde_json::to_string(self.schema)
+            .ok()
+            .map(|definition| (kind, definition))
     }
 
     fn decode(&self, version: u32, payload: &[u8]) -> Result<E, CodecError> {

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use bento_application::{Codec, CodecError, Encoded};
+use bento_application::{Codec, CodecError, Encoded, SchemaDefinition, SchemaKind};
 use bento_domain::{DomainEvent, Envelope, RecordedEvent};
 
 use crate::Json;
@@ -67,11 +67,19 @@ pub trait TypedCodec<E>: Send + Sync + 'static {
     /// Decodes an event written with `content_type` (already checked to be this codec's) and
     /// schema `version` of the event type.
     fn decode(&self, version: u32, payload: &[u8]) -> Result<E, CodecError>;
+
+    /// The schema of `E` in `format` for a broker's schema registry, if this codec can describe
+    /// it (an Avro codec describes both its Avro form and the JSON form of the same record).
+    fn schema(&self, format: Format) -> Option<(SchemaKind, String)> {
+        let _ = format;
+        None
+    }
 }
 
 /// What [`Codecs`] keeps per registered event type, type-erased.
 trait Entry: Send + Sync {
     fn format(&self) -> Format;
+    fn schema(&self, format: Format) -> Option<(SchemaKind, String)>;
     fn encode_any(&self, event: &dyn Any) -> Option<Result<Encoded, CodecError>>;
     fn as_any(&self) -> &dyn Any;
 }
@@ -83,6 +91,9 @@ struct Registered<E> {
 impl<E: DomainEvent> Entry for Registered<E> {
     fn format(&self) -> Format {
         self.codec.format()
+    }
+    fn schema(&self, format: Format) -> Option<(SchemaKind, String)> {
+        self.codec.schema(format)
     }
     fn encode_any(&self, event: &dyn Any) -> Option<Result<Encoded, CodecError>> {
         event
@@ -235,6 +246,17 @@ impl Codec for Codecs {
 
     fn decode<E: DomainEvent>(&self, content_type: &str, payload: &[u8]) -> Result<E, CodecError> {
         self.decode_versioned(content_type, E::VERSION, payload)
+    }
+
+    fn schema<E: DomainEvent>(&self) -> Option<SchemaDefinition> {
+        let format = self.selected(E::EVENT_TYPE);
+        let entry = read(&self.by_name).get(E::EVENT_TYPE).cloned()?;
+        let (kind, definition) = entry.schema(format)?;
+        Some(SchemaDefinition {
+            event_type: E::EVENT_TYPE.to_owned(),
+            kind,
+            definition,
+        })
     }
 
     fn decode_envelope<E: DomainEvent>(&self, envelope: &Envelope) -> Result<E, CodecError> {

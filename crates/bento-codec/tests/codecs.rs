@@ -236,3 +236,41 @@ fn an_incompatible_version_is_refused_when_registered() -> Result<(), CodecError
     assert!(error.contains("version 1"), "{error}");
     Ok(())
 }
+
+#[test]
+fn codecs_describe_schemas_for_a_registry() -> Result<(), CodecError> {
+    use bento_application::SchemaKind;
+    let avro = Codecs::new(Format::Avro);
+    avro.register(AvroCodec::<UserCreated>::derived()?);
+    let schema = avro.schema::<UserCreated>().map(|s| (s.kind, s.definition));
+    assert!(
+        matches!(&schema, Some((SchemaKind::Avro, d)) if d.contains("\"UserCreated\"") && d.contains("age")),
+        "{schema:?}"
+    );
+
+    let json = Codecs::new(Format::Json);
+    json.register(AvroCodec::<UserCreated>::derived()?);
+    assert_eq!(
+        json.schema::<UserCreated>().map(|s| s.kind),
+        Some(SchemaKind::Json)
+    );
+
+    assert_eq!(
+        Codecs::default().schema::<UserCreated>(),
+        None,
+        "plain JSON has no schema"
+    );
+
+    let proto = Codecs::new(Format::Protobuf);
+    proto.register(ProtobufCodec::<Shipped>::new().with_descriptor(
+        b"\x0a\x00",
+        "orders.Shipped",
+        "orders.proto",
+    ));
+    let native = proto.schema::<Shipped>().map(|s| (s.kind, s.definition));
+    assert!(
+        matches!(&native, Some((SchemaKind::ProtobufNative, d)) if d.contains("orders.Shipped") && d.contains("CgA=")),
+        "{native:?}"
+    );
+    Ok(())
+}

@@ -357,6 +357,13 @@ impl MessageBus for ObservedBus {
         self.inner.topic_for(event_type)
     }
 
+    async fn declare_schema(
+        &self,
+        schema: &bento_application::SchemaDefinition,
+    ) -> Result<(), BusError> {
+        self.inner.declare_schema(schema).await
+    }
+
     async fn close(&self) -> Result<(), BusError> {
         self.closed.store(true, Ordering::Release);
         self.inner.close().await
