@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 mod bus;
 mod config;
 mod consumer;
@@ -40,6 +41,7 @@ mod oauth2;
 mod producer;
 mod topics;
 
+pub use admin::{AdminError, PulsarAdmin};
 pub use bus::PulsarBus;
 pub use config::{
     AuthConfig, CONFIG_PREFIX, Compression, ConsumerConfig, OAuth2Config, ProducerConfig,
