@@ -4,11 +4,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bento_application::{Bus, Codec, UnitOfWork, UnitOfWorkError};
+use bento_codec::apache_avro::AvroSchema;
 use bento_domain::{AggregateRoot, DomainEvent, EventRecorder, MessageId};
 use serde::{Deserialize, Serialize};
 
-/// A user registered.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A user registered. Encoded as JSON by default; as Avro (schema derived from this type) when
+/// the Avro codec is registered and selected.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, AvroSchema)]
 pub struct UserCreated {
     /// The new user's id.
     pub user_id: String,

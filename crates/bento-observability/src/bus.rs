@@ -35,6 +35,9 @@ struct PublishTarget {
 /// - consumer lag, polled from [`MessageBus::consumer_lag`] where the backend can tell.
 /// - `health` says no once the bus is closed, and asks the backend otherwise.
 ///
+/// Every other method goes straight to the bus underneath. (A method added to the port with a
+/// default body must be forwarded here too, or the wrapped backend's own version is skipped.)
+///
 /// ```
 /// # use std::sync::Arc;
 /// # use bento_application::MessageBus;

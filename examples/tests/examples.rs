@@ -1,11 +1,11 @@
-//! Runs the quickstart example binary on every backend compiled in and checks its account of
-//! what happened. The broker backends need `cargo xtask dev-env up` (done by `cargo xtask test`).
+//! Runs the example binaries on every backend compiled in and checks their account of what
+//! happened. The broker backends need `cargo xtask dev-env up` (done by `cargo xtask test`).
 
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The example binary cargo built next to this test.
-fn quickstart() -> PathBuf {
+/// An example binary cargo built next to this test.
+fn example(name: &str) -> PathBuf {
     let exe =
         std::env::current_exe().unwrap_or_else(|e| panic!("cannot find the test binary: {e}"));
     // target/<profile>/deps/quickstart-<hash> -> target/<profile>/examples/quickstart
@@ -13,7 +13,7 @@ fn quickstart() -> PathBuf {
         .parent()
         .and_then(|deps| deps.parent())
         .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()));
-    let binary = profile_dir.join("examples").join("quickstart");
+    let binary = profile_dir.join("examples").join(name);
     assert!(
         binary.exists(),
         "{} was not built; run `cargo test -p bento-examples`",
@@ -23,7 +23,7 @@ fn quickstart() -> PathBuf {
 }
 
 fn run_on(backend: &str) {
-    let output = Command::new(quickstart())
+    let output = Command::new(example("quickstart"))
         .env("BENTO_MESSAGING__BACKEND", backend)
         .env_remove("BENTO_CONFIG")
         .output()
@@ -48,9 +48,41 @@ fn run_on(backend: &str) {
     );
 }
 
+fn codecs_on(backend: &str) {
+    let output = Command::new(example("codecs"))
+        .env("BENTO_MESSAGING__BACKEND", backend)
+        .env_remove("BENTO_CONFIG")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the codecs example: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "codecs example on {backend} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("users.user-created (application/avro"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#"UserCreated { user_id: "u-7", email: "ada@example.com", name: "Ada" }"#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("shipping.order-shipped (application/x-protobuf"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#"parcel_ids: ["p-1", "p-2"]"#), "{stdout}");
+}
+
 #[test]
 fn quickstart_on_memory() {
     run_on("memory");
+}
+
+#[test]
+fn codecs_on_memory() {
+    codecs_on("memory");
 }
 
 #[cfg(feature = "pulsar")]
@@ -59,16 +91,28 @@ fn quickstart_on_pulsar() {
     run_on("pulsar");
 }
 
+#[cfg(feature = "pulsar")]
+#[test]
+fn codecs_on_pulsar() {
+    codecs_on("pulsar");
+}
+
 #[cfg(feature = "kafka")]
 #[test]
 fn quickstart_on_kafka() {
     run_on("kafka");
 }
 
+#[cfg(feature = "kafka")]
+#[test]
+fn codecs_on_kafka() {
+    codecs_on("kafka");
+}
+
 #[cfg(not(feature = "pulsar"))]
 #[test]
 fn asking_for_pulsar_without_the_feature_names_it() {
-    let output = Command::new(quickstart())
+    let output = Command::new(example("quickstart"))
         .env("BENTO_MESSAGING__BACKEND", "pulsar")
         .output()
         .unwrap_or_else(|e| panic!("cannot run the quickstart: {e}"));
