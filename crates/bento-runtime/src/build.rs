@@ -1,7 +1,10 @@
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bento_application::MessageBus;
 use bento_memory::{MemoryBus, MemoryConfig};
+use bento_observability::telemetry::TelemetryGuard;
+use bento_observability::{Metrics, Observability};
 
 use crate::{BackendKind, Bus, Config, RuntimeError};
 
@@ -50,11 +53,14 @@ async fn kafka(_: &Config) -> Result<Arc<dyn MessageBus>, RuntimeError> {
     })
 }
 
-/// A started Bento runtime: the configuration and the bus it built.
+/// A started Bento runtime: the configuration, the bus it built, and observability (metrics,
+/// spans, the `/metrics` and health endpoint) around it.
 #[derive(Debug)]
 pub struct Bento {
     config: Config,
     bus: Bus,
+    observability: Observability,
+    telemetry: Option<TelemetryGuard>,
 }
 
 impl Bento {
@@ -64,13 +70,33 @@ impl Bento {
     }
 
     /// Builds the bus for an explicit configuration.
+    ///
+    /// Logging and span export are set up first (when `observability.install_subscriber` or
+    /// `observability.tracing.otlp_endpoint` asks for it), then the bus is built and wrapped
+    /// in the observability layers, and the metrics endpoint started if
+    /// `observability.metrics.address` is set.
     pub async fn from_config(config: Config) -> Result<Self, RuntimeError> {
-        let bus = Bus::new(build_message_bus(&config).await?, config.codec.codecs());
+        let telemetry = if config.observability.wants_subscriber() {
+            Some(bento_observability::telemetry::install(
+                &config.observability,
+            )?)
+        } else {
+            None
+        };
+        let backend = build_message_bus(&config).await?;
+        let observability = Observability::start(&config.observability, backend).await?;
+        let bus = Bus::new(observability.bus(), config.codec.codecs());
         tracing::info!(
             backend = config.messaging.backend.as_str(),
+            metrics = ?observability.metrics_address(),
             "bento runtime started"
         );
-        Ok(Self { config, bus })
+        Ok(Self {
+            config,
+            bus,
+            observability,
+            telemetry,
+        })
     }
 
     /// The typed bus; clone it freely.
@@ -83,9 +109,27 @@ impl Bento {
         &self.config
     }
 
-    /// Closes the bus (flushes producers). Shut subscriptions down first.
+    /// Where `/metrics`, `/health/live` and `/health/ready` are served, if they are
+    /// (`observability.metrics.address`).
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.observability.metrics_address()
+    }
+
+    /// Bento's metrics, unless `observability.metrics.enabled` is off; register the service's
+    /// own metrics in `metrics().registry()` to serve them from the same endpoint.
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.observability.metrics()
+    }
+
+    /// Closes the bus (flushes producers), stops the metrics endpoint and flushes exported
+    /// spans. Shut subscriptions down first.
     pub async fn shutdown(self) -> Result<(), RuntimeError> {
-        self.bus.message_bus().close().await?;
+        let closed = self.bus.message_bus().close().await;
+        self.observability.shutdown().await;
+        if let Some(telemetry) = self.telemetry {
+            telemetry.shutdown()?;
+        }
+        closed?;
         Ok(())
     }
 }
@@ -131,6 +175,33 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[tokio::test]
+    async fn metrics_and_health_are_served_when_an_address_is_set()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use bento_observability::testing::{http_get, parse_exposition};
+        let mut config = Config::default();
+        config.observability.metrics.address = Some("127.0.0.1:0".into());
+        let bento = Bento::from_config(config).await?;
+        let address = bento.metrics_address().ok_or("no metrics address")?;
+        let envelope = bento_domain::Envelope::new("runtime.test", 1, "application/json", "{}");
+        bento
+            .bus()
+            .message_bus()
+            .publish(envelope, Default::default())
+            .await?;
+        let (status, body) = http_get(address, "/metrics").await?;
+        assert_eq!(status, 200);
+        let published = parse_exposition(&body)?.sum(
+            "bento_messages_published_total",
+            &[("backend", "memory"), ("event_type", "runtime.test")],
+        );
+        assert_eq!(published, 1.0, "{body}");
+        assert_eq!(http_get(address, "/health/ready").await?.0, 200);
+        bento.shutdown().await?;
+        assert!(http_get(address, "/health/live").await.is_err());
+        Ok(())
     }
 
     #[tokio::test]

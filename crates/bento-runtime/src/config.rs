@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeMap;
 
 use bento_codec::{Codecs, Format};
+use bento_observability::ObservabilityConfig;
 use figment::Figment;
 use figment::providers::{Env, Format as _, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -15,7 +16,7 @@ pub const CONFIG_PATH_VAR: &str = "BENTO_CONFIG";
 pub const DEFAULT_CONFIG_PATH: &str = "bento.toml";
 
 /// Top-level sections; `BENTO_` variables outside them (like `BENTO_CONFIG`) are not config.
-const SECTIONS: [&str; 2] = ["messaging__", "codec__"];
+const SECTIONS: [&str; 3] = ["messaging__", "codec__", "observability__"];
 
 /// A Bento service's configuration. Unknown keys are rejected, so a typo fails at startup.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -25,6 +26,8 @@ pub struct Config {
     pub messaging: MessagingConfig,
     /// How events are encoded.
     pub codec: CodecConfig,
+    /// Metrics, tracing, logs and the metrics/health endpoint (`[observability]`).
+    pub observability: ObservabilityConfig,
     /// Where the values came from, so that backend sections are read with their sources and
     /// errors name the file or variable.
     #[serde(skip)]
@@ -203,6 +206,31 @@ mod tests {
             assert_eq!(config.messaging.backend, BackendKind::Pulsar);
             assert_eq!(config.messaging.memory.retain_per_topic, 5);
             assert_eq!(config.codec.default, Format::Avro);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn observability_from_file_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "bento.toml",
+                "[observability.tracing]\nconsumer_parent = \"link\"\n",
+            )?;
+            jail.set_env("BENTO_OBSERVABILITY__METRICS__ADDRESS", "0.0.0.0:9464");
+            let config = Config::from_figment(Config::figment(Path::new("bento.toml")))
+                .map_err(|e| e.to_string())?;
+            let observability = &config.observability;
+            assert_eq!(
+                observability.metrics.address.as_deref(),
+                Some("0.0.0.0:9464")
+            );
+            assert!(observability.metrics.enabled);
+            assert_eq!(
+                observability.tracing.consumer_parent,
+                bento_observability::ConsumerParent::Link
+            );
+            assert_eq!(observability.tracing.otlp_endpoint, None);
             Ok(())
         });
     }

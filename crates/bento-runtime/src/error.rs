@@ -19,6 +19,9 @@ pub enum RuntimeError {
     /// The backend could not be started (e.g. the broker is unreachable).
     #[error(transparent)]
     Bus(#[from] bento_application::BusError),
+    /// Metrics, tracing or the metrics endpoint could not be set up.
+    #[error(transparent)]
+    Observability(#[from] bento_observability::ObservabilityError),
 }
 
 impl From<figment::Error> for RuntimeError {
