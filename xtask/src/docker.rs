@@ -66,6 +66,7 @@ pub fn up(env: &DevEnv, brokers: &[Broker]) -> Result<Vec<Pending>> {
             ports: env.ports,
             child: None,
             pid: None,
+            log_offset: 0,
         });
     }
     Ok(pending)

@@ -166,8 +166,9 @@ pub fn spawn(layout: &Layout, dist: &Path, conf: &Path, ports: &Ports) -> Result
     process::spawn_detached(cmd, &layout.log_file(Broker::Pulsar))
 }
 
-/// `Ok` when the admin API lists the `standalone` cluster and `public/default`, and the binary
-/// port answers CONNECT; otherwise what is not ready yet.
+/// `Ok` when the admin API lists the `standalone` cluster and `public/default`, the binary port
+/// answers CONNECT and the broker's health check (a produce/consume round trip) passes;
+/// otherwise what is not ready yet.
 pub fn health(ports: &Ports) -> Result<(), String> {
     let admin = ports.pulsar_admin_url();
     let get = |path: &str| -> Result<String, String> {
@@ -193,8 +194,33 @@ pub fn health(ports: &Ports) -> Result<(), String> {
         &format!("{LOOPBACK}:{}", ports.pulsar),
         Duration::from_secs(5),
     )
-    .map(|_| ())
-    .map_err(|e| format!("binary port {}: {e:#}", ports.pulsar))
+    .map_err(|e| format!("binary port {}: {e:#}", ports.pulsar))?;
+    // The broker's own check: produce and consume on a heartbeat topic. It fails while the
+    // bookie is not writable yet (e.g. right after a restart), which the checks above miss.
+    let check = get("/admin/v2/brokers/health?topicVersion=V2")?;
+    if check.trim() != "ok" {
+        return Err(format!("broker health check answered {check:?}"));
+    }
+    Ok(())
+}
+
+/// Whether the log, from byte `offset` on, shows the bookie registration loop Pulsar can fall
+/// into after an unclean exit (a clean start logs at most a few of these lines).
+pub fn registration_loop(log: &Path, offset: u64) -> bool {
+    let Ok(bytes) = fs::read(log) else {
+        return false;
+    };
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let loops = text
+        .lines()
+        .filter(|l| {
+            l.contains("Lock on resource /ledgers/available/") && l.contains("was invalidated")
+        })
+        .count();
+    loops >= 10
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
 //! `dev-env up`: install, start, wait until ready, report where the brokers run.
 
 use std::fs;
+use std::path::Path;
 use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::config::{Broker, LOOPBACK, Ports};
+use crate::config::{Broker, LOOPBACK, Layout, Ports};
 use crate::devenv::{DevEnv, health, owned, stop_native};
 use crate::prereq::{self, Tool};
 use crate::process::{self, is_alive};
@@ -48,6 +49,8 @@ pub struct Pending {
     pub child: Option<Child>,
     /// Its pid (native mode).
     pub pid: Option<u32>,
+    /// Size of its log file when it was started (native mode).
+    pub log_offset: u64,
 }
 
 /// Starts the brokers (idempotent), waits until they are ready and prints where they run.
@@ -57,7 +60,15 @@ pub fn up(env: &DevEnv, brokers: &[Broker]) -> Result<()> {
         Mode::Docker => docker::up(env, brokers)?,
         Mode::Native => up_native(env, brokers)?,
     };
+    let started_pulsar: Vec<(Ports, u64)> = pending
+        .iter()
+        .filter(|p| p.broker == Broker::Pulsar && p.child.is_some())
+        .map(|p| (p.ports, p.log_offset))
+        .collect();
     wait_ready(env, pending)?;
+    for (ports, log_offset) in started_pulsar {
+        fix_pulsar_registration_loop(env, ports, log_offset)?;
+    }
     println!(
         "dev-env up finished in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -99,6 +110,7 @@ fn up_native(env: &DevEnv, brokers: &[Broker]) -> Result<Vec<Pending>> {
                             ports: state.ports,
                             child: None,
                             pid: Some(pid),
+                            log_offset: 0,
                         });
                     }
                 }
@@ -124,35 +136,72 @@ fn up_native(env: &DevEnv, brokers: &[Broker]) -> Result<Vec<Pending>> {
         }
     }
     for (broker, ports) in to_start {
-        let child = match (broker, &pulsar_dist) {
-            (Broker::Pulsar, Some(dist)) => {
-                let conf = pulsar::configure(layout, dist, &ports)?;
-                pulsar::spawn(layout, dist, &conf, &ports)?
-            }
-            (Broker::Pulsar, None) => bail!("Pulsar is not installed"),
-            (Broker::Kafka, _) => {
-                let (server, log4j) = kafka::configure(layout, &ports)?;
-                kafka::format_storage(layout, &server, &log4j)?;
-                kafka::spawn(layout, &server, &log4j)?
-            }
-        };
-        let pid = child.id();
-        let log = layout.log_file(broker);
-        State::new(broker, Mode::Native, Some(pid), ports, Some(log.clone())).save(layout)?;
-        println!(
-            "{broker}: started {} {} (pid {pid}), log: {}",
-            broker,
-            broker.version(),
-            log.display()
-        );
-        pending.push(Pending {
-            broker,
-            ports,
-            child: Some(child),
-            pid: Some(pid),
-        });
+        pending.push(spawn(layout, broker, ports, pulsar_dist.as_deref())?);
     }
     Ok(pending)
+}
+
+/// Configures and starts one installed broker, records its state; returns what to wait for.
+fn spawn(
+    layout: &Layout,
+    broker: Broker,
+    ports: Ports,
+    pulsar_dist: Option<&Path>,
+) -> Result<Pending> {
+    let log = layout.log_file(broker);
+    let log_offset = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let child = match (broker, pulsar_dist) {
+        (Broker::Pulsar, Some(dist)) => {
+            let conf = pulsar::configure(layout, dist, &ports)?;
+            pulsar::spawn(layout, dist, &conf, &ports)?
+        }
+        (Broker::Pulsar, None) => bail!("Pulsar is not installed"),
+        (Broker::Kafka, _) => {
+            let (server, log4j) = kafka::configure(layout, &ports)?;
+            kafka::format_storage(layout, &server, &log4j)?;
+            kafka::spawn(layout, &server, &log4j)?
+        }
+    };
+    let pid = child.id();
+    State::new(broker, Mode::Native, Some(pid), ports, Some(log.clone())).save(layout)?;
+    println!(
+        "{broker}: started {broker} {} (pid {pid}), log: {}",
+        broker.version(),
+        log.display()
+    );
+    Ok(Pending {
+        broker,
+        ports,
+        child: Some(child),
+        pid: Some(pid),
+        log_offset,
+    })
+}
+
+/// Pulsar 4.0 standalone sometimes comes back from an unclean exit (SIGKILL) with its bookie
+/// stuck in a registration loop (`Lock on resource /ledgers/available/... was invalidated`, many
+/// times a second), during which ledgers fail with "Not enough non-faulty bookies". A clean
+/// restart ends it, so `up` does one when it sees the loop.
+fn fix_pulsar_registration_loop(env: &DevEnv, ports: Ports, log_offset: u64) -> Result<()> {
+    let log = env.layout.log_file(Broker::Pulsar);
+    if !pulsar::registration_loop(&log, log_offset) {
+        return Ok(());
+    }
+    println!(
+        "pulsar: its bookie is stuck re-registering after an unclean exit; restarting it cleanly"
+    );
+    stop_native(env, Broker::Pulsar)?;
+    let dist = env.layout.pulsar_dist();
+    let again = spawn(&env.layout, Broker::Pulsar, ports, Some(&dist))?;
+    let offset = again.log_offset;
+    wait_ready(env, vec![again])?;
+    if pulsar::registration_loop(&log, offset) {
+        println!(
+            "warning: pulsar's bookie still loops; see {}",
+            log.display()
+        );
+    }
+    Ok(())
 }
 
 fn start_timeout(broker: Broker) -> Duration {
