@@ -57,7 +57,10 @@ pub fn up(env: &DevEnv, brokers: &[Broker]) -> Result<Vec<Pending>> {
     let mut cmd = compose(env);
     cmd.args(["up", "-d"])
         .args(brokers.iter().map(|b| b.service()));
-    run_checked(cmd, "docker compose up")?;
+    run_checked(
+        cmd,
+        "`docker compose up` (needs a running Docker engine and Docker Compose v2)",
+    )?;
     let mut pending = Vec::new();
     for &broker in brokers {
         State::new(broker, Mode::Docker, None, env.ports, None).save(&env.layout)?;
