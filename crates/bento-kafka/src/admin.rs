@@ -7,7 +7,7 @@ use std::time::Duration;
 use bento_application::BusError;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -58,6 +58,17 @@ pub struct PartitionLag {
     pub high_watermark: i64,
     /// Records not yet consumed: `high_watermark - committed` (all stored ones if none).
     pub lag: i64,
+}
+
+/// Where [`KafkaAdmin::reset_group_offsets`] moves a consumer group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetReset {
+    /// The oldest record still stored: everything is consumed again.
+    Earliest,
+    /// The end: only records produced from now on.
+    Latest,
+    /// The first record whose timestamp is at or after this time (the end if there is none).
+    Time(chrono::DateTime<chrono::Utc>),
 }
 
 /// Topic and consumer-group administration for the brokers a [`KafkaConfig`] points at.
@@ -368,6 +379,114 @@ impl KafkaAdmin {
                     lag: high - committed.unwrap_or(low).max(low),
                 });
             }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// A librdkafka consumer configuration for consumer group `group`, with the brokers,
+    /// security settings and `consumer` properties of the configuration; offsets are never
+    /// committed automatically and a group without committed offsets starts at the earliest
+    /// record. For tools that read topics themselves (the `bento` CLI's dead-letter commands).
+    pub fn consumer_config(&self, group: &str) -> rdkafka::ClientConfig {
+        self.inner.config.consumer_config(group)
+    }
+
+    /// Commits new offsets for consumer group `group` on every partition of `topic`, moving it
+    /// to `to`; returns where the group now stands. The group must be stopped (no active
+    /// members), as Kafka's own tools require: a running member would overwrite the offsets.
+    pub async fn reset_group_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        to: OffsetReset,
+    ) -> Result<Vec<PartitionLag>, BusError> {
+        if let Some(active) = self
+            .list_groups()
+            .await?
+            .into_iter()
+            .find(|g| g.name == group && !g.members.is_empty())
+        {
+            return Err(other(format!(
+                "consumer group `{group}` has {} active member(s) (state {}); stop them before resetting its offsets",
+                active.members.len(),
+                active.state
+            )));
+        }
+        let timeout = self.timeout();
+        let (group_name, topic_name) = (group.to_owned(), topic.to_owned());
+        self.blocking(move |inner| {
+            let (group, topic) = (group_name.as_str(), topic_name.as_str());
+            let consumer: BaseConsumer<BentoContext> = inner
+                .config
+                .consumer_config(group)
+                .create_with_context(BentoContext::plain())
+                .map_err(|e| other(format!("cannot create a consumer for group `{group}`: {e}")))?;
+            let partitions = partition_ids(&inner.metadata, topic, timeout)?;
+            let mut watermarks = BTreeMap::new();
+            for (partition, _) in &partitions {
+                let marks = inner
+                    .metadata
+                    .fetch_watermarks(topic, *partition, timeout)
+                    .map_err(|e| {
+                        other(format!(
+                            "reading the offsets of `{topic}` partition {partition} failed: {e}"
+                        ))
+                    })?;
+                watermarks.insert(*partition, marks);
+            }
+            let by_time = match to {
+                OffsetReset::Time(at) => {
+                    let mut query = TopicPartitionList::new();
+                    for (partition, _) in &partitions {
+                        query
+                            .add_partition_offset(
+                                topic,
+                                *partition,
+                                Offset::Offset(at.timestamp_millis()),
+                            )
+                            .map_err(|e| other(format!("bad offset query: {e}")))?;
+                    }
+                    let found = consumer.offsets_for_times(query, timeout).map_err(|e| {
+                        other(format!(
+                            "looking up the offsets of `{topic}` at {at} failed: {e}"
+                        ))
+                    })?;
+                    found
+                        .elements_for_topic(topic)
+                        .iter()
+                        .map(|e| (e.partition(), e.offset()))
+                        .collect::<BTreeMap<i32, Offset>>()
+                }
+                _ => BTreeMap::new(),
+            };
+            let mut commit = TopicPartitionList::new();
+            let mut out = Vec::with_capacity(partitions.len());
+            for (partition, _) in &partitions {
+                let (low, high) = watermarks.get(partition).copied().unwrap_or((0, 0));
+                let offset = match to {
+                    OffsetReset::Earliest => low,
+                    OffsetReset::Latest => high,
+                    OffsetReset::Time(_) => match by_time.get(partition) {
+                        Some(Offset::Offset(o)) => (*o).clamp(low, high),
+                        _ => high,
+                    },
+                };
+                commit
+                    .add_partition_offset(topic, *partition, Offset::Offset(offset))
+                    .map_err(|e| other(format!("bad offset: {e}")))?;
+                out.push(PartitionLag {
+                    partition: *partition,
+                    committed: Some(offset),
+                    high_watermark: high,
+                    lag: high - offset,
+                });
+            }
+            consumer.commit(&commit, CommitMode::Sync).map_err(|e| {
+                other(format!(
+                    "committing the offsets of group `{group}` on `{topic}` failed: {e}"
+                ))
+            })?;
             Ok(out)
         })
         .await

@@ -23,7 +23,7 @@ mod context;
 mod producer;
 pub mod topics;
 
-pub use admin::{GroupInfo, KafkaAdmin, PartitionInfo, PartitionLag, TopicInfo};
+pub use admin::{GroupInfo, KafkaAdmin, OffsetReset, PartitionInfo, PartitionLag, TopicInfo};
 pub use bus::KafkaBus;
 pub use config::{
     CONFIG_PREFIX, Compression, ConfigError, KafkaConfig, Property, Protocol, SaslMechanism,
