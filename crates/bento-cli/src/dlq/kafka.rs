@@ -1,0 +1,150 @@
+//! Reading a dead-letter topic on Kafka with librdkafka.
+//!
+//! Both modes assign every partition of the topic to one consumer (no group membership, so no
+//! rebalance delay): listing starts at the beginning under a throwaway group id and never
+//! commits, so no group is left behind and no other group's offsets move; replaying starts at
+//! the replay group's committed offsets (the beginning the first time) and commits each dead
+//! letter once it was republished. Reading stops when every partition reported its end, or
+//! when nothing arrived for the idle timeout.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bento_application::wire;
+use bento_kafka::KafkaAdmin;
+use bytes::Bytes;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{Ack, Letter};
+use crate::error::CliError;
+
+/// A consumer of one dead-letter topic.
+pub struct KafkaDlq {
+    consumer: StreamConsumer,
+    topic: String,
+    group: String,
+    /// Partitions that have not reported their end yet.
+    reading: BTreeSet<i32>,
+}
+
+impl KafkaDlq {
+    /// Opens `topic` from the beginning (`group` `None`), or from `group`'s committed offsets.
+    /// A replay group with active members is refused: its offsets would be overwritten.
+    pub async fn open(
+        admin: &KafkaAdmin,
+        topic: &str,
+        group: Option<&str>,
+    ) -> Result<Self, CliError> {
+        let info = admin.describe_topic(topic).await?;
+        if let Some(group) = group
+            && let Some(active) = admin
+                .list_groups()
+                .await?
+                .into_iter()
+                .find(|g| g.name == group && !g.members.is_empty())
+        {
+            return Err(CliError::Broker(format!(
+                "consumer group `{group}` has {} active member(s); is another replay running?",
+                active.members.len()
+            )));
+        }
+        let group_id = group.map_or_else(
+            || format!("bento-dlq-list-{}", uuid::Uuid::now_v7()),
+            str::to_owned,
+        );
+        let mut config = admin.consumer_config(&group_id);
+        config.set("enable.partition.eof", "true");
+        let consumer: StreamConsumer = config
+            .create()
+            .map_err(|e| CliError::Broker(format!("cannot create a Kafka consumer: {e}")))?;
+        let start = if group.is_some() {
+            Offset::Stored
+        } else {
+            Offset::Beginning
+        };
+        let mut assignment = TopicPartitionList::new();
+        for partition in &info.partitions {
+            assignment
+                .add_partition_offset(topic, partition.partition, start)
+                .map_err(|e| CliError::Broker(format!("bad partition: {e}")))?;
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|e| CliError::Broker(format!("cannot read topic `{topic}`: {e}")))?;
+        Ok(Self {
+            consumer,
+            topic: topic.to_owned(),
+            group: group_id,
+            reading: info.partitions.iter().map(|p| p.partition).collect(),
+        })
+    }
+
+    /// The next dead letter, or `None` once every partition is read to its end or nothing
+    /// arrived for `idle`.
+    pub async fn next(&mut self, idle: Duration) -> Result<Option<Letter>, CliError> {
+        loop {
+            if self.reading.is_empty() {
+                return Ok(None);
+            }
+            let message = match tokio::time::timeout(idle, self.consumer.recv()).await {
+                Err(_) => return Ok(None),
+                Ok(Err(KafkaError::PartitionEOF(partition))) => {
+                    self.reading.remove(&partition);
+                    continue;
+                }
+                Ok(Err(error)) => {
+                    return Err(CliError::Broker(format!(
+                        "reading topic `{}` failed: {error}",
+                        self.topic
+                    )));
+                }
+                Ok(Ok(message)) => message,
+            };
+            let mut headers: Vec<(String, String)> = Vec::new();
+            if let Some(list) = message.headers() {
+                for header in list.iter() {
+                    let value = header
+                        .value
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default();
+                    headers.push((header.key.to_owned(), value));
+                }
+            }
+            let payload = Bytes::copy_from_slice(message.payload().unwrap_or_default());
+            let envelope = wire::from_headers(headers, payload);
+            let (partition, offset) = (message.partition(), message.offset());
+            return Ok(Some(Letter {
+                envelope,
+                position: format!("{}/{partition}/{offset}", message.topic()),
+                ack: Ack::Kafka { partition, offset },
+            }));
+        }
+    }
+
+    /// Commits `letter`'s offset (the next record to read) for the replay group.
+    pub async fn ack(&mut self, letter: &Letter) -> Result<(), CliError> {
+        if let Ack::Kafka { partition, offset } = letter.ack {
+            let mut commit = TopicPartitionList::new();
+            commit
+                .add_partition_offset(&self.topic, partition, Offset::Offset(offset + 1))
+                .map_err(|e| CliError::Broker(format!("bad offset: {e}")))?;
+            // A synchronous commit waits for the broker: keep it off the async workers.
+            tokio::task::block_in_place(|| self.consumer.commit(&commit, CommitMode::Sync))
+                .map_err(|e| {
+                    CliError::Broker(format!(
+                        "committing dead letter {} for group `{}` failed: {e}",
+                        letter.position, self.group
+                    ))
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Closes the consumer.
+    pub async fn close(self) {
+        drop(self.consumer);
+    }
+}

@@ -1,0 +1,275 @@
+//! Reading a dead-letter topic on Pulsar with the binary protocol.
+//!
+//! Listing reads through a non-durable subscription starting at the earliest message: it
+//! leaves nothing behind and acknowledges nothing, so other readers of the topic see no
+//! difference. Replaying reads through a durable subscription (created at the earliest message
+//! the first time) and acknowledges each dead letter once it was republished, so a second
+//! replay does not repeat the first.
+
+use std::time::Duration;
+
+use bento_application::wire;
+use bento_pulsar::PulsarConfig;
+use bento_pulsar::admin::{NamespaceName, TopicName};
+use bytes::Bytes;
+use futures::StreamExt;
+use pulsar::consumer::InitialPosition;
+use pulsar::proto::MessageIdData;
+use pulsar::{
+    Authentication, ConnectionRetryOptions, ConsumerOptions, OperationRetryOptions, Pulsar,
+    SubType, TokioExecutor,
+};
+
+use super::{Ack, Letter};
+use crate::error::CliError;
+
+type Consumer = pulsar::Consumer<Vec<u8>, TokioExecutor>;
+
+/// A consumer of one dead-letter topic.
+pub struct PulsarDlq {
+    client: Pulsar<TokioExecutor>,
+    consumer: Consumer,
+}
+
+impl PulsarDlq {
+    /// The full name of `topic` under the configuration's tenant and namespace.
+    pub fn full_name(config: &PulsarConfig, topic: &str) -> Result<String, CliError> {
+        let namespace = NamespaceName {
+            tenant: config.tenant.clone(),
+            namespace: config.namespace.clone(),
+        };
+        Ok(TopicName::parse(topic, &namespace)?.to_string())
+    }
+
+    /// Opens `topic` from its earliest message: through a non-durable subscription when
+    /// `subscription` is `None`, else through that durable subscription (created at the
+    /// earliest message if it does not exist; exclusive, so two replays cannot overlap).
+    pub async fn open(
+        config: &PulsarConfig,
+        topic: &str,
+        subscription: Option<&str>,
+    ) -> Result<Self, CliError> {
+        let client = client(config).await?;
+        let durable = subscription.is_some();
+        let name = subscription.map_or_else(
+            || format!("bento-dlq-list-{}", uuid::Uuid::now_v7()),
+            str::to_owned,
+        );
+        let build = client
+            .consumer()
+            .with_topic(topic)
+            .with_subscription(&name)
+            .with_subscription_type(SubType::Exclusive)
+            .with_consumer_name(format!("bento-cli-{}", uuid::Uuid::now_v7()))
+            .with_options(
+                ConsumerOptions::default()
+                    .durable(durable)
+                    .with_initial_position(InitialPosition::Earliest)
+                    .with_receiver_queue_size(config.consumer.receiver_queue_size),
+            )
+            .build::<Vec<u8>>();
+        let consumer = match tokio::time::timeout(config.connect_timeout(), build).await {
+            Ok(Ok(consumer)) => consumer,
+            Ok(Err(error)) => {
+                return Err(CliError::Broker(format!(
+                    "cannot read {topic} through subscription `{name}`: {error}"
+                )));
+            }
+            Err(_) => {
+                return Err(CliError::Broker(format!(
+                    "cannot read {topic}: no consumer within {:?} (connect_timeout_ms)",
+                    config.connect_timeout()
+                )));
+            }
+        };
+        Ok(Self { client, consumer })
+    }
+
+    /// The next dead letter, or `None` once nothing arrived for `idle`.
+    pub async fn next(&mut self, idle: Duration) -> Result<Option<Letter>, CliError> {
+        match tokio::time::timeout(idle, self.consumer.next()).await {
+            Err(_) | Ok(None) => Ok(None),
+            Ok(Some(Err(error))) => Err(CliError::Broker(format!(
+                "reading the dead-letter topic failed: {error}"
+            ))),
+            Ok(Some(Ok(message))) => {
+                let id = ack_id(message.message_id.id.clone(), message.message_id.batch_size);
+                let position = format_id(&id);
+                let payload = message.payload;
+                let envelope = wire::from_headers(
+                    payload
+                        .metadata
+                        .properties
+                        .into_iter()
+                        .map(|kv| (kv.key, kv.value)),
+                    Bytes::from(payload.data),
+                );
+                Ok(Some(Letter {
+                    envelope,
+                    position,
+                    ack: Ack::Pulsar {
+                        topic: message.topic,
+                        id,
+                    },
+                }))
+            }
+        }
+    }
+
+    /// Acknowledges `letter` on the durable subscription.
+    pub async fn ack(&mut self, letter: &Letter) -> Result<(), CliError> {
+        if let Ack::Pulsar { topic, id } = &letter.ack {
+            self.consumer
+                .ack_with_id(topic, id.clone())
+                .await
+                .map_err(|e| {
+                    CliError::Broker(format!(
+                        "acknowledging dead letter {} failed: {e}",
+                        letter.position
+                    ))
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Closes the consumer (unacknowledged messages stay on a durable subscription) and the
+    /// connection.
+    pub async fn close(mut self) {
+        let _ = self.consumer.close().await;
+        drop(self.consumer);
+        drop(self.client);
+    }
+}
+
+/// A client for `config`'s broker, with its token and TLS settings.
+async fn client(config: &PulsarConfig) -> Result<Pulsar<TokioExecutor>, CliError> {
+    let retry = ConnectionRetryOptions {
+        connection_timeout: config.connect_timeout(),
+        max_retries: 3,
+        ..ConnectionRetryOptions::default()
+    };
+    let operation = OperationRetryOptions {
+        operation_timeout: config.operation_timeout(),
+        retry_delay: Duration::from_millis(500),
+        max_retries: Some(4),
+    };
+    let mut builder = Pulsar::builder(config.service_url.clone(), TokioExecutor)
+        .with_connection_retry_options(retry)
+        .with_operation_retry_options(operation);
+    let tls = &config.tls;
+    if tls.allow_insecure {
+        builder = builder.with_allow_insecure_connection(true);
+    }
+    if !tls.hostname_verification {
+        builder = builder.with_tls_hostname_verification_enabled(false);
+    }
+    if let Some(path) = &tls.trust_cert_path {
+        builder = builder.with_certificate_chain_file(path).map_err(|e| {
+            CliError::Config(format!(
+                "messaging.pulsar.tls.trust_cert_path: cannot read `{}`: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    let auth = &config.auth;
+    if auth.oauth2.is_some() {
+        return Err(CliError::Unsupported(
+            "messaging.pulsar.auth.oauth2 in the bento CLI; give it a token (auth.token or \
+             auth.token_file)"
+                .into(),
+        ));
+    }
+    let token = match (&auth.token, &auth.token_file) {
+        (Some(token), _) => Some(token.trim().to_owned()),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| {
+                    CliError::Config(format!(
+                        "messaging.pulsar.auth.token_file: cannot read `{}`: {e}",
+                        path.display()
+                    ))
+                })?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    if let Some(token) = token {
+        builder = builder.with_auth(Authentication {
+            name: "token".into(),
+            data: token.into_bytes(),
+        });
+    }
+    match tokio::time::timeout(config.connect_timeout(), builder.build()).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(error)) => Err(CliError::Broker(format!(
+            "cannot reach the Pulsar broker at {}: {error}",
+            config.service_url
+        ))),
+        Err(_) => Err(CliError::Broker(format!(
+            "cannot reach the Pulsar broker at {}: no connection within {:?} (connect_timeout_ms)",
+            config.service_url,
+            config.connect_timeout()
+        ))),
+    }
+}
+
+/// The id to acknowledge a message with. A message of a batch is acknowledged by its index
+/// alone (the batch's ack set minus this index), as bento-pulsar's consumer does: without it
+/// the broker would take the whole batch as acknowledged, and a replay stopped by `--limit`
+/// in the middle of a batch would lose the rest.
+fn ack_id(mut id: MessageIdData, batch_size: Option<i32>) -> MessageIdData {
+    if let (Some(index), Some(size)) = (id.batch_index, batch_size)
+        && size > 1
+        && (0..size).contains(&index)
+    {
+        let (size, index) = (size as usize, index as usize);
+        let mut words = vec![0u64; size.div_ceil(64)];
+        for bit in (0..size).filter(|bit| *bit != index) {
+            words[bit / 64] |= 1 << (bit % 64);
+        }
+        while words.last() == Some(&0) {
+            words.pop();
+        }
+        id.ack_set = words.into_iter().map(|w| w as i64).collect();
+        id.batch_size = Some(size as i32);
+    }
+    id
+}
+
+/// A message id as the Java client prints it: `ledger:entry:partition[:batch-index]`.
+fn format_id(id: &MessageIdData) -> String {
+    let partition = id.partition.unwrap_or(-1);
+    match id.batch_index {
+        Some(index) if index >= 0 => {
+            format!("{}:{}:{partition}:{index}", id.ledger_id, id.entry_id)
+        }
+        _ => format!("{}:{}:{partition}", id.ledger_id, id.entry_id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batched_message_is_acknowledged_by_its_index() {
+        let id = MessageIdData {
+            ledger_id: 7,
+            entry_id: 3,
+            batch_index: Some(1),
+            ..MessageIdData::default()
+        };
+        let acked = ack_id(id.clone(), Some(3));
+        assert_eq!(acked.ack_set, vec![0b101]);
+        assert_eq!(format_id(&acked), "7:3:-1:1");
+        let single = ack_id(
+            MessageIdData {
+                batch_index: None,
+                ..id
+            },
+            None,
+        );
+        assert!(single.ack_set.is_empty());
+    }
+}
