@@ -1,26 +1,32 @@
 //! What observability costs on the in-memory bus: the workload of
 //! `crates/bento-memory/benches/memory_bus.rs` (typed publish -> JSON -> bus -> dispatcher ->
-//! JSON -> typed handler -> ack, at concurrency 1 and 8, one by one and in batches of 500),
-//! run bare and through an [`ObservedBus`] in the same process, one after the other:
+//! JSON -> typed handler -> ack, 100,000 events a round, at concurrency 1 and 8, one by one and
+//! in batches of 500), run bare and through an [`ObservedBus`] in the same process:
 //!
 //! - `bare`: the memory bus alone;
 //! - `observed`: metrics and tracing on, no span exporter (no subscriber wants the spans): the
 //!   runtime's default;
-//! - `observed-spans`: the same with an OpenTelemetry subscriber recording every span (no
+//! - `observed+spans`: the same with an OpenTelemetry subscriber recording every span (no
 //!   exporter behind it): what span creation itself costs when traces are exported.
 //!
-//! `cargo bench -p bento-observability --bench overhead`
+//! The variants run in alternating rounds (bare, observed, observed, bare, ...), so that a change
+//! of load on a shared machine hits both alike; the report gives each variant's median
+//! throughput and the median of the per-round ratios.
+//!
+//! `cargo bench -p bento-observability --bench overhead` (`BENTO_BENCH_ROUNDS` rounds, default
+//! 20; `BENTO_BENCH_SPANS=0` skips the span variant).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use std::fmt::Write as _;
 
 use bento_application::{Bus, Context, HandlerError, MessageBus, SubscriptionSpec};
 use bento_codec::Json;
 use bento_domain::DomainEvent;
 use bento_memory::MemoryBus;
 use bento_observability::{Metrics, MetricsOptions, ObservedBus, TraceOptions};
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
@@ -93,29 +99,28 @@ fn observed(metrics: &Metrics) -> Arc<dyn MessageBus> {
     )
 }
 
-fn run(runtime: &Runtime, rig: &Rig, mode: &'static str, iterations: u64) -> Duration {
-    // The publisher runs as a task on the runtime's two workers, like a service's own code.
+/// Publishes and handles `EVENTS_PER_ITERATION` events; the publisher runs as a task on the
+/// runtime's two workers, like a service's own code would.
+fn round(runtime: &Runtime, rig: &Rig, mode: &'static str) -> Duration {
     let (bus, done, events) = (rig.bus.clone(), rig.done.clone(), rig.events.clone());
     let elapsed = runtime.block_on(async move {
         tokio::spawn(async move {
             let start = Instant::now();
-            for _ in 0..iterations {
-                let notified = done.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                let mut sent = 0;
-                while sent < EVENTS_PER_ITERATION {
-                    if mode == "publish_all" {
-                        bus.publish_all(&events).await.ok();
-                    } else {
-                        for event in events.iter() {
-                            bus.publish(event).await.ok();
-                        }
+            let notified = done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let mut sent = 0;
+            while sent < EVENTS_PER_ITERATION {
+                if mode == "publish_all" {
+                    bus.publish_all(&events).await.ok();
+                } else {
+                    for event in events.iter() {
+                        bus.publish(event).await.ok();
                     }
-                    sent += BATCH as u64;
                 }
-                notified.await;
+                sent += BATCH as u64;
             }
+            notified.await;
             start.elapsed()
         })
         .await
@@ -127,7 +132,54 @@ fn run(runtime: &Runtime, rig: &Rig, mode: &'static str, iterations: u64) -> Dur
     elapsed.unwrap_or_else(|e| panic!("publisher task failed: {e}"))
 }
 
-fn bench(c: &mut Criterion) {
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Runs `rounds` alternating rounds of the bare bus and `other`, after a warm-up of each.
+fn compare(
+    runtime: &Runtime,
+    mode: &'static str,
+    concurrency: usize,
+    other: Arc<dyn MessageBus>,
+    rounds: usize,
+) -> (f64, f64, f64) {
+    let bare = runtime.block_on(rig(Arc::new(MemoryBus::default()), concurrency));
+    let other = runtime.block_on(rig(other, concurrency));
+    for _ in 0..2 {
+        round(runtime, &bare, mode);
+        round(runtime, &other, mode);
+    }
+    let throughput = |d: Duration| EVENTS_PER_ITERATION as f64 / d.as_secs_f64();
+    let (mut a, mut b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let (x, y) = if i % 2 == 0 {
+            let x = round(runtime, &bare, mode);
+            (x, round(runtime, &other, mode))
+        } else {
+            let y = round(runtime, &other, mode);
+            (round(runtime, &bare, mode), y)
+        };
+        a.push(throughput(x));
+        b.push(throughput(y));
+        ratios.push(throughput(y) / throughput(x));
+    }
+    (median(a), median(b), median(ratios))
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this once, quickly.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let rounds = std::env::var("BENTO_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(if quick { 1 } else { 20 });
+    let spans = std::env::var("BENTO_BENCH_SPANS").map_or(true, |v| v != "0");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -140,41 +192,53 @@ fn bench(c: &mut Criterion) {
         Ok(metrics) => metrics,
         Err(error) => panic!("metrics: {error}"),
     };
-    let mut group = c.benchmark_group("observability_overhead");
-    group.throughput(Throughput::Elements(EVENTS_PER_ITERATION));
-    group.sample_size(20);
-    group.measurement_time(Duration::from_secs(10));
-
-    let measure = |group: &mut criterion::BenchmarkGroup<'_, _>, variant: &str| {
-        for concurrency in [1usize, 8] {
-            let bus = match variant {
-                "bare" => Arc::new(MemoryBus::default()) as Arc<dyn MessageBus>,
-                _ => observed(&metrics),
-            };
-            let rig = runtime.block_on(rig(bus, concurrency));
-            for mode in ["publish_all", "publish"] {
-                group.bench_function(
-                    BenchmarkId::new(
-                        format!("{variant}/{mode}"),
-                        format!("concurrency-{concurrency}"),
-                    ),
-                    |b| b.iter_custom(|iterations| run(&runtime, &rig, mode, iterations)),
+    let configs = [
+        ("publish_all", 1usize),
+        ("publish", 1),
+        ("publish_all", 8),
+        ("publish", 8),
+    ];
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "{rounds} alternating rounds of {EVENTS_PER_ITERATION} events; medians, events/s\n\n\
+         | workload | bare | observed | observed / bare |\n|---|---|---|---|"
+    );
+    for (mode, concurrency) in configs {
+        let (bare, observed, ratio) =
+            compare(&runtime, mode, concurrency, observed(&metrics), rounds);
+        let _ = writeln!(
+            report,
+            "| {mode}, concurrency {concurrency} | {bare:.0} | {observed:.0} | {:.1}% ({:+.1}%) |",
+            ratio * 100.0,
+            (ratio - 1.0) * 100.0
+        );
+        eprintln!("{mode} c{concurrency}: bare {bare:.0}/s, observed {observed:.0}/s");
+    }
+    if spans {
+        // A subscriber that records every span (process-wide: the workers are other threads).
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(bento_observability::telemetry::otel_layer(&provider));
+        if tracing::subscriber::set_global_default(subscriber).is_ok() {
+            let rounds = rounds.div_ceil(4).max(1);
+            let _ = writeln!(
+                report,
+                "\nWith every span recorded ({rounds} rounds):\n\n\
+                 | workload | bare | observed+spans | observed+spans / bare |\n|---|---|---|---|"
+            );
+            for (mode, concurrency) in configs {
+                let (bare, traced, ratio) =
+                    compare(&runtime, mode, concurrency, observed(&metrics), rounds);
+                let _ = writeln!(
+                    report,
+                    "| {mode}, concurrency {concurrency} | {bare:.0} | {traced:.0} | {:.1}% ({:+.1}%) |",
+                    ratio * 100.0,
+                    (ratio - 1.0) * 100.0
                 );
+                eprintln!("{mode} c{concurrency}: bare {bare:.0}/s, observed+spans {traced:.0}/s");
             }
         }
-    };
-    measure(&mut group, "bare");
-    measure(&mut group, "observed");
-
-    // Now a subscriber that records every span (process-wide: the workers are other threads).
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-    let subscriber =
-        tracing_subscriber::registry().with(bento_observability::telemetry::otel_layer(&provider));
-    if tracing::subscriber::set_global_default(subscriber).is_ok() {
-        measure(&mut group, "observed-spans");
     }
-    group.finish();
+    println!("\n{report}");
 }
-
-criterion_group!(benches, bench);
-criterion_main!(benches);

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bento_application::{
@@ -12,7 +12,7 @@ use bento_domain::Envelope;
 use tracing::{Instrument, Span};
 
 use crate::handler::ObservedHandler;
-use crate::metrics::{HandleCache, Metrics, PublishHandles};
+use crate::metrics::{Cached, HandleCache, Metrics, PublishHandles, Stopwatch};
 use crate::trace::{self, TraceOptions};
 
 /// What a bus knows about one (topic, event type) it publishes to, built once.
@@ -148,7 +148,7 @@ impl ObservedBus {
         &self.inner
     }
 
-    fn target(&self, event_type: &str, topic: Option<&str>) -> Arc<PublishTarget> {
+    fn target(&self, event_type: &str, topic: Option<&str>) -> Cached<'_, PublishTarget> {
         let make = |topic: &str, event_type: &str| PublishTarget {
             topic: topic.into(),
             span_name: format!("publish {topic}").into(),
@@ -158,13 +158,14 @@ impl ObservedBus {
                 .map(|m| m.publish_handles(self.backend, topic, event_type)),
         };
         match topic {
-            None => self.by_event_type.get(event_type, |event_type| {
+            None => self.by_event_type.get_ref(event_type, |event_type| {
                 make(&self.inner.topic_for(event_type), event_type)
             }),
-            Some(topic) => self
-                .by_topic
-                .get(topic, |_| HandleCache::new(self.max_label_values))
-                .get(event_type, |event_type| make(topic, event_type)),
+            Some(topic) => Cached::Shared(
+                self.by_topic
+                    .get(topic, |_| HandleCache::new(self.max_label_values))
+                    .get(event_type, |event_type| make(topic, event_type)),
+            ),
         }
     }
 
@@ -236,7 +237,7 @@ impl MessageBus for ObservedBus {
             }
             None => Span::none(),
         };
-        let start = target.metrics.as_ref().map(|_| Instant::now());
+        let start = target.metrics.as_ref().map(|_| Stopwatch::start());
         let result = if span.is_disabled() {
             self.inner.publish(envelope, options).await
         } else {
@@ -246,7 +247,7 @@ impl MessageBus for ObservedBus {
                 .await
         };
         if let (Some(metrics), Some(start)) = (&target.metrics, start) {
-            metrics.duration.observe(start.elapsed().as_secs_f64());
+            metrics.duration.observe(start.elapsed_secs());
             match &result {
                 Ok(()) => metrics.published.inc(),
                 Err(_) => metrics.errors.inc(),
@@ -288,7 +289,7 @@ impl MessageBus for ObservedBus {
         };
         // Counted per message, in runs of one event type (usually the whole batch).
         let runs = first.metrics.as_ref().map(|_| {
-            let mut runs: Vec<(Arc<PublishTarget>, u64)> = Vec::new();
+            let mut runs: Vec<(Cached<'_, PublishTarget>, u64)> = Vec::new();
             let mut previous: Option<&str> = None;
             for envelope in &envelopes {
                 match (previous, runs.last_mut()) {
@@ -302,7 +303,7 @@ impl MessageBus for ObservedBus {
                 }
                 previous = Some(&envelope.event_type);
             }
-            (runs, Instant::now())
+            (runs, Stopwatch::start())
         });
         let result = if span.is_disabled() {
             self.inner.publish_batch(envelopes, options).await
@@ -313,7 +314,7 @@ impl MessageBus for ObservedBus {
                 .await
         };
         if let (Some(metrics), Some((runs, start))) = (&first.metrics, runs) {
-            metrics.duration.observe(start.elapsed().as_secs_f64());
+            metrics.duration.observe(start.elapsed_secs());
             for (target, count) in runs {
                 if let Some(metrics) = &target.metrics {
                     match &result {

@@ -2,7 +2,6 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bento_application::{
     Context, EnvelopeHandler, FailureKind, HandlerError, RetryPolicy, SubscriptionSpec,
@@ -11,7 +10,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tracing::{Instrument, Span};
 
-use crate::metrics::{ConsumeHandles, HandleCache, Metrics, SubscriptionHandles};
+use crate::metrics::{ConsumeHandles, HandleCache, Metrics, Stopwatch, SubscriptionHandles};
 use crate::trace::{self, TraceOptions};
 
 /// What the dispatcher does with a delivery after its handler returned. The dispatcher decides
@@ -165,7 +164,7 @@ impl EnvelopeHandler for ObservedHandler {
 /// cancelled (a shutdown that stops waiting).
 struct Observation {
     handles: Arc<ConsumeHandles>,
-    start: Instant,
+    start: Stopwatch,
 }
 
 impl Observation {
@@ -174,13 +173,13 @@ impl Observation {
         handles.in_flight.inc();
         Self {
             handles,
-            start: Instant::now(),
+            start: Stopwatch::start(),
         }
     }
 
     fn finish(self, verdict: Verdict) {
         let handles = &self.handles;
-        handles.duration.observe(self.start.elapsed().as_secs_f64());
+        handles.duration.observe(self.start.elapsed_secs());
         match verdict {
             Verdict::Ok => handles.ok.inc(),
             Verdict::Retried => {

@@ -403,3 +403,137 @@ async fn metrics_server_reports_a_taken_address() -> TestResult {
 fn prometheus_registry() -> bento_observability::prometheus::Registry {
     bento_observability::prometheus::Registry::new()
 }
+
+/// A backend that can tell its health and lag, and counts what reaches it.
+struct Telling {
+    memory: MemoryBus,
+    healthy: std::sync::atomic::AtomicBool,
+    schemas: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl MessageBus for Telling {
+    fn backend(&self) -> &'static str {
+        "telling"
+    }
+    async fn publish(
+        &self,
+        envelope: Envelope,
+        options: PublishOptions,
+    ) -> Result<(), bento_application::BusError> {
+        self.memory.publish(envelope, options).await
+    }
+    async fn subscribe(
+        &self,
+        spec: SubscriptionSpec,
+        handler: Arc<dyn bento_application::EnvelopeHandler>,
+    ) -> Result<bento_application::Subscription, bento_application::BusError> {
+        self.memory.subscribe(spec, handler).await
+    }
+    async fn declare_schema(
+        &self,
+        _schema: &bento_application::SchemaDefinition,
+    ) -> Result<(), bento_application::BusError> {
+        self.schemas
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+    fn topic_for(&self, event_type: &str) -> String {
+        format!("persistent://test/{event_type}")
+    }
+    async fn health(&self) -> Result<(), bento_application::BusError> {
+        if self.healthy.load(std::sync::atomic::Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(bento_application::BusError::Connection {
+                backend: "telling",
+                address: "broker:6650".into(),
+                reason: "connection refused".into(),
+            })
+        }
+    }
+    async fn consumer_lag(
+        &self,
+        topic: &str,
+        subscription: &str,
+    ) -> Result<Option<u64>, bento_application::BusError> {
+        Ok((topic == "persistent://test/lagging.event" && subscription == "behind").then_some(42))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_lag_schemas_and_topics_come_from_the_backend() -> TestResult {
+    let telling = Arc::new(Telling {
+        memory: MemoryBus::default(),
+        healthy: std::sync::atomic::AtomicBool::new(false),
+        schemas: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let metrics = Metrics::new(MetricsOptions::default())?;
+    let bus: Arc<dyn MessageBus> = Arc::new(
+        ObservedBus::builder(telling.clone())
+            .metrics(&metrics)
+            .lag_interval(Some(Duration::from_millis(10)))
+            .build(),
+    );
+    assert_eq!(bus.backend(), "telling");
+    assert_eq!(bus.topic_for("x"), "persistent://test/x");
+
+    let server =
+        MetricsServer::start("127.0.0.1:0", metrics.registry().clone(), Some(bus.clone())).await?;
+    let (status, body) = http_get(server.local_addr(), "/health/ready").await?;
+    assert_eq!(status, 503);
+    assert!(body.contains("connection refused"), "{body}");
+    telling
+        .healthy
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(http_get(server.local_addr(), "/health/ready").await?.0, 200);
+    server.shutdown().await;
+
+    bus.declare_schema(&bento_application::SchemaDefinition {
+        event_type: "lagging.event".into(),
+        kind: bento_application::SchemaKind::Json,
+        definition: "{}".into(),
+    })
+    .await?;
+    assert_eq!(telling.schemas.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    let ok = |_ctx: Context| async { Ok::<(), HandlerError>(()) };
+    let behind = bus
+        .subscribe(
+            SubscriptionSpec::event_type("lagging.event", "behind"),
+            Arc::new(ok),
+        )
+        .await?;
+    let current = bus
+        .subscribe(
+            SubscriptionSpec::event_type("lagging.event", "current"),
+            Arc::new(ok),
+        )
+        .await?;
+    let exposition = wait_until(&metrics, |e| {
+        e.count("bento_consumer_lag_messages", &[("subscription", "behind")]) == 1
+    })
+    .await?;
+    assert_eq!(
+        exposition.sum(
+            "bento_consumer_lag_messages",
+            &[
+                ("backend", "telling"),
+                ("topic", "persistent://test/lagging.event"),
+                ("subscription", "behind")
+            ]
+        ),
+        42.0
+    );
+    // A backend that cannot tell (None) gets no gauge at all.
+    assert_eq!(
+        exposition.count(
+            "bento_consumer_lag_messages",
+            &[("subscription", "current")]
+        ),
+        0
+    );
+    behind.shutdown().await?;
+    current.shutdown().await?;
+    Ok(())
+}
