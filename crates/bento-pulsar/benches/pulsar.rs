@@ -49,7 +49,17 @@ async fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(if benchmarking { 100_000 } else { 2_000 });
     common::share_broker();
-    let client = common::raw_client().await;
+    // The raw client gets the connection queue the bus configures for itself.
+    let client = pulsar::Pulsar::builder(common::pulsar_url(), TokioExecutor)
+        .with_outbound_channel_size(PulsarConfig::default().producer.max_pending_messages)
+        .build()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the Pulsar broker at {} is unreachable: {e}",
+                common::pulsar_url()
+            )
+        });
     let setups = [
         Setup {
             name: "batching + lz4",
@@ -70,6 +80,9 @@ async fn main() {
         "{:<16} {:<10} {:>12} {:>12} {:>7}",
         "setup", "side", "raw msg/s", "bento msg/s", "ratio"
     );
+    println!(
+        "[1]: the raw side builds the same per-message metadata as Bento (a fresh envelope and wire::to_headers)"
+    );
     for setup in &setups {
         let config = config(setup);
         let bus = common::connect(config.clone()).await;
@@ -77,25 +90,50 @@ async fn main() {
         // Warm both paths (connections, topic creation, the broker's JIT), then measure in
         // alternating rounds, so that load from elsewhere on the machine hits both sides alike.
         let warm = common::unique("warm");
-        raw_produce(&client, &config, &warm, messages.min(5_000)).await;
+        raw_produce(
+            &client,
+            &config,
+            &warm,
+            messages.min(5_000),
+            Metadata::Fixed,
+        )
+        .await;
         bento_produce(&bus, &warm, messages.min(5_000)).await;
         let per_round = messages / ROUNDS;
-        let (mut raw, mut bento) = (Duration::ZERO, Duration::ZERO);
+        let (mut raw, mut raw_envelopes, mut bento) = Default::default();
         for round in 0..ROUNDS {
-            let raw_topic = common::unique("raw-produce");
-            let bento_topic = common::unique("bento-produce");
-            if round % 2 == 0 {
-                raw += raw_produce(&client, &config, &raw_topic, per_round).await;
-                bento += bento_produce(&bus, &bento_topic, per_round).await;
-            } else {
-                bento += bento_produce(&bus, &bento_topic, per_round).await;
-                raw += raw_produce(&client, &config, &raw_topic, per_round).await;
+            let topics = [(); 3].map(|_| common::unique("produce"));
+            // Topic creation is the broker's business: done before any side is measured.
+            for topic in &topics {
+                create_topic(&client, topic).await;
+            }
+            // Each round starts with another side.
+            for side in (0..3).map(|i| (i + round) % 3) {
+                match side {
+                    0 => {
+                        raw += raw_produce(&client, &config, &topics[0], per_round, Metadata::Fixed)
+                            .await
+                    }
+                    1 => {
+                        raw_envelopes +=
+                            raw_produce(&client, &config, &topics[1], per_round, Metadata::Envelope)
+                                .await
+                    }
+                    _ => bento += bento_produce(&bus, &topics[2], per_round).await,
+                }
             }
         }
         row(setup.name, "produce", per_round * ROUNDS, raw, bento);
+        row(
+            setup.name,
+            "produce [1]",
+            per_round * ROUNDS,
+            raw_envelopes,
+            bento,
+        );
 
         for concurrency in [1, 8] {
-            let (mut raw, mut bento) = (Duration::ZERO, Duration::ZERO);
+            let (mut raw, mut bento) = (Measured::default(), Measured::default());
             for round in 0..ROUNDS {
                 if round % 2 == 0 {
                     raw += raw_consume(&client, &config, per_round).await;
@@ -117,14 +155,73 @@ async fn main() {
     }
 }
 
-fn row(setup: &str, side: &str, messages: usize, raw: Duration, bento: Duration) {
-    let rate = |d: Duration| messages as f64 / d.as_secs_f64();
+fn row(setup: &str, side: &str, messages: usize, raw: Measured, bento: Measured) {
+    let rate = |m: Measured| messages as f64 / m.wall.as_secs_f64();
+    let cpu = |m: Measured| m.cpu.as_secs_f64() * 1e6 / messages as f64;
     println!(
-        "{setup:<16} {side:<13} {:>12.0} {:>12.0} {:>7.2}",
+        "{setup:<16} {side:<13} {:>12.0} {:>12.0} {:>7.2} {:>10.1} {:>10.1}",
         rate(raw),
         rate(bento),
-        rate(bento) / rate(raw)
+        rate(bento) / rate(raw),
+        cpu(raw),
+        cpu(bento),
     );
+}
+
+/// Wall-clock time and this process's CPU time (all threads) of one measurement.
+#[derive(Clone, Copy, Default)]
+struct Measured {
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl std::ops::AddAssign for Measured {
+    fn add_assign(&mut self, other: Self) {
+        self.wall += other.wall;
+        self.cpu += other.cpu;
+    }
+}
+
+/// Starts a measurement.
+struct Stopwatch {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        Self {
+            wall: Instant::now(),
+            cpu: process_cpu(),
+        }
+    }
+
+    fn stop(&self) -> Measured {
+        Measured {
+            wall: self.wall.elapsed(),
+            cpu: process_cpu().saturating_sub(self.cpu),
+        }
+    }
+}
+
+/// User + system CPU time of this process so far, from `/proc/self/stat` (zero elsewhere).
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which is in parentheses): utime and stime are 14 and 15.
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Linux reports these in clock ticks of 1/100 s.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 fn config(setup: &Setup) -> PulsarConfig {
@@ -175,6 +272,21 @@ fn raw_message(payload: &[u8], properties: &HashMap<String, String>, seq: usize)
     }
 }
 
+/// A raw message with the metadata Bento writes, built by hand from a fresh envelope.
+fn envelope_message(payload: &Bytes, seq: usize) -> Message {
+    let envelope = envelope(payload, seq);
+    let headers = wire::to_headers(&envelope);
+    let mut properties = HashMap::with_capacity(headers.len());
+    properties.extend(headers.into_iter().map(|(k, v)| (k.into_owned(), v)));
+    Message {
+        payload: envelope.payload.to_vec(),
+        properties,
+        partition_key: envelope.ordering_key.clone(),
+        event_time: u64::try_from(envelope.occurred_at.timestamp_millis()).ok(),
+        ..Message::default()
+    }
+}
+
 fn sample_properties(payload: &Bytes) -> HashMap<String, String> {
     wire::to_headers(&envelope(payload, 0))
         .into_iter()
@@ -182,13 +294,28 @@ fn sample_properties(payload: &Bytes) -> HashMap<String, String> {
         .collect()
 }
 
+/// What the raw side puts in each message's properties.
+#[derive(Clone, Copy)]
+enum Metadata {
+    /// The properties of one sample envelope, built once and copied into every message.
+    Fixed,
+    /// What Bento writes: a fresh envelope per message (new id and time) through
+    /// `wire::to_headers`.
+    Envelope,
+}
+
 async fn raw_produce(
     client: &Client,
     config: &PulsarConfig,
     topic: &str,
     messages: usize,
-) -> Duration {
+    metadata: Metadata,
+) -> Measured {
     let topic = common::topic_name(topic);
+    let payload = Bytes::from(vec![b'x'; PAYLOAD]);
+    let properties = sample_properties(&payload);
+    // Like the bus, which creates its producer on the first publish, inside the measurement.
+    let started = Stopwatch::start();
     let mut producer = client
         .producer()
         .with_topic(&topic)
@@ -197,34 +324,30 @@ async fn raw_produce(
         .build()
         .await
         .expect("raw producer");
-    let payload = Bytes::from(vec![b'x'; PAYLOAD]);
-    let properties = sample_properties(&payload);
-    let started = Instant::now();
     let mut seq = 0;
     while seq < messages {
         let end = (seq + WINDOW).min(messages);
         let mut receipts = Vec::with_capacity(WINDOW);
         for n in seq..end {
-            receipts.push(
-                producer
-                    .send_non_blocking(raw_message(&payload, &properties, n))
-                    .await
-                    .expect("raw send"),
-            );
+            let message = match metadata {
+                Metadata::Fixed => raw_message(&payload, &properties, n),
+                Metadata::Envelope => envelope_message(&payload, n),
+            };
+            receipts.push(producer.send_non_blocking(message).await.expect("raw send"));
         }
         for receipt in futures::future::join_all(receipts).await {
             receipt.expect("raw receipt");
         }
         seq = end;
     }
-    let took = started.elapsed();
+    let took = started.stop();
     producer.close().await.expect("closing the raw producer");
     took
 }
 
-async fn bento_produce(bus: &PulsarBus, topic: &str, messages: usize) -> Duration {
+async fn bento_produce(bus: &PulsarBus, topic: &str, messages: usize) -> Measured {
     let payload = Bytes::from(vec![b'x'; PAYLOAD]);
-    let started = Instant::now();
+    let started = Stopwatch::start();
     let mut seq = 0;
     while seq < messages {
         let end = (seq + WINDOW).min(messages);
@@ -234,7 +357,37 @@ async fn bento_produce(bus: &PulsarBus, topic: &str, messages: usize) -> Duratio
             .expect("bento publish_batch");
         seq = end;
     }
-    started.elapsed()
+    started.stop()
+}
+
+/// Creates `topic` on the broker (by connecting a producer to it).
+async fn create_topic(client: &Client, topic: &str) {
+    let mut producer = client
+        .producer()
+        .with_topic(common::topic_name(topic))
+        .build()
+        .await
+        .expect("creating a topic");
+    producer
+        .close()
+        .await
+        .expect("closing the topic-creating producer");
+}
+
+/// Creates `subscription` on `topic` (creating the topic too).
+async fn create_subscription(client: &Client, topic: &str, subscription: &str) {
+    let mut consumer: pulsar::Consumer<Vec<u8>, TokioExecutor> = client
+        .consumer()
+        .with_topic(topic)
+        .with_subscription(subscription)
+        .with_subscription_type(SubType::Shared)
+        .build()
+        .await
+        .expect("creating the subscription");
+    consumer
+        .close()
+        .await
+        .expect("closing the subscribing consumer");
 }
 
 /// Creates `subscription` on a fresh topic, then fills the topic with `messages` (written like
@@ -246,15 +399,14 @@ async fn backlog(
     messages: usize,
 ) -> String {
     let topic = common::topic_name(&common::unique("backlog"));
-    let consumer: pulsar::Consumer<Vec<u8>, TokioExecutor> = client
-        .consumer()
-        .with_topic(&topic)
-        .with_subscription(subscription)
-        .with_subscription_type(SubType::Shared)
-        .build()
-        .await
-        .expect("creating the subscription");
-    drop(consumer);
+    create_subscription(client, &topic, subscription).await;
+    // The bus also reads the subscription's retry topic: create it beforehand as well.
+    create_subscription(
+        client,
+        &format!("{topic}-{subscription}-RETRY"),
+        subscription,
+    )
+    .await;
     raw_fill(client, config, &topic, messages).await;
     topic
 }
@@ -291,10 +443,10 @@ async fn raw_fill(client: &Client, config: &PulsarConfig, topic: &str, messages:
         .expect("closing the filling producer");
 }
 
-async fn raw_consume(client: &Client, config: &PulsarConfig, messages: usize) -> Duration {
+async fn raw_consume(client: &Client, config: &PulsarConfig, messages: usize) -> Measured {
     let subscription = common::unique("raw-reader");
     let topic = backlog(client, config, &subscription, messages).await;
-    let started = Instant::now();
+    let started = Stopwatch::start();
     let mut consumer: pulsar::Consumer<Vec<u8>, TokioExecutor> = client
         .consumer()
         .with_topic(&topic)
@@ -319,7 +471,7 @@ async fn raw_consume(client: &Client, config: &PulsarConfig, messages: usize) ->
         consumer.ack(&message).await.expect("raw ack");
         seen += 1;
     }
-    let took = started.elapsed();
+    let took = started.stop();
     consumer.close().await.expect("closing the raw consumer");
     took
 }
@@ -330,7 +482,7 @@ async fn bento_consume(
     config: &PulsarConfig,
     messages: usize,
     concurrency: usize,
-) -> Duration {
+) -> Measured {
     let subscription = common::unique("bento-reader");
     let topic = backlog(client, config, &subscription, messages).await;
     let handled = Arc::new(AtomicUsize::new(0));
@@ -344,7 +496,7 @@ async fn bento_consume(
             futures::future::ready(Ok::<(), HandlerError>(()))
         }
     };
-    let started = Instant::now();
+    let started = Stopwatch::start();
     let spec = SubscriptionSpec::topic(&topic, &subscription).concurrency(concurrency);
     let sub = bus
         .subscribe(spec, Arc::new(handler))
@@ -358,7 +510,7 @@ async fn bento_consume(
                 handled.load(Ordering::Relaxed)
             )
         });
-    let took = started.elapsed();
+    let took = started.stop();
     sub.shutdown().await.expect("bento shutdown");
     took
 }

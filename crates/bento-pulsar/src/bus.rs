@@ -244,26 +244,17 @@ impl MessageBus for PulsarBus {
         let delayed = deliver_at.is_some();
         let producers = &self.inner.producers;
         let mut pending = Vec::with_capacity(envelopes.len());
-        let mut group: Vec<pulsar::producer::Message> = Vec::new();
-        // (event type, tenant, topic) of the group being collected.
-        let mut current: Option<(&str, Option<&str>, String)> = None;
-        for envelope in &envelopes {
-            let (event_type, tenant) = (&*envelope.event_type, envelope.tenant.as_deref());
-            let same = matches!(&current, Some((e, t, _)) if *e == event_type && *t == tenant);
-            if !same {
-                let topic = self.destination(envelope, &options)?;
-                if let Some((_, _, previous)) = current.replace((event_type, tenant, topic)) {
-                    producers
-                        .send_all(&previous, group.drain(..), delayed, &mut pending)
-                        .await?;
-                }
-            }
-            group.push(producer::message(envelope, deliver_at, None));
-        }
-        if let Some((_, _, topic)) = current {
+        let mut rest = &envelopes[..];
+        while let Some(first) = rest.first() {
+            // The run of envelopes that go where the first one goes.
+            let same = |e: &Envelope| e.event_type == first.event_type && e.tenant == first.tenant;
+            let run = rest.iter().position(|e| !same(e)).unwrap_or(rest.len());
+            let topic = self.destination(first, &options)?;
+            let messages = producer::Messages::new(&rest[..run], deliver_at);
             producers
-                .send_all(&topic, group.drain(..), delayed, &mut pending)
+                .send_all(&topic, messages, delayed, &mut pending)
                 .await?;
+            rest = &rest[run..];
         }
         producers.confirm_all(pending).await
     }
