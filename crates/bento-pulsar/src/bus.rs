@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bento_application::dispatch::{self, DispatchSettings};
 use bento_application::{
-    BusError, EnvelopeHandler, MessageBus, PublishOptions, Source, Subscription, SubscriptionKind,
-    SubscriptionSpec,
+    BusError, EnvelopeHandler, MessageBus, PublishOptions, SchemaDefinition, Source, Subscription,
+    SubscriptionKind, SubscriptionSpec,
 };
 use bento_domain::Envelope;
 use futures::future::BoxFuture;
@@ -19,7 +19,8 @@ use pulsar::{
 use crate::config::PulsarConfig;
 use crate::consumer::{ConsumerSpec, SettleTarget, Worker};
 use crate::error::{ConfigError, describe};
-use crate::producer::{self, Client, Producers};
+use crate::producer::{self, Client, DeclareError, Producers};
+use crate::schema;
 use crate::topics::{self, Topics};
 
 /// Deliveries buffered between the consumers of one subscription and its dispatcher.
@@ -297,11 +298,18 @@ impl MessageBus for PulsarBus {
             receiver_queue_size: inner.config.consumer.receiver_queue_size,
             only_event_type,
             timeout: inner.config.connect_timeout(),
+            schema: None,
+        };
+        // The main consumer carries the spec's schema, so the broker checks it against the
+        // topic's now; the retry topic is written by Bento's schema-less producers.
+        let main_consumer = ConsumerSpec {
+            schema: spec.schema.as_ref().map(schema::to_pulsar),
+            ..consumer(&topic, sub_type(spec.kind), only_event_type)
         };
         let (deliveries, stream) = futures::channel::mpsc::channel(DELIVERY_BUFFER);
         let main = Worker::start(
             inner.client.clone(),
-            consumer(&topic, sub_type(spec.kind), only_event_type),
+            main_consumer,
             target.clone(),
             deliveries.clone(),
         )
@@ -339,6 +347,40 @@ impl MessageBus for PulsarBus {
                 })
             });
         Ok(dispatch::spawn(stream, handler, settings, Some(closer)))
+    }
+
+    /// Registers `schema` on the event type's topic by (re-)creating the topic's producer with
+    /// it: the broker checks it against the topic's registered versions with the namespace's
+    /// compatibility strategy and stores it as a new version if it differs. Later publishes to
+    /// the topic go through that producer.
+    ///
+    /// An incompatible schema fails with [`BusError::Other`] naming the topic, the strategy
+    /// (read with the admin API when the broker refused) and the broker's reason.
+    async fn declare_schema(&self, definition: &SchemaDefinition) -> Result<(), BusError> {
+        self.check_open()?;
+        let topic = self.inner.topics.for_event_type(&definition.event_type);
+        match self
+            .inner
+            .producers
+            .declare(&topic, schema::to_pulsar(definition))
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(%topic, event_type = %definition.event_type, kind = %definition.kind, "schema declared");
+                Ok(())
+            }
+            Err(DeclareError::Incompatible(reason)) => {
+                let strategy = schema::strategy(&self.inner.config, &topic).await;
+                Err(schema::refused(&topic, definition, &strategy, &reason))
+            }
+            Err(DeclareError::Failed(reason)) => Err(BusError::Publish {
+                topic,
+                reason: format!(
+                    "declaring the {} schema of `{}`: {reason}",
+                    definition.kind, definition.event_type
+                ),
+            }),
+        }
     }
 
     fn topic_for(&self, event_type: &str) -> String {

@@ -49,6 +49,8 @@ pub(crate) struct ConsumerSpec {
     pub(crate) only_event_type: Option<String>,
     /// Bound on creating (and closing) the consumer.
     pub(crate) timeout: Duration,
+    /// The schema the consumer declares, so the broker checks it against the topic's.
+    pub(crate) schema: Option<pulsar::proto::Schema>,
 }
 
 /// Where a settlement publishes: the retry topic of the subscription, dead-letter topics.
@@ -126,10 +128,11 @@ impl Worker {
 }
 
 async fn create(client: &Client, spec: &ConsumerSpec) -> Result<RawConsumer, BusError> {
-    let options = ConsumerOptions::default()
+    let mut options = ConsumerOptions::default()
         .durable(true)
         .with_initial_position(InitialPosition::Latest)
         .with_receiver_queue_size(spec.receiver_queue_size);
+    options.schema = spec.schema.clone();
     let build = client
         .consumer()
         .with_topic(&spec.topic)
@@ -151,6 +154,12 @@ async fn create(client: &Client, spec: &ConsumerSpec) -> Result<RawConsumer, Bus
             Err(error(format!(
                 "the broker refused another consumer: a {} subscription takes only one (or the subscription exists with another type): {}",
                 kind_name(spec.kind),
+                describe(&e)
+            )))
+        }
+        Ok(Err(e)) if server_error(&e) == Some(pulsar::proto::ServerError::IncompatibleSchema) => {
+            Err(error(format!(
+                "the broker refused the subscription's schema as incompatible with the topic's: {}",
                 describe(&e)
             )))
         }

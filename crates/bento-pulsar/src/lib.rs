@@ -39,6 +39,7 @@ mod error;
 #[cfg(feature = "oauth2")]
 mod oauth2;
 mod producer;
+mod schema;
 mod topics;
 
 pub use admin::{AdminError, PulsarAdmin};

@@ -9,11 +9,12 @@ use bento_application::{BusError, wire};
 use bento_domain::Envelope;
 use chrono::{DateTime, Utc};
 use pulsar::producer::{Message, SendFuture};
-use pulsar::{ProducerOptions, TokioExecutor};
+use pulsar::proto::ServerError;
+use pulsar::{ProducerOptions, TokioExecutor, proto};
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::config::{Compression, PulsarConfig};
-use crate::error::describe;
+use crate::error::{describe, server_error};
 
 /// The pulsar client the bus runs on.
 pub(crate) type Client = pulsar::Pulsar<TokioExecutor>;
@@ -45,7 +46,17 @@ pub(crate) struct Producers {
     create_timeout: Duration,
     receipt_timeout: Duration,
     topics: RwLock<HashMap<String, Arc<TopicProducers>>>,
+    /// Declared schemas by full topic name; every producer of such a topic carries its schema.
+    schemas: RwLock<HashMap<String, proto::Schema>>,
     closed: AtomicBool,
+}
+
+/// Why a schema could not be declared.
+pub(crate) enum DeclareError {
+    /// The broker refused the schema as incompatible with the topic's registered ones.
+    Incompatible(String),
+    /// Anything else (unreachable broker, timeout, other refusal).
+    Failed(String),
 }
 
 /// A message handed to a producer, its receipt still to come.
@@ -78,6 +89,7 @@ impl Producers {
             // reconnect meanwhile); this bound only guards against one that never resolves.
             receipt_timeout: config.operation_timeout() + config.connect_timeout(),
             topics: RwLock::new(HashMap::new()),
+            schemas: RwLock::new(HashMap::new()),
             closed: AtomicBool::new(false),
         }
     }
@@ -214,11 +226,54 @@ impl Producers {
         }
     }
 
+    /// Registers `schema` for `topic`: creates a producer carrying it, so the broker checks and
+    /// stores it now, and makes that producer (and every later one of the topic) the one
+    /// publishes use. On failure the topic keeps its earlier schema, if any.
+    pub(crate) async fn declare(
+        &self,
+        topic: &str,
+        schema: proto::Schema,
+    ) -> Result<(), DeclareError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(DeclareError::Failed("the bus is closed".into()));
+        }
+        let previous = write(&self.schemas).insert(topic.to_owned(), schema);
+        let producer = match self.build(topic, false).await {
+            Ok(producer) => producer,
+            Err(error) => {
+                let mut schemas = write(&self.schemas);
+                match previous {
+                    Some(previous) => schemas.insert(topic.to_owned(), previous),
+                    None => schemas.remove(topic),
+                };
+                return Err(error);
+            }
+        };
+        let fresh = Arc::new(TopicProducers {
+            topic: topic.to_owned(),
+            batching: Slot::default(),
+            plain: Slot {
+                producer: OnceCell::new_with(Some(Ok(Mutex::new(producer)))),
+            },
+        });
+        // The replaced producers close once the publishes still holding them are done.
+        write(&self.topics).insert(topic.to_owned(), fresh);
+        Ok(())
+    }
+
     async fn create(&self, topic: &str, batching: bool) -> Result<Mutex<RawProducer>, String> {
-        let options = match (batching, &self.batching) {
+        match self.build(topic, batching).await {
+            Ok(producer) => Ok(Mutex::new(producer)),
+            Err(DeclareError::Incompatible(reason) | DeclareError::Failed(reason)) => Err(reason),
+        }
+    }
+
+    async fn build(&self, topic: &str, batching: bool) -> Result<RawProducer, DeclareError> {
+        let mut options = match (batching, &self.batching) {
             (true, Some(options)) => options.clone(),
             _ => self.plain.clone(),
         };
+        options.schema = read(&self.schemas).get(topic).cloned();
         // Unique per producer instance: with broker deduplication on, a producer that reused an
         // earlier name would start again at sequence id 0 and the broker would drop its
         // messages as duplicates.
@@ -233,13 +288,19 @@ impl Producers {
         match tokio::time::timeout(self.create_timeout, build).await {
             Ok(Ok(producer)) => {
                 tracing::debug!(topic, producer = %name, batching, "created producer");
-                Ok(Mutex::new(producer))
+                Ok(producer)
             }
-            Ok(Err(error)) => Err(format!("could not create a producer: {}", describe(&error))),
-            Err(_) => Err(format!(
+            Ok(Err(error)) if server_error(&error) == Some(ServerError::IncompatibleSchema) => {
+                Err(DeclareError::Incompatible(describe(&error)))
+            }
+            Ok(Err(error)) => Err(DeclareError::Failed(format!(
+                "could not create a producer: {}",
+                describe(&error)
+            ))),
+            Err(_) => Err(DeclareError::Failed(format!(
                 "could not create a producer within {:?} (connect_timeout_ms)",
                 self.create_timeout
-            )),
+            ))),
         }
     }
 
