@@ -91,10 +91,15 @@ async fn rig(bus: Arc<dyn MessageBus>, concurrency: usize) -> Rig {
 }
 
 fn observed(metrics: &Metrics) -> Arc<dyn MessageBus> {
+    observed_over(Arc::new(MemoryBus::default()), metrics)
+}
+
+fn observed_over(bus: Arc<dyn MessageBus>, metrics: &Metrics) -> Arc<dyn MessageBus> {
     Arc::new(
-        ObservedBus::builder(Arc::new(MemoryBus::default()))
+        ObservedBus::builder(bus)
             .metrics(metrics)
             .tracing(TraceOptions::default())
+            .lag_interval(None)
             .build(),
     )
 }
@@ -172,6 +177,99 @@ fn compare(
     (median(a), median(b), median(ratios))
 }
 
+/// A backend that stores nothing and hands its subscribers' handlers back: isolates the cost
+/// of the layers from the bus's own work.
+#[derive(Default)]
+struct Null {
+    handlers: std::sync::Mutex<Vec<Arc<dyn bento_application::EnvelopeHandler>>>,
+}
+
+#[async_trait::async_trait]
+impl MessageBus for Null {
+    fn backend(&self) -> &'static str {
+        "null"
+    }
+    async fn publish(
+        &self,
+        envelope: bento_domain::Envelope,
+        _options: bento_application::PublishOptions,
+    ) -> Result<(), bento_application::BusError> {
+        std::hint::black_box(envelope);
+        Ok(())
+    }
+    async fn subscribe(
+        &self,
+        _spec: SubscriptionSpec,
+        handler: Arc<dyn bento_application::EnvelopeHandler>,
+    ) -> Result<bento_application::Subscription, bento_application::BusError> {
+        if let Ok(mut handlers) = self.handlers.lock() {
+            handlers.push(handler);
+        }
+        Err(bento_application::BusError::Other(
+            "null bus: handler kept".into(),
+        ))
+    }
+    fn topic_for(&self, event_type: &str) -> String {
+        event_type.to_owned()
+    }
+}
+
+/// Nanoseconds per publish and per delivery that the layers add, single-threaded, without the
+/// bus's own work: (publish through the observed bus) - (publish to the backend), and
+/// (handle through the observing handler) - (handle with the handler alone).
+fn layer_cost(runtime: &Runtime, metrics: &Metrics) -> (f64, f64) {
+    const N: u32 = 200_000;
+    let null = Arc::new(Null::default());
+    let observed = observed_over(null.clone(), metrics);
+    let inner: Arc<dyn bento_application::EnvelopeHandler> =
+        Arc::new(|_ctx: Context| std::future::ready(Ok::<(), HandlerError>(())));
+    let spec = SubscriptionSpec::event_type(Tick::EVENT_TYPE, "layer-cost");
+    runtime.block_on(async {
+        let _ = observed.subscribe(spec, inner.clone()).await;
+    });
+    let wrapped = null
+        .handlers
+        .lock()
+        .ok()
+        .and_then(|h| h.first().cloned())
+        .unwrap_or_else(|| panic!("the observed bus did not subscribe"));
+    let envelope = bento_domain::Envelope::new(Tick::EVENT_TYPE, 1, "application/json", "{}");
+    let ctx = Context::new(
+        Arc::new(envelope.clone()),
+        1,
+        Tick::EVENT_TYPE.into(),
+        "layer-cost".into(),
+    );
+    runtime.block_on(async {
+        let per = |d: Duration| d.as_nanos() as f64 / f64::from(N);
+        let mut best = (f64::MAX, f64::MAX);
+        for _ in 0..5 {
+            let start = Instant::now();
+            for _ in 0..N {
+                let _ = null.publish(envelope.clone(), Default::default()).await;
+            }
+            let bare = per(start.elapsed());
+            let start = Instant::now();
+            for _ in 0..N {
+                let _ = observed.publish(envelope.clone(), Default::default()).await;
+            }
+            let publish = per(start.elapsed()) - bare;
+            let start = Instant::now();
+            for _ in 0..N {
+                let _ = inner.handle(ctx.clone()).await;
+            }
+            let bare = per(start.elapsed());
+            let start = Instant::now();
+            for _ in 0..N {
+                let _ = wrapped.handle(ctx.clone()).await;
+            }
+            let handle = per(start.elapsed()) - bare;
+            best = (best.0.min(publish), best.1.min(handle));
+        }
+        best
+    })
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this once, quickly.
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -199,6 +297,13 @@ fn main() {
         ("publish", 8),
     ];
     let mut report = String::new();
+    let (publish, handle) = layer_cost(&runtime, &metrics);
+    let _ = writeln!(
+        report,
+        "Layer cost alone (single thread, no bus work): {publish:.0} ns per publish, \
+         {handle:.0} ns per delivery\n"
+    );
+    eprintln!("layer cost: {publish:.0} ns per publish, {handle:.0} ns per delivery");
     let _ = writeln!(
         report,
         "{rounds} alternating rounds of {EVENTS_PER_ITERATION} events; medians, events/s\n\n\
