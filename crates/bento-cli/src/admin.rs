@@ -506,7 +506,9 @@ async fn kafka(
                 .into_iter()
                 .filter(|t| !t.starts_with("__") && t.starts_with(&prefix))
                 .collect();
-            out.print(&topics, || list_table("TOPIC", &topics))
+            let rows: Vec<serde_json::Value> =
+                topics.iter().map(|t| json!({ "topic": t })).collect();
+            out.print(&rows, || list_table("TOPIC", &topics))
         }
         Admin::Topics(Topics::Create { topic, partitions }) => {
             if admin.list_topics().await?.contains(&topic) {

@@ -194,7 +194,23 @@ async fn publish_three(bus: &dyn MessageBus, topic: &str) -> Result<BTreeSet<Str
 async fn wait_for_dead_letters(backend: Backend, dlq: &str, count: usize) -> Value {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let listing = bento_json(backend, &["dlq", "list", dlq, "--idle-ms", "1500"]).await;
+        // The dead-letter topic appears with the first dead letter: until then, an error.
+        let output = bento(
+            backend,
+            &["--json", "dlq", "list", dlq, "--idle-ms", "1500"],
+        )
+        .await;
+        if !output.status.success() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let listing: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "dlq list: not JSON ({e}): {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
         let found = listing["count"].as_u64().unwrap_or(0) as usize;
         if found >= count || Instant::now() > deadline {
             assert_eq!(found, count, "dead letters on {dlq}: {listing:#}");
@@ -525,6 +541,58 @@ async fn pulsar_admin_topics_through_the_cli() -> TestResult {
     assert!(schema.status.success(), "{schema:?}");
     assert!(String::from_utf8_lossy(&schema.stdout).contains("has no schema"));
 
+    // A dead-letter topic that does not exist is an error, and is not created by asking.
+    let missing = format!("persistent://{namespace}/no-such-dlq");
+    let listed = bento(Backend::Pulsar, &["dlq", "list", &missing]).await;
+    assert_eq!(listed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&listed.stderr);
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    let admin = PulsarAdmin::from_url(&pulsar_admin_url())?;
+    assert!(
+        admin
+            .partitions(&missing)
+            .await
+            .is_err_and(|e| e.is_not_found())
+    );
+
+    // The same configuration from a file, named by --config or by BENTO_CONFIG.
+    let dir = std::env::temp_dir().join(unique("config"));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("staging.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[messaging]\nbackend = \"pulsar\"\n\n[messaging.pulsar]\nservice_url = \"{}\"\n\
+             admin_url = \"{}\"\n",
+            pulsar_url(),
+            pulsar_admin_url()
+        ),
+    )?;
+    let file_arg = file.to_string_lossy().into_owned();
+    for by_variable in [false, true] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bento"));
+        command
+            .current_dir(&dir)
+            .env_remove("BENTO_MESSAGING__BACKEND")
+            .env_remove("BENTO_MESSAGING__PULSAR__ADMIN_URL")
+            .env_remove("BENTO_MESSAGING__PULSAR__SERVICE_URL");
+        if by_variable {
+            command.env("BENTO_CONFIG", &file_arg);
+        } else {
+            command
+                .env_remove("BENTO_CONFIG")
+                .args(["--config", &file_arg]);
+        }
+        command.args(["admin", "topics", "list", &namespace]);
+        let output = tokio::task::spawn_blocking(move || command.output()).await??;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains(&topic),
+            "by variable: {by_variable}: {output:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir)?;
+
     bento_ok(Backend::Pulsar, &["admin", "topics", "delete", &topic]).await;
     let listed = bento_json(Backend::Pulsar, &["admin", "topics", "list", &namespace]).await;
     assert_eq!(listed, Value::Array(Vec::new()));
@@ -548,6 +616,8 @@ async fn kafka_admin_topics_through_the_cli() -> TestResult {
     .await;
     let listed = bento_ok(Backend::Kafka, &["admin", "topics", "list"]).await;
     assert!(listed.lines().any(|l| l.trim() == topic), "{listed}");
+    let listed = bento_json(Backend::Kafka, &["admin", "topics", "list", &topic]).await;
+    assert_eq!(listed, serde_json::json!([{ "topic": topic }]));
     let stats = bento_json(Backend::Kafka, &["admin", "topics", "stats", &topic]).await;
     assert_eq!(
         stats["partitions"].as_array().map(Vec::len),

@@ -37,8 +37,8 @@ impl KafkaDlq {
         admin: &KafkaAdmin,
         topic: &str,
         group: Option<&str>,
+        timeout: Duration,
     ) -> Result<Self, CliError> {
-        let info = admin.describe_topic(topic).await?;
         if let Some(group) = group
             && let Some(active) = admin
                 .list_groups()
@@ -65,10 +65,11 @@ impl KafkaDlq {
         } else {
             Offset::Beginning
         };
+        let partitions = partitions(&consumer, topic, timeout)?;
         let mut assignment = TopicPartitionList::new();
-        for partition in &info.partitions {
+        for partition in &partitions {
             assignment
-                .add_partition_offset(topic, partition.partition, start)
+                .add_partition_offset(topic, *partition, start)
                 .map_err(|e| CliError::Broker(format!("bad partition: {e}")))?;
         }
         consumer
@@ -78,7 +79,7 @@ impl KafkaDlq {
             consumer,
             topic: topic.to_owned(),
             group: group_id,
-            reading: info.partitions.iter().map(|p| p.partition).collect(),
+            reading: partitions.into_iter().collect(),
         })
     }
 
@@ -146,5 +147,32 @@ impl KafkaDlq {
     /// Closes the consumer.
     pub async fn close(self) {
         drop(self.consumer);
+    }
+}
+
+/// The partition ids of `topic`; an error if it does not exist.
+fn partitions(
+    consumer: &StreamConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, CliError> {
+    let metadata = tokio::task::block_in_place(|| consumer.fetch_metadata(Some(topic), timeout))
+        .map_err(|e| {
+            CliError::Broker(format!(
+                "reading the metadata of topic `{topic}` failed: {e}"
+            ))
+        })?;
+    let found = metadata.topics().iter().find(|t| t.name() == topic);
+    match found {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+            Ok(t.partitions().iter().map(|p| p.id()).collect())
+        }
+        Some(t) => Err(CliError::Usage(format!(
+            "topic `{topic}` is not available ({})",
+            t.error()
+                .map(|e| rdkafka::error::RDKafkaErrorCode::from(e).to_string())
+                .unwrap_or_else(|| "no partitions".into())
+        ))),
+        None => Err(CliError::Usage(format!("topic `{topic}` does not exist"))),
     }
 }

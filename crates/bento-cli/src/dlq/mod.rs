@@ -60,12 +60,24 @@ impl Source {
             BackendKind::Pulsar => {
                 let config = loaded.pulsar()?;
                 let topic = PulsarDlq::full_name(&config, topic)?;
+                // Subscribing would create a mistyped topic: check that it exists first.
+                let admin = bento_pulsar::PulsarAdmin::new(&config)?;
+                if let Err(error) = admin.partitions(&topic).await {
+                    return Err(if error.is_not_found() {
+                        CliError::Usage(format!("topic {topic} does not exist ({error})"))
+                    } else {
+                        error.into()
+                    });
+                }
                 let source = PulsarDlq::open(&config, &topic, replay_subscription).await?;
                 Ok((Source::Pulsar(Box::new(source)), topic))
             }
             BackendKind::Kafka => {
-                let admin = KafkaAdmin::new(&loaded.kafka()?)?;
-                let source = KafkaDlq::open(&admin, topic, replay_subscription).await?;
+                let config = loaded.kafka()?;
+                let admin = KafkaAdmin::new(&config)?;
+                let source =
+                    KafkaDlq::open(&admin, topic, replay_subscription, config.connect_timeout())
+                        .await?;
                 Ok((Source::Kafka(source), topic.to_owned()))
             }
             BackendKind::Memory => Err(no_broker()),

@@ -59,7 +59,7 @@ impl std::fmt::Debug for PulsarAdmin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The token lives in the client's default headers, marked sensitive; never shown.
         f.debug_struct("PulsarAdmin")
-            .field("url", &self.base)
+            .field("url", &without_credentials(&self.base))
             .field("default_namespace", &self.default_namespace.to_string())
             .finish_non_exhaustive()
     }
@@ -81,7 +81,10 @@ impl PulsarAdmin {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(config_error(
                 "admin_url",
-                format!("must start with http:// or https:// (got `{url}`)"),
+                format!(
+                    "must start with http:// or https:// (got `{}`)",
+                    without_credentials(url)
+                ),
             ));
         }
         let default_namespace = NamespaceName {
@@ -595,8 +598,8 @@ impl PulsarAdmin {
             };
             AdminError::Connection {
                 method: method.to_string(),
-                url: url.clone(),
-                reason,
+                url: without_credentials(&url),
+                reason: reason.replace(&url, &without_credentials(&url)),
             }
         };
         let response = request.send().await.map_err(connection)?;
@@ -643,6 +646,20 @@ fn decode<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, AdminError>
             reason: format!("{e} (body: {shown})"),
         }
     })
+}
+
+/// `url` without a `user:password@` part, for messages.
+fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// Whether `topic` is a partition (`<base>-partition-<n>`) of the partitioned topic `base`.
@@ -727,6 +744,18 @@ mod tests {
             "persistent://a/b/t"
         ));
         assert!(!partition_of("persistent://a/b/t", "persistent://a/b/t"));
+    }
+
+    #[test]
+    fn credentials_in_a_url_are_not_shown() {
+        assert_eq!(
+            without_credentials("https://admin:s3cret@pulsar:8443/admin/v2/tenants"),
+            "https://pulsar:8443/admin/v2/tenants"
+        );
+        assert_eq!(
+            without_credentials("http://127.0.0.1:8080/admin/v2/x@y"),
+            "http://127.0.0.1:8080/admin/v2/x@y"
+        );
     }
 
     #[test]
