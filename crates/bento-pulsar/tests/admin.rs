@@ -274,6 +274,31 @@ async fn stats_show_the_backlog_and_a_reset_replays() -> TestResult {
     assert_eq!(backlog_becomes(&admin, &topic, "audit", 5).await?, 5);
     assert_eq!(consume(&topic, "audit", 5).await?, payloads);
 
+    // With the consumer still connected: the broker disconnects it, it reconnects, and the
+    // same messages come again.
+    let client = common::raw_client().await;
+    let mut consumer: pulsar::Consumer<Vec<u8>, TokioExecutor> = client
+        .consumer()
+        .with_topic(&topic)
+        .with_subscription("audit")
+        .with_subscription_type(SubType::Exclusive)
+        .build()
+        .await?;
+    admin
+        .reset_cursor(&topic, "audit", ResetTo::Earliest)
+        .await?;
+    let mut again = Vec::new();
+    while again.len() < payloads.len() {
+        let message = tokio::time::timeout(common::PATIENCE, consumer.next())
+            .await
+            .map_err(|_| format!("after a reset with a live consumer, only {again:?}"))?
+            .ok_or("the consumer ended")??;
+        again.push(String::from_utf8(message.payload.data.clone())?);
+        consumer.ack(&message).await?;
+    }
+    assert_eq!(again, payloads);
+    consumer.close().await?;
+
     // A subscription that does not exist: 404 naming it.
     let missing = admin
         .reset_cursor(&topic, "nobody", ResetTo::Earliest)
