@@ -426,6 +426,12 @@ async fn kafka_dead_letters_are_listed_and_replayed_to_the_original_subscription
     )
     .await?;
     healthy.shutdown().await?;
+    // Listing joined no consumer group and committed nothing: no group is left behind.
+    let groups = bus.admin().list_groups().await?;
+    assert!(
+        !groups.iter().any(|g| g.name.starts_with("bento-dlq-list-")),
+        "{groups:?}"
+    );
 
     // The subscription's consumer group on the topic: 6 records (3 originals, 3 replays), all
     // consumed; reset to the earliest while it is stopped, all 6 are to be consumed again.
