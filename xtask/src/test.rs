@@ -175,10 +175,25 @@ pub fn run(args: TestArgs) -> Result<()> {
     }
     progress::check_interrupted()?;
 
+    // The examples' tests run the example binaries, which `cargo test` does not build.
+    if packages.is_empty() || packages.iter().any(|p| p == "bento-examples") {
+        let mut examples = cargo();
+        examples
+            .arg("build")
+            .args(scope_args(packages))
+            .arg("--examples")
+            .args(feature_args(packages));
+        if !run_step(examples)? {
+            bail!("building the examples failed");
+        }
+    }
+
     let mut test = cargo();
+    // Every test binary runs even after a failure, so one run shows everything that fails.
     test.arg("test")
         .args(scope_args(packages))
         .arg("--all-targets")
+        .arg("--no-fail-fast")
         .args(feature_args(packages));
     if managed {
         let lock = devenv::lock(&env.layout)?;
