@@ -87,7 +87,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // message id, event type and correlation id of whatever a handler logs. `RUST_LOG=info`
     // shows every handler's log lines.
     if config.observability.log_filter == "info" {
-        config.observability.log_filter = "warn,bento_observability=info".into();
+        config.observability.log_filter = "warn,bento_observability=debug".into();
     }
 
     let bento = Bento::from_config(config).await?;

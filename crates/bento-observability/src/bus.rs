@@ -229,7 +229,7 @@ impl MessageBus for ObservedBus {
         let span = match self.tracing_enabled() {
             Some(tracing) => {
                 let span =
-                    trace::publish_span(self.backend, &target.topic, &target.span_name, &envelope);
+                    tracing.publish_span(self.backend, &target.topic, &target.span_name, &envelope);
                 if !span.is_disabled() {
                     tracing.inject(&span, &mut envelope.headers);
                 }
@@ -272,7 +272,7 @@ impl MessageBus for ObservedBus {
         let first = self.target(&first.event_type, options.topic.as_deref());
         let span = match self.tracing_enabled() {
             Some(tracing) => {
-                let span = trace::publish_batch_span(
+                let span = tracing.publish_batch_span(
                     self.backend,
                     &first.topic,
                     &first.span_name,

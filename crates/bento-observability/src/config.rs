@@ -89,6 +89,32 @@ pub enum ConsumerParent {
     Link,
 }
 
+/// The level of Bento's per-message spans.
+///
+/// DEBUG by default, like the request spans of `tower-http`: a service logging at INFO pays
+/// nothing for them, and enables them with `bento_observability=debug` in its filter (the
+/// subscriber Bento installs to export spans does so by itself).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpanLevel {
+    /// `DEBUG` (the default).
+    #[default]
+    Debug,
+    /// `INFO`: the spans are on wherever INFO is, e.g. so that every handler log line carries
+    /// the message's ids under a plain `info` filter, at the cost of a span per message.
+    Info,
+}
+
+impl SpanLevel {
+    /// The `tracing` level.
+    pub fn as_level(&self) -> tracing::Level {
+        match self {
+            SpanLevel::Debug => tracing::Level::DEBUG,
+            SpanLevel::Info => tracing::Level::INFO,
+        }
+    }
+}
+
 /// `[observability.tracing]`: spans around publishes and handlers, W3C trace context in the
 /// envelope headers, and optional OTLP export.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -99,6 +125,8 @@ pub struct TracingConfig {
     pub enabled: bool,
     /// `child` (default) or `link`: see [`ConsumerParent`].
     pub consumer_parent: ConsumerParent,
+    /// `debug` (default) or `info`: see [`SpanLevel`].
+    pub span_level: SpanLevel,
     /// OTLP/HTTP collector to export spans to, e.g. `http://127.0.0.1:4318` (`/v1/traces` is
     /// appended unless present). Unset (the default): no export. Needs the `otlp` cargo feature.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,6 +144,7 @@ impl Default for TracingConfig {
         Self {
             enabled: true,
             consumer_parent: ConsumerParent::Child,
+            span_level: SpanLevel::Debug,
             otlp_endpoint: None,
             service_name: None,
             sample_ratio: 1.0,

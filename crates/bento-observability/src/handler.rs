@@ -101,7 +101,7 @@ impl EnvelopeHandler for ObservedHandler {
         let retry_left = self.retry.allows_retry_after(ctx.attempt());
         let span = match &self.tracing {
             Some(tracing) => {
-                let span = trace::process_span(self.backend, &self.span_name, &ctx);
+                let span = tracing.process_span(self.backend, &self.span_name, &ctx);
                 if !span.is_disabled() {
                     tracing.adopt(&span, &ctx.envelope().headers);
                 }

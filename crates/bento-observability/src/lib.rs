@@ -34,7 +34,7 @@ use std::sync::Arc;
 use bento_application::MessageBus;
 
 pub use bus::{ObservedBus, ObservedBusBuilder};
-pub use config::{ConsumerParent, MetricsConfig, ObservabilityConfig, TracingConfig};
+pub use config::{ConsumerParent, MetricsConfig, ObservabilityConfig, SpanLevel, TracingConfig};
 pub use error::ObservabilityError;
 pub use http::MetricsServer;
 pub use metrics::{Metrics, MetricsOptions, OTHER, UNKNOWN};
@@ -97,7 +97,9 @@ impl Observability {
             }
             if config.tracing.enabled {
                 builder = builder.tracing(
-                    TraceOptions::default().consumer_parent(config.tracing.consumer_parent),
+                    TraceOptions::default()
+                        .consumer_parent(config.tracing.consumer_parent)
+                        .span_level(config.tracing.span_level),
                 );
             }
             Arc::new(builder.build())

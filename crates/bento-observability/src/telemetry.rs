@@ -8,10 +8,11 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, Tracer};
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetryLayer;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, filter::LevelFilter};
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{ObservabilityConfig, TracingConfig};
 use crate::{ObservabilityError, trace};
@@ -117,11 +118,19 @@ where
     tracing_opentelemetry::layer().with_tracer(provider.tracer(TRACER_NAME))
 }
 
+/// What [`install`] exports: INFO and above from everywhere, and Bento's per-message spans at
+/// DEBUG. Use it with [`otel_layer`] in a subscriber of your own.
+pub fn export_filter() -> Targets {
+    Targets::new()
+        .with_default(tracing::Level::INFO)
+        .with_target("bento_observability", tracing::Level::DEBUG)
+}
+
 /// Installs the global subscriber `config` describes:
 ///
 /// - logs to stderr, filtered by `RUST_LOG` or else `observability.log_filter`;
-/// - when `observability.tracing.otlp_endpoint` is set, every INFO-or-finer span exported
-///   with OTLP, whatever the log filter says;
+/// - when `observability.tracing.otlp_endpoint` is set, spans exported with OTLP per
+///   [`export_filter`] (Bento's message spans and every INFO span), whatever the log filter says;
 /// - the W3C propagator as OpenTelemetry's global one (for the service's own HTTP layers).
 ///
 /// Fails if a global subscriber is already set.
@@ -142,12 +151,13 @@ pub fn install(config: &ObservabilityConfig) -> Result<TelemetryGuard, Observabi
     };
     let otel = provider
         .as_ref()
-        .map(|provider| otel_layer(provider).with_filter(LevelFilter::INFO));
+        .map(|provider| otel_layer(provider).with_filter(export_filter()));
     tracing_subscriber::registry()
         .with(otel)
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_filter(env_filter),
         )
         .try_init()

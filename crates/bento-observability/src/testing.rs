@@ -96,7 +96,7 @@ impl SpanCapture {
                     .with_simple_exporter(exporter.clone())
                     .build();
                 let layer = crate::telemetry::otel_layer(&provider).with_filter(
-                    Targets::new().with_target("bento_observability", tracing::Level::INFO),
+                    Targets::new().with_target("bento_observability", tracing::Level::TRACE),
                 );
                 tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
                     .map_err(|_| {

@@ -1,6 +1,6 @@
 //! Spans around publishes and handlers, and the W3C trace context in the envelope headers.
 //!
-//! Spans are `tracing` spans (level INFO, target `bento_observability`) with the OpenTelemetry
+//! Spans are `tracing` spans (level DEBUG by default, target `bento_observability`) with the OpenTelemetry
 //! messaging semantic-convention attributes as fields; `tracing-opentelemetry` turns them into
 //! OpenTelemetry spans when its layer is installed (see [`crate::telemetry`]). Without a
 //! subscriber that wants them, no span is built and no header is touched.
@@ -15,17 +15,18 @@ use opentelemetry::propagation::{
 };
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use tracing::Span;
 use tracing::field::Empty;
+use tracing::{Level, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-pub use crate::config::ConsumerParent;
+pub use crate::config::{ConsumerParent, SpanLevel};
 
 /// How the layers trace: the consumer span's relation to the producer span, and the propagator
 /// that writes and reads the trace context in envelope headers.
 #[derive(Clone)]
 pub struct TraceOptions {
     consumer_parent: ConsumerParent,
+    span_level: SpanLevel,
     propagator: Arc<dyn TextMapPropagator + Send + Sync>,
 }
 
@@ -33,6 +34,7 @@ impl std::fmt::Debug for TraceOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TraceOptions")
             .field("consumer_parent", &self.consumer_parent)
+            .field("span_level", &self.span_level)
             .finish_non_exhaustive()
     }
 }
@@ -41,6 +43,7 @@ impl Default for TraceOptions {
     fn default() -> Self {
         Self {
             consumer_parent: ConsumerParent::default(),
+            span_level: SpanLevel::default(),
             propagator: Arc::new(w3c_propagator()),
         }
     }
@@ -50,6 +53,12 @@ impl TraceOptions {
     /// Child of the producer span (default) or a new trace linked to it.
     pub fn consumer_parent(mut self, parent: ConsumerParent) -> Self {
         self.consumer_parent = parent;
+        self
+    }
+
+    /// The level of the per-message spans (DEBUG by default).
+    pub fn span_level(mut self, level: SpanLevel) -> Self {
+        self.span_level = level;
         self
     }
 
@@ -133,76 +142,110 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// The producer span of one publish.
-pub(crate) fn publish_span(
-    backend: &'static str,
-    topic: &str,
-    name: &str,
-    envelope: &Envelope,
-) -> Span {
-    tracing::info_span!(
-        "publish",
-        otel.name = name,
-        otel.kind = "producer",
-        otel.status_code = Empty,
-        otel.status_description = Empty,
-        messaging.system = backend,
-        messaging.destination.name = topic,
-        messaging.operation.type = "send",
-        messaging.operation.name = "publish",
-        messaging.message.id = %envelope.id,
-        messaging.message.conversation_id = %envelope.correlation_id(),
-        messaging.message.body.size = envelope.payload.len(),
-        bento.event_type = &*envelope.event_type,
-        error.type = Empty,
-    )
+macro_rules! publish_span {
+    ($level:expr, $backend:expr, $topic:expr, $name:expr, $envelope:expr) => {
+        tracing::span!(
+            $level,
+            "publish",
+            otel.name = $name,
+            otel.kind = "producer",
+            otel.status_code = Empty,
+            otel.status_description = Empty,
+            messaging.system = $backend,
+            messaging.destination.name = $topic,
+            messaging.operation.type = "send",
+            messaging.operation.name = "publish",
+            messaging.message.id = %$envelope.id,
+            messaging.message.conversation_id = %$envelope.correlation_id(),
+            messaging.message.body.size = $envelope.payload.len(),
+            bento.event_type = &*$envelope.event_type,
+            error.type = Empty,
+        )
+    };
 }
 
-/// The producer span of one batch publish: one span, whose context every message carries.
-pub(crate) fn publish_batch_span(
-    backend: &'static str,
-    topic: &str,
-    name: &str,
-    count: usize,
-) -> Span {
-    tracing::info_span!(
-        "publish",
-        otel.name = name,
-        otel.kind = "producer",
-        otel.status_code = Empty,
-        otel.status_description = Empty,
-        messaging.system = backend,
-        messaging.destination.name = topic,
-        messaging.operation.type = "send",
-        messaging.operation.name = "publish",
-        messaging.batch.message_count = count,
-        error.type = Empty,
-    )
+macro_rules! publish_batch_span {
+    ($level:expr, $backend:expr, $topic:expr, $name:expr, $count:expr) => {
+        tracing::span!(
+            $level,
+            "publish",
+            otel.name = $name,
+            otel.kind = "producer",
+            otel.status_code = Empty,
+            otel.status_description = Empty,
+            messaging.system = $backend,
+            messaging.destination.name = $topic,
+            messaging.operation.type = "send",
+            messaging.operation.name = "publish",
+            messaging.batch.message_count = $count,
+            error.type = Empty,
+        )
+    };
 }
 
-/// The consumer span of one delivery; a root as far as `tracing` goes, its parent (or link)
-/// comes from the message's headers.
-pub(crate) fn process_span(backend: &'static str, name: &str, ctx: &Context) -> Span {
-    tracing::info_span!(
-        parent: None,
-        "process",
-        otel.name = name,
-        otel.kind = "consumer",
-        otel.status_code = Empty,
-        otel.status_description = Empty,
-        messaging.system = backend,
-        messaging.destination.name = ctx.topic(),
-        messaging.destination.subscription.name = ctx.subscription(),
-        messaging.operation.type = "process",
-        messaging.operation.name = "process",
-        messaging.message.id = %ctx.message_id(),
-        messaging.message.conversation_id = %ctx.correlation_id(),
-        messaging.message.body.size = ctx.envelope().payload.len(),
-        bento.event_type = ctx.event_type(),
-        bento.attempt = ctx.attempt(),
-        bento.outcome = Empty,
-        error.type = Empty,
-    )
+macro_rules! process_span {
+    ($level:expr, $backend:expr, $name:expr, $ctx:expr) => {
+        tracing::span!(
+            parent: None,
+            $level,
+            "process",
+            otel.name = $name,
+            otel.kind = "consumer",
+            otel.status_code = Empty,
+            otel.status_description = Empty,
+            messaging.system = $backend,
+            messaging.destination.name = $ctx.topic(),
+            messaging.destination.subscription.name = $ctx.subscription(),
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.message.id = %$ctx.message_id(),
+            messaging.message.conversation_id = %$ctx.correlation_id(),
+            messaging.message.body.size = $ctx.envelope().payload.len(),
+            bento.event_type = $ctx.event_type(),
+            bento.attempt = $ctx.attempt(),
+            bento.outcome = Empty,
+            error.type = Empty,
+        )
+    };
+}
+
+impl TraceOptions {
+    /// The producer span of one publish.
+    pub(crate) fn publish_span(
+        &self,
+        backend: &'static str,
+        topic: &str,
+        name: &str,
+        envelope: &Envelope,
+    ) -> Span {
+        match self.span_level {
+            SpanLevel::Debug => publish_span!(Level::DEBUG, backend, topic, name, envelope),
+            SpanLevel::Info => publish_span!(Level::INFO, backend, topic, name, envelope),
+        }
+    }
+
+    /// The producer span of one batch publish: one span, whose context every message carries.
+    pub(crate) fn publish_batch_span(
+        &self,
+        backend: &'static str,
+        topic: &str,
+        name: &str,
+        count: usize,
+    ) -> Span {
+        match self.span_level {
+            SpanLevel::Debug => publish_batch_span!(Level::DEBUG, backend, topic, name, count),
+            SpanLevel::Info => publish_batch_span!(Level::INFO, backend, topic, name, count),
+        }
+    }
+
+    /// The consumer span of one delivery; a root as far as `tracing` goes, its parent (or
+    /// link) comes from the message's headers.
+    pub(crate) fn process_span(&self, backend: &'static str, name: &str, ctx: &Context) -> Span {
+        match self.span_level {
+            SpanLevel::Debug => process_span!(Level::DEBUG, backend, name, ctx),
+            SpanLevel::Info => process_span!(Level::INFO, backend, name, ctx),
+        }
+    }
 }
 
 /// Marks a span failed with a low-cardinality error class.

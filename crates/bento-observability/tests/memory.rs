@@ -8,12 +8,12 @@ use std::time::Duration;
 use bento_application::{
     Context, HandlerError, MessageBus, PublishOptions, RetryPolicy, SubscriptionSpec,
 };
-use bento_domain::Envelope;
+use bento_domain::{Envelope, MessageId};
 use bento_memory::{MemoryBus, MemoryConfig};
 use bento_observability::testing::{self, Exposition, http_get, parse_exposition};
 use bento_observability::{
     ConsumerParent, Metrics, MetricsOptions, MetricsServer, Observability, ObservabilityConfig,
-    ObservedBus, TraceOptions,
+    ObservedBus, SpanLevel, TraceOptions,
 };
 use tokio::sync::mpsc;
 
@@ -76,8 +76,12 @@ async fn scraped_metrics_count_exactly_the_workload() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn handler_logs_carry_message_id_event_type_and_correlation_id() -> TestResult {
+/// Runs one message through a handler that logs, under a fmt subscriber at `max_level`, and
+/// returns the handler's log line and the message id.
+async fn handler_log_line(
+    max_level: tracing::Level,
+    span_level: SpanLevel,
+) -> Result<(String, MessageId), Box<dyn std::error::Error>> {
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
     impl Write for Buffer {
@@ -94,6 +98,7 @@ async fn handler_logs_carry_message_id_event_type_and_correlation_id() -> TestRe
     let buffer = Buffer::default();
     let writer = buffer.clone();
     let subscriber = tracing_subscriber::fmt()
+        .with_max_level(max_level)
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
@@ -101,7 +106,7 @@ async fn handler_logs_carry_message_id_event_type_and_correlation_id() -> TestRe
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let bus = ObservedBus::builder(memory())
-        .tracing(TraceOptions::default())
+        .tracing(TraceOptions::default().span_level(span_level))
         .build();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let handler = move |_ctx: Context| {
@@ -130,14 +135,33 @@ async fn handler_logs_carry_message_id_event_type_and_correlation_id() -> TestRe
         .lines()
         .find(|line| line.contains("sending the welcome email"))
         .ok_or_else(|| format!("no handler log line in:\n{logs}"))?;
-    for field in [
-        format!("messaging.message.id={id}"),
-        "bento.event_type=\"logs.user-created\"".to_owned(),
-        "messaging.message.conversation_id=signup-42".to_owned(),
-        "messaging.destination.subscription.name=\"mailer\"".to_owned(),
+    Ok((line.to_owned(), id))
+}
+
+#[tokio::test]
+async fn handler_logs_carry_message_id_event_type_and_correlation_id() -> TestResult {
+    for (max_level, span_level) in [
+        (tracing::Level::DEBUG, SpanLevel::Debug),
+        (tracing::Level::INFO, SpanLevel::Info),
     ] {
-        assert!(line.contains(&field), "`{field}` missing from: {line}");
+        let (line, id) = handler_log_line(max_level, span_level).await?;
+        for field in [
+            format!("messaging.message.id={id}"),
+            "bento.event_type=\"logs.user-created\"".to_owned(),
+            "messaging.message.conversation_id=signup-42".to_owned(),
+            "messaging.destination.subscription.name=\"mailer\"".to_owned(),
+        ] {
+            assert!(line.contains(&field), "`{field}` missing from: {line}");
+        }
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn debug_spans_cost_nothing_under_an_info_filter() -> TestResult {
+    let (line, id) = handler_log_line(tracing::Level::INFO, SpanLevel::Debug).await?;
+    assert!(!line.contains(&id.to_string()), "span fields in: {line}");
+    assert!(!line.contains("process{"), "span in: {line}");
     Ok(())
 }
 

@@ -22,7 +22,9 @@ mod error;
 pub use bento_codec::{AvroCodec, Codecs, Format, ProtobufCodec};
 /// Metrics, tracing and the metrics endpoint (`[observability]`).
 pub use bento_observability as observability;
-pub use bento_observability::{ConsumerParent, MetricsConfig, ObservabilityConfig, TracingConfig};
+pub use bento_observability::{
+    ConsumerParent, MetricsConfig, ObservabilityConfig, SpanLevel, TracingConfig,
+};
 pub use build::{Bento, build_message_bus};
 pub use config::{BackendKind, CodecConfig, Config, MemorySettings, MessagingConfig};
 pub use error::RuntimeError;
