@@ -6,8 +6,9 @@
 //! - `bare`: the memory bus alone;
 //! - `observed`: metrics and tracing on, no span exporter (no subscriber wants the spans): the
 //!   runtime's default;
-//! - `observed+spans`: the same with an OpenTelemetry subscriber recording every span (no
-//!   exporter behind it): what span creation itself costs when traces are exported.
+//! - the same under a subscriber logging at INFO (Bento's per-message spans are DEBUG, so off);
+//! - `observed+spans`: the same with an OpenTelemetry layer recording every span (no exporter
+//!   behind it): what span creation itself costs when traces are exported.
 //!
 //! The variants run in alternating rounds (bare, observed, observed, bare, ...), so that a change
 //! of load on a shared machine hits both alike; the report gives each variant's median
@@ -30,7 +31,9 @@ use bento_observability::{Metrics, MetricsOptions, ObservedBus, TraceOptions};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{Layer, Registry};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Tick {
@@ -304,46 +307,54 @@ fn main() {
          {handle:.0} ns per delivery\n"
     );
     eprintln!("layer cost: {publish:.0} ns per publish, {handle:.0} ns per delivery");
-    let _ = writeln!(
-        report,
-        "{rounds} alternating rounds of {EVENTS_PER_ITERATION} events; medians, events/s\n\n\
-         | workload | bare | observed | observed / bare |\n|---|---|---|---|"
-    );
-    for (mode, concurrency) in configs {
-        let (bare, observed, ratio) =
-            compare(&runtime, mode, concurrency, observed(&metrics), rounds);
+    let phase = |report: &mut String, title: &str, column: &str, rounds: usize| {
         let _ = writeln!(
             report,
-            "| {mode}, concurrency {concurrency} | {bare:.0} | {observed:.0} | {:.1}% ({:+.1}%) |",
-            ratio * 100.0,
-            (ratio - 1.0) * 100.0
+            "{title} ({rounds} alternating rounds of {EVENTS_PER_ITERATION} events; medians, \
+             events/s):\n\n| workload | bare | {column} | {column} / bare |\n|---|---|---|---|"
         );
-        eprintln!("{mode} c{concurrency}: bare {bare:.0}/s, observed {observed:.0}/s");
-    }
-    if spans {
-        // A subscriber that records every span (process-wide: the workers are other threads).
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        let subscriber = tracing_subscriber::registry()
-            .with(bento_observability::telemetry::otel_layer(&provider));
-        if tracing::subscriber::set_global_default(subscriber).is_ok() {
-            let rounds = rounds.div_ceil(4).max(1);
+        for (mode, concurrency) in configs {
+            let (bare, other, ratio) =
+                compare(&runtime, mode, concurrency, observed(&metrics), rounds);
             let _ = writeln!(
                 report,
-                "\nWith every span recorded ({rounds} rounds):\n\n\
-                 | workload | bare | observed+spans | observed+spans / bare |\n|---|---|---|---|"
+                "| {mode}, concurrency {concurrency} | {bare:.0} | {other:.0} | {:.1}% ({:+.1}%) |",
+                ratio * 100.0,
+                (ratio - 1.0) * 100.0
             );
-            for (mode, concurrency) in configs {
-                let (bare, traced, ratio) =
-                    compare(&runtime, mode, concurrency, observed(&metrics), rounds);
-                let _ = writeln!(
-                    report,
-                    "| {mode}, concurrency {concurrency} | {bare:.0} | {traced:.0} | {:.1}% ({:+.1}%) |",
-                    ratio * 100.0,
-                    (ratio - 1.0) * 100.0
-                );
-                eprintln!("{mode} c{concurrency}: bare {bare:.0}/s, observed+spans {traced:.0}/s");
-            }
+            eprintln!("{column} {mode} c{concurrency}: bare {bare:.0}/s, {other:.0}/s");
         }
+        let _ = writeln!(report);
+    };
+    phase(&mut report, "No subscriber", "observed", rounds);
+
+    // Process-wide subscribers from here on (the workers are other threads): logs at INFO to a
+    // sink, which leaves Bento's DEBUG spans off, then the same plus an OpenTelemetry layer
+    // that records every span (no exporter behind it).
+    let (otel, switch) =
+        tracing_subscriber::reload::Layer::new(None::<Box<dyn Layer<Registry> + Send + Sync>>);
+    let subscriber = tracing_subscriber::registry().with(otel).with(
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::sink)
+            .with_filter(LevelFilter::INFO),
+    );
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        panic!("a global subscriber is already set");
+    }
+    phase(&mut report, "Logging at INFO", "observed", rounds);
+    if spans {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let layer: Box<dyn Layer<Registry> + Send + Sync> =
+            Box::new(bento_observability::telemetry::otel_layer(&provider));
+        if let Err(error) = switch.reload(Some(layer)) {
+            panic!("cannot add the OpenTelemetry layer: {error}");
+        }
+        phase(
+            &mut report,
+            "Every span recorded",
+            "observed+spans",
+            rounds.div_ceil(4).max(1),
+        );
     }
     println!("\n{report}");
 }
