@@ -60,9 +60,9 @@ pub struct ObservedBus {
     max_label_values: usize,
     lag_interval: Option<Duration>,
     /// Keyed by event type, for publishes to the backend's topic of that type.
-    by_event_type: HandleCache<PublishTarget>,
+    by_event_type: HandleCache<Arc<PublishTarget>>,
     /// Keyed by explicit topic, then event type.
-    by_topic: HandleCache<HandleCache<PublishTarget>>,
+    by_topic: HandleCache<Arc<HandleCache<Arc<PublishTarget>>>>,
     closed: Arc<AtomicBool>,
 }
 
@@ -148,22 +148,24 @@ impl ObservedBus {
         &self.inner
     }
 
-    fn target(&self, event_type: &str, topic: Option<&str>) -> Cached<'_, PublishTarget> {
-        let make = |topic: &str, event_type: &str| PublishTarget {
-            topic: topic.into(),
-            span_name: format!("publish {topic}").into(),
-            metrics: self
-                .metrics
-                .as_ref()
-                .map(|m| m.publish_handles(self.backend, topic, event_type)),
+    fn target(&self, event_type: &str, topic: Option<&str>) -> Cached<'_, Arc<PublishTarget>> {
+        let make = |topic: &str, event_type: &str| {
+            Arc::new(PublishTarget {
+                topic: topic.into(),
+                span_name: format!("publish {topic}").into(),
+                metrics: self
+                    .metrics
+                    .as_ref()
+                    .map(|m| m.publish_handles(self.backend, topic, event_type)),
+            })
         };
         match topic {
             None => self.by_event_type.get_ref(event_type, |event_type| {
                 make(&self.inner.topic_for(event_type), event_type)
             }),
-            Some(topic) => Cached::Shared(
+            Some(topic) => Cached::Owned(
                 self.by_topic
-                    .get(topic, |_| HandleCache::new(self.max_label_values))
+                    .get(topic, |_| Arc::new(HandleCache::new(self.max_label_values)))
                     .get(event_type, |event_type| make(topic, event_type)),
             ),
         }
@@ -247,11 +249,12 @@ impl MessageBus for ObservedBus {
                 .await
         };
         if let (Some(metrics), Some(start)) = (&target.metrics, start) {
-            metrics.duration.observe(start.elapsed_secs());
-            match &result {
-                Ok(()) => metrics.published.inc(),
-                Err(_) => metrics.errors.inc(),
-            }
+            metrics.latency.observe(start);
+            let counter = match &result {
+                Ok(()) => &metrics.counts.published,
+                Err(_) => &metrics.counts.errors,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
         if let Err(error) = &result
             && !span.is_disabled()
@@ -289,7 +292,7 @@ impl MessageBus for ObservedBus {
         };
         // Counted per message, in runs of one event type (usually the whole batch).
         let runs = first.metrics.as_ref().map(|_| {
-            let mut runs: Vec<(Cached<'_, PublishTarget>, u64)> = Vec::new();
+            let mut runs: Vec<(Cached<'_, Arc<PublishTarget>>, u64)> = Vec::new();
             let mut previous: Option<&str> = None;
             for envelope in &envelopes {
                 match (previous, runs.last_mut()) {
@@ -314,13 +317,14 @@ impl MessageBus for ObservedBus {
                 .await
         };
         if let (Some(metrics), Some((runs, start))) = (&first.metrics, runs) {
-            metrics.duration.observe(start.elapsed_secs());
+            metrics.latency.observe(start);
             for (target, count) in runs {
                 if let Some(metrics) = &target.metrics {
-                    match &result {
-                        Ok(()) => metrics.published.inc_by(count),
-                        Err(_) => metrics.errors.inc_by(count),
-                    }
+                    let counter = match &result {
+                        Ok(()) => &metrics.counts.published,
+                        Err(_) => &metrics.counts.errors,
+                    };
+                    counter.fetch_add(count, Ordering::Relaxed);
                 }
             }
         }

@@ -2,6 +2,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bento_application::{
     Context, EnvelopeHandler, FailureKind, HandlerError, RetryPolicy, SubscriptionSpec,
@@ -10,7 +11,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tracing::{Instrument, Span};
 
-use crate::metrics::{ConsumeHandles, HandleCache, Metrics, Stopwatch, SubscriptionHandles};
+use crate::metrics::{ConsumeStats, HandleCache, Metrics, Stopwatch, SubscriptionHandles};
 use crate::trace::{self, TraceOptions};
 
 /// What the dispatcher does with a delivery after its handler returned. The dispatcher decides
@@ -54,7 +55,7 @@ impl Verdict {
 
 struct SubscriptionMetrics {
     subscription: SubscriptionHandles,
-    by_event_type: HandleCache<ConsumeHandles>,
+    by_event_type: HandleCache<Arc<ConsumeStats>>,
 }
 
 /// Wraps the handler of one subscription.
@@ -112,7 +113,7 @@ impl EnvelopeHandler for ObservedHandler {
         let observation = self.metrics.as_ref().map(|m| {
             let subscription = &m.subscription;
             Observation::start(m.by_event_type.get(ctx.event_type(), |event_type| {
-                subscription.consume_handles(event_type)
+                subscription.consume_stats(event_type)
             }))
         });
         // Decoding happens when the handler is called: count it, and log it, in the span.
@@ -160,43 +161,49 @@ impl EnvelopeHandler for ObservedHandler {
     }
 }
 
-/// One delivery being handled: counted in flight until dropped, even if the handler is
-/// cancelled (a shutdown that stops waiting).
+/// One delivery being handled: in flight from its start until it finishes or is dropped
+/// (cancelled by a shutdown that stops waiting).
 struct Observation {
-    handles: Arc<ConsumeHandles>,
+    stats: Arc<ConsumeStats>,
     start: Stopwatch,
+    finished: bool,
 }
 
 impl Observation {
-    fn start(handles: Arc<ConsumeHandles>) -> Self {
-        handles.received.inc();
-        handles.in_flight.inc();
+    fn start(stats: Arc<ConsumeStats>) -> Self {
+        stats.received.fetch_add(1, Ordering::Relaxed);
         Self {
-            handles,
+            stats,
             start: Stopwatch::start(),
+            finished: false,
         }
     }
 
-    fn finish(self, verdict: Verdict) {
-        let handles = &self.handles;
-        handles.duration.observe(self.start.elapsed_secs());
+    fn finish(mut self, verdict: Verdict) {
+        let stats = &self.stats;
+        stats.latency.observe(self.start);
         match verdict {
-            Verdict::Ok => handles.ok.inc(),
+            Verdict::Ok => {
+                stats.ok.fetch_add(1, Ordering::Relaxed);
+            }
             Verdict::Retried => {
-                handles.failed.inc();
-                handles.retried.inc();
+                stats.retried.fetch_add(1, Ordering::Relaxed);
+                stats.failed.fetch_add(1, Ordering::Relaxed);
             }
             Verdict::DeadLettered(kind) => {
-                handles.failed.inc();
-                handles.dead_lettered(kind).inc();
+                stats.dead_lettered(kind).fetch_add(1, Ordering::Relaxed);
+                stats.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
+        self.finished = true;
     }
 }
 
 impl Drop for Observation {
     fn drop(&mut self) {
-        self.handles.in_flight.dec();
+        if !self.finished {
+            self.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -1,17 +1,16 @@
 //! Bento's Prometheus metrics: the families, bounded labels and pre-resolved handles.
 //!
-//! Every metric is created once per label combination and its handle kept by the layer that
-//! records it, so the hot path is a hash lookup (or a string compare, for the common case of one
-//! event type per subscription) and a few atomic operations: no label formatting per message.
+//! The figures of each label combination are created once and kept by the layer that records
+//! them, so the hot path is a string compare (or a hash lookup, past the first event type of a
+//! subscription) and a few relaxed atomic additions: no label formatting per message.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bento_application::FailureKind;
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
-};
+use prometheus::core::Desc;
+use prometheus::{IntGauge, IntGaugeVec, Opts, Registry, TextEncoder, proto};
 
 use crate::ObservabilityError;
 
@@ -24,6 +23,27 @@ pub const UNKNOWN: &str = "unknown";
 const LATENCY_BUCKETS: [f64; 18] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 5.0, 10.0, 30.0,
+];
+/// The same, in nanoseconds.
+const LATENCY_BUCKETS_NANOS: [u64; 18] = [
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
 ];
 
 /// The clock latencies are measured with: the CPU's time-stamp counter where it is invariant
@@ -42,9 +62,9 @@ impl Stopwatch {
         Self(clock().raw())
     }
 
-    pub(crate) fn elapsed_secs(self) -> f64 {
+    pub(crate) fn elapsed_nanos(self) -> u64 {
         let clock = clock();
-        clock.delta_as_nanos(self.0, clock.raw()) as f64 / 1e9
+        clock.delta_as_nanos(self.0, clock.raw())
     }
 }
 
@@ -64,7 +84,7 @@ impl Default for MetricsOptions {
     }
 }
 
-/// Bento's metric families in one Prometheus registry. Cheap to clone; clones share them.
+/// Bento's metrics in one Prometheus registry. Cheap to clone; clones share them.
 ///
 /// | metric | type | labels |
 /// |---|---|---|
@@ -78,9 +98,14 @@ impl Default for MetricsOptions {
 /// | `bento_handler_duration_seconds` | histogram | backend, topic, subscription, event_type |
 /// | `bento_handlers_in_flight` | gauge | backend, topic, subscription |
 /// | `bento_consumer_lag_messages` | gauge | backend, topic, subscription |
+///
+/// The per-message figures are plain atomic counters, one set per label combination, that a
+/// collector turns into metric families when the registry is gathered: recording a delivery
+/// costs a handful of relaxed atomic additions, and `bento_handlers_in_flight` is computed at
+/// scrape time (received minus finished) rather than kept up per message.
 #[derive(Clone)]
 pub struct Metrics {
-    inner: Arc<Families>,
+    inner: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -91,22 +116,31 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-struct Families {
+struct Shared {
     registry: Registry,
-    published: IntCounterVec,
-    publish_errors: IntCounterVec,
-    publish_duration: HistogramVec,
-    received: IntCounterVec,
-    handled: IntCounterVec,
-    retried: IntCounterVec,
-    dead_lettered: IntCounterVec,
-    handler_duration: HistogramVec,
-    in_flight: IntGaugeVec,
+    store: Arc<Store>,
     lag: IntGaugeVec,
     topics: LabelLimit,
     event_types: LabelLimit,
     subscriptions: LabelLimit,
 }
+
+const PUBLISHED: &str = "bento_messages_published_total";
+const PUBLISH_ERRORS: &str = "bento_publish_errors_total";
+const PUBLISH_DURATION: &str = "bento_publish_duration_seconds";
+const RECEIVED: &str = "bento_messages_received_total";
+const HANDLED: &str = "bento_messages_handled_total";
+const RETRIED: &str = "bento_messages_retried_total";
+const DEAD_LETTERED: &str = "bento_messages_dead_lettered_total";
+const HANDLER_DURATION: &str = "bento_handler_duration_seconds";
+const IN_FLIGHT: &str = "bento_handlers_in_flight";
+
+const FAILURES: [FailureKind; 4] = [
+    FailureKind::Permanent,
+    FailureKind::RetriesExhausted,
+    FailureKind::Undecodable,
+    FailureKind::UnknownEventType,
+];
 
 impl Metrics {
     /// Bento's metrics in a registry of their own.
@@ -120,92 +154,26 @@ impl Metrics {
         registry: &Registry,
         options: MetricsOptions,
     ) -> Result<Self, ObservabilityError> {
-        const PUBLISH: &[&str] = &["backend", "topic", "event_type"];
-        const CONSUME: &[&str] = &["backend", "topic", "subscription", "event_type"];
-        const SUBSCRIPTION: &[&str] = &["backend", "topic", "subscription"];
-        let counter = |name: &str,
-                       help: &str,
-                       labels: &[&str]|
-         -> Result<IntCounterVec, ObservabilityError> {
-            let vec = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(vec.clone()))?;
-            Ok(vec)
-        };
-        let histogram =
-            |name: &str, help: &str, labels: &[&str]| -> Result<HistogramVec, ObservabilityError> {
-                let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
-                let vec = HistogramVec::new(opts, labels)?;
-                registry.register(Box::new(vec.clone()))?;
-                Ok(vec)
-            };
-        let gauge =
-            |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, ObservabilityError> {
-                let vec = IntGaugeVec::new(Opts::new(name, help), labels)?;
-                registry.register(Box::new(vec.clone()))?;
-                Ok(vec)
-            };
-        let with = |extra: &'static str, base: &[&'static str]| -> Vec<&'static str> {
-            base.iter().copied().chain([extra]).collect()
-        };
-        let max = options.max_label_values.max(1);
-        let families = Families {
-            published: counter(
-                "bento_messages_published_total",
-                "Messages the backend confirmed as stored.",
-                PUBLISH,
-            )?,
-            publish_errors: counter(
-                "bento_publish_errors_total",
-                "Messages whose publish failed (every message of a failed batch).",
-                PUBLISH,
-            )?,
-            publish_duration: histogram(
-                "bento_publish_duration_seconds",
-                "Time for one publish call (a batch is one call) to be confirmed.",
-                &["backend", "topic"],
-            )?,
-            received: counter(
-                "bento_messages_received_total",
-                "Deliveries handed to a handler, redeliveries included.",
-                CONSUME,
-            )?,
-            handled: counter(
-                "bento_messages_handled_total",
-                "Deliveries whose handler finished, by outcome (ok or failed).",
-                &with("outcome", CONSUME),
-            )?,
-            retried: counter(
-                "bento_messages_retried_total",
-                "Failed deliveries the dispatcher schedules again under the retry policy.",
-                CONSUME,
-            )?,
-            dead_lettered: counter(
-                "bento_messages_dead_lettered_total",
-                "Failed deliveries sent to the dead-letter topic, by failure kind.",
-                &with("failure", CONSUME),
-            )?,
-            handler_duration: histogram(
-                "bento_handler_duration_seconds",
-                "Time a handler took, decoding included, whatever the outcome.",
-                CONSUME,
-            )?,
-            in_flight: gauge(
-                "bento_handlers_in_flight",
-                "Handlers running now.",
-                SUBSCRIPTION,
-            )?,
-            lag: gauge(
+        let store = Arc::new(Store::new()?);
+        registry.register(Box::new(Collector(store.clone())))?;
+        let lag = IntGaugeVec::new(
+            Opts::new(
                 "bento_consumer_lag_messages",
                 "Messages a subscription has yet to consume, where the backend can tell.",
-                SUBSCRIPTION,
-            )?,
-            registry: registry.clone(),
-            topics: LabelLimit::new(max),
-            event_types: LabelLimit::new(max),
-            subscriptions: LabelLimit::new(max),
-        };
+            ),
+            &["backend", "topic", "subscription"],
+        )?;
+        registry.register(Box::new(lag.clone()))?;
+        let max = options.max_label_values.max(1);
         Ok(Self {
-            inner: Arc::new(families),
+            inner: Arc::new(Shared {
+                registry: registry.clone(),
+                store,
+                lag,
+                topics: LabelLimit::new(max),
+                event_types: LabelLimit::new(max),
+                subscriptions: LabelLimit::new(max),
+            }),
         })
     }
 
@@ -231,14 +199,21 @@ impl Metrics {
         topic: &str,
         event_type: &str,
     ) -> PublishHandles {
-        let f = &*self.inner;
-        let topic = f.topics.admit(topic);
-        let event_type = f.event_types.admit(event_type);
-        let labels = [backend, topic.as_str(), event_type.as_str()];
+        let shared = &*self.inner;
+        let topic = shared.topics.admit(topic);
+        let event_type = shared.event_types.admit(event_type);
+        let store = &shared.store;
         PublishHandles {
-            published: f.published.with_label_values(&labels),
-            errors: f.publish_errors.with_label_values(&labels),
-            duration: f.publish_duration.with_label_values(&labels[..2]),
+            counts: intern(
+                &store.published,
+                [backend.to_owned(), topic.clone(), event_type],
+                PublishCounts::default,
+            ),
+            latency: intern(
+                &store.publish_latency,
+                [backend.to_owned(), topic],
+                Latency::default,
+            ),
         }
     }
 
@@ -248,100 +223,389 @@ impl Metrics {
         topic: &str,
         subscription: &str,
     ) -> SubscriptionHandles {
-        let f = &*self.inner;
-        let topic = f.topics.admit(topic);
-        let subscription = f.subscriptions.admit(subscription);
+        let shared = &*self.inner;
+        let labels = [
+            backend.to_owned(),
+            shared.topics.admit(topic),
+            shared.subscriptions.admit(subscription),
+        ];
         SubscriptionHandles {
-            labels: [backend.to_owned(), topic, subscription],
-            in_flight: None,
+            stats: intern(
+                &shared.store.subscriptions,
+                labels.clone(),
+                Default::default,
+            ),
+            labels,
             metrics: self.clone(),
         }
-        .init()
     }
 }
 
-/// The handles of one (topic, event type) a bus publishes to.
-#[derive(Clone)]
-pub(crate) struct PublishHandles {
-    pub(crate) published: IntCounter,
-    pub(crate) errors: IntCounter,
-    pub(crate) duration: Histogram,
+/// Interns one set of figures per label combination, so that every layer recording under the
+/// same labels shares them.
+fn intern<K: Ord, V>(map: &Mutex<BTreeMap<K, Arc<V>>>, key: K, make: impl FnOnce() -> V) -> Arc<V> {
+    lock(map)
+        .entry(key)
+        .or_insert_with(|| Arc::new(make()))
+        .clone()
 }
 
-/// The labels and gauges of one subscription; makes the per-event-type handles.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Publish counts of one (backend, topic, event type).
+#[derive(Default)]
+pub(crate) struct PublishCounts {
+    pub(crate) published: AtomicU64,
+    pub(crate) errors: AtomicU64,
+}
+
+/// What a bus records for one (topic, event type) it publishes to.
+#[derive(Clone)]
+pub(crate) struct PublishHandles {
+    pub(crate) counts: Arc<PublishCounts>,
+    pub(crate) latency: Arc<Latency>,
+}
+
+/// A latency histogram: the bucket an observation falls in and the sum, two relaxed atomic
+/// additions an observation.
+pub(crate) struct Latency {
+    /// Per bucket (not cumulative), the last one past the largest bound.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Latency {
+    pub(crate) fn observe(&self, stopwatch: Stopwatch) {
+        let nanos = stopwatch.elapsed_nanos();
+        let bucket = LATENCY_BUCKETS_NANOS
+            .iter()
+            .position(|&bound| nanos <= bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn proto(&self) -> proto::Histogram {
+        let mut cumulative = 0;
+        let mut buckets = Vec::with_capacity(LATENCY_BUCKETS.len());
+        for (count, bound) in self.buckets.iter().zip(LATENCY_BUCKETS) {
+            cumulative += count.load(Ordering::Relaxed);
+            let mut bucket = proto::Bucket::default();
+            bucket.set_upper_bound(bound);
+            bucket.set_cumulative_count(cumulative);
+            buckets.push(bucket);
+        }
+        let total = cumulative + self.buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
+        let mut histogram = proto::Histogram::default();
+        histogram.set_bucket(buckets);
+        histogram.set_sample_count(total);
+        histogram.set_sample_sum(self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9);
+        histogram
+    }
+}
+
+/// The figures of one (backend, topic, subscription), per event type.
+#[derive(Default)]
+pub(crate) struct SubscriptionStats {
+    by_event_type: Mutex<BTreeMap<String, Arc<ConsumeStats>>>,
+}
+
+/// The figures of one (subscription, event type).
+#[derive(Default)]
+pub(crate) struct ConsumeStats {
+    pub(crate) received: AtomicU64,
+    pub(crate) ok: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    dead_lettered: [AtomicU64; 4],
+    /// Deliveries whose handler was dropped before it finished (a shutdown that stopped
+    /// waiting): neither in flight nor handled.
+    pub(crate) abandoned: AtomicU64,
+    pub(crate) latency: Latency,
+}
+
+impl ConsumeStats {
+    pub(crate) fn dead_lettered(&self, failure: FailureKind) -> &AtomicU64 {
+        &self.dead_lettered[failure_index(failure)]
+    }
+
+    fn in_flight(&self) -> u64 {
+        // Finished first, received last: a delivery counted as finished was received before.
+        let finished = self.ok.load(Ordering::Relaxed)
+            + self.failed.load(Ordering::Relaxed)
+            + self.abandoned.load(Ordering::Relaxed);
+        self.received
+            .load(Ordering::Relaxed)
+            .saturating_sub(finished)
+    }
+}
+
+fn failure_index(failure: FailureKind) -> usize {
+    match failure {
+        FailureKind::Permanent => 0,
+        FailureKind::RetriesExhausted => 1,
+        FailureKind::Undecodable => 2,
+        FailureKind::UnknownEventType => 3,
+    }
+}
+
+/// The labels of one subscription; makes the per-event-type figures.
 pub(crate) struct SubscriptionHandles {
     labels: [String; 3],
-    in_flight: Option<IntGauge>,
+    stats: Arc<SubscriptionStats>,
     metrics: Metrics,
 }
 
 impl SubscriptionHandles {
-    fn init(mut self) -> Self {
-        self.in_flight = Some(self.metrics.inner.in_flight.with_label_values(&self.labels));
-        self
-    }
-
     /// The consumer-lag gauge (created on first use: only backends that can tell get one).
     pub(crate) fn lag(&self) -> IntGauge {
         self.metrics.inner.lag.with_label_values(&self.labels)
     }
 
-    /// The handles for messages of `event_type` on this subscription.
-    pub(crate) fn consume_handles(&self, event_type: &str) -> ConsumeHandles {
-        let f = &*self.metrics.inner;
-        let event_type = f.event_types.admit(event_type);
-        let [backend, topic, subscription] = &self.labels;
-        let labels = [
-            backend.as_str(),
-            topic.as_str(),
-            subscription.as_str(),
-            event_type.as_str(),
-        ];
-        let with = |extra: &'static str| {
-            let [a, b, c, d] = labels;
-            [a, b, c, d, extra]
+    /// The figures for messages of `event_type` on this subscription.
+    pub(crate) fn consume_stats(&self, event_type: &str) -> Arc<ConsumeStats> {
+        let event_type = self.metrics.inner.event_types.admit(event_type);
+        intern(&self.stats.by_event_type, event_type, ConsumeStats::default)
+    }
+}
+
+/// Every figure recorded so far, by labels.
+struct Store {
+    descs: Vec<Desc>,
+    /// (backend, topic, event type)
+    published: Mutex<BTreeMap<[String; 3], Arc<PublishCounts>>>,
+    /// (backend, topic)
+    publish_latency: Mutex<BTreeMap<[String; 2], Arc<Latency>>>,
+    /// (backend, topic, subscription)
+    subscriptions: Mutex<BTreeMap<[String; 3], Arc<SubscriptionStats>>>,
+}
+
+impl Store {
+    fn new() -> Result<Self, ObservabilityError> {
+        let desc = |name: &str, help: &str, labels: &[&str]| {
+            Desc::new(
+                name.to_owned(),
+                help.to_owned(),
+                labels.iter().map(|l| (*l).to_owned()).collect(),
+                HashMap::new(),
+            )
         };
-        let dead = |kind: FailureKind| f.dead_lettered.with_label_values(&with(kind.as_str()));
-        ConsumeHandles {
-            received: f.received.with_label_values(&labels),
-            ok: f.handled.with_label_values(&with("ok")),
-            failed: f.handled.with_label_values(&with("failed")),
-            retried: f.retried.with_label_values(&labels),
-            dead_permanent: dead(FailureKind::Permanent),
-            dead_exhausted: dead(FailureKind::RetriesExhausted),
-            dead_undecodable: dead(FailureKind::Undecodable),
-            dead_unknown: dead(FailureKind::UnknownEventType),
-            duration: f.handler_duration.with_label_values(&labels),
-            in_flight: self
-                .in_flight
-                .clone()
-                .unwrap_or_else(|| f.in_flight.with_label_values(&self.labels)),
+        let publish = ["backend", "topic", "event_type"];
+        let consume = ["backend", "topic", "subscription", "event_type"];
+        Ok(Self {
+            descs: vec![
+                desc(
+                    PUBLISHED,
+                    "Messages the backend confirmed as stored.",
+                    &publish,
+                )?,
+                desc(
+                    PUBLISH_ERRORS,
+                    "Messages whose publish failed (every message of a failed batch).",
+                    &publish,
+                )?,
+                desc(
+                    PUBLISH_DURATION,
+                    "Time for one publish call (a batch is one call) to be confirmed.",
+                    &["backend", "topic"],
+                )?,
+                desc(
+                    RECEIVED,
+                    "Deliveries handed to a handler, redeliveries included.",
+                    &consume,
+                )?,
+                desc(
+                    HANDLED,
+                    "Deliveries whose handler finished, by outcome (ok or failed).",
+                    &["backend", "topic", "subscription", "event_type", "outcome"],
+                )?,
+                desc(
+                    RETRIED,
+                    "Failed deliveries the dispatcher schedules again under the retry policy.",
+                    &consume,
+                )?,
+                desc(
+                    DEAD_LETTERED,
+                    "Failed deliveries sent to the dead-letter topic, by failure kind.",
+                    &["backend", "topic", "subscription", "event_type", "failure"],
+                )?,
+                desc(
+                    HANDLER_DURATION,
+                    "Time a handler took, decoding included, whatever the outcome.",
+                    &consume,
+                )?,
+                desc(
+                    IN_FLIGHT,
+                    "Handlers running now.",
+                    &["backend", "topic", "subscription"],
+                )?,
+            ],
+            published: Mutex::default(),
+            publish_latency: Mutex::default(),
+            subscriptions: Mutex::default(),
+        })
+    }
+
+    fn help(&self, name: &str) -> String {
+        self.descs
+            .iter()
+            .find(|d| d.fq_name == name)
+            .map(|d| d.help.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Turns the [`Store`] into metric families when the registry is gathered.
+struct Collector(Arc<Store>);
+
+/// Builds one metric family.
+struct Family {
+    family: proto::MetricFamily,
+}
+
+impl Family {
+    fn new(store: &Store, name: &str, kind: proto::MetricType) -> Self {
+        let mut family = proto::MetricFamily::default();
+        family.set_name(name.to_owned());
+        family.set_help(store.help(name));
+        family.set_field_type(kind);
+        Self { family }
+    }
+
+    fn push(&mut self, labels: &[(&str, &str)], fill: impl FnOnce(&mut proto::Metric)) {
+        let mut pairs: Vec<proto::LabelPair> = labels
+            .iter()
+            .map(|(name, value)| {
+                let mut pair = proto::LabelPair::default();
+                pair.set_name((*name).to_owned());
+                pair.set_value((*value).to_owned());
+                pair
+            })
+            .collect();
+        pairs.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut metric = proto::Metric::default();
+        metric.set_label(pairs);
+        fill(&mut metric);
+        self.family.mut_metric().push(metric);
+    }
+
+    fn counter(&mut self, labels: &[(&str, &str)], value: &AtomicU64) {
+        let value = value.load(Ordering::Relaxed) as f64;
+        self.push(labels, |metric| {
+            let mut counter = proto::Counter::default();
+            counter.set_value(value);
+            metric.set_counter(counter);
+        });
+    }
+
+    fn gauge(&mut self, labels: &[(&str, &str)], value: u64) {
+        self.push(labels, |metric| {
+            let mut gauge = proto::Gauge::default();
+            gauge.set_value(value as f64);
+            metric.set_gauge(gauge);
+        });
+    }
+
+    fn histogram(&mut self, labels: &[(&str, &str)], latency: &Latency) {
+        let histogram = latency.proto();
+        self.push(labels, |metric| metric.set_histogram(histogram));
+    }
+
+    fn done(self, out: &mut Vec<proto::MetricFamily>) {
+        if !self.family.get_metric().is_empty() {
+            out.push(self.family);
         }
     }
 }
 
-/// The handles of one (subscription, event type).
-pub(crate) struct ConsumeHandles {
-    pub(crate) received: IntCounter,
-    pub(crate) ok: IntCounter,
-    pub(crate) failed: IntCounter,
-    pub(crate) retried: IntCounter,
-    dead_permanent: IntCounter,
-    dead_exhausted: IntCounter,
-    dead_undecodable: IntCounter,
-    dead_unknown: IntCounter,
-    pub(crate) duration: Histogram,
-    pub(crate) in_flight: IntGauge,
-}
+impl prometheus::core::Collector for Collector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.descs.iter().collect()
+    }
 
-impl ConsumeHandles {
-    pub(crate) fn dead_lettered(&self, failure: FailureKind) -> &IntCounter {
-        match failure {
-            FailureKind::Permanent => &self.dead_permanent,
-            FailureKind::RetriesExhausted => &self.dead_exhausted,
-            FailureKind::Undecodable => &self.dead_undecodable,
-            FailureKind::UnknownEventType => &self.dead_unknown,
+    fn collect(&self) -> Vec<proto::MetricFamily> {
+        use proto::MetricType::{COUNTER, GAUGE, HISTOGRAM};
+        let store = &*self.0;
+        let mut out = Vec::with_capacity(store.descs.len());
+
+        let mut published = Family::new(store, PUBLISHED, COUNTER);
+        let mut errors = Family::new(store, PUBLISH_ERRORS, COUNTER);
+        for ([backend, topic, event_type], counts) in lock(&store.published).iter() {
+            let labels = [
+                ("backend", &**backend),
+                ("topic", topic),
+                ("event_type", event_type),
+            ];
+            published.counter(&labels, &counts.published);
+            errors.counter(&labels, &counts.errors);
         }
+        published.done(&mut out);
+        errors.done(&mut out);
+
+        let mut duration = Family::new(store, PUBLISH_DURATION, HISTOGRAM);
+        for ([backend, topic], latency) in lock(&store.publish_latency).iter() {
+            duration.histogram(&[("backend", backend), ("topic", topic)], latency);
+        }
+        duration.done(&mut out);
+
+        let mut received = Family::new(store, RECEIVED, COUNTER);
+        let mut handled = Family::new(store, HANDLED, COUNTER);
+        let mut retried = Family::new(store, RETRIED, COUNTER);
+        let mut dead = Family::new(store, DEAD_LETTERED, COUNTER);
+        let mut duration = Family::new(store, HANDLER_DURATION, HISTOGRAM);
+        let mut in_flight = Family::new(store, IN_FLIGHT, GAUGE);
+        for ([backend, topic, subscription], stats) in lock(&store.subscriptions).iter() {
+            let mut running = 0;
+            for (event_type, stats) in lock(&stats.by_event_type).iter() {
+                let labels = [
+                    ("backend", &**backend),
+                    ("topic", topic),
+                    ("subscription", subscription),
+                    ("event_type", event_type),
+                ];
+                let with = |name, value| {
+                    let [a, b, c, d] = labels;
+                    [a, b, c, d, (name, value)]
+                };
+                running += stats.in_flight();
+                received.counter(&labels, &stats.received);
+                handled.counter(&with("outcome", "ok"), &stats.ok);
+                handled.counter(&with("outcome", "failed"), &stats.failed);
+                retried.counter(&labels, &stats.retried);
+                for failure in FAILURES {
+                    dead.counter(
+                        &with("failure", failure.as_str()),
+                        stats.dead_lettered(failure),
+                    );
+                }
+                duration.histogram(&labels, &stats.latency);
+            }
+            in_flight.gauge(
+                &[
+                    ("backend", backend),
+                    ("topic", topic),
+                    ("subscription", subscription),
+                ],
+                running,
+            );
+        }
+        for family in [received, handled, retried, dead, duration, in_flight] {
+            family.done(&mut out);
+        }
+        out
     }
 }
 
@@ -378,19 +642,20 @@ impl LabelLimit {
     }
 }
 
-/// A bounded map from a name (event type, topic) to a value built once per name.
+/// A bounded map from a name (event type, topic) to a value built once per name (usually an
+/// `Arc`, cheap to clone).
 ///
 /// The first name seen is kept apart and found with one string compare and no lock (most
 /// subscriptions and most publishers see one event type); the others sit behind a read lock.
 /// Past `capacity` names, values are built on each call and not kept, so an unbounded stream
 /// of names cannot grow memory (their metric labels are folded into [`OTHER`] anyway).
-pub(crate) struct HandleCache<V> {
-    first: OnceLock<(Box<str>, Arc<V>)>,
-    rest: RwLock<HashMap<Box<str>, Arc<V>>>,
+pub(crate) struct HandleCache<T> {
+    first: OnceLock<(Box<str>, T)>,
+    rest: RwLock<HashMap<Box<str>, T>>,
     capacity: usize,
 }
 
-impl<V> HandleCache<V> {
+impl<T: Clone> HandleCache<T> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             first: OnceLock::new(),
@@ -399,20 +664,20 @@ impl<V> HandleCache<V> {
         }
     }
 
-    /// Like [`HandleCache::get`], but borrows the first entry instead of cloning its `Arc`.
-    pub(crate) fn get_ref(&self, key: &str, make: impl FnOnce(&str) -> V) -> Cached<'_, V> {
+    /// Like [`HandleCache::get`], but borrows the first entry instead of cloning it.
+    pub(crate) fn get_ref(&self, key: &str, make: impl FnOnce(&str) -> T) -> Cached<'_, T> {
         match self.first.get() {
             Some((first_key, first)) if **first_key == *key => Cached::Borrowed(first),
-            _ => Cached::Shared(self.get(key, make)),
+            _ => Cached::Owned(self.get(key, make)),
         }
     }
 
-    pub(crate) fn get(&self, key: &str, make: impl FnOnce(&str) -> V) -> Arc<V> {
+    pub(crate) fn get(&self, key: &str, make: impl FnOnce(&str) -> T) -> T {
         match self.first.get() {
             Some((first_key, first)) if **first_key == *key => first.clone(),
-            Some(_) => self.rest(key, || Arc::new(make(key))),
+            Some(_) => self.rest(key, || make(key)),
             None => {
-                let value = Arc::new(make(key));
+                let value = make(key);
                 let (first_key, first) = self.first.get_or_init(|| (key.into(), value.clone()));
                 if **first_key == *key {
                     first.clone()
@@ -424,7 +689,7 @@ impl<V> HandleCache<V> {
         }
     }
 
-    fn rest(&self, key: &str, make: impl FnOnce() -> Arc<V>) -> Arc<V> {
+    fn rest(&self, key: &str, make: impl FnOnce() -> T) -> T {
         if let Some(found) = self
             .rest
             .read()
@@ -448,19 +713,19 @@ impl<V> HandleCache<V> {
     }
 }
 
-/// An entry of a [`HandleCache`], borrowed or shared.
-pub(crate) enum Cached<'a, V> {
-    Borrowed(&'a V),
-    Shared(Arc<V>),
+/// An entry of a [`HandleCache`], borrowed or cloned.
+pub(crate) enum Cached<'a, T> {
+    Borrowed(&'a T),
+    Owned(T),
 }
 
-impl<V> std::ops::Deref for Cached<'_, V> {
-    type Target = V;
+impl<T> std::ops::Deref for Cached<'_, T> {
+    type Target = T;
 
-    fn deref(&self) -> &V {
+    fn deref(&self) -> &T {
         match self {
             Cached::Borrowed(value) => value,
-            Cached::Shared(value) => value,
+            Cached::Owned(value) => value,
         }
     }
 }
@@ -487,14 +752,14 @@ mod tests {
             built.set(built.get() + 1);
             k.to_uppercase()
         };
-        assert_eq!(*cache.get("a", make), "A");
-        assert_eq!(*cache.get("a", make), "A");
-        assert_eq!(*cache.get("b", make), "B");
-        assert_eq!(*cache.get("b", make), "B");
+        assert_eq!(cache.get("a", make), "A");
+        assert_eq!(cache.get("a", make), "A");
+        assert_eq!(cache.get("b", make), "B");
+        assert_eq!(cache.get("b", make), "B");
         assert_eq!(built.get(), 2);
         // Capacity 2: "a" (first) and "b" are kept, "c" is built on every call.
-        assert_eq!(*cache.get("c", make), "C");
-        assert_eq!(*cache.get("c", make), "C");
+        assert_eq!(cache.get("c", make), "C");
+        assert_eq!(cache.get("c", make), "C");
         assert_eq!(built.get(), 4);
     }
 
@@ -503,14 +768,15 @@ mod tests {
         let metrics = Metrics::new(MetricsOptions {
             max_label_values: 1,
         })?;
-        metrics
-            .publish_handles("memory", "t1", "e1")
-            .published
-            .inc();
-        metrics
-            .publish_handles("memory", "t2", "e2")
-            .published
-            .inc_by(2);
+        let count = |topic, event_type, n| {
+            metrics
+                .publish_handles("memory", topic, event_type)
+                .counts
+                .published
+                .fetch_add(n, Ordering::Relaxed)
+        };
+        count("t1", "e1", 1);
+        count("t2", "e2", 2);
         let text = metrics.encode()?;
         assert!(
             text.contains(
