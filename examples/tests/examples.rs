@@ -22,12 +22,37 @@ fn example(name: &str) -> PathBuf {
     binary
 }
 
-fn run_on(backend: &str) {
-    let output = Command::new(example("quickstart"))
+/// Runs an example on `backend`, pointed at the test brokers when `cargo xtask test` names them.
+fn example_on(name: &str, backend: &str) -> std::process::Output {
+    let mut command = Command::new(example(name));
+    command
         .env("BENTO_MESSAGING__BACKEND", backend)
-        .env_remove("BENTO_CONFIG")
+        .env_remove("BENTO_CONFIG");
+    for (test_var, config_var) in [
+        (
+            "BENTO_TEST_PULSAR_URL",
+            "BENTO_MESSAGING__PULSAR__SERVICE_URL",
+        ),
+        (
+            "BENTO_TEST_PULSAR_ADMIN_URL",
+            "BENTO_MESSAGING__PULSAR__ADMIN_URL",
+        ),
+        (
+            "BENTO_TEST_KAFKA_BOOTSTRAP",
+            "BENTO_MESSAGING__KAFKA__BOOTSTRAP_SERVERS",
+        ),
+    ] {
+        if let Some(value) = std::env::var_os(test_var) {
+            command.env(config_var, value);
+        }
+    }
+    command
         .output()
-        .unwrap_or_else(|e| panic!("cannot run the quickstart: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run the {name} example: {e}"))
+}
+
+fn run_on(backend: &str) {
+    let output = example_on("quickstart", backend);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -49,11 +74,7 @@ fn run_on(backend: &str) {
 }
 
 fn codecs_on(backend: &str) {
-    let output = Command::new(example("codecs"))
-        .env("BENTO_MESSAGING__BACKEND", backend)
-        .env_remove("BENTO_CONFIG")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the codecs example: {e}"));
+    let output = example_on("codecs", backend);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
