@@ -151,6 +151,23 @@ async fn run<S>(
     };
     tokio::pin!(stop_requested);
 
+    if concurrency == 1 {
+        // One at a time: handle each message inline, without the bookkeeping of the concurrent
+        // path. Order is arrival order; a stop request is seen between messages.
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut stop_requested => return,
+                next = deliveries.next() => match next {
+                    Some(delivery) => {
+                        process(delivery, handler.clone(), settings.clone(), false).await;
+                    }
+                    None => return,
+                },
+            }
+        }
+    }
+
     loop {
         let can_pull =
             !stopping && !source_done && in_flight.len() < concurrency && queued < max_queued;
