@@ -1,7 +1,10 @@
 //! The observing bus: a [`MessageBus`] around any other, adding metrics and spans.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
+use std::task::{Poll, ready};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,6 +12,7 @@ use bento_application::{
     BusError, EnvelopeHandler, MessageBus, PublishOptions, Source, Subscription, SubscriptionSpec,
 };
 use bento_domain::Envelope;
+use futures::future::BoxFuture;
 use tracing::{Instrument, Span};
 
 use crate::handler::ObservedHandler;
@@ -216,22 +220,45 @@ impl ObservedBus {
     }
 }
 
-#[async_trait]
-impl MessageBus for ObservedBus {
-    fn backend(&self) -> &'static str {
-        self.backend
-    }
+/// A publish that waits for its first poll to start, so that its producer span's parent is
+/// the span current then (as for an `async fn`).
+struct StartOnPoll<'a> {
+    bus: &'a ObservedBus,
+    start: Option<(Envelope, PublishOptions)>,
+    running: Option<Publishing<'a>>,
+}
 
-    async fn publish(
-        &self,
-        mut envelope: Envelope,
-        options: PublishOptions,
-    ) -> Result<(), BusError> {
-        let target = self.target(&envelope.event_type, options.topic.as_deref());
-        let span = match self.tracing_enabled() {
+impl Future for StartOnPoll<'_> {
+    type Output = Result<(), BusError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some((envelope, options)) = this.start.take() {
+            this.running = Some(Publishing::start(this.bus, envelope, options));
+        }
+        match &mut this.running {
+            Some(running) => Pin::new(running).poll(cx),
+            // Polled again after it finished: a caller bug; never ready again.
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// One publish on its way: the backend's future, and what to record when it is done.
+struct Publishing<'a> {
+    inner: BoxFuture<'a, Result<(), BusError>>,
+    target: Cached<'a, Arc<PublishTarget>>,
+    start: Option<Stopwatch>,
+    span: Span,
+}
+
+impl<'a> Publishing<'a> {
+    fn start(bus: &'a ObservedBus, mut envelope: Envelope, options: PublishOptions) -> Self {
+        let target = bus.target(&envelope.event_type, options.topic.as_deref());
+        let span = match bus.tracing_enabled() {
             Some(tracing) => {
                 let span =
-                    tracing.publish_span(self.backend, &target.topic, &target.span_name, &envelope);
+                    tracing.publish_span(bus.backend, &target.topic, &target.span_name, &envelope);
                 if !span.is_disabled() {
                     tracing.inject(&span, &mut envelope.headers);
                 }
@@ -240,15 +267,32 @@ impl MessageBus for ObservedBus {
             None => Span::none(),
         };
         let start = target.metrics.as_ref().map(|_| Stopwatch::start());
-        let result = if span.is_disabled() {
-            self.inner.publish(envelope, options).await
+        let inner = if span.is_disabled() {
+            bus.inner.publish(envelope, options)
         } else {
-            self.inner
-                .publish(envelope, options)
-                .instrument(span.clone())
-                .await
+            span.in_scope(|| bus.inner.publish(envelope, options))
         };
-        if let (Some(metrics), Some(start)) = (&target.metrics, start) {
+        Publishing {
+            inner,
+            target,
+            start,
+            span,
+        }
+    }
+}
+
+impl Future for Publishing<'_> {
+    type Output = Result<(), BusError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let result = if this.span.is_disabled() {
+            ready!(this.inner.as_mut().poll(cx))
+        } else {
+            let _entered = this.span.enter();
+            ready!(this.inner.as_mut().poll(cx))
+        };
+        if let (Some(metrics), Some(start)) = (&this.target.metrics, this.start.take()) {
             metrics.latency.observe(start);
             let counter = match &result {
                 Ok(()) => &metrics.counts.published,
@@ -257,11 +301,48 @@ impl MessageBus for ObservedBus {
             counter.fetch_add(1, Ordering::Relaxed);
         }
         if let Err(error) = &result
-            && !span.is_disabled()
+            && !this.span.is_disabled()
         {
-            trace::record_error(&span, trace::bus_error_type(error), error);
+            trace::record_error(&this.span, trace::bus_error_type(error), error);
         }
-        result
+        Poll::Ready(result)
+    }
+}
+
+#[async_trait]
+impl MessageBus for ObservedBus {
+    fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    // Written out rather than `async` (this is the hottest path of a publisher): unless a
+    // producer span is wanted, the backend's call is made at once and the future returned
+    // holds only the backend's future and what to record when it is done.
+    fn publish<'life0, 'async_trait>(
+        &'life0 self,
+        envelope: Envelope,
+        options: PublishOptions,
+    ) -> BoxFuture<'async_trait, Result<(), BusError>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        if self
+            .tracing
+            .as_ref()
+            .is_some_and(TraceOptions::spans_enabled)
+        {
+            // The producer span's parent is the span current when the future is polled.
+            Box::pin(StartOnPoll {
+                bus: self,
+                start: Some((envelope, options)),
+                running: None,
+            })
+        } else {
+            // No span wanted: nothing depends on when the work starts, so start it now and
+            // keep the envelope out of this future.
+            Box::pin(Publishing::start(self, envelope, options))
+        }
     }
 
     async fn publish_batch(

@@ -1,15 +1,17 @@
 //! The observing handler: wraps a subscription's handler with a consumer span and metrics.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 use bento_application::{
     Context, EnvelopeHandler, FailureKind, HandlerError, RetryPolicy, SubscriptionSpec,
 };
-use futures::FutureExt;
 use futures::future::BoxFuture;
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 use crate::metrics::{ConsumeStats, HandleCache, Metrics, Stopwatch, SubscriptionHandles};
 use crate::trace::{self, TraceOptions};
@@ -122,42 +124,67 @@ impl EnvelopeHandler for ObservedHandler {
         } else {
             span.in_scope(|| self.inner.handle(ctx))
         };
-        Box::pin(async move {
-            let outcome = if span.is_disabled() {
-                AssertUnwindSafe(future).catch_unwind().await
-            } else {
-                AssertUnwindSafe(future)
-                    .catch_unwind()
-                    .instrument(span.clone())
-                    .await
-            };
-            let verdict = match &outcome {
-                Ok(Ok(())) => Verdict::Ok,
-                Ok(Err(error)) => Verdict::of_error(error, retry_left),
-                Err(_) => Verdict::of_panic(retry_left),
-            };
-            if let Some(observation) = observation {
-                observation.finish(verdict);
-            }
-            if !span.is_disabled() {
-                span.record("bento.outcome", verdict.as_str());
-                match (&outcome, verdict) {
-                    (Ok(Err(error)), Verdict::Retried) => {
-                        trace::record_error(&span, "retryable", error)
-                    }
-                    (Ok(Err(error)), Verdict::DeadLettered(kind)) => {
-                        trace::record_error(&span, kind.as_str(), error)
-                    }
-                    (Err(_), _) => trace::record_error(&span, "panic", &"handler panicked"),
-                    _ => {}
-                }
-            }
-            match outcome {
-                Ok(result) => result,
-                // The dispatcher turns the panic into a failure, as it would without us.
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
+        Box::pin(Handling {
+            inner: future,
+            observation,
+            span,
+            retry_left,
         })
+    }
+}
+
+/// One delivery's handler running: polls it in the consumer span, catches a panic to count
+/// it, then hands the result (or the panic) to the dispatcher unchanged.
+struct Handling {
+    inner: BoxFuture<'static, Result<(), HandlerError>>,
+    observation: Option<Observation>,
+    span: Span,
+    retry_left: bool,
+}
+
+impl Future for Handling {
+    type Output = Result<(), HandlerError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let Handling {
+            inner,
+            observation,
+            span,
+            retry_left,
+        } = self.get_mut();
+        let polled = {
+            let _entered = (!span.is_disabled()).then(|| span.enter());
+            std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx)))
+        };
+        let outcome = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(result)) => Ok(result),
+            Err(panic) => Err(panic),
+        };
+        let verdict = match &outcome {
+            Ok(Ok(())) => Verdict::Ok,
+            Ok(Err(error)) => Verdict::of_error(error, *retry_left),
+            Err(_) => Verdict::of_panic(*retry_left),
+        };
+        if let Some(observation) = observation.take() {
+            observation.finish(verdict);
+        }
+        if !span.is_disabled() {
+            span.record("bento.outcome", verdict.as_str());
+            match (&outcome, verdict) {
+                (Ok(Err(error)), Verdict::Retried) => trace::record_error(span, "retryable", error),
+                (Ok(Err(error)), Verdict::DeadLettered(kind)) => {
+                    trace::record_error(span, kind.as_str(), error)
+                }
+                (Err(_), _) => trace::record_error(span, "panic", &"handler panicked"),
+                _ => {}
+            }
+        }
+        match outcome {
+            Ok(result) => Poll::Ready(result),
+            // The dispatcher turns the panic into a failure, as it would without us.
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 }
 

@@ -142,9 +142,13 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
+/// The target of Bento's per-message spans.
+pub const TARGET: &str = "bento_observability";
+
 macro_rules! publish_span {
     ($level:expr, $backend:expr, $topic:expr, $name:expr, $envelope:expr) => {
         tracing::span!(
+            target: TARGET,
             $level,
             "publish",
             otel.name = $name,
@@ -167,6 +171,7 @@ macro_rules! publish_span {
 macro_rules! publish_batch_span {
     ($level:expr, $backend:expr, $topic:expr, $name:expr, $count:expr) => {
         tracing::span!(
+            target: TARGET,
             $level,
             "publish",
             otel.name = $name,
@@ -186,6 +191,7 @@ macro_rules! publish_batch_span {
 macro_rules! process_span {
     ($level:expr, $backend:expr, $name:expr, $ctx:expr) => {
         tracing::span!(
+            target: TARGET,
             parent: None,
             $level,
             "process",
@@ -210,6 +216,14 @@ macro_rules! process_span {
 }
 
 impl TraceOptions {
+    /// Whether a subscriber wants the per-message spans at all (checked without making one).
+    pub(crate) fn spans_enabled(&self) -> bool {
+        match self.span_level {
+            SpanLevel::Debug => tracing::enabled!(target: TARGET, Level::DEBUG),
+            SpanLevel::Info => tracing::enabled!(target: TARGET, Level::INFO),
+        }
+    }
+
     /// The producer span of one publish.
     pub(crate) fn publish_span(
         &self,
