@@ -572,10 +572,13 @@ impl Poller {
         flow: &Arc<Flow>,
         parked: &HashMap<Tp, Parked>,
     ) {
+        // Count before sending: the dispatcher may receive (and count down) before this
+        // thread runs again, which would otherwise take the counter below zero.
+        let backlog = flow.backlog.fetch_add(1, Ordering::AcqRel) + 1;
         if tx.send(delivery).is_err() {
+            flow.backlog.fetch_sub(1, Ordering::AcqRel);
             return;
         }
-        let backlog = flow.backlog.fetch_add(1, Ordering::AcqRel) + 1;
         if self.flow_control
             && backlog >= BACKLOG_HIGH
             && !self.state.flow_paused.load(Ordering::Acquire)
