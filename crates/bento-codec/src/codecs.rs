@@ -86,6 +86,9 @@ trait Entry: Send + Sync {
 
 struct Registered<E> {
     codec: Arc<dyn TypedCodec<E>>,
+    /// Whether this codec's format is the one selected for `E`, decided once at registration
+    /// so that encoding costs a single lookup.
+    selected: bool,
 }
 
 impl<E: DomainEvent> Entry for Registered<E> {
@@ -171,8 +174,10 @@ impl Codecs {
     /// Registers `codec` for event type `E`. It is used when its format is the one selected for
     /// `E`, and always to decode messages of its content type.
     pub fn register<E: DomainEvent>(&self, codec: impl TypedCodec<E>) -> &Self {
+        let selected = codec.format() == self.selected(E::EVENT_TYPE);
         let entry: Arc<dyn Entry> = Arc::new(Registered::<E> {
             codec: Arc::new(codec),
+            selected,
         });
         write(&self.by_type).insert(TypeId::of::<E>(), entry.clone());
         write(&self.by_name).insert(E::EVENT_TYPE, entry);
@@ -211,12 +216,18 @@ impl Codecs {
 
 impl Codec for Codecs {
     fn encode<E: DomainEvent>(&self, event: &E) -> Result<Encoded, CodecError> {
-        if let Some(codec) = self.typed::<E>()
-            && codec.format() == self.selected(E::EVENT_TYPE)
-        {
-            return codec.encode(event);
+        if self.any_registered.load(Ordering::Acquire) {
+            let by_type = read(&self.by_type);
+            let registered = by_type
+                .get(&TypeId::of::<E>())
+                .and_then(|entry| entry.as_any().downcast_ref::<Registered<E>>());
+            if let Some(registered) = registered.filter(|r| r.selected) {
+                return registered.codec.encode(event);
+            }
         }
-        self.check::<E>()?;
+        if self.default != Format::Json || !self.overrides.is_empty() {
+            self.check::<E>()?;
+        }
         Json.encode(event)
     }
 
