@@ -13,6 +13,7 @@ Used by crates/bento-pulsar/tests/interop.rs. Every command prints one JSON docu
 
 import argparse
 import json
+import os
 import logging
 import sys
 
@@ -117,6 +118,10 @@ def main():
         client.close()
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
+    sys.stdout.flush()
+    # The C++ client can abort while the interpreter tears it down ("terminate called without
+    # an active exception") after everything succeeded; the result is out, so leave now.
+    os._exit(0)
 
 
 if __name__ == "__main__":

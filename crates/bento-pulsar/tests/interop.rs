@@ -367,3 +367,64 @@ async fn avro_schema_interop_with_python() {
 async fn json_schema_interop_with_python() {
     schema_round_trips(Format::Json, "json", "application/json").await;
 }
+
+/// A trace started by a Python producer continues in Bento: the consumer span of the
+/// observability layer is in the trace named by the message's `traceparent`, as a child of the
+/// span it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_started_in_python_continues_in_bento() -> TestResult {
+    use bento_observability::testing::SpanCapture;
+    use bento_observability::{ConsumerParent, ObservedBus, TraceOptions};
+
+    let capture = SpanCapture::global()?;
+    let pulsar = common::bus().await;
+    let topic = pulsar.topic_name(&common::unique("interop-trace"));
+    let bus: Arc<dyn MessageBus> = Arc::new(
+        ObservedBus::builder(Arc::new(pulsar))
+            .tracing(TraceOptions::default().consumer_parent(ConsumerParent::Child))
+            .lag_interval(None)
+            .build(),
+    );
+    let (tx, mut rx) = mpsc::unbounded_channel::<Envelope>();
+    let handler = move |ctx: Context| {
+        let _ = tx.send(ctx.envelope().clone());
+        Box::pin(async { Ok::<(), HandlerError>(()) })
+            as futures::future::BoxFuture<'static, Result<(), HandlerError>>
+    };
+    let subscription = bus
+        .subscribe(
+            SubscriptionSpec::topic(&topic, "bento-traced"),
+            Arc::new(EnvelopeFn(handler)),
+        )
+        .await?;
+    let (trace_id, parent_id) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let properties: HashMap<&str, String> = HashMap::from([
+        (wire::MESSAGE_ID, MessageId::new().to_string()),
+        (wire::EVENT_TYPE, "orders.placed".into()),
+        (wire::CONTENT_TYPE, "application/json".into()),
+        ("traceparent", format!("00-{trace_id}-{parent_id}-01")),
+    ]);
+    python(args(&[
+        "produce",
+        "--topic",
+        &topic,
+        "--properties",
+        &serde_json::to_string(&properties)?,
+        "--key",
+        "o-1",
+        "--payload",
+        r#"{"from":"python"}"#,
+    ]))
+    .await;
+    next(&mut rx, "traced message from Python").await;
+    subscription.shutdown().await?;
+
+    let consumer = capture
+        .spans_on(&topic)
+        .into_iter()
+        .find(|span| span.name.starts_with("process"))
+        .ok_or("no consumer span was recorded")?;
+    assert_eq!(consumer.span_context.trace_id().to_string(), trace_id);
+    assert_eq!(consumer.parent_span_id.to_string(), parent_id);
+    Ok(())
+}
