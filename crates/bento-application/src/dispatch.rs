@@ -15,6 +15,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher as _;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,7 +136,10 @@ async fn run<S>(
     let max_queued = concurrency * QUEUED_PER_SLOT;
     let mut in_flight = FuturesUnordered::new();
     // Keys with a handler in flight, and the messages waiting behind it in arrival order.
-    let mut busy: HashMap<String, VecDeque<Delivery>> = HashMap::new();
+    // Keyed by a hash of the ordering key: no copy of the key per message. Two keys that
+    // collide (64 bits) are merely serialized together, never reordered.
+    let mut busy: HashMap<u64, VecDeque<Delivery>> = HashMap::new();
+    let key_hasher = std::hash::RandomState::new();
     let mut queued = 0usize;
     let mut stopping = false;
     let mut source_done = false;
@@ -160,7 +164,7 @@ async fn run<S>(
                 () = &mut stop_requested => return,
                 next = deliveries.next() => match next {
                     Some(delivery) => {
-                        process(delivery, handler.clone(), settings.clone(), false).await;
+                        process(delivery, handler.clone(), settings.clone(), None).await;
                     }
                     None => return,
                 },
@@ -183,7 +187,7 @@ async fn run<S>(
                 match waiting.get_mut().pop_front() {
                     Some(next) if !stopping => {
                         queued -= 1;
-                        in_flight.push(process(next, handler.clone(), settings.clone(), true));
+                        in_flight.push(process(next, handler.clone(), settings.clone(), Some(key)));
                     }
                     Some(next) => {
                         queued -= 1;
@@ -197,15 +201,16 @@ async fn run<S>(
             next = deliveries.next(), if can_pull => match next {
                 None => source_done = true,
                 Some(delivery) => match delivery.envelope.ordering_key.as_ref().filter(|_| track_keys) {
-                    None => in_flight.push(process(delivery, handler.clone(), settings.clone(), false)),
-                    Some(key) => match busy.entry(key.clone()) {
+                    None => in_flight.push(process(delivery, handler.clone(), settings.clone(), None)),
+                    Some(key) => match busy.entry(key_hasher.hash_one(key)) {
                         Entry::Occupied(mut waiting) => {
                             waiting.get_mut().push_back(delivery);
                             queued += 1;
                         }
                         Entry::Vacant(free) => {
+                            let key = *free.key();
                             free.insert(VecDeque::new());
-                            in_flight.push(process(delivery, handler.clone(), settings.clone(), true));
+                            in_flight.push(process(delivery, handler.clone(), settings.clone(), Some(key)));
                         }
                     },
                 },
@@ -220,25 +225,20 @@ async fn run<S>(
     }
 }
 
-/// Handles one delivery and settles it; yields its ordering key, if `keyed`, so the next
-/// message with that key can start.
+/// Handles one delivery and settles it; yields back the hash of its ordering key, if it is
+/// tracked, so the next message with that key can start.
 async fn process(
     delivery: Delivery,
     handler: Arc<dyn EnvelopeHandler>,
     settings: Arc<DispatchSettings>,
-    keyed: bool,
-) -> Option<String> {
+    key: Option<u64>,
+) -> Option<u64> {
     let Delivery {
         envelope,
         attempt,
         broker_id,
         settle,
     } = delivery;
-    let key = if keyed {
-        envelope.ordering_key.clone()
-    } else {
-        None
-    };
     let ctx = Context::new(
         envelope.clone(),
         attempt,
