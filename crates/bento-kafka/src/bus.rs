@@ -404,6 +404,13 @@ impl MessageBus for KafkaBus {
         ))
     }
 
+    /// The consumer group's lag on `topic`: high watermark minus committed offset, summed over
+    /// the partitions.
+    async fn consumer_lag(&self, topic: &str, subscription: &str) -> Result<Option<u64>, BusError> {
+        let partitions = self.admin().group_lag(subscription, topic).await?;
+        Ok(Some(partitions.iter().map(|p| p.lag.max(0) as u64).sum()))
+    }
+
     fn topic_for(&self, event_type: &str) -> String {
         match self.inner.config.topics.get(event_type) {
             Some(topic) => topic.clone(),

@@ -383,6 +383,20 @@ impl MessageBus for PulsarBus {
         }
     }
 
+    /// The subscription's backlog from the admin API's topic stats (`msgBacklog`).
+    async fn consumer_lag(&self, topic: &str, subscription: &str) -> Result<Option<u64>, BusError> {
+        let admin = crate::admin::PulsarAdmin::new(self.config())
+            .map_err(|error| BusError::Other(error.to_string()))?;
+        let stats = admin
+            .topic_stats(topic)
+            .await
+            .map_err(|error| BusError::Other(error.to_string()))?;
+        Ok(stats
+            .subscriptions
+            .get(subscription)
+            .map(|sub| sub.msg_backlog.max(0) as u64))
+    }
+
     fn topic_for(&self, event_type: &str) -> String {
         self.inner.topics.for_event_type(event_type)
     }

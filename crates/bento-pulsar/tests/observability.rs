@@ -54,3 +54,26 @@ async fn scraped_metrics_count_exactly_the_workload_on_pulsar() -> TestResult {
     testing::metrics_scenario(bus().await).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulsar_tells_a_subscriptions_backlog() -> TestResult {
+    use bento_application::{PublishOptions, SubscriptionSpec};
+    use bento_domain::Envelope;
+    let bus = bus().await;
+    let topic = bus.topic_for(&format!("bento-lag-{}", uuid::Uuid::now_v7().simple()));
+    let idle = bento_testkit::Collector::new();
+    let subscription = bus
+        .subscribe(
+            SubscriptionSpec::topic(&topic, "lagging"),
+            Arc::new(idle.handler()),
+        )
+        .await?;
+    subscription.shutdown().await?;
+    for n in 0..5 {
+        let envelope = Envelope::new("lag.test", 1, "application/json", format!("{{\"n\":{n}}}"));
+        bus.publish(envelope, PublishOptions::default().to_topic(&topic))
+            .await?;
+    }
+    assert_eq!(bus.consumer_lag(&topic, "lagging").await?, Some(5));
+    Ok(())
+}
