@@ -1,17 +1,16 @@
-//! Tracing and metrics through the observability layers over the real Kafka broker: the
-//! consumer span continues the producer's trace (child, or linked new trace), and a scrape of
-//! `/metrics` after a known workload with retries and dead letters shows the exact counts.
+//! Tracing, metrics and consumer lag through the observability layers over the real Kafka
+//! broker. The scenarios and their checks live in `bento_observability::testing`, shared by
+//! every backend.
 
 mod common;
 
-use std::error::Error;
 use std::sync::Arc;
 
 use bento_application::MessageBus;
 use bento_observability::ConsumerParent;
-use bento_observability::testing;
-
-type TestResult = Result<(), Box<dyn Error>>;
+use bento_observability::testing::{
+    ScenarioError, check_consumer_lag, check_trace_continuation, metrics_scenario,
+};
 
 async fn bus() -> Arc<dyn MessageBus> {
     common::share_broker();
@@ -19,61 +18,22 @@ async fn bus() -> Arc<dyn MessageBus> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consumer_span_is_a_child_of_the_producer_span_across_kafka() -> TestResult {
-    let report = testing::trace_scenario(bus().await, ConsumerParent::Child).await?;
-    assert_eq!(
-        report.consumer.parent_span_id,
-        report.producer.span_context.span_id()
-    );
-    assert_eq!(
-        report.consumer.span_context.trace_id(),
-        report.producer.span_context.trace_id()
-    );
-    assert!(
-        report.traceparent.starts_with("00-"),
-        "{}",
-        report.traceparent
-    );
-    Ok(())
+async fn consumer_span_is_a_child_of_the_producer_span() -> Result<(), ScenarioError> {
+    check_trace_continuation(bus().await, ConsumerParent::Child).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consumer_span_links_to_the_producer_span_across_kafka() -> TestResult {
-    let report = testing::trace_scenario(bus().await, ConsumerParent::Link).await?;
-    assert_ne!(
-        report.consumer.span_context.trace_id(),
-        report.producer.span_context.trace_id()
-    );
-    assert_eq!(report.consumer.links.len(), 1);
-    Ok(())
+async fn consumer_span_links_to_the_producer_span() -> Result<(), ScenarioError> {
+    check_trace_continuation(bus().await, ConsumerParent::Link).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scraped_metrics_count_exactly_the_workload_on_kafka() -> TestResult {
+async fn scraped_metrics_count_exactly_the_workload() -> Result<(), ScenarioError> {
     // The scenario asserts every expected count itself and fails with the difference.
-    testing::metrics_scenario(bus().await).await?;
-    Ok(())
+    metrics_scenario(bus().await).await.map(drop)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_tells_a_consumer_groups_lag() -> TestResult {
-    use bento_application::{PublishOptions, SubscriptionSpec};
-    use bento_domain::Envelope;
-    let bus = bus().await;
-    let topic = bus.topic_for(&format!("bento-lag-{}", uuid::Uuid::now_v7().simple()));
-    let idle = bento_testkit::Collector::new();
-    let subscription = bus
-        .subscribe(
-            SubscriptionSpec::topic(&topic, "lagging"),
-            Arc::new(idle.handler()),
-        )
-        .await?;
-    subscription.shutdown().await?;
-    for n in 0..5 {
-        let envelope = Envelope::new("lag.test", 1, "application/json", format!("{{\"n\":{n}}}"));
-        bus.publish(envelope, PublishOptions::default().to_topic(&topic))
-            .await?;
-    }
-    assert_eq!(bus.consumer_lag(&topic, "lagging").await?, Some(5));
-    Ok(())
+async fn a_consumer_groups_lag_is_its_consumer_lag() -> Result<(), ScenarioError> {
+    check_consumer_lag(bus().await).await
 }

@@ -838,3 +838,52 @@ pub async fn metrics_scenario(bus: Arc<dyn MessageBus>) -> Result<MetricsReport,
         exposition,
     })
 }
+
+/// [`trace_scenario`] in `mode`, with the relation the mode promises checked: `Child`, the
+/// consumer span is a child of the producer span in the same trace; `Link`, it starts a new
+/// trace with one link to the producer span. For backends' own test suites.
+pub async fn check_trace_continuation(
+    bus: Arc<dyn MessageBus>,
+    mode: ConsumerParent,
+) -> Result<(), ScenarioError> {
+    let report = trace_scenario(bus, mode).await?;
+    let (producer, consumer) = (&report.producer.span_context, &report.consumer);
+    if !report.traceparent.starts_with("00-") {
+        return fail(format!("traceparent `{}` is not W3C", report.traceparent));
+    }
+    let same_trace = consumer.span_context.trace_id() == producer.trace_id();
+    match mode {
+        ConsumerParent::Child if !same_trace || consumer.parent_span_id != producer.span_id() => {
+            fail("the consumer span is not a child of the producer span")
+        }
+        ConsumerParent::Link if same_trace || consumer.links.len() != 1 => {
+            fail("the consumer span does not start a new trace linked to the producer span")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Subscribes, leaves, publishes five messages, and checks that the backend reports a
+/// consumer lag of exactly five for the subscription.
+pub async fn check_consumer_lag(bus: Arc<dyn MessageBus>) -> Result<(), ScenarioError> {
+    let topic = bus.topic_for(&format!("bento-lag-{}", MessageId::new()));
+    let idle = |_: Context| std::future::ready(Ok::<(), HandlerError>(()));
+    let subscription = bus
+        .subscribe(SubscriptionSpec::topic(&topic, "lagging"), Arc::new(idle))
+        .await
+        .map_err(|e| failed("subscribe", e))?;
+    subscription
+        .shutdown()
+        .await
+        .map_err(|e| failed("shutdown", e))?;
+    for n in 0..5 {
+        let envelope = Envelope::new("lag.test", 1, "application/json", format!("{{\"n\":{n}}}"));
+        bus.publish(envelope, PublishOptions::default().to_topic(&topic))
+            .await
+            .map_err(|e| failed("publish", e))?;
+    }
+    match bus.consumer_lag(&topic, "lagging").await {
+        Ok(Some(5)) => Ok(()),
+        other => fail(format!("expected a lag of 5 on {topic}, got {other:?}")),
+    }
+}
