@@ -11,7 +11,14 @@
 //! and on Pulsar by configuration alone (after `cargo xtask dev-env up pulsar`):
 //!
 //! ```text
-//! BENTO_MESSAGING__BACKEND=pulsar cargo run --example quickstart --features pulsar
+//! BENTO_MESSAGING__BACKEND=pulsar cargo run --example quickstart
+//! ```
+//!
+//! and on Kafka (after `cargo xtask dev-env up kafka`), whose client the examples compile only
+//! when asked:
+//!
+//! ```text
+//! BENTO_MESSAGING__BACKEND=kafka cargo run --example quickstart --features kafka
 //! ```
 
 use std::process::ExitCode;

@@ -130,14 +130,14 @@ fn codecs_on_kafka() {
     codecs_on("kafka");
 }
 
-#[cfg(not(feature = "pulsar"))]
+#[cfg(not(feature = "kafka"))]
 #[test]
-fn asking_for_pulsar_without_the_feature_names_it() {
+fn asking_for_kafka_without_the_feature_names_it() {
     let output = Command::new(example("quickstart"))
-        .env("BENTO_MESSAGING__BACKEND", "pulsar")
+        .env("BENTO_MESSAGING__BACKEND", "kafka")
         .output()
         .unwrap_or_else(|e| panic!("cannot run the quickstart: {e}"));
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("`pulsar` cargo feature"), "{stderr}");
+    assert!(stderr.contains("`kafka` cargo feature"), "{stderr}");
 }

@@ -17,8 +17,6 @@ pub enum Tool {
     Java,
     /// Apache Maven, to download the brokers from Maven Central.
     Maven,
-    /// `protoc`, to build the `pulsar` client crate.
-    Protoc,
 }
 
 impl Tool {
@@ -28,7 +26,6 @@ impl Tool {
                 format!("Java {MIN_JAVA_MAJOR}+ (a JDK or JRE; `java` on PATH or JAVA_HOME)")
             }
             Tool::Maven => "Apache Maven (`mvn` on PATH)".to_string(),
-            Tool::Protoc => "the Protocol Buffers compiler (`protoc` on PATH)".to_string(),
         }
     }
 
@@ -37,7 +34,6 @@ impl Tool {
         match self {
             Tool::Java => &["openjdk-17-jre-headless", "default-jre-headless"],
             Tool::Maven => &["maven"],
-            Tool::Protoc => &["protobuf-compiler"],
         }
     }
 
@@ -47,9 +43,6 @@ impl Tool {
                 "Debian/Ubuntu: apt-get install openjdk-17-jre-headless; macOS: brew install openjdk@17"
             }
             Tool::Maven => "Debian/Ubuntu: apt-get install maven; macOS: brew install maven",
-            Tool::Protoc => {
-                "Debian/Ubuntu: apt-get install protobuf-compiler; macOS: brew install protobuf"
-            }
         }
     }
 
@@ -64,7 +57,6 @@ impl Tool {
                 }
             }),
             Tool::Maven => runs(Command::new("mvn").arg("-v")),
-            Tool::Protoc => runs(Command::new("protoc").arg("--version")),
         }
     }
 }
