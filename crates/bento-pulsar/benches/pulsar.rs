@@ -3,14 +3,21 @@
 //!
 //! `cargo bench -p bento-pulsar` publishes and consumes 100,000 messages of 1 KiB each way
 //! (`BENTO_BENCH_MESSAGES` changes the count) with the same producer settings on both sides,
-//! and prints a table. Each side runs in 5 alternating rounds. Under `cargo test` it runs once with 2,000 messages as a smoke test.
+//! and prints a table. Each side runs in 5 alternating rounds. Under `cargo test` it runs once
+//! with 2,000 messages as a smoke test. `cargo bench -p bento-pulsar -- produce` runs only the
+//! measurements whose setup or side contains `produce` (likewise `consume`, `lz4`, ...).
+//!
+//! Payloads are text of random words, a different one for every message of a window, as
+//! serialized events are: LZ4 shrinks them about as much as it shrinks JSON.
+//! `BENTO_BENCH_PAYLOAD=repeated` sends 1,024 × `x` instead, which compresses to almost
+//! nothing, so that the message metadata is most of what crosses the wire.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bento_application::{
@@ -44,6 +51,12 @@ struct Setup {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let benchmarking = std::env::args().any(|a| a == "--bench");
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    let wanted = |setup: &Setup, side: &str| {
+        filter
+            .as_deref()
+            .is_none_or(|f| setup.name.contains(f) || side.contains(f))
+    };
     let messages = std::env::var("BENTO_BENCH_MESSAGES")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -83,7 +96,7 @@ async fn main() {
     println!(
         "[1]: the raw side builds the same per-message metadata as Bento (a fresh envelope and wire::to_headers)"
     );
-    for setup in &setups {
+    for setup in setups.iter().filter(|s| wanted(s, "produce consume")) {
         let config = config(setup);
         let bus = common::connect(config.clone()).await;
 
@@ -101,7 +114,8 @@ async fn main() {
         bento_produce(&bus, &warm, messages.min(5_000)).await;
         let per_round = messages / ROUNDS;
         let (mut raw, mut raw_envelopes, mut bento) = Default::default();
-        for round in 0..ROUNDS {
+        let produce = wanted(setup, "produce");
+        for round in (0..ROUNDS).filter(|_| produce) {
             let topics = [(); 3].map(|_| common::unique("produce"));
             // Topic creation is the broker's business: done before any side is measured.
             for topic in &topics {
@@ -123,16 +137,18 @@ async fn main() {
                 }
             }
         }
-        row(setup.name, "produce", per_round * ROUNDS, raw, bento);
-        row(
-            setup.name,
-            "produce [1]",
-            per_round * ROUNDS,
-            raw_envelopes,
-            bento,
-        );
+        if produce {
+            row(setup.name, "produce", per_round * ROUNDS, raw, bento);
+            row(
+                setup.name,
+                "produce [1]",
+                per_round * ROUNDS,
+                raw_envelopes,
+                bento,
+            );
+        }
 
-        for concurrency in [1, 8] {
+        for concurrency in [1, 8].into_iter().filter(|_| wanted(setup, "consume")) {
             let (mut raw, mut bento) = (Measured::default(), Measured::default());
             for round in 0..ROUNDS {
                 if round % 2 == 0 {
@@ -250,6 +266,35 @@ fn raw_options(config: &PulsarConfig) -> ProducerOptions {
     options
 }
 
+/// The payload of message `seq` (see the module documentation).
+fn payload(seq: usize) -> &'static Bytes {
+    static PAYLOADS: OnceLock<Vec<Bytes>> = OnceLock::new();
+    let payloads = PAYLOADS.get_or_init(|| {
+        if std::env::var("BENTO_BENCH_PAYLOAD").is_ok_and(|kind| kind == "repeated") {
+            return vec![Bytes::from(vec![b'x'; PAYLOAD])];
+        }
+        let mut rng = fastrand::Rng::with_seed(7);
+        let words: Vec<String> = (0..500)
+            .map(|_| {
+                let len = rng.usize(3..10);
+                (0..len).map(|_| rng.lowercase()).collect()
+            })
+            .collect();
+        (0..WINDOW)
+            .map(|_| {
+                let mut text = String::with_capacity(PAYLOAD + 16);
+                while text.len() < PAYLOAD {
+                    text.push_str(&words[rng.usize(..words.len())]);
+                    text.push(' ');
+                }
+                text.truncate(PAYLOAD);
+                Bytes::from(text)
+            })
+            .collect()
+    });
+    &payloads[seq % payloads.len()]
+}
+
 fn envelope(payload: &Bytes, seq: usize) -> Envelope {
     Envelope::new(
         "bench.event",
@@ -312,8 +357,7 @@ async fn raw_produce(
     metadata: Metadata,
 ) -> Measured {
     let topic = common::topic_name(topic);
-    let payload = Bytes::from(vec![b'x'; PAYLOAD]);
-    let properties = sample_properties(&payload);
+    let properties = sample_properties(payload(0));
     // Like the bus, which creates its producer on the first publish, inside the measurement.
     let started = Stopwatch::start();
     let mut producer = client
@@ -330,8 +374,8 @@ async fn raw_produce(
         let mut receipts = Vec::with_capacity(WINDOW);
         for n in seq..end {
             let message = match metadata {
-                Metadata::Fixed => raw_message(&payload, &properties, n),
-                Metadata::Envelope => envelope_message(&payload, n),
+                Metadata::Fixed => raw_message(payload(n), &properties, n),
+                Metadata::Envelope => envelope_message(payload(n), n),
             };
             receipts.push(producer.send_non_blocking(message).await.expect("raw send"));
         }
@@ -346,12 +390,11 @@ async fn raw_produce(
 }
 
 async fn bento_produce(bus: &PulsarBus, topic: &str, messages: usize) -> Measured {
-    let payload = Bytes::from(vec![b'x'; PAYLOAD]);
     let started = Stopwatch::start();
     let mut seq = 0;
     while seq < messages {
         let end = (seq + WINDOW).min(messages);
-        let batch = (seq..end).map(|n| envelope(&payload, n)).collect();
+        let batch = (seq..end).map(|n| envelope(payload(n), n)).collect();
         bus.publish_batch(batch, PublishOptions::default().to_topic(topic))
             .await
             .expect("bento publish_batch");
@@ -419,11 +462,10 @@ async fn raw_fill(client: &Client, config: &PulsarConfig, topic: &str, messages:
         .build()
         .await
         .expect("filling producer");
-    let payload = Bytes::from(vec![b'x'; PAYLOAD]);
-    let properties = sample_properties(&payload);
+    let properties = sample_properties(payload(0));
     let mut receipts = Vec::with_capacity(messages);
     for n in 0..messages {
-        let mut message = raw_message(&payload, &properties, n);
+        let mut message = raw_message(payload(n), &properties, n);
         message
             .properties
             .insert(wire::MESSAGE_ID.into(), uuid::Uuid::now_v7().to_string());

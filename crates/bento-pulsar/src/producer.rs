@@ -356,9 +356,12 @@ pub(crate) fn message(
         Some(attempt) => {
             properties.insert(wire::ATTEMPT.to_owned(), attempt.to_string());
         }
-        None => {
+        // A user header may carry an attempt over from an earlier delivery; a fresh publish
+        // is attempt 1, which is written as no attempt at all.
+        None if envelope.headers.contains_key(wire::ATTEMPT) => {
             properties.remove(wire::ATTEMPT);
         }
+        None => {}
     }
     Message {
         payload: envelope.payload.to_vec(),
