@@ -94,6 +94,26 @@ pub struct Ports {
         global = true
     )]
     pub pulsar_bookie: u16,
+    /// Pulsar binary protocol port with TLS (`pulsar+ssl://`).
+    #[arg(
+        long = "pulsar-tls-port",
+        value_name = "PORT",
+        env = "BENTO_PULSAR_TLS_PORT",
+        default_value_t = 6651,
+        global = true
+    )]
+    #[serde(default = "default_pulsar_tls")]
+    pub pulsar_tls: u16,
+    /// Pulsar HTTPS (admin REST with TLS) port.
+    #[arg(
+        long = "pulsar-https-port",
+        value_name = "PORT",
+        env = "BENTO_PULSAR_HTTPS_PORT",
+        default_value_t = 8443,
+        global = true
+    )]
+    #[serde(default = "default_pulsar_https")]
+    pub pulsar_https: u16,
     /// Kafka client (PLAINTEXT) port.
     #[arg(
         long = "kafka-port",
@@ -114,12 +134,23 @@ pub struct Ports {
     pub kafka_controller: u16,
 }
 
+// State files written before the TLS ports existed lack them.
+fn default_pulsar_tls() -> u16 {
+    Ports::default().pulsar_tls
+}
+
+fn default_pulsar_https() -> u16 {
+    Ports::default().pulsar_https
+}
+
 impl Default for Ports {
     fn default() -> Self {
         Ports {
             pulsar: 6650,
             pulsar_http: 8080,
             pulsar_bookie: 3181,
+            pulsar_tls: 6651,
+            pulsar_https: 8443,
             kafka: 9092,
             kafka_controller: 9093,
         }
@@ -140,6 +171,8 @@ impl Ports {
             pulsar: port("BENTO_PULSAR_PORT", d.pulsar),
             pulsar_http: port("BENTO_PULSAR_HTTP_PORT", d.pulsar_http),
             pulsar_bookie: port("BENTO_PULSAR_BOOKIE_PORT", d.pulsar_bookie),
+            pulsar_tls: port("BENTO_PULSAR_TLS_PORT", d.pulsar_tls),
+            pulsar_https: port("BENTO_PULSAR_HTTPS_PORT", d.pulsar_https),
             kafka: port("BENTO_KAFKA_PORT", d.kafka),
             kafka_controller: port("BENTO_KAFKA_CONTROLLER_PORT", d.kafka_controller),
         }
@@ -153,6 +186,8 @@ impl Ports {
                     ("broker", self.pulsar),
                     ("http", self.pulsar_http),
                     ("bookie", self.pulsar_bookie),
+                    ("tls", self.pulsar_tls),
+                    ("https", self.pulsar_https),
                 ]
             }
             Broker::Kafka => vec![
@@ -170,6 +205,17 @@ impl Ports {
     /// `http://127.0.0.1:<port>`: the Pulsar admin REST URL.
     pub fn pulsar_admin_url(&self) -> String {
         format!("http://{LOOPBACK}:{}", self.pulsar_http)
+    }
+
+    /// `pulsar+ssl://localhost:<port>`: the Pulsar service URL with TLS (the broker
+    /// certificate names `localhost` and `127.0.0.1`).
+    pub fn pulsar_tls_url(&self) -> String {
+        format!("pulsar+ssl://localhost:{}", self.pulsar_tls)
+    }
+
+    /// `https://localhost:<port>`: the Pulsar admin REST URL with TLS.
+    pub fn pulsar_https_url(&self) -> String {
+        format!("https://localhost:{}", self.pulsar_https)
     }
 
     /// `127.0.0.1:<port>`: the Kafka bootstrap servers.
@@ -255,6 +301,11 @@ impl Layout {
         self.broker_dir(Broker::Pulsar).join("dist")
     }
 
+    /// The dev-env Pulsar's CA, broker certificate and token secret key (kept by `reset`).
+    pub fn pulsar_security(&self) -> PathBuf {
+        self.broker_dir(Broker::Pulsar).join("security")
+    }
+
     /// The Kafka jars (broker and command-line tools with their dependencies).
     pub fn kafka_libs(&self) -> PathBuf {
         self.broker_dir(Broker::Kafka).join("libs")
@@ -263,5 +314,21 @@ impl Layout {
     /// Scratch space for downloads.
     pub fn downloads(&self) -> PathBuf {
         self.home.join("downloads")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_files_without_the_tls_ports_still_load() {
+        // As written by brokers started before the TLS ports existed.
+        let old = r#"{"pulsar": 6650, "pulsar_http": 8080, "pulsar_bookie": 3181,
+                      "kafka": 9092, "kafka_controller": 9093}"#;
+        let ports: Ports = serde_json::from_str(old).expect("an old state file parses");
+        assert_eq!(ports, Ports::default());
+        assert_eq!(ports.pulsar_tls_url(), "pulsar+ssl://localhost:6651");
+        assert_eq!(ports.pulsar_https_url(), "https://localhost:8443");
     }
 }

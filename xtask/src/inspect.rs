@@ -17,7 +17,7 @@ use crate::state::{Mode, State};
 pub fn status(env: &DevEnv) -> Result<()> {
     println!("dev-env home: {}", env.layout.home.display());
     println!(
-        "{:<7} {:<8} {:<7} {:<8} {:<40} {:<9} {:<8} STATE",
+        "{:<7} {:<8} {:<7} {:<8} {:<62} {:<9} {:<8} STATE",
         "BROKER", "VERSION", "MODE", "PID", "PORTS (127.0.0.1)", "MEMORY", "UPTIME"
     );
     for broker in Broker::ALL {
@@ -81,7 +81,7 @@ pub fn status(env: &DevEnv) -> Result<()> {
             }
         };
         println!(
-            "{:<7} {:<8} {:<7} {:<8} {:<40} {:<9} {:<8} {verdict}",
+            "{:<7} {:<8} {:<7} {:<8} {:<62} {:<9} {:<8} {verdict}",
             broker.name(),
             broker.version(),
             mode,

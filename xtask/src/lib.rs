@@ -18,6 +18,7 @@ pub mod probe;
 pub mod process;
 pub mod progress;
 mod pulsar;
+pub mod security;
 mod start;
 pub mod state;
 mod test;

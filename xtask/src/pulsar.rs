@@ -12,6 +12,7 @@ use crate::download::{self, maven, maven_artifact_dir, remove_path};
 use crate::prereq::{self, Tool};
 use crate::probe;
 use crate::process;
+use crate::security::{self, SecurityFiles};
 use crate::versions::{MAVEN_DEPENDENCY_PLUGIN, PULSAR_ARTIFACT, PULSAR_VERSION};
 
 /// JVM heap and direct memory, sized for a 2-core development machine.
@@ -83,8 +84,8 @@ fn loopback_interface() -> &'static str {
 }
 
 /// Settings applied on top of the distribution's `conf/standalone.conf`.
-fn overrides(ports: &Ports) -> Vec<(&'static str, String)> {
-    vec![
+fn overrides(ports: &Ports, security: &SecurityFiles) -> Vec<(&'static str, String)> {
+    let mut settings = vec![
         ("bindAddress", LOOPBACK.to_string()),
         ("bindAddresses", String::new()),
         ("advertisedAddress", LOOPBACK.to_string()),
@@ -103,6 +104,35 @@ fn overrides(ports: &Ports) -> Vec<(&'static str, String)> {
         ("listeningInterface", loopback_interface().to_string()),
         ("allowLoopback", "true".to_string()),
         ("allowEphemeralPorts", "true".to_string()),
+    ];
+    settings.extend(tls_and_auth(ports, security));
+    settings
+}
+
+/// TLS on extra ports, and token authentication that still lets clients without credentials
+/// in (as the `anonymous` role, with authorization off), so that plain clients keep working
+/// while clients with a token are checked for real.
+fn tls_and_auth(ports: &Ports, security: &SecurityFiles) -> Vec<(&'static str, String)> {
+    let path = |p: &Path| p.display().to_string();
+    vec![
+        ("brokerServicePortTls", ports.pulsar_tls.to_string()),
+        ("webServicePortTls", ports.pulsar_https.to_string()),
+        ("tlsCertificateFilePath", path(&security.broker_cert)),
+        ("tlsKeyFilePath", path(&security.broker_key)),
+        ("tlsTrustCertsFilePath", path(&security.ca_cert)),
+        ("tlsAllowInsecureConnection", "false".to_string()),
+        ("tlsRequireTrustedClientCertOnConnect", "false".to_string()),
+        ("authenticationEnabled", "true".to_string()),
+        (
+            "authenticationProviders",
+            "org.apache.pulsar.broker.authentication.AuthenticationProviderToken".to_string(),
+        ),
+        (
+            "tokenSecretKey",
+            format!("file://{}", path(&security.token_secret)),
+        ),
+        ("anonymousUserRole", "anonymous".to_string()),
+        ("authorizationEnabled", "false".to_string()),
     ]
 }
 
@@ -140,8 +170,12 @@ pub fn configure(layout: &Layout, dist: &Path, ports: &Ports) -> Result<PathBuf>
     let conf_dir = layout.conf_dir(Broker::Pulsar);
     fs::create_dir_all(&conf_dir).with_context(|| format!("creating {}", conf_dir.display()))?;
     let conf = conf_dir.join("standalone.conf");
-    fs::write(&conf, apply_properties(&original, &overrides(ports)))
-        .with_context(|| format!("writing {}", conf.display()))?;
+    let security = security::ensure(layout)?;
+    fs::write(
+        &conf,
+        apply_properties(&original, &overrides(ports, &security)),
+    )
+    .with_context(|| format!("writing {}", conf.display()))?;
     Ok(conf)
 }
 

@@ -13,6 +13,7 @@ use crate::devenv::{DevEnv, health, owned, stop_native};
 use crate::prereq::{self, Tool};
 use crate::process::{self, is_alive};
 use crate::progress::{self, Heartbeat};
+use crate::security::SecurityFiles;
 use crate::state::{Mode, State};
 use crate::{docker, kafka, pulsar};
 
@@ -20,6 +21,8 @@ fn port_env(broker: Broker, name: &str) -> &'static str {
     match (broker, name) {
         (Broker::Pulsar, "broker") => "BENTO_PULSAR_PORT",
         (Broker::Pulsar, "http") => "BENTO_PULSAR_HTTP_PORT",
+        (Broker::Pulsar, "tls") => "BENTO_PULSAR_TLS_PORT",
+        (Broker::Pulsar, "https") => "BENTO_PULSAR_HTTPS_PORT",
         (Broker::Pulsar, _) => "BENTO_PULSAR_BOOKIE_PORT",
         (Broker::Kafka, "broker") => "BENTO_KAFKA_PORT",
         (Broker::Kafka, _) => "BENTO_KAFKA_CONTROLLER_PORT",
@@ -307,6 +310,19 @@ fn print_summary(env: &DevEnv, brokers: &[Broker]) {
             Broker::Pulsar => {
                 println!("  service URL  {}", p.pulsar_url());
                 println!("  admin URL    {}", p.pulsar_admin_url());
+                println!("  TLS URL      {}", p.pulsar_tls_url());
+                println!("  HTTPS URL    {}", p.pulsar_https_url());
+                let files = SecurityFiles::at(&env.layout);
+                println!("  CA cert      {}", files.ca_cert.display());
+                println!("  token secret {}", files.token_secret.display());
+                if state.mode == Mode::Native && !process::port_open(p.pulsar_tls) {
+                    println!(
+                        "  note: nothing listens on the TLS port {}: this broker was started \
+                         before TLS and token authentication were configured; restart it with \
+                         `cargo xtask dev-env down pulsar` and `up pulsar`",
+                        p.pulsar_tls
+                    );
+                }
             }
             Broker::Kafka => println!("  bootstrap    {}", p.kafka_bootstrap()),
         }

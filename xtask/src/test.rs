@@ -12,6 +12,7 @@ use crate::config::{Broker, HOME_ENV, Layout, Ports};
 use crate::devenv::{self, DevEnv};
 use crate::prereq::{self, Tool};
 use crate::progress::{self, interrupted};
+use crate::security::SecurityFiles;
 use crate::start;
 
 /// Cargo features enabled for clippy and the test run: the single list to edit.
@@ -23,17 +24,22 @@ pub const TEST_FEATURES: &[&str] = &[
     "bento-runtime/kafka",
     "bento-examples/pulsar",
     "bento-examples/kafka",
+    "bento-pulsar/oauth2",
 ];
 
 /// Environment variables exported to the tests (also printed by `dev-env up`).
 ///
 /// * `BENTO_TEST_PULSAR_URL`, `BENTO_TEST_PULSAR_ADMIN_URL`, `BENTO_TEST_KAFKA_BOOTSTRAP`: where the
 ///   brokers are.
+/// * `BENTO_TEST_PULSAR_TLS_URL`, `BENTO_TEST_PULSAR_HTTPS_URL`: the Pulsar TLS ports;
+///   `BENTO_TEST_PULSAR_CA_CERT`: the CA that signed the broker certificate;
+///   `BENTO_TEST_PULSAR_TOKEN_SECRET`: the HMAC key the broker checks tokens with.
 /// * `BENTO_DEV_ENV_HOME`: the broker installs (`kafka/libs`, `pulsar/dist`), data and logs.
 /// * `BENTO_XTASK_BIN`: this xtask binary, so a test can run `$BENTO_XTASK_BIN dev-env kill kafka`
 ///   (calling `cargo xtask` from inside `cargo test` would wait for cargo's build lock).
 /// * `BENTO_TEST_BROKERS=1`: the brokers were started for this run and must be reachable.
 pub fn test_env(layout: &Layout, ports: &Ports) -> Vec<(String, String)> {
+    let security = SecurityFiles::at(layout);
     let xtask = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "xtask".to_string());
@@ -48,17 +54,35 @@ pub fn test_env(layout: &Layout, ports: &Ports) -> Vec<(String, String)> {
             ports.kafka_bootstrap(),
         ),
         (HOME_ENV.to_string(), layout.home.display().to_string()),
+        (
+            "BENTO_TEST_PULSAR_TLS_URL".to_string(),
+            ports.pulsar_tls_url(),
+        ),
+        (
+            "BENTO_TEST_PULSAR_HTTPS_URL".to_string(),
+            ports.pulsar_https_url(),
+        ),
+        (
+            "BENTO_TEST_PULSAR_CA_CERT".to_string(),
+            security.ca_cert.display().to_string(),
+        ),
+        (
+            "BENTO_TEST_PULSAR_TOKEN_SECRET".to_string(),
+            security.token_secret.display().to_string(),
+        ),
         ("BENTO_XTASK_BIN".to_string(), xtask),
         ("BENTO_TEST_BROKERS".to_string(), "1".to_string()),
     ]
 }
 
 /// `BENTO_*_PORT` variables for `ports`.
-fn port_env(ports: &Ports) -> [(&'static str, String); 5] {
+fn port_env(ports: &Ports) -> [(&'static str, String); 7] {
     [
         ("BENTO_PULSAR_PORT", ports.pulsar.to_string()),
         ("BENTO_PULSAR_HTTP_PORT", ports.pulsar_http.to_string()),
         ("BENTO_PULSAR_BOOKIE_PORT", ports.pulsar_bookie.to_string()),
+        ("BENTO_PULSAR_TLS_PORT", ports.pulsar_tls.to_string()),
+        ("BENTO_PULSAR_HTTPS_PORT", ports.pulsar_https.to_string()),
         ("BENTO_KAFKA_PORT", ports.kafka.to_string()),
         (
             "BENTO_KAFKA_CONTROLLER_PORT",

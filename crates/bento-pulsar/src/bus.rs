@@ -18,6 +18,7 @@ use pulsar::{
 
 use crate::config::PulsarConfig;
 use crate::consumer::{ConsumerSpec, SettleTarget, Worker};
+use crate::diagnose;
 use crate::error::{ConfigError, describe};
 use crate::producer::{self, Client, DeclareError, Producers};
 use crate::schema;
@@ -74,9 +75,26 @@ impl PulsarBus {
             reason,
         };
         let builder = builder(&config)?;
+        let started = tokio::time::Instant::now();
         let client = match tokio::time::timeout(timeout, builder.build()).await {
             Ok(Ok(client)) => client,
-            Ok(Err(error)) => return Err(unreachable(describe(&error))),
+            Ok(Err(error)) => {
+                // A refused TLS handshake or authentication reaches us without its cause; find
+                // it out within what is left of the timeout.
+                let left = timeout.saturating_sub(started.elapsed());
+                let cause = tokio::time::timeout(left, diagnose::connect_failure(&config))
+                    .await
+                    .ok()
+                    .flatten();
+                let reason = match cause {
+                    Some(cause) => {
+                        tracing::debug!(client_error = %describe(&error), %cause, "connecting failed");
+                        cause
+                    }
+                    None => describe(&error),
+                };
+                return Err(unreachable(reason));
+            }
             Err(_) => {
                 return Err(unreachable(format!(
                     "no connection within {timeout:?} (connect_timeout_ms)"

@@ -35,6 +35,7 @@ pub mod admin;
 mod bus;
 mod config;
 mod consumer;
+mod diagnose;
 mod error;
 #[cfg(feature = "oauth2")]
 mod oauth2;

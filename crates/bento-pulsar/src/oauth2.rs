@@ -1,5 +1,7 @@
 //! OAuth2 client-credentials authentication (cargo feature `oauth2`).
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use pulsar::authentication::Authentication;
 use pulsar::authentication::oauth2::{OAuth2Authentication, OAuth2Params};
 
@@ -8,7 +10,18 @@ use crate::config::OAuth2Config;
 /// The pulsar crate's OAuth2 provider for `config` (validated: either a credentials URL, or
 /// a client id and secret, which are passed inline as a `data:` URL).
 pub(crate) fn provider(config: &OAuth2Config) -> Box<dyn Authentication> {
-    let credentials_url = match (
+    OAuth2Authentication::client_credentials(OAuth2Params {
+        issuer_url: config.issuer_url.clone(),
+        credentials_url: credentials_url(config),
+        audience: config.audience.clone(),
+        scope: config.scope.clone(),
+    })
+}
+
+/// The configured credentials URL, or the client id and secret as a `data:` URL of a JSON key
+/// file.
+fn credentials_url(config: &OAuth2Config) -> String {
+    match (
         &config.credentials_url,
         &config.client_id,
         &config.client_secret,
@@ -21,49 +34,42 @@ pub(crate) fn provider(config: &OAuth2Config) -> Box<dyn Authentication> {
             });
             format!(
                 "data:application/json;base64,{}",
-                base64(key.to_string().as_bytes())
+                STANDARD.encode(key.to_string())
             )
         }
-    };
-    OAuth2Authentication::client_credentials(OAuth2Params {
-        issuer_url: config.issuer_url.clone(),
-        credentials_url,
-        audience: config.audience.clone(),
-        scope: config.scope.clone(),
-    })
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::base64;
+    use super::*;
 
     #[test]
-    fn base64_matches_the_standard_alphabet() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"{\"a\":1}"), "eyJhIjoxfQ==");
+    fn inline_credentials_become_a_base64_data_url() {
+        let config = OAuth2Config {
+            issuer_url: "https://auth.example.com".into(),
+            client_id: Some("bento".into()),
+            client_secret: Some("hunter2".into()),
+            ..OAuth2Config::default()
+        };
+        let url = credentials_url(&config);
+        let encoded = url
+            .strip_prefix("data:application/json;base64,")
+            .unwrap_or_else(|| panic!("a base64 data URL: {url}"));
+        let decoded = STANDARD
+            .decode(encoded)
+            .unwrap_or_else(|e| panic!("standard base64 ({e}): {encoded}"));
+        let key: serde_json::Value =
+            serde_json::from_slice(&decoded).unwrap_or_else(|e| panic!("JSON ({e})"));
+        assert_eq!(key["client_id"], "bento");
+        assert_eq!(key["client_secret"], "hunter2");
+
+        let file = OAuth2Config {
+            credentials_url: Some("file:///run/secrets/oauth2.json".into()),
+            client_id: None,
+            client_secret: None,
+            ..config
+        };
+        assert_eq!(credentials_url(&file), "file:///run/secrets/oauth2.json");
     }
 }
