@@ -1,7 +1,7 @@
-//! What observability costs on the in-memory bus: the workload of
-//! `crates/bento-memory/benches/memory_bus.rs` (typed publish -> JSON -> bus -> dispatcher ->
-//! JSON -> typed handler -> ack, 100,000 events a round, at concurrency 1 and 8, one by one and
-//! in batches of 500), run bare and through an [`ObservedBus`] in the same process:
+//! What observability costs on the in-memory bus: the workload of `bento_testkit::workload`
+//! (typed publish -> JSON -> bus -> dispatcher -> JSON -> typed handler -> ack, 100,000 events
+//! a round, at concurrency 1 and 8, one by one and in batches of 500; the in-memory bus's own
+//! benchmark runs it too), run bare and through an [`ObservedBus`] in the same process:
 //!
 //! - `bare`: the memory bus alone;
 //! - `observed`: metrics and tracing on, no span exporter (no subscriber wants the spans): the
@@ -18,80 +18,19 @@
 //! 20; `BENTO_BENCH_SPANS=0` skips the span variant).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use std::fmt::Write as _;
 
-use bento_application::{Bus, Context, HandlerError, MessageBus, SubscriptionSpec};
-use bento_codec::Json;
+use bento_application::{Context, HandlerError, MessageBus, SubscriptionSpec};
 use bento_domain::DomainEvent;
 use bento_memory::MemoryBus;
 use bento_observability::{Metrics, MetricsOptions, ObservedBus, TraceOptions};
-use serde::{Deserialize, Serialize};
+use bento_testkit::workload::{EVENTS_PER_ROUND, PublishMode, Tick, Workload};
 use tokio::runtime::Runtime;
-use tokio::sync::Notify;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{Layer, Registry};
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Tick {
-    id: u64,
-    key: String,
-}
-
-impl DomainEvent for Tick {
-    const EVENT_TYPE: &'static str = "bench.tick";
-    const AGGREGATE_TYPE: &'static str = "ticker";
-    fn aggregate_id(&self) -> String {
-        self.key.clone()
-    }
-}
-
-const EVENTS_PER_ITERATION: u64 = 100_000;
-const BATCH: usize = 500;
-
-struct Rig {
-    bus: Bus<Json>,
-    handled: Arc<AtomicU64>,
-    done: Arc<Notify>,
-    events: Arc<Vec<Tick>>,
-}
-
-async fn rig(bus: Arc<dyn MessageBus>, concurrency: usize) -> Rig {
-    let bus = Bus::new(bus, Json);
-    let handled = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(Notify::new());
-    let handler = {
-        let (handled, done) = (handled.clone(), done.clone());
-        move |tick: Tick, _ctx: Context| {
-            let n = handled.fetch_add(1, Ordering::Relaxed) + 1;
-            if n % EVENTS_PER_ITERATION == 0 {
-                done.notify_one();
-            }
-            std::hint::black_box(tick);
-            std::future::ready(Ok::<(), HandlerError>(()))
-        }
-    };
-    let spec = SubscriptionSpec::event_type(Tick::EVENT_TYPE, "bench").concurrency(concurrency);
-    // Kept running for the whole benchmark.
-    std::mem::forget(bus.subscribe_with::<Tick, _>(spec, handler).await);
-    let events = Arc::new(
-        (0..BATCH as u64)
-            .map(|id| Tick {
-                id,
-                key: format!("key-{}", id % 64),
-            })
-            .collect(),
-    );
-    Rig {
-        bus,
-        handled,
-        done,
-        events,
-    }
-}
 
 fn observed(metrics: &Metrics) -> Arc<dyn MessageBus> {
     observed_over(Arc::new(MemoryBus::default()), metrics)
@@ -107,39 +46,6 @@ fn observed_over(bus: Arc<dyn MessageBus>, metrics: &Metrics) -> Arc<dyn Message
     )
 }
 
-/// Publishes and handles `EVENTS_PER_ITERATION` events; the publisher runs as a task on the
-/// runtime's two workers, like a service's own code would.
-fn round(runtime: &Runtime, rig: &Rig, mode: &'static str) -> Duration {
-    let (bus, done, events) = (rig.bus.clone(), rig.done.clone(), rig.events.clone());
-    let elapsed = runtime.block_on(async move {
-        tokio::spawn(async move {
-            let start = Instant::now();
-            let notified = done.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let mut sent = 0;
-            while sent < EVENTS_PER_ITERATION {
-                if mode == "publish_all" {
-                    bus.publish_all(&events).await.ok();
-                } else {
-                    for event in events.iter() {
-                        bus.publish(event).await.ok();
-                    }
-                }
-                sent += BATCH as u64;
-            }
-            notified.await;
-            start.elapsed()
-        })
-        .await
-    });
-    assert_eq!(
-        rig.handled.load(Ordering::Relaxed) % EVENTS_PER_ITERATION,
-        0
-    );
-    elapsed.unwrap_or_else(|e| panic!("publisher task failed: {e}"))
-}
-
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {
@@ -152,26 +58,26 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// Runs `rounds` alternating rounds of the bare bus and `other`, after a warm-up of each.
 fn compare(
     runtime: &Runtime,
-    mode: &'static str,
+    mode: PublishMode,
     concurrency: usize,
     other: Arc<dyn MessageBus>,
     rounds: usize,
 ) -> (f64, f64, f64) {
-    let bare = runtime.block_on(rig(Arc::new(MemoryBus::default()), concurrency));
-    let other = runtime.block_on(rig(other, concurrency));
+    let bare = runtime.block_on(Workload::start(Arc::new(MemoryBus::default()), concurrency));
+    let other = runtime.block_on(Workload::start(other, concurrency));
     for _ in 0..2 {
-        round(runtime, &bare, mode);
-        round(runtime, &other, mode);
+        bare.run(runtime, mode, 1);
+        other.run(runtime, mode, 1);
     }
-    let throughput = |d: Duration| EVENTS_PER_ITERATION as f64 / d.as_secs_f64();
+    let throughput = |d: Duration| EVENTS_PER_ROUND as f64 / d.as_secs_f64();
     let (mut a, mut b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..rounds {
         let (x, y) = if i % 2 == 0 {
-            let x = round(runtime, &bare, mode);
-            (x, round(runtime, &other, mode))
+            let x = bare.run(runtime, mode, 1);
+            (x, other.run(runtime, mode, 1))
         } else {
-            let y = round(runtime, &other, mode);
-            (round(runtime, &bare, mode), y)
+            let y = other.run(runtime, mode, 1);
+            (bare.run(runtime, mode, 1), y)
         };
         a.push(throughput(x));
         b.push(throughput(y));
@@ -294,10 +200,10 @@ fn main() {
         Err(error) => panic!("metrics: {error}"),
     };
     let configs = [
-        ("publish_all", 1usize),
-        ("publish", 1),
-        ("publish_all", 8),
-        ("publish", 8),
+        (PublishMode::Batches, 1usize),
+        (PublishMode::OneByOne, 1),
+        (PublishMode::Batches, 8),
+        (PublishMode::OneByOne, 8),
     ];
     let mut report = String::new();
     let (publish, handle) = layer_cost(&runtime, &metrics);
@@ -310,7 +216,7 @@ fn main() {
     let phase = |report: &mut String, title: &str, column: &str, rounds: usize| {
         let _ = writeln!(
             report,
-            "{title} ({rounds} alternating rounds of {EVENTS_PER_ITERATION} events; medians, \
+            "{title} ({rounds} alternating rounds of {EVENTS_PER_ROUND} events; medians, \
              events/s):\n\n| workload | bare | {column} | {column} / bare |\n|---|---|---|---|"
         );
         for (mode, concurrency) in configs {
@@ -318,11 +224,15 @@ fn main() {
                 compare(&runtime, mode, concurrency, observed(&metrics), rounds);
             let _ = writeln!(
                 report,
-                "| {mode}, concurrency {concurrency} | {bare:.0} | {other:.0} | {:.1}% ({:+.1}%) |",
+                "| {}, concurrency {concurrency} | {bare:.0} | {other:.0} | {:.1}% ({:+.1}%) |",
+                mode.name(),
                 ratio * 100.0,
                 (ratio - 1.0) * 100.0
             );
-            eprintln!("{column} {mode} c{concurrency}: bare {bare:.0}/s, {other:.0}/s");
+            eprintln!(
+                "{column} {} c{concurrency}: bare {bare:.0}/s, {other:.0}/s",
+                mode.name()
+            );
         }
         let _ = writeln!(report);
     };

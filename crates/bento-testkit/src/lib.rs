@@ -7,9 +7,12 @@
 //!
 //! A backend that cannot support a case says so through [`Backend::unsupported`], with the
 //! reason; the case then prints that reason and does nothing else, visibly.
+//!
+//! [`workload`] is the end-to-end workload the in-memory benchmarks share.
 
 pub mod cases;
 mod collect;
+pub mod workload;
 
 use std::sync::Arc;
 use std::time::Duration;
