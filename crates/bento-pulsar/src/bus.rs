@@ -243,7 +243,7 @@ impl MessageBus for PulsarBus {
         self.check_open()?;
         let topic = self.destination(&envelope, &options)?;
         let deliver_at = options.deliver.map(|at| at.instant());
-        let message = producer::message(&envelope, deliver_at, None);
+        let message = producer::message(envelope, deliver_at, None);
         self.inner
             .producers
             .publish(&topic, message, deliver_at.is_some())
@@ -263,17 +263,19 @@ impl MessageBus for PulsarBus {
         let delayed = deliver_at.is_some();
         let producers = &self.inner.producers;
         let mut pending = Vec::with_capacity(envelopes.len());
-        let mut rest = &envelopes[..];
-        while let Some(first) = rest.first() {
-            // The run of envelopes that go where the first one goes.
-            let same = |e: &Envelope| e.event_type == first.event_type && e.tenant == first.tenant;
-            let run = rest.iter().position(|e| !same(e)).unwrap_or(rest.len());
+        let mut envelopes = envelopes.into_iter().peekable();
+        while let Some(first) = envelopes.peek() {
             let topic = self.destination(first, &options)?;
-            let messages = producer::Messages::new(&rest[..run], deliver_at);
+            // The run of envelopes that go where the first one goes, made into messages one by
+            // one as the producer takes them.
+            let (event_type, tenant) = (first.event_type.clone(), first.tenant.clone());
+            let run = std::iter::from_fn(|| {
+                envelopes.next_if(|e| e.event_type == event_type && e.tenant == tenant)
+            });
+            let messages = run.map(|envelope| producer::message(envelope, deliver_at, None));
             producers
                 .send_all(&topic, messages, delayed, &mut pending)
                 .await?;
-            rest = &rest[run..];
         }
         producers.confirm_all(pending).await
     }

@@ -454,7 +454,7 @@ impl Settle for PulsarSettle {
         let at = Utc::now()
             .checked_add_signed(delay)
             .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
-        let message = producer::message(envelope, Some(at), Some(next_attempt));
+        let message = producer::message(envelope.clone(), Some(at), Some(next_attempt));
         // Stored first, acknowledged after: a crash in between means a redelivery, not a loss.
         self.target
             .producers
@@ -468,7 +468,7 @@ impl Settle for PulsarSettle {
         dead_letter: Envelope,
         topic: &str,
     ) -> Result<(), BusError> {
-        let message = producer::message(&dead_letter, None, None);
+        let message = producer::message(dead_letter, None, None);
         self.target.producers.publish(topic, message, false).await?;
         self.command(Command::Ack(self.id.clone()))
     }
