@@ -17,14 +17,14 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bento_application::{
     Context, HandlerError, MessageBus, PublishOptions, SubscriptionSpec, wire,
 };
 use bento_domain::Envelope;
-use bento_pulsar::{Compression, PulsarBus, PulsarConfig};
+use bento_pulsar::{Compression, PulsarAdmin, PulsarBus, PulsarConfig};
 use bytes::Bytes;
 use futures::StreamExt;
 use pulsar::compression::{Compression as RawCompression, CompressionLz4};
@@ -102,7 +102,7 @@ async fn main() {
 
         // Warm both paths (connections, topic creation, the broker's JIT), then measure in
         // alternating rounds, so that load from elsewhere on the machine hits both sides alike.
-        let warm = common::unique("warm");
+        let warm = bench_topic("warm");
         raw_produce(
             &client,
             &config,
@@ -116,7 +116,7 @@ async fn main() {
         let (mut raw, mut raw_envelopes, mut bento) = Default::default();
         let produce = wanted(setup, "produce");
         for round in (0..ROUNDS).filter(|_| produce) {
-            let topics = [(); 3].map(|_| common::unique("produce"));
+            let topics = [(); 3].map(|_| bench_topic("produce"));
             // Topic creation is the broker's business: done before any side is measured.
             for topic in &topics {
                 create_topic(&client, topic).await;
@@ -168,6 +168,36 @@ async fn main() {
             );
         }
         bus.close().await.expect("closing the bus");
+        delete_bench_topics(&config).await;
+    }
+}
+
+/// Full names of the topics this run created, deleted after each setup so that repeated runs
+/// do not fill the broker's disk.
+static CREATED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn remember(full_name: &str) {
+    CREATED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(full_name.to_owned());
+}
+
+/// A fresh topic name (short form), remembered for deletion.
+fn bench_topic(what: &str) -> String {
+    let topic = common::unique(what);
+    remember(&common::topic_name(&topic));
+    topic
+}
+
+async fn delete_bench_topics(config: &PulsarConfig) {
+    let admin = PulsarAdmin::new(config).expect("admin client");
+    let topics = std::mem::take(&mut *CREATED.lock().unwrap_or_else(|p| p.into_inner()));
+    for topic in topics {
+        admin
+            .delete_topic(&topic, true)
+            .await
+            .unwrap_or_else(|e| panic!("deleting {topic}: {e}"));
     }
 }
 
@@ -441,15 +471,12 @@ async fn backlog(
     subscription: &str,
     messages: usize,
 ) -> String {
-    let topic = common::topic_name(&common::unique("backlog"));
+    let topic = common::topic_name(&bench_topic("backlog"));
     create_subscription(client, &topic, subscription).await;
     // The bus also reads the subscription's retry topic: create it beforehand as well.
-    create_subscription(
-        client,
-        &format!("{topic}-{subscription}-RETRY"),
-        subscription,
-    )
-    .await;
+    let retry = format!("{topic}-{subscription}-RETRY");
+    remember(&retry);
+    create_subscription(client, &retry, subscription).await;
     raw_fill(client, config, &topic, messages).await;
     topic
 }
