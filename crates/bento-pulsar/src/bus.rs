@@ -304,6 +304,13 @@ impl MessageBus for PulsarBus {
             }
             _ => None,
         };
+        if let Err(reason) = inner.producers.ensure_namespace(&topic).await {
+            return Err(BusError::Subscribe {
+                topic,
+                subscription: spec.name.clone(),
+                reason,
+            });
+        }
         let dead_letter_topic = inner
             .topics
             .full(&spec.dead_letter.topic_for(&topic, &spec.name), None);

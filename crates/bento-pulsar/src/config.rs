@@ -35,7 +35,8 @@ pub struct PulsarConfig {
     /// Binary protocol URL: `pulsar://host:6650` or `pulsar+ssl://host:6651`.
     pub service_url: String,
     /// Admin REST URL (`http://host:8080`), for tools that manage tenants, namespaces and
-    /// subscriptions; the bus itself does not call it.
+    /// subscriptions; the bus calls it for consumer lag and, with
+    /// [`PulsarConfig::create_namespaces`], to create namespaces.
     pub admin_url: String,
     /// Pulsar tenant of topics given by plain name.
     pub tenant: String,
@@ -45,8 +46,14 @@ pub struct PulsarConfig {
     pub topics: TopicsConfig,
     /// Publish an envelope whose `tenant` is set to that Pulsar tenant instead of
     /// [`PulsarConfig::tenant`] (same namespace and topic name). Off by default: the tenant and
-    /// its namespace must exist on the cluster before anything is published there.
+    /// its namespace must exist on the cluster before anything is published there (or
+    /// [`PulsarConfig::create_namespaces`] be on).
     pub tenant_from_envelope: bool,
+    /// Create a topic's tenant (on all clusters) and namespace through the admin API
+    /// ([`PulsarConfig::admin_url`]) the first time the bus publishes or subscribes to a topic
+    /// of theirs, if they do not exist. Off by default: creating tenants usually takes the
+    /// cluster's superuser, and a typo in a tenant name should fail rather than create one.
+    pub create_namespaces: bool,
     /// Authentication; none by default.
     pub auth: AuthConfig,
     /// TLS options for `pulsar+ssl://` URLs.
@@ -71,6 +78,7 @@ impl Default for PulsarConfig {
             namespace: "default".into(),
             topics: TopicsConfig::default(),
             tenant_from_envelope: false,
+            create_namespaces: false,
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
             connect_timeout_ms: 10_000,
@@ -90,6 +98,7 @@ impl fmt::Debug for PulsarConfig {
             .field("namespace", &self.namespace)
             .field("topics", &self.topics)
             .field("tenant_from_envelope", &self.tenant_from_envelope)
+            .field("create_namespaces", &self.create_namespaces)
             .field("auth", &self.auth)
             .field("tls", &self.tls)
             .field("connect_timeout_ms", &self.connect_timeout_ms)

@@ -37,6 +37,7 @@ mod config;
 mod consumer;
 mod diagnose;
 mod error;
+mod namespaces;
 #[cfg(feature = "oauth2")]
 mod oauth2;
 mod producer;

@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, OnceCell};
 
 use crate::config::{Compression, PulsarConfig};
 use crate::error::{describe, server_error};
+use crate::namespaces::Namespaces;
 
 /// The pulsar client the bus runs on.
 pub(crate) type Client = pulsar::Pulsar<TokioExecutor>;
@@ -48,6 +49,8 @@ pub(crate) struct Producers {
     topics: RwLock<HashMap<String, Arc<TopicProducers>>>,
     /// Declared schemas by full topic name; every producer of such a topic carries its schema.
     schemas: RwLock<HashMap<String, proto::Schema>>,
+    /// Creates missing tenants and namespaces before first use, when configured to.
+    namespaces: Namespaces,
     closed: AtomicBool,
 }
 
@@ -90,6 +93,7 @@ impl Producers {
             receipt_timeout: config.operation_timeout() + config.connect_timeout(),
             topics: RwLock::new(HashMap::new()),
             schemas: RwLock::new(HashMap::new()),
+            namespaces: Namespaces::new(config),
             closed: AtomicBool::new(false),
         }
     }
@@ -268,7 +272,16 @@ impl Producers {
         }
     }
 
+    /// Makes sure the tenant and namespace of `topic` exist, when the bus is configured to
+    /// create them (`create_namespaces`); why not, if that failed.
+    pub(crate) async fn ensure_namespace(&self, topic: &str) -> Result<(), String> {
+        self.namespaces.ensure(topic).await
+    }
+
     async fn build(&self, topic: &str, batching: bool) -> Result<RawProducer, DeclareError> {
+        self.ensure_namespace(topic)
+            .await
+            .map_err(DeclareError::Failed)?;
         let mut options = match (batching, &self.batching) {
             (true, Some(options)) => options.clone(),
             _ => self.plain.clone(),
