@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bento_application::dispatch::{self, DispatchSettings};
@@ -12,14 +11,10 @@ use bento_application::{
 };
 use bento_domain::Envelope;
 use futures::future::BoxFuture;
-use pulsar::{
-    Authentication, ConnectionRetryOptions, OperationRetryOptions, Pulsar, SubType, TokioExecutor,
-};
+use pulsar::SubType;
 
 use crate::config::PulsarConfig;
 use crate::consumer::{ConsumerSpec, SettleTarget, Worker};
-use crate::diagnose;
-use crate::error::{ConfigError, describe};
 use crate::producer::{self, Client, DeclareError, Producers};
 use crate::schema;
 use crate::topics::{self, Topics};
@@ -67,40 +62,7 @@ impl PulsarBus {
     /// reached within [`PulsarConfig::connect_timeout_ms`], and with [`BusError::Other`] naming
     /// the configuration key if a setting is invalid.
     pub async fn connect(config: PulsarConfig) -> Result<PulsarBus, BusError> {
-        config.validate()?;
-        let timeout = config.connect_timeout();
-        let unreachable = |reason: String| BusError::Connection {
-            backend: "pulsar",
-            address: config.service_url.clone(),
-            reason,
-        };
-        let builder = builder(&config)?;
-        let started = tokio::time::Instant::now();
-        let client = match tokio::time::timeout(timeout, builder.build()).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(error)) => {
-                // A refused TLS handshake or authentication reaches us without its cause; find
-                // it out within what is left of the timeout.
-                let left = timeout.saturating_sub(started.elapsed());
-                let cause = tokio::time::timeout(left, diagnose::connect_failure(&config))
-                    .await
-                    .ok()
-                    .flatten();
-                let reason = match cause {
-                    Some(cause) => {
-                        tracing::debug!(client_error = %describe(&error), %cause, "connecting failed");
-                        cause
-                    }
-                    None => describe(&error),
-                };
-                return Err(unreachable(reason));
-            }
-            Err(_) => {
-                return Err(unreachable(format!(
-                    "no connection within {timeout:?} (connect_timeout_ms)"
-                )));
-            }
-        };
+        let client = crate::client::connect_client(&config).await?;
         tracing::info!(service_url = %config.service_url, "connected to Pulsar");
         Ok(PulsarBus {
             inner: Arc::new(Inner {
@@ -158,70 +120,6 @@ impl PulsarBus {
             options.topic.as_deref(),
         ))
     }
-}
-
-fn builder(config: &PulsarConfig) -> Result<pulsar::PulsarBuilder<TokioExecutor>, BusError> {
-    let connection_retry = ConnectionRetryOptions {
-        min_backoff: Duration::from_millis(100),
-        max_backoff: Duration::from_secs(5),
-        max_retries: 20,
-        connection_timeout: config.connect_timeout(),
-        keep_alive: Duration::from_secs(30),
-        ..ConnectionRetryOptions::default()
-    };
-    let operation_retry = OperationRetryOptions {
-        operation_timeout: config.operation_timeout(),
-        // Few, quick retries: a broker that keeps answering "busy" (a second consumer of an
-        // exclusive subscription) is reported promptly; reconnects are retried by the bus.
-        retry_delay: Duration::from_millis(500),
-        max_retries: Some(4),
-    };
-    let mut builder = Pulsar::builder(config.service_url.clone(), TokioExecutor)
-        .with_connection_retry_options(connection_retry)
-        .with_operation_retry_options(operation_retry)
-        .with_outbound_channel_size(config.producer.max_pending_messages);
-    let tls = &config.tls;
-    if tls.allow_insecure {
-        builder = builder.with_allow_insecure_connection(true);
-    }
-    if !tls.hostname_verification {
-        builder = builder.with_tls_hostname_verification_enabled(false);
-    }
-    if let Some(path) = &tls.trust_cert_path {
-        builder = builder.with_certificate_chain_file(path).map_err(|e| {
-            ConfigError::new(
-                "tls.trust_cert_path",
-                format!("cannot read `{}`: {e}", path.display()),
-            )
-        })?;
-    }
-    let auth = &config.auth;
-    let token = match (&auth.token, &auth.token_file) {
-        (Some(token), _) => Some(token.trim().to_owned()),
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| {
-                    ConfigError::new(
-                        "auth.token_file",
-                        format!("cannot read `{}`: {e}", path.display()),
-                    )
-                })?
-                .trim()
-                .to_owned(),
-        ),
-        (None, None) => None,
-    };
-    if let Some(token) = token {
-        builder = builder.with_auth(Authentication {
-            name: "token".into(),
-            data: token.into_bytes(),
-        });
-    }
-    #[cfg(feature = "oauth2")]
-    if let Some(oauth2) = &auth.oauth2 {
-        builder = builder.with_auth_provider(crate::oauth2::provider(oauth2));
-    }
-    Ok(builder)
 }
 
 fn sub_type(kind: SubscriptionKind) -> SubType {

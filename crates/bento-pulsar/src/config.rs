@@ -135,6 +135,25 @@ pub struct AuthConfig {
     pub oauth2: Option<OAuth2Config>,
 }
 
+impl AuthConfig {
+    /// The token of `token`, or read from `token_file`, without surrounding whitespace; `None`
+    /// when neither is set.
+    pub(crate) fn read_token(&self) -> Result<Option<String>, ConfigError> {
+        match (&self.token, &self.token_file) {
+            (Some(token), _) => Ok(Some(token.trim().to_owned())),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|token| Some(token.trim().to_owned()))
+                .map_err(|e| {
+                    ConfigError::new(
+                        "auth.token_file",
+                        format!("cannot read `{}`: {e}", path.display()),
+                    )
+                }),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 impl fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthConfig")

@@ -33,6 +33,7 @@
 
 pub mod admin;
 mod bus;
+mod client;
 mod config;
 mod consumer;
 mod diagnose;
@@ -46,6 +47,7 @@ mod topics;
 
 pub use admin::{AdminError, PulsarAdmin};
 pub use bus::PulsarBus;
+pub use client::connect_client;
 pub use config::{
     AuthConfig, CONFIG_PREFIX, Compression, ConsumerConfig, OAuth2Config, ProducerConfig,
     PulsarConfig, TlsConfig, TopicsConfig,

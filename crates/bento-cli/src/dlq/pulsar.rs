@@ -15,10 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use pulsar::consumer::InitialPosition;
 use pulsar::proto::MessageIdData;
-use pulsar::{
-    Authentication, ConnectionRetryOptions, ConsumerOptions, OperationRetryOptions, Pulsar,
-    SubType, TokioExecutor,
-};
+use pulsar::{ConsumerOptions, Pulsar, SubType, TokioExecutor};
 
 use super::{Ack, Letter};
 use crate::error::CliError;
@@ -49,7 +46,7 @@ impl PulsarDlq {
         topic: &str,
         subscription: Option<&str>,
     ) -> Result<Self, CliError> {
-        let client = client(config).await?;
+        let client = bento_pulsar::connect_client(config).await?;
         let durable = subscription.is_some();
         let name = subscription.map_or_else(
             || format!("bento-dlq-list-{}", uuid::Uuid::now_v7()),
@@ -138,79 +135,6 @@ impl PulsarDlq {
         let _ = self.consumer.close().await;
         drop(self.consumer);
         drop(self.client);
-    }
-}
-
-/// A client for `config`'s broker, with its token and TLS settings.
-async fn client(config: &PulsarConfig) -> Result<Pulsar<TokioExecutor>, CliError> {
-    let retry = ConnectionRetryOptions {
-        connection_timeout: config.connect_timeout(),
-        max_retries: 3,
-        ..ConnectionRetryOptions::default()
-    };
-    let operation = OperationRetryOptions {
-        operation_timeout: config.operation_timeout(),
-        retry_delay: Duration::from_millis(500),
-        max_retries: Some(4),
-    };
-    let mut builder = Pulsar::builder(config.service_url.clone(), TokioExecutor)
-        .with_connection_retry_options(retry)
-        .with_operation_retry_options(operation);
-    let tls = &config.tls;
-    if tls.allow_insecure {
-        builder = builder.with_allow_insecure_connection(true);
-    }
-    if !tls.hostname_verification {
-        builder = builder.with_tls_hostname_verification_enabled(false);
-    }
-    if let Some(path) = &tls.trust_cert_path {
-        builder = builder.with_certificate_chain_file(path).map_err(|e| {
-            CliError::Config(format!(
-                "messaging.pulsar.tls.trust_cert_path: cannot read `{}`: {e}",
-                path.display()
-            ))
-        })?;
-    }
-    let auth = &config.auth;
-    if auth.oauth2.is_some() {
-        return Err(CliError::Unsupported(
-            "messaging.pulsar.auth.oauth2 in the bento CLI; give it a token (auth.token or \
-             auth.token_file)"
-                .into(),
-        ));
-    }
-    let token = match (&auth.token, &auth.token_file) {
-        (Some(token), _) => Some(token.trim().to_owned()),
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| {
-                    CliError::Config(format!(
-                        "messaging.pulsar.auth.token_file: cannot read `{}`: {e}",
-                        path.display()
-                    ))
-                })?
-                .trim()
-                .to_owned(),
-        ),
-        (None, None) => None,
-    };
-    if let Some(token) = token {
-        builder = builder.with_auth(Authentication {
-            name: "token".into(),
-            data: token.into_bytes(),
-        });
-    }
-    match tokio::time::timeout(config.connect_timeout(), builder.build()).await {
-        Ok(Ok(client)) => Ok(client),
-        Ok(Err(error)) => Err(CliError::Broker(format!(
-            "cannot reach the Pulsar broker at {}: {error}",
-            config.service_url
-        ))),
-        Err(_) => Err(CliError::Broker(format!(
-            "cannot reach the Pulsar broker at {}: no connection within {:?} (connect_timeout_ms)",
-            config.service_url,
-            config.connect_timeout()
-        ))),
     }
 }
 

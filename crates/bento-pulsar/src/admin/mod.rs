@@ -692,18 +692,8 @@ fn token(config: &PulsarConfig) -> Result<Option<String>, AdminError> {
             "is not supported by the admin client; give it a token (auth.token or auth.token_file)",
         ));
     }
-    match (&auth.token, &auth.token_file) {
-        (Some(token), _) => Ok(Some(token.trim().to_owned())),
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map(|t| Some(t.trim().to_owned()))
-            .map_err(|e| {
-                config_error(
-                    "auth.token_file",
-                    format!("cannot read `{}`: {e}", path.display()),
-                )
-            }),
-        (None, None) => Ok(None),
-    }
+    auth.read_token()
+        .map_err(|e| AdminError::invalid(e.key(), e.message()))
 }
 
 #[derive(Serialize)]
