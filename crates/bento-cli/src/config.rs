@@ -6,19 +6,16 @@ use std::path::{Path, PathBuf};
 use bento_kafka::KafkaConfig;
 use bento_pulsar::PulsarConfig;
 use bento_runtime::{BackendKind, Config};
-use figment::Figment;
-use serde::de::DeserializeOwned;
 
 use crate::error::CliError;
 
 /// Read when neither --config nor BENTO_CONFIG names a file (as `bento_runtime` does).
 const DEFAULT_CONFIG_PATH: &str = "bento.toml";
 
-/// The service configuration plus where it came from.
+/// The service configuration.
 pub struct Loaded {
     /// The configuration as a service would see it.
     pub config: Config,
-    figment: Figment,
 }
 
 /// Reads the configuration: the file `path` (from `--config` or `BENTO_CONFIG`; it must
@@ -35,10 +32,9 @@ pub fn load(path: Option<&Path>) -> Result<Loaded, CliError> {
         Some(path) => path.to_path_buf(),
         None => PathBuf::from(DEFAULT_CONFIG_PATH),
     };
-    let figment = Config::figment(&file);
-    let config =
-        Config::from_figment(figment.clone()).map_err(|e| CliError::Config(e.to_string()))?;
-    Ok(Loaded { config, figment })
+    let config = Config::from_figment(Config::figment(&file))
+        .map_err(|e| CliError::Config(e.to_string()))?;
+    Ok(Loaded { config })
 }
 
 impl Loaded {
@@ -49,7 +45,7 @@ impl Loaded {
 
     /// `[messaging.pulsar]`, validated.
     pub fn pulsar(&self) -> Result<PulsarConfig, CliError> {
-        let settings: PulsarConfig = self.section("pulsar")?;
+        let settings: PulsarConfig = self.config.backend_settings(BackendKind::Pulsar)?;
         settings
             .validate()
             .map_err(|e| CliError::Config(e.to_string()))?;
@@ -58,33 +54,11 @@ impl Loaded {
 
     /// `[messaging.kafka]`, validated.
     pub fn kafka(&self) -> Result<KafkaConfig, CliError> {
-        let settings: KafkaConfig = self.section("kafka")?;
+        let settings: KafkaConfig = self.config.backend_settings(BackendKind::Kafka)?;
         settings
             .validate()
             .map_err(|e| CliError::Config(e.to_string()))?;
         Ok(settings)
-    }
-
-    /// Parses `[messaging.<backend>]`; errors name the full key and where its value came from.
-    fn section<T: DeserializeOwned + Default>(&self, backend: &str) -> Result<T, CliError> {
-        let key = format!("messaging.{backend}");
-        if !self.figment.contains(&key) {
-            return Ok(T::default());
-        }
-        self.figment.focus(&key).extract().map_err(|error| {
-            let messages: Vec<String> = error
-                .into_iter()
-                .map(|mut e| {
-                    e.path = ["messaging", backend]
-                        .iter()
-                        .map(|s| s.to_string())
-                        .chain(e.path)
-                        .collect();
-                    e.to_string()
-                })
-                .collect();
-            CliError::Config(messages.join("; "))
-        })
     }
 }
 

@@ -47,6 +47,9 @@ impl From<BusError> for CliError {
 
 impl From<bento_runtime::RuntimeError> for CliError {
     fn from(error: bento_runtime::RuntimeError) -> Self {
-        CliError::Broker(error.to_string())
+        match error {
+            bento_runtime::RuntimeError::Config(message) => CliError::Config(message),
+            other => CliError::Broker(other.to_string()),
+        }
     }
 }

@@ -142,9 +142,32 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses the `[messaging.<backend>]` section into the adapter's own settings type.
-    #[cfg_attr(not(any(feature = "pulsar", feature = "kafka")), allow(dead_code))]
-    pub(crate) fn backend_settings<T: serde::de::DeserializeOwned>(
+    /// Parses the `[messaging.<backend>]` section into the adapter's own settings type, e.g.
+    /// `bento_pulsar::PulsarConfig` (not yet validated); an absent section gives its defaults.
+    ///
+    /// Errors are [`RuntimeError::Config`] naming each offending key in full
+    /// (`messaging.pulsar.service_urll`) and where its value came from (the file, or the exact
+    /// `BENTO_` variable).
+    ///
+    /// ```
+    /// use bento_runtime::{BackendKind, Config};
+    /// use figment::Figment;
+    /// use figment::providers::{Format, Toml};
+    ///
+    /// // An adapter's settings type, e.g. `bento_pulsar::PulsarConfig`.
+    /// #[derive(Default, serde::Deserialize)]
+    /// #[serde(default)]
+    /// struct PulsarSettings {
+    ///     service_url: String,
+    /// }
+    ///
+    /// let toml = "[messaging.pulsar]\nservice_url = \"pulsar://broker:6650\"";
+    /// let config = Config::from_figment(Figment::from(Toml::string(toml)))?;
+    /// let settings: PulsarSettings = config.backend_settings(BackendKind::Pulsar)?;
+    /// assert_eq!(settings.service_url, "pulsar://broker:6650");
+    /// # Ok::<(), bento_runtime::RuntimeError>(())
+    /// ```
+    pub fn backend_settings<T: serde::de::DeserializeOwned>(
         &self,
         backend: BackendKind,
     ) -> Result<T, RuntimeError> {
