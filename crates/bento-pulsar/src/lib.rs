@@ -38,6 +38,7 @@ mod config;
 mod consumer;
 mod diagnose;
 mod error;
+pub mod message_id;
 mod namespaces;
 #[cfg(feature = "oauth2")]
 mod oauth2;

@@ -11,10 +11,10 @@ use std::time::Duration;
 use bento_application::wire;
 use bento_pulsar::PulsarConfig;
 use bento_pulsar::admin::{NamespaceName, TopicName};
+use bento_pulsar::message_id::{ack_id, format_id};
 use bytes::Bytes;
 use futures::StreamExt;
 use pulsar::consumer::InitialPosition;
-use pulsar::proto::MessageIdData;
 use pulsar::{ConsumerOptions, Pulsar, SubType, TokioExecutor};
 
 use super::{Ack, Letter};
@@ -135,65 +135,5 @@ impl PulsarDlq {
         let _ = self.consumer.close().await;
         drop(self.consumer);
         drop(self.client);
-    }
-}
-
-/// The id to acknowledge a message with. A message of a batch is acknowledged by its index
-/// alone (the batch's ack set minus this index), as bento-pulsar's consumer does: without it
-/// the broker would take the whole batch as acknowledged, and a replay stopped by `--limit`
-/// in the middle of a batch would lose the rest.
-fn ack_id(mut id: MessageIdData, batch_size: Option<i32>) -> MessageIdData {
-    if let (Some(index), Some(size)) = (id.batch_index, batch_size)
-        && size > 1
-        && (0..size).contains(&index)
-    {
-        let (size, index) = (size as usize, index as usize);
-        let mut words = vec![0u64; size.div_ceil(64)];
-        for bit in (0..size).filter(|bit| *bit != index) {
-            words[bit / 64] |= 1 << (bit % 64);
-        }
-        while words.last() == Some(&0) {
-            words.pop();
-        }
-        id.ack_set = words.into_iter().map(|w| w as i64).collect();
-        id.batch_size = Some(size as i32);
-    }
-    id
-}
-
-/// A message id as the Java client prints it: `ledger:entry:partition[:batch-index]`.
-fn format_id(id: &MessageIdData) -> String {
-    let partition = id.partition.unwrap_or(-1);
-    match id.batch_index {
-        Some(index) if index >= 0 => {
-            format!("{}:{}:{partition}:{index}", id.ledger_id, id.entry_id)
-        }
-        _ => format!("{}:{}:{partition}", id.ledger_id, id.entry_id),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_batched_message_is_acknowledged_by_its_index() {
-        let id = MessageIdData {
-            ledger_id: 7,
-            entry_id: 3,
-            batch_index: Some(1),
-            ..MessageIdData::default()
-        };
-        let acked = ack_id(id.clone(), Some(3));
-        assert_eq!(acked.ack_set, vec![0b101]);
-        assert_eq!(format_id(&acked), "7:3:-1:1");
-        let single = ack_id(
-            MessageIdData {
-                batch_index: None,
-                ..id
-            },
-            None,
-        );
-        assert!(single.ack_set.is_empty());
     }
 }
