@@ -350,18 +350,8 @@ impl PulsarConfig {
             topics::check_topic(shared).map_err(|why| ConfigError::new("topics.shared", why))?;
         }
         self.validate_auth()?;
-        if self.connect_timeout_ms == 0 {
-            return Err(ConfigError::new(
-                "connect_timeout_ms",
-                "must be more than 0",
-            ));
-        }
-        if self.operation_timeout_ms == 0 {
-            return Err(ConfigError::new(
-                "operation_timeout_ms",
-                "must be more than 0",
-            ));
-        }
+        more_than_zero("connect_timeout_ms", self.connect_timeout_ms)?;
+        more_than_zero("operation_timeout_ms", self.operation_timeout_ms)?;
         let producer = &self.producer;
         if producer.batching {
             if producer.batch_max_messages < 2 {
@@ -370,12 +360,7 @@ impl PulsarConfig {
                     "must be at least 2 when batching is on",
                 ));
             }
-            if producer.batch_max_bytes == 0 {
-                return Err(ConfigError::new(
-                    "producer.batch_max_bytes",
-                    "must be more than 0",
-                ));
-            }
+            more_than_zero("producer.batch_max_bytes", producer.batch_max_bytes)?;
             if producer.batch_max_delay_ms == 0 {
                 return Err(ConfigError::new(
                     "producer.batch_max_delay_ms",
@@ -383,18 +368,14 @@ impl PulsarConfig {
                 ));
             }
         }
-        if producer.max_pending_messages == 0 {
-            return Err(ConfigError::new(
-                "producer.max_pending_messages",
-                "must be more than 0",
-            ));
-        }
-        if self.consumer.receiver_queue_size == 0 {
-            return Err(ConfigError::new(
-                "consumer.receiver_queue_size",
-                "must be more than 0",
-            ));
-        }
+        more_than_zero(
+            "producer.max_pending_messages",
+            producer.max_pending_messages,
+        )?;
+        more_than_zero(
+            "consumer.receiver_queue_size",
+            self.consumer.receiver_queue_size,
+        )?;
         Ok(())
     }
 
@@ -455,6 +436,15 @@ impl PulsarConfig {
     }
 }
 
+/// Refuses a zero `value` for `key`.
+fn more_than_zero<T: Default + PartialEq>(key: &str, value: T) -> Result<(), ConfigError> {
+    if value == T::default() {
+        Err(ConfigError::new(key, "must be more than 0"))
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,6 +487,15 @@ mod tests {
         assert!(
             error.starts_with("messaging.pulsar.producer.batch_max_delay_ms:"),
             "{error}"
+        );
+
+        let config = PulsarConfig {
+            operation_timeout_ms: 0,
+            ..PulsarConfig::default()
+        };
+        assert_eq!(
+            config.validate().err().map(|e| e.to_string()).as_deref(),
+            Some("messaging.pulsar.operation_timeout_ms: must be more than 0")
         );
 
         let mut config = PulsarConfig::default();
