@@ -12,7 +12,8 @@ use std::sync::{Arc, OnceLock};
 
 use apache_avro::AvroSchema;
 use bento_application::{
-    Bus, Context, HandlerError, MessageBus, PublishOptions, SubscriptionSpec, wire,
+    Bus, BusError, Context, HandlerError, MessageBus, PublishOptions, Subscription,
+    SubscriptionSpec, wire,
 };
 use bento_codec::{AvroCodec, Codecs, Format};
 use bento_domain::{DomainEvent, Envelope, MessageId};
@@ -115,22 +116,6 @@ async fn bus_for(topic: &str) -> PulsarBus {
     common::bus_with(config).await
 }
 
-fn forward<E: Send + 'static>(
-    tx: mpsc::UnboundedSender<(E, Context)>,
-) -> impl Fn(E, Context) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static {
-    move |event, ctx| {
-        let _ = tx.send((event, ctx));
-        std::future::ready(Ok(()))
-    }
-}
-
-async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>, what: &str) -> T {
-    tokio::time::timeout(common::PATIENCE, rx.recv())
-        .await
-        .unwrap_or_else(|_| panic!("no {what} within {:?}", common::PATIENCE))
-        .unwrap_or_else(|| panic!("the {what} channel closed"))
-}
-
 fn text(value: &Value) -> &str {
     value.as_str().unwrap_or_default()
 }
@@ -184,18 +169,8 @@ async fn python_reads_what_bento_published() -> TestResult {
 async fn bento_reads_what_python_published_and_keeps_traceparent() -> TestResult {
     let bus = common::bus().await;
     let topic = bus.topic_name(&common::unique("interop-from-python"));
-    let (tx, mut rx) = mpsc::unbounded_channel::<Envelope>();
-    let handler = move |ctx: Context| {
-        let _ = tx.send(ctx.envelope().clone());
-        Box::pin(async { Ok::<(), HandlerError>(()) })
-            as futures::future::BoxFuture<'static, Result<(), HandlerError>>
-    };
-    let subscription = bus
-        .subscribe(
-            SubscriptionSpec::topic(&topic, "bento"),
-            Arc::new(EnvelopeFn(handler)),
-        )
-        .await?;
+    let (subscription, mut rx) =
+        forward_envelopes(&bus, SubscriptionSpec::topic(&topic, "bento")).await?;
     let id = MessageId::new();
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let properties: HashMap<&str, String> = HashMap::from([
@@ -223,7 +198,7 @@ async fn bento_reads_what_python_published_and_keeps_traceparent() -> TestResult
     ]))
     .await;
 
-    let envelope = next(&mut rx, "message from Python").await;
+    let envelope = common::next(&mut rx, "message from Python").await;
     assert_eq!(envelope.id, id);
     assert_eq!(envelope.event_type, "orders.placed");
     assert_eq!(envelope.version, 2);
@@ -250,22 +225,19 @@ async fn bento_reads_what_python_published_and_keeps_traceparent() -> TestResult
     Ok(())
 }
 
-/// An envelope handler from a closure.
-struct EnvelopeFn<F>(F);
-
-impl<F> bento_application::EnvelopeHandler for EnvelopeFn<F>
-where
-    F: Fn(Context) -> futures::future::BoxFuture<'static, Result<(), HandlerError>>
-        + Send
-        + Sync
-        + 'static,
-{
-    fn handle(
-        &self,
-        ctx: Context,
-    ) -> futures::future::BoxFuture<'static, Result<(), HandlerError>> {
-        (self.0)(ctx)
-    }
+/// Subscribes `spec` on `bus` with a handler that sends every envelope it gets to the returned
+/// channel.
+async fn forward_envelopes(
+    bus: &dyn MessageBus,
+    spec: SubscriptionSpec,
+) -> Result<(Subscription, mpsc::UnboundedReceiver<Envelope>), BusError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handler = move |ctx: Context| {
+        let _ = tx.send(ctx.envelope().clone());
+        std::future::ready(Ok::<(), HandlerError>(()))
+    };
+    let subscription = bus.subscribe(spec, Arc::new(handler)).await?;
+    Ok((subscription, rx))
 }
 
 /// Bento publishes with the declared schema, Python reads with `AvroSchema`/`JsonSchema` of the
@@ -284,7 +256,7 @@ async fn schema_round_trips(format: Format, python_schema: &str, content_type: &
     let subscription = bus
         .subscribe_with::<AccountOpened, _>(
             SubscriptionSpec::event_type(AccountOpened::EVENT_TYPE, "bento"),
-            forward(tx),
+            common::forward(tx),
         )
         .await
         .unwrap_or_else(|e| panic!("subscribing with the {format} schema: {e}"));
@@ -297,7 +269,10 @@ async fn schema_round_trips(format: Format, python_schema: &str, content_type: &
     bus.publish(&from_bento)
         .await
         .unwrap_or_else(|e| panic!("publishing {format}: {e}"));
-    assert_eq!(next(&mut rx, "Bento's own event").await.0, from_bento);
+    assert_eq!(
+        common::next(&mut rx, "Bento's own event").await.0,
+        from_bento
+    );
 
     let seen = python(args(&[
         "consume",
@@ -338,7 +313,7 @@ async fn schema_round_trips(format: Format, python_schema: &str, content_type: &
         r#"{"account_id": "a-2", "owner": "Py", "credit": 7}"#,
     ]))
     .await;
-    let (got, ctx) = next(&mut rx, "event from Python").await;
+    let (got, ctx) = common::next(&mut rx, "event from Python").await;
     assert_eq!(ctx.message_id(), id);
     assert_eq!(
         got,
@@ -385,18 +360,11 @@ async fn a_trace_started_in_python_continues_in_bento() -> TestResult {
             .lag_interval(None)
             .build(),
     );
-    let (tx, mut rx) = mpsc::unbounded_channel::<Envelope>();
-    let handler = move |ctx: Context| {
-        let _ = tx.send(ctx.envelope().clone());
-        Box::pin(async { Ok::<(), HandlerError>(()) })
-            as futures::future::BoxFuture<'static, Result<(), HandlerError>>
-    };
-    let subscription = bus
-        .subscribe(
-            SubscriptionSpec::topic(&topic, "bento-traced"),
-            Arc::new(EnvelopeFn(handler)),
-        )
-        .await?;
+    let (subscription, mut rx) = forward_envelopes(
+        bus.as_ref(),
+        SubscriptionSpec::topic(&topic, "bento-traced"),
+    )
+    .await?;
     let (trace_id, parent_id) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
     let properties: HashMap<&str, String> = HashMap::from([
         (wire::MESSAGE_ID, MessageId::new().to_string()),
@@ -416,7 +384,7 @@ async fn a_trace_started_in_python_continues_in_bento() -> TestResult {
         r#"{"from":"python"}"#,
     ]))
     .await;
-    next(&mut rx, "traced message from Python").await;
+    common::next(&mut rx, "traced message from Python").await;
     subscription.shutdown().await?;
 
     let consumer = capture

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use bento_application::{BusError, MessageBus, PublishOptions, SubscriptionSpec};
 use bento_domain::Envelope;
 use bento_pulsar::PulsarAdmin;
@@ -63,14 +61,8 @@ async fn missing_tenants_and_namespaces_are_created_on_first_use() {
 
     // Subscribing creates the configured tenant and namespace.
     let topic = unique("created");
-    let seen = Collector::new();
-    let sub = bus
-        .subscribe(
-            SubscriptionSpec::topic(&topic, unique("reader")),
-            Arc::new(seen.handler()),
-        )
-        .await
-        .expect("subscribing in a tenant that did not exist");
+    let (seen, sub) =
+        Collector::subscribe(&bus, SubscriptionSpec::topic(&topic, unique("reader"))).await;
     assert_eq!(
         namespaces(&admin, &configured).await,
         vec![format!("{configured}/events")]

@@ -88,11 +88,7 @@ async fn exclusive_subscription_refuses_a_second_consumer() {
     let topic = unique("exclusive");
     let spec =
         SubscriptionSpec::topic(&topic, unique("only-one")).kind(SubscriptionKind::Exclusive);
-    let first = Collector::new();
-    let sub = bus
-        .subscribe(spec.clone(), Arc::new(first.handler()))
-        .await
-        .expect("the first consumer of an exclusive subscription is accepted");
+    let (first, sub) = Collector::subscribe(&bus, spec.clone()).await;
 
     let started = Instant::now();
     let second = bus
@@ -132,15 +128,8 @@ async fn failover_has_one_active_consumer_that_hands_over_on_shutdown() {
     let bus = common::bus().await;
     let topic = unique("failover");
     let spec = SubscriptionSpec::topic(&topic, unique("standby")).kind(SubscriptionKind::Failover);
-    let (a, b) = (Collector::new(), Collector::new());
-    let sub_a = bus
-        .subscribe(spec.clone(), Arc::new(a.handler()))
-        .await
-        .expect("subscribe a");
-    let sub_b = bus
-        .subscribe(spec, Arc::new(b.handler()))
-        .await
-        .expect("subscribe b");
+    let (a, sub_a) = Collector::subscribe(&bus, spec.clone()).await;
+    let (b, sub_b) = Collector::subscribe(&bus, spec).await;
     for seq in 0..20 {
         publish(&bus, &topic, envelope(&format!("k{seq}"), seq)).await;
     }
@@ -176,15 +165,8 @@ async fn shared_subscription_gives_each_consumer_a_share() {
     let bus = common::bus().await;
     let topic = unique("shared");
     let spec = SubscriptionSpec::topic(&topic, unique("workers")).kind(SubscriptionKind::Shared);
-    let (a, b) = (Collector::new(), Collector::new());
-    let sub_a = bus
-        .subscribe(spec.clone(), Arc::new(a.handler()))
-        .await
-        .expect("subscribe a");
-    let sub_b = bus
-        .subscribe(spec, Arc::new(b.handler()))
-        .await
-        .expect("subscribe b");
+    let (a, sub_a) = Collector::subscribe(&bus, spec.clone()).await;
+    let (b, sub_b) = Collector::subscribe(&bus, spec).await;
     let batch = (0..200)
         .map(|seq| envelope(&format!("k{seq}"), seq))
         .collect();
@@ -219,15 +201,8 @@ async fn key_shared_subscription_sends_each_key_to_one_consumer() {
     let spec = SubscriptionSpec::topic(&topic, unique("by-key"))
         .kind(SubscriptionKind::KeyShared)
         .concurrency(4);
-    let (a, b) = (Collector::new(), Collector::new());
-    let sub_a = bus
-        .subscribe(spec.clone(), Arc::new(a.handler()))
-        .await
-        .expect("subscribe a");
-    let sub_b = bus
-        .subscribe(spec, Arc::new(b.handler()))
-        .await
-        .expect("subscribe b");
+    let (a, sub_a) = Collector::subscribe(&bus, spec.clone()).await;
+    let (b, sub_b) = Collector::subscribe(&bus, spec).await;
     let batch = (0..400)
         .map(|i| envelope(&format!("key-{}", i % 20), i / 20))
         .collect();
@@ -272,14 +247,8 @@ async fn key_shared_subscription_sends_each_key_to_one_consumer() {
 async fn delayed_delivery_is_neither_early_nor_much_late() {
     let bus = common::bus().await;
     let topic = unique("delayed");
-    let collector = Collector::new();
-    let sub = bus
-        .subscribe(
-            SubscriptionSpec::topic(&topic, unique("patient")),
-            Arc::new(collector.handler()),
-        )
-        .await
-        .expect("subscribe");
+    let (collector, sub) =
+        Collector::subscribe(&bus, SubscriptionSpec::topic(&topic, unique("patient"))).await;
     let delay = Duration::from_secs(3);
     let sent = Instant::now();
     bus.publish(
@@ -511,11 +480,7 @@ async fn messages_of_a_batch_are_acknowledged_one_by_one() {
         .await
         .expect("shutdown");
 
-    let rest = Collector::new();
-    let sub = bus
-        .subscribe(spec, Arc::new(rest.handler()))
-        .await
-        .expect("resubscribe");
+    let (rest, sub) = Collector::subscribe(&bus, spec).await;
     wait_until("the 9 unacknowledged messages of the batch", || {
         let bodies: HashSet<String> = rest.seen().iter().map(|c| body(&c.envelope)).collect();
         (1..10).all(|seq| bodies.contains(&format!("b:{seq}")))
@@ -536,14 +501,8 @@ async fn compressed_payloads_round_trip() {
         config.producer.compression = compression;
         let bus = common::bus_with(config).await;
         let topic = unique("compressed");
-        let collector = Collector::new();
-        let sub = bus
-            .subscribe(
-                SubscriptionSpec::topic(&topic, unique("reader")),
-                Arc::new(collector.handler()),
-            )
-            .await
-            .expect("subscribe");
+        let (collector, sub) =
+            Collector::subscribe(&bus, SubscriptionSpec::topic(&topic, unique("reader"))).await;
         let payload = "compress me ".repeat(100);
         let sent = Envelope::new(
             "bento.it.ping",
@@ -567,24 +526,15 @@ async fn a_shared_topic_carries_several_event_types() {
     let bus = common::bus_with(config).await;
     assert_eq!(bus.topic_for("a.created"), bus.topic_name(&shared));
     assert_eq!(bus.topic_for("b.created"), bus.topic_name(&shared));
-    let dead = Collector::new();
-    let only_a = Collector::new();
     let spec = SubscriptionSpec::event_type("a.created", unique("a-only"))
         .dead_letter(DeadLetterPolicy::to_topic(unique("shared-dlq")));
-    let dlq_sub = bus
-        .subscribe(
-            SubscriptionSpec::topic(
-                spec.dead_letter.topic.clone().expect("explicit"),
-                unique("dlq"),
-            ),
-            Arc::new(dead.handler()),
-        )
-        .await
-        .expect("subscribe dlq");
-    let sub = bus
-        .subscribe(spec, Arc::new(only_a.handler()))
-        .await
-        .expect("subscribe");
+    let dead_letter_topic = spec.dead_letter.topic.clone().expect("explicit");
+    let (dead, dlq_sub) = Collector::subscribe(
+        &bus,
+        SubscriptionSpec::topic(dead_letter_topic, unique("dlq")),
+    )
+    .await;
+    let (only_a, sub) = Collector::subscribe(&bus, spec).await;
     for (event_type, n) in [
         ("b.created", 1),
         ("a.created", 2),
@@ -642,22 +592,16 @@ async fn the_envelope_tenant_picks_the_pulsar_tenant() {
     let bus = common::bus_with(config).await;
     let topic = unique("tenanted");
     let tenant_topic = format!("persistent://{TEST_TENANT}/default/{topic}");
-    let in_tenant = Collector::new();
-    let in_default = Collector::new();
-    let sub_tenant = bus
-        .subscribe(
-            SubscriptionSpec::topic(&tenant_topic, unique("tenant-reader")),
-            Arc::new(in_tenant.handler()),
-        )
-        .await
-        .expect("subscribe in the tenant");
-    let sub_default = bus
-        .subscribe(
-            SubscriptionSpec::topic(&topic, unique("default-reader")),
-            Arc::new(in_default.handler()),
-        )
-        .await
-        .expect("subscribe in public/default");
+    let (in_tenant, sub_tenant) = Collector::subscribe(
+        &bus,
+        SubscriptionSpec::topic(&tenant_topic, unique("tenant-reader")),
+    )
+    .await;
+    let (in_default, sub_default) = Collector::subscribe(
+        &bus,
+        SubscriptionSpec::topic(&topic, unique("default-reader")),
+    )
+    .await;
 
     publish(
         &bus,

@@ -8,7 +8,7 @@ use std::error::Error;
 use std::sync::Arc;
 
 use apache_avro::AvroSchema;
-use bento_application::{Bus, Context, HandlerError, MessageBus, SubscriptionSpec};
+use bento_application::{Bus, MessageBus, SubscriptionSpec};
 use bento_codec::{AvroCodec, Codecs, Format, ProtobufCodec};
 use bento_domain::DomainEvent;
 use bento_pulsar::PulsarBus;
@@ -142,23 +142,6 @@ fn avro_v2() -> Codecs {
     codecs
 }
 
-/// A handler that forwards what it gets.
-fn forward<E: Send + 'static>(
-    tx: mpsc::UnboundedSender<(E, Context)>,
-) -> impl Fn(E, Context) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static {
-    move |event, ctx| {
-        let _ = tx.send((event, ctx));
-        std::future::ready(Ok(()))
-    }
-}
-
-async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>, what: &str) -> T {
-    tokio::time::timeout(common::PATIENCE, rx.recv())
-        .await
-        .unwrap_or_else(|_| panic!("no {what} within {:?}", common::PATIENCE))
-        .unwrap_or_else(|| panic!("the {what} channel closed"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn avro_schema_is_registered_and_messages_round_trip() -> TestResult {
     let (_namespace, pulsar) = scratch("schema-avro", SchemaCompatibility::Backward).await;
@@ -184,7 +167,7 @@ async fn avro_schema_is_registered_and_messages_round_trip() -> TestResult {
     let subscription = bus
         .subscribe_with::<AccountOpened, _>(
             SubscriptionSpec::event_type(AccountOpened::EVENT_TYPE, "reader"),
-            forward(tx),
+            common::forward(tx),
         )
         .await?;
     let event = AccountOpened {
@@ -193,7 +176,7 @@ async fn avro_schema_is_registered_and_messages_round_trip() -> TestResult {
         credit: 42,
     };
     bus.publish(&event).await?;
-    let (got, ctx) = next(&mut rx, "Avro event").await;
+    let (got, ctx) = common::next(&mut rx, "Avro event").await;
     assert_eq!(got, event);
     assert_eq!(ctx.envelope().content_type, "application/avro");
 
@@ -207,7 +190,7 @@ async fn avro_schema_is_registered_and_messages_round_trip() -> TestResult {
         credit: 7,
     };
     plain.publish(&second).await?;
-    assert_eq!(next(&mut rx, "second Avro event").await.0, second);
+    assert_eq!(common::next(&mut rx, "second Avro event").await.0, second);
 
     subscription.shutdown().await?;
     other.close().await?;
@@ -269,7 +252,7 @@ async fn compatible_evolution_is_accepted_and_v1_reads_v2() -> TestResult {
     let reader = v1_bus
         .subscribe_with::<AccountOpened, _>(
             SubscriptionSpec::event_type(AccountOpened::EVENT_TYPE, "v1-reader"),
-            forward(tx),
+            common::forward(tx),
         )
         .await?;
 
@@ -292,7 +275,7 @@ async fn compatible_evolution_is_accepted_and_v1_reads_v2() -> TestResult {
         currency: "CHF".into(),
     })
     .await?;
-    let (got, ctx) = next(&mut rx, "v2 event read as v1").await;
+    let (got, ctx) = common::next(&mut rx, "v2 event read as v1").await;
     assert_eq!(ctx.envelope().version, 2);
     assert_eq!(
         got,
@@ -337,7 +320,7 @@ async fn protobuf_native_schema_is_stored_and_messages_round_trip() -> TestResul
     let subscription = bus
         .subscribe_with::<OrderShipped, _>(
             SubscriptionSpec::event_type(OrderShipped::EVENT_TYPE, "shipping"),
-            forward(tx),
+            common::forward(tx),
         )
         .await?;
     let event = OrderShipped {
@@ -347,7 +330,7 @@ async fn protobuf_native_schema_is_stored_and_messages_round_trip() -> TestResul
         shipped_at_ms: 1_700_000_000_000,
     };
     bus.publish(&event).await?;
-    let (got, ctx) = next(&mut rx, "Protobuf event").await;
+    let (got, ctx) = common::next(&mut rx, "Protobuf event").await;
     assert_eq!(got, event);
     assert_eq!(ctx.envelope().content_type, "application/x-protobuf");
     subscription.shutdown().await?;

@@ -1,7 +1,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bento_application::{Context, HandlerError};
+use bento_application::{Context, HandlerError, MessageBus, Subscription, SubscriptionSpec};
 use bento_domain::Envelope;
 use tokio::sync::Notify;
 
@@ -50,6 +50,21 @@ impl Collector {
             collector.record(&ctx);
             futures::future::ready(Ok(()))
         }
+    }
+
+    /// Subscribes a new collector to `bus` with `spec`, returning both. Panics, naming the
+    /// subscription and the bus's error, if the bus refuses it.
+    pub async fn subscribe(
+        bus: &dyn MessageBus,
+        spec: SubscriptionSpec,
+    ) -> (Collector, Subscription) {
+        let collector = Collector::new();
+        let name = spec.name.clone();
+        let subscription = bus
+            .subscribe(spec, Arc::new(collector.handler()))
+            .await
+            .unwrap_or_else(|e| panic!("subscribing `{name}`: {e}"));
+        (collector, subscription)
     }
 
     /// Everything seen so far.

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use bento_application::{Context, HandlerError};
 use bento_pulsar::{PulsarBus, PulsarConfig};
+use tokio::sync::mpsc;
 
 /// The broker's binary URL: `BENTO_TEST_PULSAR_URL`, else the dev-env default.
 pub fn pulsar_url() -> String {
@@ -136,4 +138,22 @@ pub async fn raw_client() -> pulsar::Pulsar<pulsar::TokioExecutor> {
 /// The full name of a plain topic name in `public/default`.
 pub fn topic_name(name: &str) -> String {
     format!("persistent://public/default/{name}")
+}
+
+/// A typed handler that sends each event, with its context, to `tx` and succeeds.
+pub fn forward<E: Send + 'static>(
+    tx: mpsc::UnboundedSender<(E, Context)>,
+) -> impl Fn(E, Context) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static {
+    move |event, ctx| {
+        let _ = tx.send((event, ctx));
+        std::future::ready(Ok(()))
+    }
+}
+
+/// The next item on `rx`; panics, naming `what`, if none comes within [`PATIENCE`].
+pub async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>, what: &str) -> T {
+    tokio::time::timeout(PATIENCE, rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no {what} within {PATIENCE:?}"))
+        .unwrap_or_else(|| panic!("the {what} channel closed"))
 }
