@@ -32,8 +32,8 @@ pub fn load(path: Option<&Path>) -> Result<Loaded, CliError> {
         Some(path) => path.to_path_buf(),
         None => PathBuf::from(DEFAULT_CONFIG_PATH),
     };
-    let config = Config::from_figment(Config::figment(&file))
-        .map_err(|e| CliError::Config(e.to_string()))?;
+    // The runtime's error already says "invalid configuration"; `From` keeps its message only.
+    let config = Config::from_figment(Config::figment(&file))?;
     Ok(Loaded { config })
 }
 
@@ -99,6 +99,14 @@ mod tests {
         assert!(
             error.as_deref().is_some_and(|e| e.contains("admin_urll")),
             "{error:?}"
+        );
+        std::fs::write(&file, "[messaging]\nbackend = \"carrier-pigeon\"\n")?;
+        let error = load(Some(&file)).err().map(|e| e.to_string());
+        assert!(
+            error.as_deref().is_some_and(
+                |e| e.contains("backend") && e.matches("invalid configuration").count() == 1
+            ),
+            "names the key, says what it is once: {error:?}"
         );
         std::fs::remove_dir_all(&dir)?;
         Ok(())
