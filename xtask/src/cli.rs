@@ -80,6 +80,9 @@ pub enum Action {
     },
     /// Version, mode, ports, pid, memory and health of each broker.
     Status,
+    /// Print the variables the tests read, as shell `export` lines, for running tests or
+    /// benchmarks by hand: `eval "$(cargo xtask dev-env env)"`.
+    Env,
     /// Print (or follow) a broker's log.
     Logs {
         /// Which broker.

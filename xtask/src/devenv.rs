@@ -59,6 +59,12 @@ pub fn run(args: DevEnvArgs) -> Result<()> {
     let env = DevEnv::new(args.mode, args.ports);
     match args.action {
         Action::Status => inspect::status(&env),
+        Action::Env => {
+            for (key, value) in crate::test::test_env(&env.layout, &env.ports) {
+                println!("export {key}={}", shell_quote(&value));
+            }
+            Ok(())
+        }
         Action::Logs {
             broker,
             follow,
@@ -81,6 +87,11 @@ pub fn run(args: DevEnvArgs) -> Result<()> {
             reset(&env)
         }
     }
+}
+
+/// `value` as one single-quoted shell word.
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
 }
 
 /// Takes the dev-env lock, so that concurrent `up`/`down`/`kill`/`reset` (several test processes,
@@ -225,4 +236,18 @@ pub fn reset(env: &DevEnv) -> Result<()> {
         env.layout.home.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn values_are_quoted_as_one_shell_word() {
+        assert_eq!(
+            shell_quote("pulsar://127.0.0.1:6650"),
+            "'pulsar://127.0.0.1:6650'"
+        );
+        assert_eq!(shell_quote("/a dir/it's"), r"'/a dir/it'\''s'");
+    }
 }
