@@ -6,10 +6,8 @@
 //! and checks that the fixed handler gets the very same messages.
 
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
-use std::path::PathBuf;
 use std::process::Output;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bento_application::{
@@ -42,38 +40,15 @@ fn unique(what: &str) -> String {
     format!("bento-cli-{what}-{}", uuid::Uuid::now_v7().simple())
 }
 
-fn target_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target")
-}
-
 /// Holds a broker's lock shared for the whole run, as the adapters' own test binaries do, so
 /// that their resilience tests (which kill the broker, holding it exclusively) never run at the
 /// same time as these.
-fn share(lock: &'static OnceLock<File>, dir: PathBuf, name: &str) {
-    lock.get_or_init(|| {
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-        let path = dir.join(name);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
-        file.lock_shared()
-            .unwrap_or_else(|e| panic!("taking {} (shared): {e}", path.display()));
-        file
-    });
-}
-
 fn share_pulsar() {
-    static LOCK: OnceLock<File> = OnceLock::new();
-    let dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(target_dir, PathBuf::from);
-    share(&LOCK, dir, "bento-pulsar-broker.lock");
+    bento_testkit::broker_lock::share("pulsar");
 }
 
 fn share_kafka() {
-    static LOCK: OnceLock<File> = OnceLock::new();
-    share(&LOCK, target_dir(), "bento-kafka-broker.lock");
+    bento_testkit::broker_lock::share("kafka");
 }
 
 #[derive(Clone, Copy)]

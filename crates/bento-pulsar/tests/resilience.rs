@@ -32,13 +32,16 @@ fn xtask(args: &[&str]) {
     let mut command = match std::env::var_os("BENTO_XTASK_BIN") {
         Some(bin) => Command::new(bin),
         None => {
-            let built = common::lock_path().with_file_name("debug").join("xtask");
+            let built = bento_testkit::broker_lock::path("pulsar")
+                .with_file_name("debug")
+                .join("xtask");
             if built.exists() {
                 Command::new(built)
             } else {
                 let mut cargo =
                     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-                let own_target: PathBuf = common::lock_path().with_file_name("xtask-for-tests");
+                let own_target: PathBuf =
+                    bento_testkit::broker_lock::path("pulsar").with_file_name("xtask-for-tests");
                 cargo
                     .args(["run", "--quiet", "-p", "xtask", "--target-dir"])
                     .arg(own_target)
@@ -76,7 +79,7 @@ impl Drop for BrokerGuard {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_crash_loses_no_confirmed_message_and_the_consumer_resumes() {
-    let lock = common::lock_file();
+    let lock = bento_testkit::broker_lock::open("pulsar");
     lock.lock()
         .expect("taking the Pulsar broker lock (exclusive)");
     let down = Arc::new(AtomicBool::new(false));

@@ -8,8 +8,10 @@
 //! A backend that cannot support a case says so through [`Backend::unsupported`], with the
 //! reason; the case then prints that reason and does nothing else, visibly.
 //!
-//! [`workload`] is the end-to-end workload the in-memory benchmarks share.
+//! [`workload`] is the end-to-end workload the in-memory benchmarks share; [`broker_lock`] keeps
+//! tests that kill a broker away from the tests that use it.
 
+pub mod broker_lock;
 pub mod cases;
 mod collect;
 pub mod workload;

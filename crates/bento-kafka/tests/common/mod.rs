@@ -2,9 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use bento_kafka::{KafkaBus, KafkaConfig};
 
@@ -20,40 +18,16 @@ pub fn workspace_root() -> PathBuf {
         .join("..")
 }
 
-fn lock_file() -> File {
-    let dir = workspace_root().join("target");
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-    let path = dir.join("bento-kafka-broker.lock");
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()))
-}
-
 /// Held shared by test binaries that only use the broker, for their whole run, so the
 /// resilience test (which kills and restarts it, holding the lock exclusively) never runs at
 /// the same time.
 pub fn share_broker() {
-    static SHARED: OnceLock<File> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let file = lock_file();
-        file.lock_shared()
-            .unwrap_or_else(|e| panic!("taking the broker lock (shared): {e}"));
-        file
-    });
+    bento_testkit::broker_lock::share("kafka");
 }
 
 /// Takes the broker for this process alone (released at exit).
 pub fn own_broker() {
-    static OWNED: OnceLock<File> = OnceLock::new();
-    OWNED.get_or_init(|| {
-        let file = lock_file();
-        file.lock()
-            .unwrap_or_else(|e| panic!("taking the broker lock (exclusive): {e}"));
-        file
-    });
+    bento_testkit::broker_lock::own("kafka");
 }
 
 /// The configuration the tests use: the test broker, 4 partitions per created topic.

@@ -1,9 +1,7 @@
 //! Shared by the test binaries that run against the real broker.
 #![allow(dead_code)]
 
-use std::fs::File;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bento_application::{Context, HandlerError};
@@ -25,36 +23,10 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The lock file that keeps the broker-killing resilience test away from the other tests:
-/// they hold it shared, the resilience test exclusively.
-pub fn lock_path() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    std::fs::create_dir_all(&target).expect("creating the target directory for the broker lock");
-    target.join("bento-pulsar-broker.lock")
-}
-
-/// Opens (creating it if needed) the broker lock file.
-pub fn lock_file() -> File {
-    let path = lock_path();
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()))
-}
-
-/// Holds the broker lock in shared mode for the rest of this test process.
+/// Holds the Pulsar broker lock shared for the rest of this test process, so that the
+/// broker-killing resilience test (which holds it exclusively) never runs beside it.
 pub fn share_broker() {
-    static SHARED: OnceLock<File> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let file = lock_file();
-        file.lock_shared()
-            .unwrap_or_else(|e| panic!("taking the Pulsar broker lock (shared): {e}"));
-        file
-    });
+    bento_testkit::broker_lock::share("pulsar");
 }
 
 /// The configuration the tests use: the test broker, tight timeouts.
