@@ -3,7 +3,7 @@
 //!
 //! The memory bus runs them in this crate's tests; a broker backend runs them the same way:
 //!
-//! ```ignore
+//! ```text
 //! let bus: Arc<dyn MessageBus> = Arc::new(PulsarBus::connect(config).await?);
 //! bento_observability::testing::trace_scenario(bus.clone(), ConsumerParent::Child).await?;
 //! bento_observability::testing::trace_scenario(bus.clone(), ConsumerParent::Link).await?;

@@ -80,7 +80,7 @@ pub trait Backend: Send + Sync + 'static {
 
 /// Generates the whole conformance suite as tests for one backend.
 ///
-/// ```ignore
+/// ```text
 /// bento_testkit::conformance_suite!(MemoryBackend);
 /// ```
 #[macro_export]
