@@ -104,6 +104,12 @@ fn overrides(ports: &Ports, security: &SecurityFiles) -> Vec<(&'static str, Stri
         ("listeningInterface", loopback_interface().to_string()),
         ("allowLoopback", "true".to_string()),
         ("allowEphemeralPorts", "true".to_string()),
+        // The bookie turns read-only, and every publish fails with "Not enough non-faulty
+        // bookies", once its disk is 95% full; a developer's disk (or a CI volume) often is,
+        // while the test data needs little. Refuse writes only when the disk is really full.
+        ("diskUsageThreshold", "0.995".to_string()),
+        ("diskUsageWarnThreshold", "0.99".to_string()),
+        ("diskUsageLwmThreshold", "0.99".to_string()),
     ];
     settings.extend(tls_and_auth(ports, security));
     settings
