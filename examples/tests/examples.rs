@@ -141,3 +141,31 @@ fn asking_for_kafka_without_the_feature_names_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("`kafka` cargo feature"), "{stderr}");
 }
+
+/// The configuration examples parse and validate, with the values they show.
+#[test]
+fn pulsar_production_config_is_valid() {
+    use bento_runtime::{BackendKind, Config};
+    use figment::Figment;
+    use figment::providers::{Format, Toml};
+
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/pulsar-production.toml");
+    // The file alone, without this process's BENTO_ variables.
+    let config = Config::from_figment(Figment::from(Toml::file_exact(&path)))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(config.messaging.backend, BackendKind::Pulsar);
+    let pulsar: bento_pulsar::PulsarConfig = config
+        .backend_settings(BackendKind::Pulsar)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    pulsar
+        .validate()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(pulsar.service_url.starts_with("pulsar+ssl://"));
+    assert!(pulsar.create_namespaces);
+    assert_eq!(
+        (pulsar.tenant.as_str(), pulsar.namespace.as_str()),
+        ("shop", "orders")
+    );
+    assert!(pulsar.auth.token_file.is_some() && pulsar.tls.trust_cert_path.is_some());
+    assert_eq!(pulsar.producer.compression, bento_pulsar::Compression::Lz4);
+}
