@@ -9,7 +9,6 @@ use bento_application::{
     SubscriptionSpec,
 };
 use bento_domain::Envelope;
-use chrono::SecondsFormat;
 use futures::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::Producer;
@@ -18,7 +17,8 @@ use tokio::sync::watch;
 use crate::admin::KafkaAdmin;
 use crate::config::KafkaConfig;
 use crate::consumer::{
-    Deliveries, OwnedOnly, Owners, Poller, Settler, SubscriptionState, position_new_group,
+    Deliveries, OwnedOnly, Owners, Poller, Settler, SubscriptionState, format_due,
+    position_new_group,
 };
 use crate::context::BentoContext;
 use crate::headers;
@@ -144,7 +144,7 @@ impl KafkaBus {
         let record = Outgoing::from_envelope(envelope);
         match options.deliver {
             Some(at) if !at.delay_from_now().is_zero() => {
-                let due = at.instant().to_rfc3339_opts(SecondsFormat::Millis, true);
+                let due = format_due(at.instant());
                 let delayed = topics::delayed_topic(&topic);
                 topics::check_name(&delayed).map_err(|reason| BusError::Publish {
                     topic: delayed.clone(),

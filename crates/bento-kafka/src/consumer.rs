@@ -725,7 +725,18 @@ impl Drop for KafkaSettle {
     }
 }
 
-fn format_time(at: DateTime<Utc>) -> String {
+/// `at` as the `bento-kafka-deliver-at` header writes it: RFC 3339 with milliseconds, rounded
+/// up, so that a delayed message is never due before the instant asked for.
+pub(crate) fn format_due(at: DateTime<Utc>) -> String {
+    let below_millis = at.timestamp_subsec_nanos() % 1_000_000;
+    let at = if below_millis == 0 {
+        at
+    } else {
+        at.checked_add_signed(chrono::Duration::nanoseconds(i64::from(
+            1_000_000 - below_millis,
+        )))
+        .unwrap_or(at)
+    };
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -754,10 +765,13 @@ impl Settle for KafkaSettle {
         }
         let tier = topics::retry_tier(next_attempt.saturating_sub(1), settler.tiers);
         let topic = topics::retry_topic(&settler.topic, &settler.group, tier);
-        let due = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        let due = chrono::Duration::from_std(delay)
+            .ok()
+            .and_then(|delay| Utc::now().checked_add_signed(delay))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let record = Outgoing::from_envelope(envelope)
             .header(wire::ATTEMPT, next_attempt.to_string())
-            .header(headers::DELIVER_AT, format_time(due))
+            .header(headers::DELIVER_AT, format_due(due))
             .header(headers::ORIGINAL_PARTITION, self.origin.0.to_string())
             .header(headers::ORIGINAL_OFFSET, self.origin.1.to_string());
         self.store(&topic, record).await?;
@@ -868,4 +882,30 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_due;
+    use chrono::{DateTime, Utc};
+
+    #[test]
+    fn due_times_are_rounded_up_to_the_millisecond() {
+        let at = |micros: i64| DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or_default();
+        assert_eq!(
+            format_due(at(1_700_000_000_123_000)),
+            "2023-11-14T22:13:20.123Z",
+            "a whole millisecond stays"
+        );
+        assert_eq!(
+            format_due(at(1_700_000_000_123_001)),
+            "2023-11-14T22:13:20.124Z",
+            "never early"
+        );
+        assert_eq!(
+            format_due(at(1_700_000_000_999_999)),
+            "2023-11-14T22:13:21.000Z"
+        );
+        assert!(!format_due(DateTime::<Utc>::MAX_UTC).is_empty());
+    }
 }
