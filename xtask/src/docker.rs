@@ -31,6 +31,12 @@ fn compose(env: &DevEnv) -> Command {
         .args(["-p", PROJECT])
         .env("BENTO_PULSAR_PORT", env.ports.pulsar.to_string())
         .env("BENTO_PULSAR_HTTP_PORT", env.ports.pulsar_http.to_string())
+        .env("BENTO_PULSAR_TLS_PORT", env.ports.pulsar_tls.to_string())
+        .env("BENTO_PULSAR_HTTPS_PORT", env.ports.pulsar_https.to_string())
+        .env(
+            "BENTO_PULSAR_SECURITY_DIR",
+            crate::security::SecurityFiles::at(&env.layout).dir,
+        )
         .env("BENTO_KAFKA_PORT", env.ports.kafka.to_string())
         .env(
             "BENTO_KAFKA_CONTROLLER_PORT",
@@ -53,6 +59,10 @@ pub fn up(env: &DevEnv, brokers: &[Broker]) -> Result<Vec<Pending>> {
         // Tests drive Kafka's command-line tools from these jars, whatever runs the broker.
         crate::prereq::ensure(&[crate::prereq::Tool::Java])?;
         kafka::install(&env.layout)?;
+    }
+    if brokers.contains(&Broker::Pulsar) {
+        // The container mounts them: TLS certificates and the token key, as in native mode.
+        crate::security::ensure(&env.layout)?;
     }
     let mut cmd = compose(env);
     cmd.args(["up", "-d"])
