@@ -32,7 +32,10 @@ fn compose(env: &DevEnv) -> Command {
         .env("BENTO_PULSAR_PORT", env.ports.pulsar.to_string())
         .env("BENTO_PULSAR_HTTP_PORT", env.ports.pulsar_http.to_string())
         .env("BENTO_PULSAR_TLS_PORT", env.ports.pulsar_tls.to_string())
-        .env("BENTO_PULSAR_HTTPS_PORT", env.ports.pulsar_https.to_string())
+        .env(
+            "BENTO_PULSAR_HTTPS_PORT",
+            env.ports.pulsar_https.to_string(),
+        )
         .env(
             "BENTO_PULSAR_SECURITY_DIR",
             crate::security::SecurityFiles::at(&env.layout).dir,
