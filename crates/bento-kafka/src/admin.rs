@@ -100,6 +100,24 @@ fn other(what: impl std::fmt::Display) -> BusError {
     BusError::Other(what.to_string())
 }
 
+impl Inner {
+    /// Low and high watermark of one partition, or an error naming the topic and partition.
+    fn watermarks(
+        &self,
+        topic: &str,
+        partition: i32,
+        timeout: Duration,
+    ) -> Result<(i64, i64), BusError> {
+        self.metadata
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(|e| {
+                other(format!(
+                    "reading the offsets of `{topic}` partition {partition} failed: {e}"
+                ))
+            })
+    }
+}
+
 impl KafkaAdmin {
     /// Admin clients for `config`'s brokers (no network traffic until the first call).
     pub fn new(config: &KafkaConfig) -> Result<Self, BusError> {
@@ -281,14 +299,7 @@ impl KafkaAdmin {
             let partitions = partition_ids(&inner.metadata, &topic, timeout)?;
             let mut out = Vec::with_capacity(partitions.len());
             for (partition, leader) in partitions {
-                let (low, high) = inner
-                    .metadata
-                    .fetch_watermarks(&topic, partition, timeout)
-                    .map_err(|e| {
-                        other(format!(
-                            "reading the offsets of `{topic}` partition {partition} failed: {e}"
-                        ))
-                    })?;
+                let (low, high) = inner.watermarks(&topic, partition, timeout)?;
                 out.push(PartitionInfo {
                     partition,
                     leader,
@@ -363,14 +374,7 @@ impl KafkaAdmin {
                 .collect();
             let mut out = Vec::with_capacity(partitions.len());
             for (partition, _) in partitions {
-                let (low, high) = inner
-                    .metadata
-                    .fetch_watermarks(&topic, partition, timeout)
-                    .map_err(|e| {
-                        other(format!(
-                            "reading the offsets of `{topic}` partition {partition} failed: {e}"
-                        ))
-                    })?;
+                let (low, high) = inner.watermarks(&topic, partition, timeout)?;
                 let committed = committed.get(&partition).copied().flatten();
                 out.push(PartitionLag {
                     partition,
@@ -425,14 +429,7 @@ impl KafkaAdmin {
             let partitions = partition_ids(&inner.metadata, topic, timeout)?;
             let mut watermarks = BTreeMap::new();
             for (partition, _) in &partitions {
-                let marks = inner
-                    .metadata
-                    .fetch_watermarks(topic, *partition, timeout)
-                    .map_err(|e| {
-                        other(format!(
-                            "reading the offsets of `{topic}` partition {partition} failed: {e}"
-                        ))
-                    })?;
+                let marks = inner.watermarks(topic, *partition, timeout)?;
                 watermarks.insert(*partition, marks);
             }
             let by_time = match to {
