@@ -151,17 +151,11 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
 /// The configured credentials as the protocol carries them: method name and data.
 async fn credentials(config: &PulsarConfig) -> Result<Option<(String, Vec<u8>)>, String> {
     let auth = &config.auth;
-    if let Some(token) = &auth.token {
-        return Ok(Some(("token".into(), token.trim().as_bytes().to_vec())));
-    }
-    if let Some(path) = &auth.token_file {
-        let token = std::fs::read_to_string(path).map_err(|e| {
-            format!(
-                "authentication failed: cannot read auth.token_file `{}`: {e}",
-                path.display()
-            )
-        })?;
-        return Ok(Some(("token".into(), token.trim().as_bytes().to_vec())));
+    let token = auth
+        .read_token()
+        .map_err(|e| format!("authentication failed: {e}"))?;
+    if let Some(token) = token {
+        return Ok(Some(("token".into(), token.into_bytes())));
     }
     #[cfg(feature = "oauth2")]
     if let Some(oauth2) = &auth.oauth2 {
