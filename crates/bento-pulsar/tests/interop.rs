@@ -106,6 +106,28 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// The Python client publishes `{"from":"python"}` to `topic` with `properties` and `key`.
+async fn python_produces_json(
+    topic: &str,
+    properties: &HashMap<&str, String>,
+    key: &str,
+) -> TestResult {
+    let properties = serde_json::to_string(properties)?;
+    python(args(&[
+        "produce",
+        "--topic",
+        topic,
+        "--properties",
+        &properties,
+        "--key",
+        key,
+        "--payload",
+        r#"{"from":"python"}"#,
+    ]))
+    .await;
+    Ok(())
+}
+
 /// A bus whose `accounts.account-opened` topic is `topic` (unique per test).
 async fn bus_for(topic: &str) -> PulsarBus {
     let mut config = common::config();
@@ -185,18 +207,7 @@ async fn bento_reads_what_python_published_and_keeps_traceparent() -> TestResult
         (wire::CONTENT_TYPE, "application/json".into()),
         ("traceparent", traceparent.into()),
     ]);
-    python(args(&[
-        "produce",
-        "--topic",
-        &topic,
-        "--properties",
-        &serde_json::to_string(&properties)?,
-        "--key",
-        "o-9",
-        "--payload",
-        r#"{"from":"python"}"#,
-    ]))
-    .await;
+    python_produces_json(&topic, &properties, "o-9").await?;
 
     let envelope = common::next(&mut rx, "message from Python").await;
     assert_eq!(envelope.id, id);
@@ -372,18 +383,7 @@ async fn a_trace_started_in_python_continues_in_bento() -> TestResult {
         (wire::CONTENT_TYPE, "application/json".into()),
         ("traceparent", format!("00-{trace_id}-{parent_id}-01")),
     ]);
-    python(args(&[
-        "produce",
-        "--topic",
-        &topic,
-        "--properties",
-        &serde_json::to_string(&properties)?,
-        "--key",
-        "o-1",
-        "--payload",
-        r#"{"from":"python"}"#,
-    ]))
-    .await;
+    python_produces_json(&topic, &properties, "o-1").await?;
     common::next(&mut rx, "traced message from Python").await;
     subscription.shutdown().await?;
 
