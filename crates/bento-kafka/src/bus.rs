@@ -300,15 +300,15 @@ impl MessageBus for KafkaBus {
             group: group.clone(),
             tiers,
         });
-        let (tx, flow, deliveries) = Deliveries::channel();
+        let (tx, deliveries) = Deliveries::channel();
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut pollers = Vec::with_capacity(2);
         let mut assignments = Vec::with_capacity(2);
         let members = [
-            (group.clone(), event_topics.to_vec(), true),
-            (deferred_group, deferred_topics.to_vec(), false),
+            (group.clone(), event_topics.to_vec()),
+            (deferred_group, deferred_topics.to_vec()),
         ];
-        for (member_group, member_topics, flow_control) in members {
+        for (member_group, member_topics) in members {
             // A new group starts at the end of the event topic and of its delay topic; the
             // retry topics belong to this subscription alone and are read from the start.
             let position = member_topics[..1].to_vec();
@@ -333,9 +333,8 @@ impl MessageBus for KafkaBus {
                     state,
                     settler: settler.clone(),
                     commit_interval: config.commit_interval(),
-                    flow_control,
                 }
-                .start(tx.clone(), flow.clone(), stop_rx.clone()),
+                .start(tx.clone(), stop_rx.clone()),
             );
         }
         drop(tx);

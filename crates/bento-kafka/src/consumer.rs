@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
@@ -19,17 +18,21 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::{Notify, mpsc, watch};
+use futures::{FutureExt, StreamExt};
+use tokio::sync::{mpsc, watch};
 
 use crate::context::BentoContext;
 use crate::headers;
 use crate::producer::{KafkaProducer, Outgoing};
 use crate::topics;
 
-/// Deliveries waiting for the dispatcher above which the consumer pauses its partitions.
-const BACKLOG_HIGH: usize = 1_000;
-/// Backlog below which paused partitions resume.
-const BACKLOG_LOW: usize = 200;
+/// Deliveries that may wait between the pollers and the dispatcher. When they are all taken
+/// the pollers stop taking records from librdkafka, whose own prefetch queue then fills up to
+/// `queued.max.messages.kbytes` and stops fetching: back-pressure without pausing partitions
+/// (a paused partition loses what librdkafka had prefetched and must fetch it again).
+const HANDOFF_CAPACITY: usize = 512;
+/// Records taken from librdkafka in one go, while it has them at hand.
+const RECEIVE_BURST: usize = 64;
 /// Attempts at producing a retry or dead letter before giving the message back.
 const SETTLE_ATTEMPTS: u32 = 3;
 
@@ -75,8 +78,6 @@ pub(crate) struct SubscriptionState {
     pub(crate) group: String,
     tracker: Mutex<Tracker>,
     assignment: watch::Sender<Assignment>,
-    /// Partitions paused because the dispatcher is behind.
-    flow_paused: AtomicBool,
 }
 
 impl SubscriptionState {
@@ -85,7 +86,6 @@ impl SubscriptionState {
             group: group.to_owned(),
             tracker: Mutex::new(Tracker::default()),
             assignment: watch::channel(Assignment::default()).0,
-            flow_paused: AtomicBool::new(false),
         }
     }
 
@@ -142,17 +142,7 @@ impl SubscriptionState {
     }
 
     /// Rebalance: partitions were assigned.
-    pub(crate) fn assigned(
-        &self,
-        consumer: &BaseConsumer<BentoContext>,
-        assigned: &TopicPartitionList,
-    ) {
-        if self.flow_paused.load(Ordering::Acquire)
-            && assigned.count() > 0
-            && let Err(error) = consumer.pause(assigned)
-        {
-            tracing::warn!(group = %self.group, %error, "pausing newly assigned partitions failed");
-        }
+    pub(crate) fn assigned(&self, assigned: &TopicPartitionList) {
         let partitions = lock(&self.tracker).partitions.len();
         tracing::debug!(group = %self.group, assigned = assigned.count(), partitions, "partitions assigned");
         self.assignment.send_modify(|a| {
@@ -283,27 +273,16 @@ impl EnvelopeHandler for OwnedOnly {
     }
 }
 
-/// Flow control between the poller and the dispatcher.
-pub(crate) struct Flow {
-    backlog: AtomicUsize,
-    drained: Notify,
-}
-
-/// The dispatcher's side: the deliveries the pollers produced.
+/// The dispatcher's side of the hand-off: the deliveries the pollers produced.
 pub(crate) struct Deliveries {
-    rx: mpsc::UnboundedReceiver<Delivery>,
-    flow: Arc<Flow>,
+    rx: mpsc::Receiver<Delivery>,
 }
 
 impl Deliveries {
-    /// A channel for pollers to feed, with its flow control.
-    pub(crate) fn channel() -> (mpsc::UnboundedSender<Delivery>, Arc<Flow>, Deliveries) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let flow = Arc::new(Flow {
-            backlog: AtomicUsize::new(0),
-            drained: Notify::new(),
-        });
-        (tx, flow.clone(), Deliveries { rx, flow })
+    /// A bounded hand-off for pollers to feed.
+    pub(crate) fn channel() -> (mpsc::Sender<Delivery>, Deliveries) {
+        let (tx, rx) = mpsc::channel(HANDOFF_CAPACITY);
+        (tx, Deliveries { rx })
     }
 }
 
@@ -311,18 +290,7 @@ impl Stream for Deliveries {
     type Item = Delivery;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Delivery>> {
-        let polled = self.rx.poll_recv(cx);
-        if let Poll::Ready(Some(_)) = &polled {
-            let left = self
-                .flow
-                .backlog
-                .fetch_sub(1, Ordering::AcqRel)
-                .saturating_sub(1);
-            if left <= BACKLOG_LOW {
-                self.flow.drained.notify_one();
-            }
-        }
-        polled
+        self.rx.poll_recv(cx)
     }
 }
 
@@ -400,9 +368,6 @@ pub(crate) struct Poller {
     pub(crate) state: Arc<SubscriptionState>,
     pub(crate) settler: Arc<Settler>,
     pub(crate) commit_interval: Duration,
-    /// Pause partitions when the dispatcher falls behind (the event topic's consumer does;
-    /// the retry/delay consumer, with little traffic, does not).
-    pub(crate) flow_control: bool,
 }
 
 /// Records of one partition waiting for their due time, in offset order.
@@ -412,24 +377,25 @@ struct Parked {
 }
 
 impl Poller {
-    /// Starts the poller, feeding `tx` (the other end of `deliveries`).
+    /// Starts the poller, feeding `tx` (the other end of a [`Deliveries`]).
     pub(crate) fn start(
         self,
-        tx: mpsc::UnboundedSender<Delivery>,
-        flow: Arc<Flow>,
+        tx: mpsc::Sender<Delivery>,
         stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(self.run(tx, flow, stop))
+        tokio::spawn(self.run(tx, stop))
     }
 
-    async fn run(
-        self,
-        tx: mpsc::UnboundedSender<Delivery>,
-        flow: Arc<Flow>,
-        mut stop: watch::Receiver<bool>,
-    ) {
+    async fn run(self, tx: mpsc::Sender<Delivery>, mut stop: watch::Receiver<bool>) {
         let state = self.state.clone();
+        let consumer = self.consumer.clone();
+        // One stream for the poller's life: a `recv()` per record would register and drop a
+        // waker each time.
+        let mut records = consumer.stream();
         let mut parked: HashMap<Tp, Parked> = HashMap::new();
+        // Received and due, waiting for room in the hand-off. Records are taken from
+        // librdkafka only when it is empty, so the dispatcher's pace sets the consumer's.
+        let mut ready: VecDeque<Delivery> = VecDeque::new();
         let mut commit_tick = tokio::time::interval(self.commit_interval);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_error: Option<(String, tokio::time::Instant)> = None;
@@ -439,7 +405,6 @@ impl Poller {
                 .filter_map(|p| p.queue.front().map(|(at, _)| *at))
                 .min();
             let wait = next_due.map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
-            let flow_paused = self.flow_control && state.flow_paused.load(Ordering::Acquire);
             tokio::select! {
                 biased;
                 changed = stop.changed() => {
@@ -448,17 +413,35 @@ impl Poller {
                     }
                 }
                 _ = tokio::time::sleep(wait.unwrap_or(Duration::ZERO)), if wait.is_some() => {
-                    self.release_due(&mut parked, &tx, &flow);
+                    self.release_due(&mut parked, &mut ready);
                 }
                 _ = commit_tick.tick() => self.commit(CommitMode::Async),
-                _ = flow.drained.notified(), if flow_paused => {
-                    if flow.backlog.load(Ordering::Acquire) <= BACKLOG_LOW {
-                        self.set_flow_paused(false, &parked);
+                permit = tx.reserve(), if !ready.is_empty() => match permit {
+                    Ok(permit) => {
+                        if let Some(delivery) = ready.pop_front() {
+                            permit.send(delivery);
+                        }
+                        hand_over(&tx, &mut ready);
                     }
-                }
-                received = self.consumer.recv() => match received {
-                    Ok(message) => self.receive(&message, &mut parked, &tx, &flow),
-                    Err(error) => {
+                    // The dispatcher stopped: what is left is redelivered after we leave.
+                    Err(_) => break,
+                },
+                received = records.next(), if ready.is_empty() => match received {
+                    Some(Ok(message)) => {
+                        self.receive(&message, &mut parked, &mut ready);
+                        drop(message);
+                        // Take what librdkafka already holds without going round the loop.
+                        for _ in 1..RECEIVE_BURST {
+                            match records.next().now_or_never() {
+                                Some(Some(Ok(message))) => {
+                                    self.receive(&message, &mut parked, &mut ready);
+                                }
+                                _ => break,
+                            }
+                        }
+                        hand_over(&tx, &mut ready);
+                    }
+                    Some(Err(error)) => {
                         // Broker and topic trouble is reported here while librdkafka retries;
                         // say it once a while, not on every poll.
                         let text = error.to_string();
@@ -470,13 +453,12 @@ impl Poller {
                             last_error = Some((text, tokio::time::Instant::now()));
                         }
                     }
+                    None => break,
                 },
             }
         }
         // Parked and undispatched records stay uncommitted: the group redelivers them.
-        drop(parked);
-        drop(tx);
-        let consumer = self.consumer.clone();
+        drop((parked, ready, records, tx));
         drop(self);
         let closed = tokio::task::spawn_blocking(move || {
             let final_commits = state.due_commits();
@@ -498,8 +480,7 @@ impl Poller {
         &self,
         message: &BorrowedMessage<'_>,
         parked: &mut HashMap<Tp, Parked>,
-        tx: &mpsc::UnboundedSender<Delivery>,
-        flow: &Arc<Flow>,
+        ready: &mut VecDeque<Delivery>,
     ) {
         let state = &self.state;
         let Some(lease) = state.track(message.topic(), message.partition(), message.offset())
@@ -508,30 +489,33 @@ impl Poller {
             return;
         };
         let incoming = decode(message, lease);
-        let tp = incoming.tp.clone();
-        if parked.get(&tp).is_some_and(|p| p.lease != lease) {
-            parked.remove(&tp);
-        }
-        let due = incoming.due.filter(|at| *at > Utc::now());
-        let waiting = parked.get(&tp).is_some_and(|p| !p.queue.is_empty());
-        let delivery = self.delivery(incoming);
-        if due.is_some() || waiting {
-            let first = !waiting;
-            parked
-                .entry(tp.clone())
-                .or_insert_with(|| Parked {
-                    lease,
-                    queue: VecDeque::new(),
-                })
-                .queue
-                .push_back((due.unwrap_or_else(Utc::now), delivery));
-            if first {
-                // Stop fetching this partition until its head is due; librdkafka resumes
-                // after the last record it handed out.
-                self.pause(&tp, true);
+        let waiting = match parked.get(&incoming.tp) {
+            Some(lot) if lot.lease != lease => {
+                parked.remove(&incoming.tp);
+                false
             }
-        } else {
-            self.dispatch(delivery, tx, flow, parked);
+            Some(lot) => !lot.queue.is_empty(),
+            None => false,
+        };
+        let due = incoming.due.filter(|at| *at > Utc::now());
+        if due.is_none() && !waiting {
+            ready.push_back(self.delivery(incoming));
+            return;
+        }
+        let tp = incoming.tp.clone();
+        let delivery = self.delivery(incoming);
+        parked
+            .entry(tp.clone())
+            .or_insert_with(|| Parked {
+                lease,
+                queue: VecDeque::new(),
+            })
+            .queue
+            .push_back((due.unwrap_or_else(Utc::now), delivery));
+        if !waiting {
+            // Stop fetching this partition until its head is due; librdkafka resumes
+            // after the last record it handed out.
+            self.pause(&tp, true);
         }
     }
 
@@ -546,11 +530,12 @@ impl Poller {
             ..
         } = incoming;
         let envelope = Arc::new(envelope);
+        let broker_id = Some(format!("{}/{}/{offset}", tp.0, tp.1));
         self.settler
             .owners
             .register(&envelope, self.state.clone(), tp.clone(), lease);
         Delivery {
-            broker_id: Some(format!("{}/{}/{offset}", tp.0, tp.1)),
+            broker_id,
             settle: Box::new(KafkaSettle {
                 settler: self.settler.clone(),
                 state: self.state.clone(),
@@ -565,37 +550,9 @@ impl Poller {
         }
     }
 
-    fn dispatch(
-        &self,
-        delivery: Delivery,
-        tx: &mpsc::UnboundedSender<Delivery>,
-        flow: &Arc<Flow>,
-        parked: &HashMap<Tp, Parked>,
-    ) {
-        // Count before sending: the dispatcher may receive (and count down) before this
-        // thread runs again, which would otherwise take the counter below zero.
-        let backlog = flow.backlog.fetch_add(1, Ordering::AcqRel) + 1;
-        if tx.send(delivery).is_err() {
-            flow.backlog.fetch_sub(1, Ordering::AcqRel);
-            return;
-        }
-        if self.flow_control
-            && backlog >= BACKLOG_HIGH
-            && !self.state.flow_paused.load(Ordering::Acquire)
-        {
-            self.set_flow_paused(true, parked);
-        }
-    }
-
-    /// Hands over parked records that are due, resuming partitions whose queue emptied.
-    fn release_due(
-        &self,
-        parked: &mut HashMap<Tp, Parked>,
-        tx: &mpsc::UnboundedSender<Delivery>,
-        flow: &Arc<Flow>,
-    ) {
+    /// Moves parked records that are due to `ready`, resuming partitions whose queue emptied.
+    fn release_due(&self, parked: &mut HashMap<Tp, Parked>, ready: &mut VecDeque<Delivery>) {
         let now = Utc::now();
-        let mut ready = Vec::new();
         let mut emptied = Vec::new();
         for (tp, lot) in parked.iter_mut() {
             if !self.state.owns(tp, lot.lease) {
@@ -606,7 +563,7 @@ impl Poller {
             }
             while lot.queue.front().is_some_and(|(at, _)| *at <= now) {
                 if let Some((_, delivery)) = lot.queue.pop_front() {
-                    ready.push(delivery);
+                    ready.push_back(delivery);
                 }
             }
             if lot.queue.is_empty() {
@@ -615,12 +572,9 @@ impl Poller {
         }
         for (tp, owned) in emptied {
             parked.remove(&tp);
-            if owned && !self.state.flow_paused.load(Ordering::Acquire) {
+            if owned {
                 self.pause(&tp, false);
             }
-        }
-        for delivery in ready {
-            self.dispatch(delivery, tx, flow, parked);
         }
     }
 
@@ -637,37 +591,6 @@ impl Poller {
         }
     }
 
-    /// Pauses (or resumes) every assigned partition but the parked ones, for flow control.
-    fn set_flow_paused(&self, paused: bool, parked: &HashMap<Tp, Parked>) {
-        self.state.flow_paused.store(paused, Ordering::Release);
-        let assignment = match self.consumer.assignment() {
-            Ok(assignment) => assignment,
-            Err(error) => {
-                tracing::warn!(group = %self.state.group, %error, "reading the assignment failed");
-                return;
-            }
-        };
-        let mut tpl = TopicPartitionList::new();
-        for element in assignment.elements() {
-            let tp = (element.topic().to_owned(), element.partition());
-            if !parked.contains_key(&tp) {
-                tpl.add_partition(&tp.0, tp.1);
-            }
-        }
-        if tpl.count() == 0 {
-            return;
-        }
-        let result = if paused {
-            self.consumer.pause(&tpl)
-        } else {
-            self.consumer.resume(&tpl)
-        };
-        tracing::debug!(group = %self.state.group, paused, "flow control");
-        if let Err(error) = result {
-            tracing::warn!(group = %self.state.group, %error, "flow control pause/resume failed");
-        }
-    }
-
     fn commit(&self, mode: CommitMode) {
         let tpl = self.state.due_commits();
         if tpl.count() == 0 {
@@ -676,6 +599,24 @@ impl Poller {
         if let Err(error) = self.consumer.commit(&tpl, mode) {
             tracing::debug!(group = %self.state.group, %error, "offset commit not sent; retrying later");
             self.state.forget_commits(&tpl);
+        }
+    }
+}
+
+/// Passes `ready` deliveries to the dispatcher while the hand-off has room.
+fn hand_over(tx: &mpsc::Sender<Delivery>, ready: &mut VecDeque<Delivery>) {
+    while let Some(delivery) = ready.pop_front() {
+        match tx.try_send(delivery) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(delivery)) => {
+                ready.push_front(delivery);
+                return;
+            }
+            // The poller sees the closed hand-off on its next reserve and stops.
+            Err(mpsc::error::TrySendError::Closed(delivery)) => {
+                ready.push_front(delivery);
+                return;
+            }
         }
     }
 }

@@ -70,9 +70,9 @@ impl ConsumerContext for BentoContext {
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let (Some(state), Rebalance::Assign(partitions)) = (&self.subscription, rebalance) {
-            state.assigned(consumer, partitions);
+            state.assigned(partitions);
         }
     }
 

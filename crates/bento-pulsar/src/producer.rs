@@ -1,7 +1,7 @@
 //! One producer per topic, created on first use and shared by every publish to that topic.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -37,6 +37,10 @@ struct TopicProducers {
     topic: String,
     batching: Slot,
     plain: Slot,
+    /// Publishes on their way into the batching producer. The last one in flushes the batch:
+    /// every message that could have joined it is already in, and waiting out the batch delay
+    /// would only add latency.
+    arriving: AtomicUsize,
 }
 
 /// The producers of one bus, keyed by full topic name.
@@ -149,7 +153,11 @@ impl Producers {
                 });
             }
         };
+        if batching {
+            producers.arriving.fetch_add(1, Ordering::AcqRel);
+        }
         let mut producer = producer.lock().await;
+        let mut handed = Ok(());
         for message in messages {
             match producer.send_non_blocking(message).await {
                 Ok(receipt) => pending.push(Pending {
@@ -157,13 +165,22 @@ impl Producers {
                     receipt,
                 }),
                 Err(error) => {
-                    drop(producer);
-                    self.evict(&producers);
-                    return Err(publish_error(topic, &error));
+                    handed = Err(publish_error(topic, &error));
+                    break;
                 }
             }
         }
-        Ok(())
+        // Flushing under the lock keeps the batch in the order its messages were handed over.
+        if batching && producers.arriving.fetch_sub(1, Ordering::AcqRel) == 1 && handed.is_ok() {
+            if let Err(error) = producer.send_batch().await {
+                handed = Err(publish_error(topic, &error));
+            }
+        }
+        drop(producer);
+        if handed.is_err() {
+            self.evict(&producers);
+        }
+        handed
     }
 
     /// Waits for the broker's receipt of a message handed over by [`Producers::send`].
@@ -212,6 +229,7 @@ impl Producers {
                     topic: topic.to_owned(),
                     batching: Slot::default(),
                     plain: Slot::default(),
+                    arriving: AtomicUsize::new(0),
                 })
             })
             .clone()
@@ -259,6 +277,7 @@ impl Producers {
             plain: Slot {
                 producer: OnceCell::new_with(Some(Ok(Mutex::new(producer)))),
             },
+            arriving: AtomicUsize::new(0),
         });
         // The replaced producers close once the publishes still holding them are done.
         write(&self.topics).insert(topic.to_owned(), fresh);

@@ -132,6 +132,91 @@ fn header<'a>(envelope: &'a Envelope, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("header {name} missing from {envelope:?}"))
 }
 
+/// Records a subscription comes back to.
+const BACKLOG: usize = 20_000;
+/// Longest a consumer with a backlog may go without handing out a message. A flow-control
+/// stall (a paused consumer waiting for the broker) shows as hundreds of milliseconds; a loaded
+/// machine running the suite in parallel stays well below this.
+const MAX_DELIVERY_GAP: Duration = Duration::from_millis(100);
+
+/// A subscription restarted behind a backlog of [`BACKLOG`] messages reads it without an idle
+/// gap longer than [`MAX_DELIVERY_GAP`] between two deliveries (from the first on, so joining
+/// a group does not count), with every message handled once.
+pub async fn backlog_without_stalls(backend: &dyn Backend) {
+    let Some(s) = setup(backend, Case::BacklogWithoutStalls, "backlog").await else {
+        return;
+    };
+    let spec = s.spec("backlog").concurrency(8);
+    let first = s
+        .bus
+        .subscribe_with::<Ping, _>(spec.clone(), |_: Ping, _: Context| async {
+            Ok::<(), HandlerError>(())
+        })
+        .await
+        .expect("subscribe");
+    s.ready().await;
+    first.shutdown().await.expect("shutdown");
+    let events: Vec<Ping> = (0..BACKLOG as u32)
+        .map(|i| ping(&format!("key-{}", i % 100), i / 100))
+        .collect();
+    for chunk in events.chunks(1_000) {
+        let envelopes = chunk
+            .iter()
+            .map(|e| s.bus.envelope(e).expect("encode"))
+            .collect();
+        s.bus
+            .message_bus()
+            .publish_batch(envelopes, PublishOptions::default().to_topic(&s.topic))
+            .await
+            .expect("publish batch");
+    }
+
+    // (time of the last delivery, longest gap so far, when it ended, deliveries)
+    type Gaps = (Option<Instant>, Duration, usize, usize);
+    let gaps: Arc<std::sync::Mutex<Gaps>> = Arc::default();
+    let seen: Arc<std::sync::Mutex<HashSet<String>>> = Arc::default();
+    let done = Collector::new();
+    let handler = {
+        let (gaps, seen, done) = (gaps.clone(), seen.clone(), done.clone());
+        move |event: Ping, ctx: Context| {
+            let now = Instant::now();
+            if let Ok(mut g) = gaps.lock() {
+                if let Some(last) = g.0
+                    && now.duration_since(last) > g.1
+                {
+                    g.1 = now.duration_since(last);
+                    g.2 = g.3;
+                }
+                g.0 = Some(now);
+                g.3 += 1;
+            }
+            if let Ok(mut seen) = seen.lock() {
+                seen.insert(event.id);
+            }
+            done.record(&ctx);
+            std::future::ready(Ok::<(), HandlerError>(()))
+        }
+    };
+    let sub = s
+        .bus
+        .subscribe_with::<Ping, _>(spec, handler)
+        .await
+        .expect("resubscribe");
+    done.wait_for(BACKLOG, s.patience * 6).await;
+    sub.shutdown().await.expect("shutdown");
+    let (_, longest, at, count) = gaps.lock().map(|g| *g).unwrap_or_default();
+    assert_eq!(count, BACKLOG, "every backlog message handled once");
+    assert_eq!(
+        seen.lock().map(|s| s.len()).unwrap_or_default(),
+        BACKLOG,
+        "no message handled twice, none missing"
+    );
+    assert!(
+        longest <= MAX_DELIVERY_GAP,
+        "the consumer stalled for {longest:?} with a backlog, after delivery {at} of {BACKLOG}"
+    );
+}
+
 /// Every envelope field survives the trip through the backend.
 pub async fn round_trip(backend: &dyn Backend) {
     let Some(s) = setup(backend, Case::RoundTrip, "round-trip").await else {

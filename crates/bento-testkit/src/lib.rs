@@ -51,6 +51,8 @@ pub enum Case {
     GracefulShutdown,
     /// The unit of work publishes after commit only.
     UnitOfWork,
+    /// A subscription that comes back to a backlog reads it without idle gaps.
+    BacklogWithoutStalls,
 }
 
 /// How the suite gets a bus of the backend under test.
@@ -90,7 +92,7 @@ macro_rules! conformance_suite {
             round_trip, fan_out, competing_consumers, per_key_order, concurrency_bound,
             retry_then_success, retries_exhausted_dead_letter, permanent_failure_dead_letter,
             undecodable_dead_letter, panicking_handler, delayed_delivery, graceful_shutdown,
-            unit_of_work);
+            unit_of_work, backlog_without_stalls);
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {
         $(

@@ -1,0 +1,708 @@
+//! The paths a service uses, measured the way it uses them, beside the raw clients.
+//!
+//! Each setup runs in a child process whose bus comes from `Bento::from_env()` (the
+//! configuration file and `BENTO_` variables the parent writes), so the figures include
+//! everything a service gets by default: the codec registry, the observability layers, the
+//! dispatcher. Events are typed JSON events of about 1 KiB with 100 ordering keys; handlers
+//! only count. Per setup (Pulsar as configured by default, Pulsar with batching and LZ4, Kafka
+//! as configured by default), alternating rounds of:
+//!
+//! | row | Bento | raw client |
+//! | --- | --- | --- |
+//! | `publish_all` | batches of 1,000 | a sliding window of in-flight sends |
+//! | consume backlog, c=8 and c=1 | a subscription restarted behind `EVENTS` events | a new consumer reading the same records |
+//! | awaited `publish` from 16 tasks | `bus.publish(&e).await` in a loop | |
+//! | end-to-end latency at 1,000/s | publish to handler, p50 / p99 | |
+//!
+//! Consume rates run from the first handled message to the last (joining a group is not
+//! counted, on either side); the longest gap between two handled messages is reported too.
+//!
+//! ```text
+//! cargo xtask dev-env up
+//! eval "$(cargo xtask dev-env env)"
+//! cargo bench -p bento-runtime --features pulsar,kafka --bench user_paths [-- kafka|pulsar]
+//! ```
+//!
+//! `BENTO_BENCH_EVENTS` (default 100,000), `BENTO_BENCH_ROUNDS` (default 2) and
+//! `BENTO_BENCH_SECONDS` (per timed publish or latency row, default 5) shorten or lengthen a
+//! run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bento_application::{Context, HandlerError, SubscriptionSpec};
+use bento_domain::DomainEvent;
+use bento_runtime::{Bento, Bus};
+use futures::StreamExt;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+const CHILD_VAR: &str = "BENTO_BENCH_SETUP";
+const TOPIC_VAR: &str = "BENTO_BENCH_TOPIC";
+const KEYS: u64 = 100;
+const BATCH: usize = 1_000;
+const PUBLISHERS: usize = 16;
+const LATENCY_RATE: u64 = 1_000;
+/// How long a consumer may go without a message before the run is declared stalled.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// One configuration measured in its own process.
+struct Setup {
+    name: &'static str,
+    backend: &'static str,
+    /// Extra lines of the backend's section in the configuration file.
+    settings: &'static str,
+}
+
+const SETUPS: [Setup; 3] = [
+    Setup {
+        name: "pulsar (default)",
+        backend: "pulsar",
+        settings: "",
+    },
+    Setup {
+        name: "pulsar (batching + lz4)",
+        backend: "pulsar",
+        settings: "[messaging.pulsar.producer]\nbatching = true\ncompression = \"lz4\"\n",
+    },
+    Setup {
+        name: "kafka (default)",
+        backend: "kafka",
+        settings: "",
+    },
+];
+
+/// A typed event of about 1 KiB.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Payment {
+    seq: u64,
+    account: String,
+    /// When the publisher handed it to the bus, in microseconds since the Unix epoch.
+    sent_at_micros: u64,
+    memo: String,
+}
+
+impl DomainEvent for Payment {
+    const EVENT_TYPE: &'static str = "bench.payment";
+    const AGGREGATE_TYPE: &'static str = "account";
+    fn aggregate_id(&self) -> String {
+        self.account.clone()
+    }
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default()
+}
+
+/// Text of random words, different per event, so compression sees what real events give it.
+fn memo(seq: u64) -> String {
+    const WORDS: [&str; 16] = [
+        "invoice", "settled", "account", "transfer", "pending", "approved", "merchant", "refund",
+        "currency", "balance", "ledger", "posted", "customer", "order", "shipping", "tax",
+    ];
+    let mut rng = fastrand::Rng::with_seed(seq);
+    let mut text = String::with_capacity(1_000);
+    while text.len() < 940 {
+        text.push_str(WORDS[rng.usize(..WORDS.len())]);
+        text.push(' ');
+        text.push_str(&rng.u32(..).to_string());
+        text.push(' ');
+    }
+    text
+}
+
+fn payment(seq: u64) -> Payment {
+    Payment {
+        seq,
+        account: format!("account-{}", seq % KEYS),
+        sent_at_micros: now_micros(),
+        memo: memo(seq),
+    }
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn events() -> u64 {
+    env_number("BENTO_BENCH_EVENTS", 100_000)
+}
+
+fn seconds() -> Duration {
+    Duration::from_secs(env_number("BENTO_BENCH_SECONDS", 5))
+}
+
+fn pulsar_url() -> String {
+    std::env::var("BENTO_TEST_PULSAR_URL").unwrap_or_else(|_| "pulsar://127.0.0.1:6650".into())
+}
+
+fn pulsar_admin_url() -> String {
+    std::env::var("BENTO_TEST_PULSAR_ADMIN_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into())
+}
+
+fn kafka_bootstrap() -> String {
+    std::env::var("BENTO_TEST_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn main() {
+    match std::env::var(CHILD_VAR) {
+        Ok(setup) => child(&setup),
+        Err(_) => parent(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parent: one child process per setup, then the table.
+
+fn parent() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
+    std::fs::create_dir_all(&dir).expect("creating target/bench");
+    let exe = std::env::current_exe().expect("own executable");
+    let mut table: Vec<(String, Vec<String>)> = Vec::new();
+    for (index, setup) in SETUPS.iter().enumerate() {
+        if !filter.is_empty() && !filter.iter().any(|f| setup.name.contains(f.as_str())) {
+            continue;
+        }
+        let run = uuid::Uuid::now_v7().simple().to_string();
+        let topic = format!("bench-paths-{}", &run[run.len() - 12..]);
+        let section = match setup.backend {
+            "pulsar" => format!(
+                "[messaging.pulsar]\nservice_url = \"{}\"\nadmin_url = \"{}\"\n[messaging.pulsar.topics.event_types]\n\"{}\" = \"{topic}\"\n",
+                pulsar_url(),
+                pulsar_admin_url(),
+                Payment::EVENT_TYPE
+            ),
+            _ => format!(
+                "[messaging.kafka]\nbootstrap_servers = \"{}\"\n[messaging.kafka.topics]\n\"{}\" = \"{topic}\"\n",
+                kafka_bootstrap(),
+                Payment::EVENT_TYPE
+            ),
+        };
+        let file = dir.join(format!("user-paths-{index}.toml"));
+        let text = format!(
+            "[messaging]\nbackend = \"{}\"\n{section}{}",
+            setup.backend, setup.settings
+        );
+        std::fs::write(&file, text).expect("writing the configuration");
+        eprintln!("==> {} (topic {topic})", setup.name);
+        let output = Command::new(&exe)
+            .env(CHILD_VAR, setup.name)
+            .env(TOPIC_VAR, &topic)
+            .env("BENTO_CONFIG", &file)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("running a setup");
+        assert!(
+            output.status.success(),
+            "setup `{}` failed: {}",
+            setup.name,
+            output.status
+        );
+        let lines = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        table.push((setup.name.to_owned(), lines));
+    }
+    println!("\n| setup | row | Bento | raw client | Bento / raw |");
+    println!("| --- | --- | ---: | ---: | ---: |");
+    for (setup, lines) in table {
+        for line in lines {
+            println!("| {setup} | {line} |");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child: one setup, measured with its own bus.
+
+/// Samples of one row, per side.
+#[derive(Default)]
+struct Rows {
+    rows: BTreeMap<&'static str, (Vec<f64>, Vec<f64>)>,
+    notes: BTreeMap<&'static str, String>,
+    order: Vec<&'static str>,
+}
+
+impl Rows {
+    fn add(&mut self, row: &'static str, bento: Option<f64>, raw: Option<f64>) {
+        if !self.rows.contains_key(row) {
+            self.order.push(row);
+        }
+        let entry = self.rows.entry(row).or_default();
+        entry.0.extend(bento);
+        entry.1.extend(raw);
+    }
+
+    fn note(&mut self, row: &'static str, note: String) {
+        self.notes.insert(row, note);
+    }
+
+    fn print(&self) {
+        for row in &self.order {
+            let (bento, raw) = &self.rows[row];
+            let show = |v: &[f64]| {
+                if v.is_empty() {
+                    String::new()
+                } else {
+                    v.iter()
+                        .map(|x| format!("{x:.0}"))
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                }
+            };
+            let best = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
+            let ratio = if bento.is_empty() || raw.is_empty() {
+                String::new()
+            } else {
+                format!("{:.2}", best(bento) / best(raw))
+            };
+            let note = self
+                .notes
+                .get(row)
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            println!("{row}{note} | {} | {} | {ratio}", show(bento), show(raw));
+        }
+    }
+}
+
+fn child(setup: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(measure(setup));
+}
+
+async fn measure(setup_name: &str) {
+    let setup = SETUPS
+        .iter()
+        .find(|s| s.name == setup_name)
+        .expect("known setup");
+    let topic = std::env::var(TOPIC_VAR).expect("topic");
+    let bento = Bento::from_env().await.expect("Bento::from_env()");
+    let bus = bento.bus();
+    let raw = Raw::connect(setup, &topic).await;
+    let events = events();
+    let rounds = env_number("BENTO_BENCH_ROUNDS", 2);
+    let prepared: Vec<Payment> = (0..events).map(payment).collect();
+    let mut rows = Rows::default();
+    for round in 0..rounds {
+        eprintln!("  round {}", round + 1);
+        // Consumer groups that will find a backlog of `events` when they come back.
+        let c8 = format!("paths-c8-{round}");
+        let c1 = format!("paths-c1-{round}");
+        for name in [&c8, &c1] {
+            let sub = bus
+                .subscribe_with::<Payment, _>(
+                    SubscriptionSpec::event_type(Payment::EVENT_TYPE, name.clone()),
+                    |_e: Payment, _c: Context| async { Ok::<(), HandlerError>(()) },
+                )
+                .await
+                .expect("subscribing to position a group");
+            sub.shutdown().await.expect("shutting a subscription down");
+        }
+
+        let raw_rate = raw.publish_window(events).await;
+        let started = Instant::now();
+        for chunk in prepared.chunks(BATCH) {
+            bus.publish_all(chunk).await.expect("publish_all");
+        }
+        let bento_rate = events as f64 / started.elapsed().as_secs_f64();
+        rows.add("publish_all, batches of 1,000", Some(bento_rate), Some(raw_rate));
+
+        let raw_read = raw.consume(events).await;
+        for (row, name, concurrency) in [
+            ("consume backlog, c=8", &c8, 8),
+            ("consume backlog, c=1", &c1, 1),
+        ] {
+            let read = bento_consume(&bus, name, concurrency, events).await;
+            rows.add(row, Some(read.rate), Some(raw_read.rate));
+            rows.note(
+                row,
+                format!(
+                    "longest gap Bento {:.0} ms, raw {:.0} ms",
+                    read.longest_gap.as_secs_f64() * 1e3,
+                    raw_read.longest_gap.as_secs_f64() * 1e3
+                ),
+            );
+        }
+
+        let rate = awaited_publishes(&bus).await;
+        rows.add("awaited publish, 16 tasks", Some(rate), None);
+
+        let (p50, p99) = latency(&bus, &format!("paths-latency-{round}")).await;
+        rows.add("end-to-end p50 ms at 1,000/s", Some(p50), None);
+        rows.add("end-to-end p99 ms at 1,000/s", Some(p99), None);
+    }
+    rows.print();
+    bento.shutdown().await.expect("shutdown");
+}
+
+/// How a backlog was read.
+struct Read {
+    rate: f64,
+    longest_gap: Duration,
+}
+
+/// Counts handled messages, the first and last time, and the longest gap between two.
+struct Clock {
+    seen: AtomicU64,
+    target: u64,
+    times: Mutex<(Option<Instant>, Option<Instant>, Duration)>,
+    done: Notify,
+}
+
+impl Clock {
+    fn new(target: u64) -> Arc<Self> {
+        Arc::new(Self {
+            seen: AtomicU64::new(0),
+            target,
+            times: Mutex::new((None, None, Duration::ZERO)),
+            done: Notify::new(),
+        })
+    }
+
+    fn tick(&self) {
+        let now = Instant::now();
+        {
+            let mut times = self.times.lock().expect("clock");
+            if let Some(last) = times.1 {
+                times.2 = times.2.max(now.saturating_duration_since(last));
+            }
+            times.0.get_or_insert(now);
+            times.1 = Some(now);
+        }
+        if self.seen.fetch_add(1, Ordering::AcqRel) + 1 == self.target {
+            self.done.notify_one();
+        }
+    }
+
+    async fn wait(&self, what: &str) -> Read {
+        loop {
+            let before = self.seen.load(Ordering::Acquire);
+            if before >= self.target {
+                break;
+            }
+            let notified = self.done.notified();
+            if tokio::time::timeout(PATIENCE, notified).await.is_err()
+                && self.seen.load(Ordering::Acquire) == before
+            {
+                panic!(
+                    "{what}: stalled at {before} of {} messages for {PATIENCE:?}",
+                    self.target
+                );
+            }
+        }
+        let times = self.times.lock().expect("clock");
+        let (first, last, gap) = (times.0.expect("first"), times.1.expect("last"), times.2);
+        Read {
+            rate: (self.target - 1) as f64 / last.duration_since(first).as_secs_f64(),
+            longest_gap: gap,
+        }
+    }
+}
+
+async fn bento_consume(bus: &Bus, name: &str, concurrency: usize, events: u64) -> Read {
+    let clock = Clock::new(events);
+    let handler = {
+        let clock = clock.clone();
+        move |event: Payment, _ctx: Context| {
+            std::hint::black_box(event);
+            clock.tick();
+            std::future::ready(Ok::<(), HandlerError>(()))
+        }
+    };
+    let spec =
+        SubscriptionSpec::event_type(Payment::EVENT_TYPE, name.to_owned()).concurrency(concurrency);
+    let subscription = bus
+        .subscribe_with::<Payment, _>(spec, handler)
+        .await
+        .expect("subscribing");
+    let read = clock.wait(&format!("Bento consumer `{name}`")).await;
+    subscription.shutdown().await.expect("shutdown");
+    read
+}
+
+async fn awaited_publishes(bus: &Bus) -> f64 {
+    let deadline = Instant::now() + seconds();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..PUBLISHERS as u64)
+        .map(|task| {
+            let bus = bus.clone();
+            tokio::spawn(async move {
+                let mut sent = 0u64;
+                while Instant::now() < deadline {
+                    bus.publish(&payment(task * 1_000_000 + sent))
+                        .await
+                        .expect("publish");
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut sent = 0;
+    for task in tasks {
+        sent += task.await.expect("publisher task");
+    }
+    sent as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Publishes at 1,000 events/s, each from its own task so a slow publish does not hold the
+/// next one back, and measures publish-to-handler latency: (p50, p99) in milliseconds.
+async fn latency(bus: &Bus, name: &str) -> (f64, f64) {
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let total = LATENCY_RATE * seconds().as_secs();
+    let clock = Clock::new(total);
+    let handler = {
+        let (latencies, clock) = (latencies.clone(), clock.clone());
+        move |event: Payment, _ctx: Context| {
+            let micros = now_micros().saturating_sub(event.sent_at_micros);
+            latencies.lock().expect("latencies").push(micros);
+            clock.tick();
+            std::future::ready(Ok::<(), HandlerError>(()))
+        }
+    };
+    let spec = SubscriptionSpec::event_type(Payment::EVENT_TYPE, name.to_owned()).concurrency(8);
+    let subscription = bus
+        .subscribe_with::<Payment, _>(spec, handler)
+        .await
+        .expect("subscribing");
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / LATENCY_RATE));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut publishes = Vec::with_capacity(total as usize);
+    for seq in 0..total {
+        tick.tick().await;
+        let bus = bus.clone();
+        publishes.push(tokio::spawn(async move {
+            bus.publish(&payment(seq)).await.expect("publish");
+        }));
+    }
+    for publish in publishes {
+        publish.await.expect("publisher task");
+    }
+    clock.wait("latency subscription").await;
+    subscription.shutdown().await.expect("shutdown");
+    let mut all = std::mem::take(&mut *latencies.lock().expect("latencies"));
+    all.sort_unstable();
+    let at = |q: f64| all[((all.len() - 1) as f64 * q) as usize] as f64 / 1e3;
+    (at(0.50), at(0.99))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The raw clients, driven well.
+
+enum Raw {
+    Pulsar {
+        client: pulsar::Pulsar<pulsar::TokioExecutor>,
+        topic: String,
+        batching: bool,
+    },
+    Kafka {
+        producer: FutureProducer,
+        topic: String,
+    },
+}
+
+impl Raw {
+    async fn connect(setup: &Setup, topic: &str) -> Self {
+        match setup.backend {
+            "pulsar" => Raw::Pulsar {
+                client: pulsar::Pulsar::builder(pulsar_url(), pulsar::TokioExecutor)
+                    .build()
+                    .await
+                    .expect("raw Pulsar client"),
+                topic: format!("persistent://public/default/{topic}"),
+                batching: setup.settings.contains("batching = true"),
+            },
+            _ => Raw::Kafka {
+                producer: kafka_config()
+                    .set("enable.idempotence", "true")
+                    .set("acks", "all")
+                    .create()
+                    .expect("raw Kafka producer"),
+                topic: topic.to_owned(),
+            },
+        }
+    }
+
+    /// Encoded events as a service would write them: JSON payload, key.
+    fn records(events: u64) -> Vec<(String, Vec<u8>)> {
+        (0..events)
+            .map(|seq| {
+                let event = payment(seq);
+                (
+                    event.account.clone(),
+                    serde_json::to_vec(&event).expect("json"),
+                )
+            })
+            .collect()
+    }
+
+    /// Publishes `events` to a topic of its own with a sliding window of sends in flight.
+    async fn publish_window(&self, events: u64) -> f64 {
+        let records = Self::records(events);
+        match self {
+            Raw::Pulsar {
+                client,
+                topic,
+                batching,
+            } => {
+                let mut options = pulsar::ProducerOptions {
+                    block_queue_if_full: true,
+                    ..Default::default()
+                };
+                if *batching {
+                    options.batch_size = Some(1_000);
+                    options.batch_byte_size = Some(128 * 1024);
+                    options.batch_timeout = Some(Duration::from_millis(10));
+                    options.compression = Some(pulsar::compression::Compression::Lz4(
+                        pulsar::compression::CompressionLz4::default(),
+                    ));
+                }
+                let mut producer = client
+                    .producer()
+                    .with_topic(format!("{topic}-raw"))
+                    .with_options(options)
+                    .build()
+                    .await
+                    .expect("raw producer");
+                let started = Instant::now();
+                let mut window = VecDeque::with_capacity(BATCH);
+                for (key, payload) in records {
+                    if window.len() == BATCH {
+                        let receipt: pulsar::producer::SendFuture =
+                            window.pop_front().expect("window");
+                        receipt.await.expect("raw receipt");
+                    }
+                    let message = pulsar::producer::Message {
+                        payload,
+                        partition_key: Some(key),
+                        ..Default::default()
+                    };
+                    window.push_back(producer.send_non_blocking(message).await.expect("send"));
+                }
+                for receipt in window {
+                    receipt.await.expect("raw receipt");
+                }
+                let rate = events as f64 / started.elapsed().as_secs_f64();
+                producer.close().await.expect("closing the raw producer");
+                rate
+            }
+            Raw::Kafka { producer, topic } => {
+                let topic = format!("{topic}-raw");
+                let started = Instant::now();
+                let mut window = VecDeque::new();
+                for (key, payload) in &records {
+                    if window.len() == 10 * BATCH {
+                        let delivery: rdkafka::producer::DeliveryFuture =
+                            window.pop_front().expect("window");
+                        delivery.await.expect("delivery").expect("raw delivery");
+                    }
+                    let mut record = FutureRecord::to(&topic).key(key).payload(payload);
+                    loop {
+                        match producer.send_result(record) {
+                            Ok(delivery) => {
+                                window.push_back(delivery);
+                                break;
+                            }
+                            Err((_, back)) => {
+                                record = back;
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                            }
+                        }
+                    }
+                }
+                for delivery in window {
+                    delivery.await.expect("delivery").expect("raw delivery");
+                }
+                events as f64 / started.elapsed().as_secs_f64()
+            }
+        }
+    }
+
+    /// Reads `events` records of the Bento topic with a new consumer from the earliest.
+    async fn consume(&self, events: u64) -> Read {
+        let clock = Clock::new(events);
+        let group = format!("raw-{}", uuid::Uuid::now_v7().simple());
+        match self {
+            Raw::Pulsar { client, topic, .. } => {
+                let mut consumer: pulsar::Consumer<Vec<u8>, pulsar::TokioExecutor> = client
+                    .consumer()
+                    .with_topic(topic)
+                    .with_subscription(&group)
+                    .with_subscription_type(pulsar::SubType::Shared)
+                    .with_options(pulsar::ConsumerOptions::default().with_initial_position(
+                        pulsar::consumer::InitialPosition::Earliest,
+                    ))
+                    .build()
+                    .await
+                    .expect("raw consumer");
+                let reader = async {
+                    while clock.seen.load(Ordering::Acquire) < events {
+                        let message = consumer
+                            .next()
+                            .await
+                            .expect("raw consumer ended")
+                            .expect("raw consumer error");
+                        std::hint::black_box(message.payload.data.len());
+                        consumer.ack(&message).await.expect("raw ack");
+                        clock.tick();
+                    }
+                };
+                let (read, ()) = tokio::join!(clock.wait("raw Pulsar consumer"), reader);
+                consumer.close().await.expect("closing");
+                read
+            }
+            Raw::Kafka { topic, .. } => {
+                let consumer: StreamConsumer = kafka_config()
+                    .set("group.id", &group)
+                    .set("auto.offset.reset", "earliest")
+                    .create()
+                    .expect("raw consumer");
+                consumer.subscribe(&[topic]).expect("subscribing");
+                let reader = async {
+                    let mut stream = consumer.stream();
+                    while clock.seen.load(Ordering::Acquire) < events {
+                        let message = stream
+                            .next()
+                            .await
+                            .expect("raw stream ended")
+                            .expect("raw consumer error");
+                        std::hint::black_box(message.payload().map(<[u8]>::len));
+                        clock.tick();
+                    }
+                };
+                let (read, ()) = tokio::join!(clock.wait("raw Kafka consumer"), reader);
+                read
+            }
+        }
+    }
+}
+
+fn kafka_config() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", kafka_bootstrap());
+    config
+}
