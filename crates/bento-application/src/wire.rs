@@ -109,13 +109,30 @@ where
     K: Into<String> + AsRef<str>,
     V: Into<String>,
 {
-    let mut envelope = Envelope::new("", 1, "", payload);
+    let mut id = None;
+    let mut occurred_at = None;
+    let mut envelope = Envelope {
+        // Filled in below; a message without them gets a fresh id and the current time.
+        id: MessageId::from(uuid::Uuid::nil()),
+        event_type: Cow::Borrowed(""),
+        version: 1,
+        occurred_at: DateTime::<Utc>::UNIX_EPOCH,
+        aggregate_type: Cow::Borrowed(""),
+        aggregate_id: String::new(),
+        ordering_key: None,
+        correlation_id: None,
+        causation_id: None,
+        tenant: None,
+        content_type: Cow::Borrowed(""),
+        headers: Headers::new(),
+        payload,
+    };
     let mut user = Headers::new();
     for (name, value) in headers {
         let value: String = value.into();
         match name.as_ref() {
             MESSAGE_ID => match value.parse::<MessageId>() {
-                Ok(id) => envelope.id = id,
+                Ok(parsed) => id = Some(parsed),
                 Err(_) => {
                     user.insert(name.into(), value);
                 }
@@ -128,7 +145,7 @@ where
                 }
             },
             OCCURRED_AT => match DateTime::parse_from_rfc3339(&value) {
-                Ok(at) => envelope.occurred_at = at.with_timezone(&Utc),
+                Ok(at) => occurred_at = Some(at.with_timezone(&Utc)),
                 Err(_) => {
                     user.insert(name.into(), value);
                 }
@@ -145,7 +162,15 @@ where
             }
         }
     }
-    if envelope.correlation_id.as_deref() == Some(&envelope.id.to_string()) {
+    envelope.id = id.unwrap_or_default();
+    envelope.occurred_at = occurred_at.unwrap_or_else(Utc::now);
+    // A conversation's first message is sent with its own id as correlation id; it is kept as
+    // `None`, as it was before it was sent.
+    if let Some(correlation) = &envelope.correlation_id
+        && correlation.len() == 36
+        && !correlation.bytes().any(|b| b.is_ascii_uppercase())
+        && correlation.parse::<MessageId>().is_ok_and(|c| c == envelope.id)
+    {
         envelope.correlation_id = None;
     }
     envelope.headers = user;

@@ -579,6 +579,13 @@ impl KafkaConfig {
     /// The idempotent producer's properties.
     pub(crate) fn producer_config(&self) -> ClientConfig {
         let mut config = self.common();
+        // Send as soon as the broker connection is free rather than waiting 5 ms (librdkafka's
+        // default) for more records: an awaited `publish` from a request handler returns in
+        // about a round trip instead of the linger time, and `publish_batch` still fills
+        // batches from the records queued while earlier requests are in flight (measured:
+        // same `publish_all` rate, 7x the rate of awaited publishes from 16 tasks). A value
+        // in `producer` wins.
+        config.set("linger.ms", "0");
         for (key, value) in &self.producer {
             config.set(key, &value.0);
         }
@@ -598,6 +605,12 @@ impl KafkaConfig {
     /// A consumer's properties for consumer group `group`.
     pub(crate) fn consumer_config(&self, group: &str) -> ClientConfig {
         let mut config = self.common();
+        // librdkafka stops fetching a partition whose prefetched records exceed
+        // `queued.max.messages.kbytes` and, by default, looks again only a second later: a
+        // consumer working through a backlog larger than that ran dry and idled for up to
+        // `fetch.wait.max.ms` behind a long-poll of its other partitions. 10 ms keeps the queue
+        // topped up at the cost of a cheap check. A value in `consumer` wins.
+        config.set("fetch.queue.backoff.ms", "10");
         for (key, value) in &self.consumer {
             config.set(key, &value.0);
         }

@@ -36,7 +36,8 @@ const RECEIVE_BURST: usize = 64;
 /// Attempts at producing a retry or dead letter before giving the message back.
 const SETTLE_ATTEMPTS: u32 = 3;
 
-type Tp = (String, i32);
+/// A topic partition; topic names are shared, not copied per record.
+type Tp = (Arc<str>, i32);
 
 /// Offsets of one assigned partition.
 struct PartitionState {
@@ -60,6 +61,8 @@ impl PartitionState {
 #[derive(Default)]
 struct Tracker {
     partitions: HashMap<Tp, PartitionState>,
+    /// The names of the topics seen, so a record's topic is looked up without a copy.
+    names: HashSet<Arc<str>>,
     next_lease: u64,
 }
 
@@ -104,7 +107,7 @@ impl SubscriptionState {
         let remaining = {
             let mut tracker = lock(&self.tracker);
             for element in revoked.elements() {
-                let tp = (element.topic().to_owned(), element.partition());
+                let tp = (Arc::from(element.topic()), element.partition());
                 if let Some(state) = tracker.partitions.remove(&tp)
                     && let Some(point) = state.commit_point()
                     && state.committed.is_none_or(|c| c < point)
@@ -129,8 +132,16 @@ impl SubscriptionState {
         for element in assigned.elements() {
             tracker.next_lease += 1;
             let lease = tracker.next_lease;
+            let topic = match tracker.names.get(element.topic()) {
+                Some(topic) => topic.clone(),
+                None => {
+                    let topic: Arc<str> = Arc::from(element.topic());
+                    tracker.names.insert(topic.clone());
+                    topic
+                }
+            };
             tracker.partitions.insert(
-                (element.topic().to_owned(), element.partition()),
+                (topic, element.partition()),
                 PartitionState {
                     lease,
                     in_flight: BTreeSet::new(),
@@ -156,7 +167,7 @@ impl SubscriptionState {
         tracing::warn!(group = %self.group, %error, "committing offsets failed; retrying on the next commit");
         let mut tracker = lock(&self.tracker);
         for element in offsets.elements() {
-            let tp = (element.topic().to_owned(), element.partition());
+            let tp = (Arc::from(element.topic()), element.partition());
             if let (Some(state), Offset::Offset(offset)) =
                 (tracker.partitions.get_mut(&tp), element.offset())
                 && state.committed == Some(offset)
@@ -166,13 +177,16 @@ impl SubscriptionState {
         }
     }
 
-    /// Registers a received record; `None` if its partition is not (or no longer) assigned.
-    fn track(&self, topic: &str, partition: i32, offset: i64) -> Option<u64> {
+    /// Registers a received record: its partition and lease, `None` if the partition is not
+    /// (or no longer) assigned.
+    fn track(&self, topic: &str, partition: i32, offset: i64) -> Option<(Tp, u64)> {
         let mut tracker = lock(&self.tracker);
-        let state = tracker.partitions.get_mut(&(topic.to_owned(), partition))?;
+        let tp = (tracker.names.get(topic)?.clone(), partition);
+        let state = tracker.partitions.get_mut(&tp)?;
         state.in_flight.insert(offset);
         state.next = Some(state.next.map_or(offset + 1, |n| n.max(offset + 1)));
-        Some(state.lease)
+        let lease = state.lease;
+        Some((tp, lease))
     }
 
     fn lease_of(&self, tp: &Tp) -> Option<u64> {
@@ -211,7 +225,7 @@ impl SubscriptionState {
     fn forget_commits(&self, offsets: &TopicPartitionList) {
         let mut tracker = lock(&self.tracker);
         for element in offsets.elements() {
-            let tp = (element.topic().to_owned(), element.partition());
+            let tp = (Arc::from(element.topic()), element.partition());
             if let Some(state) = tracker.partitions.get_mut(&tp) {
                 state.committed = None;
             }
@@ -314,18 +328,17 @@ struct Incoming {
     origin: (i32, i64),
 }
 
-fn decode(message: &BorrowedMessage<'_>, lease: u64) -> Incoming {
-    let tp = (message.topic().to_owned(), message.partition());
+fn decode(message: &BorrowedMessage<'_>, tp: Tp, lease: u64) -> Incoming {
     let offset = message.offset();
     let mut attempt = 1;
     let mut due = None;
     let (mut origin_partition, mut origin_offset) = (None, None);
-    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut pairs: Vec<(&str, String)> = Vec::with_capacity(16);
     if let Some(record_headers) = message.headers() {
         for header in record_headers.iter() {
             let value = header
                 .value
-                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .map(String::from_utf8_lossy)
                 .unwrap_or_default();
             match header.key {
                 wire::ATTEMPT => attempt = value.parse::<u32>().unwrap_or(1).max(1),
@@ -336,7 +349,7 @@ fn decode(message: &BorrowedMessage<'_>, lease: u64) -> Incoming {
                 }
                 headers::ORIGINAL_PARTITION => origin_partition = value.parse().ok(),
                 headers::ORIGINAL_OFFSET => origin_offset = value.parse().ok(),
-                key => pairs.push((key.to_owned(), value)),
+                key => pairs.push((key, value.into_owned())),
             }
         }
     }
@@ -483,12 +496,13 @@ impl Poller {
         ready: &mut VecDeque<Delivery>,
     ) {
         let state = &self.state;
-        let Some(lease) = state.track(message.topic(), message.partition(), message.offset())
+        let Some((tp, lease)) =
+            state.track(message.topic(), message.partition(), message.offset())
         else {
             tracing::debug!(group = %state.group, topic = message.topic(), partition = message.partition(), "record of an unassigned partition ignored");
             return;
         };
-        let incoming = decode(message, lease);
+        let incoming = decode(message, tp, lease);
         let waiting = match parked.get(&incoming.tp) {
             Some(lot) if lot.lease != lease => {
                 parked.remove(&incoming.tp);
@@ -764,7 +778,7 @@ pub(crate) fn position_new_group(
             .elements()
             .iter()
             .filter(|e| !matches!(e.offset(), Offset::Offset(_)))
-            .map(|e| (e.topic().to_owned(), e.partition()))
+            .map(|e| (Arc::from(e.topic()), e.partition()))
             .collect()
     };
     let deadline = std::time::Instant::now() + timeout;

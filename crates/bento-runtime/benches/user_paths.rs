@@ -25,7 +25,7 @@
 //!
 //! `BENTO_BENCH_EVENTS` (default 100,000), `BENTO_BENCH_ROUNDS` (default 2) and
 //! `BENTO_BENCH_SECONDS` (per timed publish or latency row, default 5) shorten or lengthen a
-//! run.
+//! run; `BENTO_BENCH_ROWS` (e.g. `consume`) picks rows, for profiling one path.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -294,6 +294,12 @@ fn child(setup: &str) {
     runtime.block_on(measure(setup));
 }
 
+/// Whether `BENTO_BENCH_ROWS` (a comma-separated list of `publish_all`, `consume`, `publish`,
+/// `latency`; all by default) selects `row`. The backlog is always written.
+fn selected(row: &str) -> bool {
+    std::env::var("BENTO_BENCH_ROWS").map_or(true, |rows| rows.split(',').any(|r| r.trim() == row))
+}
+
 async fn measure(setup_name: &str) {
     let setup = SETUPS
         .iter()
@@ -323,37 +329,62 @@ async fn measure(setup_name: &str) {
             sub.shutdown().await.expect("shutting a subscription down");
         }
 
-        let raw_rate = raw.publish_window(events).await;
+        let raw_rate = if selected("publish_all") {
+            Some(raw.publish_window(events).await)
+        } else {
+            None
+        };
         let started = Instant::now();
         for chunk in prepared.chunks(BATCH) {
             bus.publish_all(chunk).await.expect("publish_all");
         }
         let bento_rate = events as f64 / started.elapsed().as_secs_f64();
-        rows.add("publish_all, batches of 1,000", Some(bento_rate), Some(raw_rate));
-
-        let raw_read = raw.consume(events).await;
-        for (row, name, concurrency) in [
-            ("consume backlog, c=8", &c8, 8),
-            ("consume backlog, c=1", &c1, 1),
-        ] {
-            let read = bento_consume(&bus, name, concurrency, events).await;
-            rows.add(row, Some(read.rate), Some(raw_read.rate));
-            rows.note(
-                row,
-                format!(
-                    "longest gap Bento {:.0} ms, raw {:.0} ms",
-                    read.longest_gap.as_secs_f64() * 1e3,
-                    raw_read.longest_gap.as_secs_f64() * 1e3
-                ),
-            );
+        if selected("publish_all") {
+            rows.add("publish_all, batches of 1,000", Some(bento_rate), raw_rate);
         }
 
-        let rate = awaited_publishes(&bus).await;
-        rows.add("awaited publish, 16 tasks", Some(rate), None);
+        if selected("consume") {
+            // Whoever reads a backlog first may find it colder: take turns.
+            let raw_first = round % 2 == 0;
+            let mut raw_read = if raw_first {
+                Some(raw.consume(events).await)
+            } else {
+                None
+            };
+            let mut reads = Vec::new();
+            for (row, name, concurrency) in [
+                ("consume backlog, c=8", &c8, 8),
+                ("consume backlog, c=1", &c1, 1),
+            ] {
+                reads.push((row, bento_consume(&bus, name, concurrency, events).await));
+            }
+            if raw_read.is_none() {
+                raw_read = Some(raw.consume(events).await);
+            }
+            let raw_read = raw_read.expect("raw read");
+            for (row, read) in reads {
+                rows.add(row, Some(read.rate), Some(raw_read.rate));
+                rows.note(
+                    row,
+                    format!(
+                        "longest gap Bento {:.0} ms, raw {:.0} ms",
+                        read.longest_gap.as_secs_f64() * 1e3,
+                        raw_read.longest_gap.as_secs_f64() * 1e3,
+                    ),
+                );
+            }
+        }
 
-        let (p50, p99) = latency(&bus, &format!("paths-latency-{round}")).await;
-        rows.add("end-to-end p50 ms at 1,000/s", Some(p50), None);
-        rows.add("end-to-end p99 ms at 1,000/s", Some(p99), None);
+        if selected("publish") {
+            let rate = awaited_publishes(&bus).await;
+            rows.add("awaited publish, 16 tasks", Some(rate), None);
+        }
+
+        if selected("latency") {
+            let (p50, p99) = latency(&bus, &format!("paths-latency-{round}")).await;
+            rows.add("end-to-end p50 ms at 1,000/s", Some(p50), None);
+            rows.add("end-to-end p99 ms at 1,000/s", Some(p99), None);
+        }
     }
     rows.print();
     bento.shutdown().await.expect("shutdown");
@@ -369,6 +400,7 @@ struct Read {
 struct Clock {
     seen: AtomicU64,
     target: u64,
+    /// First and last message, longest gap between two.
     times: Mutex<(Option<Instant>, Option<Instant>, Duration)>,
     done: Notify,
 }
@@ -547,22 +579,13 @@ impl Raw {
         }
     }
 
-    /// Encoded events as a service would write them: JSON payload, key.
-    fn records(events: u64) -> Vec<(String, Vec<u8>)> {
-        (0..events)
-            .map(|seq| {
-                let event = payment(seq);
-                (
-                    event.account.clone(),
-                    serde_json::to_vec(&event).expect("json"),
-                )
-            })
-            .collect()
-    }
-
-    /// Publishes `events` to a topic of its own with a sliding window of sends in flight.
+    /// Publishes `events` to a topic of its own with a sliding window of sends in flight,
+    /// encoding each event to JSON as it goes (as Bento does; both sides get the same events).
     async fn publish_window(&self, events: u64) -> f64 {
-        let records = Self::records(events);
+        let prepared: Vec<Payment> = (0..events).map(payment).collect();
+        let records = prepared
+            .iter()
+            .map(|event| (&event.account, serde_json::to_vec(event).expect("json")));
         match self {
             Raw::Pulsar {
                 client,
@@ -598,7 +621,7 @@ impl Raw {
                     }
                     let message = pulsar::producer::Message {
                         payload,
-                        partition_key: Some(key),
+                        partition_key: Some(key.clone()),
                         ..Default::default()
                     };
                     window.push_back(producer.send_non_blocking(message).await.expect("send"));
@@ -614,13 +637,13 @@ impl Raw {
                 let topic = format!("{topic}-raw");
                 let started = Instant::now();
                 let mut window = VecDeque::new();
-                for (key, payload) in &records {
+                for (key, payload) in records {
                     if window.len() == 10 * BATCH {
                         let delivery: rdkafka::producer::DeliveryFuture =
                             window.pop_front().expect("window");
                         delivery.await.expect("delivery").expect("raw delivery");
                     }
-                    let mut record = FutureRecord::to(&topic).key(key).payload(payload);
+                    let mut record = FutureRecord::to(&topic).key(key).payload(&payload);
                     loop {
                         match producer.send_result(record) {
                             Ok(delivery) => {
