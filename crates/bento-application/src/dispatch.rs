@@ -81,8 +81,16 @@ pub trait Settle: Send + 'static {
         topic: &str,
     ) -> Result<(), BusError>;
 
-    /// The message was not handled (shutdown): give it back for redelivery.
+    /// The message was not handled (shutdown, or it is no longer this consumer's): give it
+    /// back for redelivery.
     async fn release(self: Box<Self>) -> Result<(), BusError>;
+
+    /// Whether the message may still be handled here. A backend whose consumer lost the
+    /// message's partition since delivering it (a Kafka rebalance) answers `false`: the
+    /// dispatcher then releases it unhandled, and the partition's new owner handles it.
+    fn is_current(&self) -> bool {
+        true
+    }
 }
 
 /// Settings of one running dispatcher.
@@ -239,6 +247,13 @@ async fn process(
         broker_id,
         settle,
     } = delivery;
+    if !settle.is_current() {
+        tracing::debug!(message_id = %envelope.id, "message no longer this consumer's; released unhandled");
+        if let Err(error) = settle.release().await {
+            tracing::debug!(%error, "releasing a message that is no longer this consumer's failed");
+        }
+        return key;
+    }
     let ctx = Context::new(
         envelope.clone(),
         attempt,

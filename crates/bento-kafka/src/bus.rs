@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::admin::KafkaAdmin;
 use crate::config::KafkaConfig;
 use crate::consumer::{
-    Deliveries, OwnedOnly, Owners, Poller, Settler, SubscriptionState, format_due,
+    Deliveries, Poller, Settler, SubscriptionState, format_due,
     position_new_group,
 };
 use crate::context::BentoContext;
@@ -292,9 +292,7 @@ impl MessageBus for KafkaBus {
         // and retry topics in group `<name>.deferred`.
         let deferred_group = format!("{group}.deferred");
         let (event_topics, deferred_topics) = read.split_at(1);
-        let owners = Arc::new(Owners::default());
         let settler = Arc::new(Settler {
-            owners: owners.clone(),
             producer: self.inner.producer.clone(),
             topic: topic.clone(),
             group: group.clone(),
@@ -380,13 +378,10 @@ impl MessageBus for KafkaBus {
             dead_letter: spec.dead_letter,
             dead_letter_topic,
         };
-        let guarded = Arc::new(OwnedOnly {
-            inner: handler,
-            owners,
-        });
+
         Ok(dispatch::spawn(
             deliveries,
-            guarded,
+            handler,
             settings,
             Some(Box::new(move || {
                 async move {

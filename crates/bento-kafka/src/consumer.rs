@@ -3,17 +3,17 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bento_application::{BusError, Context, Delivery, EnvelopeHandler, HandlerError, Settle, wire};
+use bento_application::{BusError, Delivery, Settle, wire};
 use bento_domain::Envelope;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::Stream;
-use futures::future::BoxFuture;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -39,10 +39,18 @@ const SETTLE_ATTEMPTS: u32 = 3;
 /// A topic partition; topic names are shared, not copied per record.
 type Tp = (Arc<str>, i32);
 
+/// The lease a partition is held under: changes on every assignment, [`VOID`] once revoked.
+/// Deliveries keep it to tell, without a lock, whether their partition is still theirs.
+type LeaseCell = Arc<AtomicU64>;
+/// No lease: the partition was revoked.
+const VOID: u64 = 0;
+
 /// Offsets of one assigned partition.
 struct PartitionState {
     /// Changes on every assignment: settlements of an older lease are void.
     lease: u64,
+    /// `lease`, readable without the tracker's lock.
+    cell: LeaseCell,
     /// Received, not yet finished.
     in_flight: BTreeSet<i64>,
     /// Offset after the last received record.
@@ -108,7 +116,11 @@ impl SubscriptionState {
             let mut tracker = lock(&self.tracker);
             for element in revoked.elements() {
                 let tp = (Arc::from(element.topic()), element.partition());
-                if let Some(state) = tracker.partitions.remove(&tp)
+                let removed = tracker.partitions.remove(&tp);
+                if let Some(state) = &removed {
+                    state.cell.store(VOID, Ordering::Release);
+                }
+                if let Some(state) = removed
                     && let Some(point) = state.commit_point()
                     && state.committed.is_none_or(|c| c < point)
                 {
@@ -144,6 +156,7 @@ impl SubscriptionState {
                 (topic, element.partition()),
                 PartitionState {
                     lease,
+                    cell: Arc::new(AtomicU64::new(lease)),
                     in_flight: BTreeSet::new(),
                     next: None,
                     committed: None,
@@ -179,22 +192,14 @@ impl SubscriptionState {
 
     /// Registers a received record: its partition and lease, `None` if the partition is not
     /// (or no longer) assigned.
-    fn track(&self, topic: &str, partition: i32, offset: i64) -> Option<(Tp, u64)> {
+    fn track(&self, topic: &str, partition: i32, offset: i64) -> Option<(Tp, u64, LeaseCell)> {
         let mut tracker = lock(&self.tracker);
         let tp = (tracker.names.get(topic)?.clone(), partition);
         let state = tracker.partitions.get_mut(&tp)?;
         state.in_flight.insert(offset);
         state.next = Some(state.next.map_or(offset + 1, |n| n.max(offset + 1)));
-        let lease = state.lease;
-        Some((tp, lease))
-    }
-
-    fn lease_of(&self, tp: &Tp) -> Option<u64> {
-        lock(&self.tracker).partitions.get(tp).map(|s| s.lease)
-    }
-
-    fn owns(&self, tp: &Tp, lease: u64) -> bool {
-        self.lease_of(tp) == Some(lease)
+        let (lease, cell) = (state.lease, state.cell.clone());
+        Some((tp, lease, cell))
     }
 
     /// The record at `offset` is done (handled, retried elsewhere or dead-lettered).
@@ -233,60 +238,6 @@ impl SubscriptionState {
     }
 }
 
-/// Who holds a delivery: the consumer's state, the partition and the lease.
-type Owner = (Arc<SubscriptionState>, Tp, u64);
-
-/// The consumer (partition and lease) of every delivery not yet settled, by envelope address,
-/// so that the handler guard can tell whether a delivery still belongs to this process.
-#[derive(Default)]
-pub(crate) struct Owners {
-    map: Mutex<HashMap<usize, Owner>>,
-}
-
-impl Owners {
-    fn register(
-        &self,
-        envelope: &Arc<Envelope>,
-        state: Arc<SubscriptionState>,
-        tp: Tp,
-        lease: u64,
-    ) {
-        lock(&self.map).insert(Arc::as_ptr(envelope) as usize, (state, tp, lease));
-    }
-
-    fn unregister(&self, address: usize) {
-        lock(&self.map).remove(&address);
-    }
-
-    /// Whether the delivery of the envelope at `address` still belongs to this consumer.
-    fn still_owned(&self, address: usize) -> bool {
-        let owner = lock(&self.map).get(&address).cloned();
-        match owner {
-            Some((state, tp, lease)) => state.owns(&tp, lease),
-            None => true,
-        }
-    }
-}
-
-/// Wraps the subscription's handler: a message whose partition was revoked since it was
-/// received is not handed out (the partition's new owner gets it).
-pub(crate) struct OwnedOnly {
-    pub(crate) inner: Arc<dyn EnvelopeHandler>,
-    pub(crate) owners: Arc<Owners>,
-}
-
-impl EnvelopeHandler for OwnedOnly {
-    fn handle(&self, ctx: Context) -> BoxFuture<'static, Result<(), HandlerError>> {
-        let address = ctx.envelope() as *const Envelope as usize;
-        if !self.owners.still_owned(address) {
-            return Box::pin(futures::future::ready(Err(HandlerError::retryable(
-                "the partition was revoked from this consumer; its new owner handles the message",
-            ))));
-        }
-        self.inner.handle(ctx)
-    }
-}
-
 /// The dispatcher's side of the hand-off: the deliveries the pollers produced.
 pub(crate) struct Deliveries {
     rx: mpsc::Receiver<Delivery>,
@@ -310,7 +261,6 @@ impl Stream for Deliveries {
 
 /// Everything a subscription's settlements need.
 pub(crate) struct Settler {
-    pub(crate) owners: Arc<Owners>,
     pub(crate) producer: KafkaProducer,
     pub(crate) topic: String,
     pub(crate) group: String,
@@ -322,13 +272,14 @@ struct Incoming {
     tp: Tp,
     offset: i64,
     lease: u64,
+    cell: LeaseCell,
     envelope: Envelope,
     attempt: u32,
     due: Option<DateTime<Utc>>,
     origin: (i32, i64),
 }
 
-fn decode(message: &BorrowedMessage<'_>, tp: Tp, lease: u64) -> Incoming {
+fn decode(message: &BorrowedMessage<'_>, tp: Tp, lease: u64, cell: LeaseCell) -> Incoming {
     let offset = message.offset();
     let mut attempt = 1;
     let mut due = None;
@@ -368,6 +319,7 @@ fn decode(message: &BorrowedMessage<'_>, tp: Tp, lease: u64) -> Incoming {
         tp,
         offset,
         lease,
+        cell,
         envelope,
         attempt,
         due,
@@ -496,13 +448,13 @@ impl Poller {
         ready: &mut VecDeque<Delivery>,
     ) {
         let state = &self.state;
-        let Some((tp, lease)) =
+        let Some((tp, lease, cell)) =
             state.track(message.topic(), message.partition(), message.offset())
         else {
             tracing::debug!(group = %state.group, topic = message.topic(), partition = message.partition(), "record of an unassigned partition ignored");
             return;
         };
-        let incoming = decode(message, tp, lease);
+        let incoming = decode(message, tp, lease, cell);
         let waiting = match parked.get(&incoming.tp) {
             Some(lot) if lot.lease != lease => {
                 parked.remove(&incoming.tp);
@@ -538,28 +490,24 @@ impl Poller {
             tp,
             offset,
             lease,
+            cell,
             envelope,
             attempt,
             origin,
             ..
         } = incoming;
-        let envelope = Arc::new(envelope);
-        let broker_id = Some(format!("{}/{}/{offset}", tp.0, tp.1));
-        self.settler
-            .owners
-            .register(&envelope, self.state.clone(), tp.clone(), lease);
         Delivery {
-            broker_id,
+            broker_id: Some(format!("{}/{}/{offset}", tp.0, tp.1)),
             settle: Box::new(KafkaSettle {
                 settler: self.settler.clone(),
                 state: self.state.clone(),
-                address: Arc::as_ptr(&envelope) as usize,
                 tp,
                 lease,
+                cell,
                 offset,
                 origin,
             }),
-            envelope,
+            envelope: Arc::new(envelope),
             attempt,
         }
     }
@@ -569,7 +517,11 @@ impl Poller {
         let now = Utc::now();
         let mut emptied = Vec::new();
         for (tp, lot) in parked.iter_mut() {
-            if !self.state.owns(tp, lot.lease) {
+            let owned = lot
+                .queue
+                .front()
+                .is_none_or(|(_, delivery)| delivery.settle.is_current());
+            if !owned {
                 // Revoked: drop them; the new owner reads them again.
                 lot.queue.clear();
                 emptied.push((tp.clone(), false));
@@ -640,9 +592,10 @@ fn hand_over(tx: &mpsc::Sender<Delivery>, ready: &mut VecDeque<Delivery>) {
 struct KafkaSettle {
     settler: Arc<Settler>,
     state: Arc<SubscriptionState>,
-    address: usize,
     tp: Tp,
     lease: u64,
+    /// The partition's current lease, to compare with `lease`.
+    cell: LeaseCell,
     offset: i64,
     /// Partition and offset of the record as first received (before any retry).
     origin: (i32, i64),
@@ -650,7 +603,7 @@ struct KafkaSettle {
 
 impl KafkaSettle {
     fn owned(&self) -> bool {
-        self.state.owns(&self.tp, self.lease)
+        self.cell.load(Ordering::Acquire) == self.lease
     }
 
     fn finish(&self) {
@@ -671,12 +624,6 @@ impl KafkaSettle {
                 Err(error) => return Err(error),
             }
         }
-    }
-}
-
-impl Drop for KafkaSettle {
-    fn drop(&mut self) {
-        self.settler.owners.unregister(self.address);
     }
 }
 
@@ -753,6 +700,10 @@ impl Settle for KafkaSettle {
     async fn release(self: Box<Self>) -> Result<(), BusError> {
         // Left unfinished: never committed past, so the group redelivers it.
         Ok(())
+    }
+
+    fn is_current(&self) -> bool {
+        self.owned()
     }
 }
 
