@@ -7,13 +7,18 @@ use futures::future::BoxFuture;
 use crate::{Context, Handler, HandlerError};
 
 /// Remembers which messages were handled, over a bounded window of the most recent ones, so
-/// that a redelivered or republished message is handled once.
+/// that a message redelivered or republished to this process while it runs is handled once.
 ///
 /// At-least-once delivery means a handler may see a message again (a crash before the ack, a
 /// replay from the dead-letter topic, a producer resend). Wrap a handler in [`Idempotent`] with
 /// an inbox and the duplicate is acknowledged without running the handler. The window is per
 /// process and in memory: share one inbox between the handlers of a subscription, and size it
 /// to cover the redelivery horizon you expect.
+///
+/// It is a deduplication window, not exactly-once effects: it is lost on restart, not shared
+/// between instances, and records a message after its handler returned rather than in the
+/// transaction of the handler's writes. A delivery after a restart, a delivery to another
+/// instance, or a crash between the handler's writes and the ack runs the handler again.
 #[derive(Clone, Debug)]
 pub struct Inbox {
     state: Arc<Mutex<InboxState>>,
