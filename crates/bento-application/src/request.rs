@@ -1,6 +1,10 @@
 //! Request/reply over any backend: the request carries a reply-to topic and its own id; the
 //! responder publishes the reply there with that id; the requester matches it and wakes the
 //! caller, or gives up after the timeout.
+//!
+//! The requester reads its reply topic through a shared subscription (a kind every backend
+//! supports) named uniquely per requester instance, so no other consumer competes for its
+//! replies: requesters that share a reply topic each read every reply and keep their own.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,8 +15,8 @@ use bento_domain::{DomainEvent, Envelope};
 use tokio::sync::oneshot;
 
 use crate::{
-    Bus, BusError, Codec, Context, HandlerError, PublishOptions, Subscription, SubscriptionKind,
-    SubscriptionSpec, wire,
+    Bus, BusError, Codec, Context, HandlerError, PublishOptions, RetryPolicy, Subscription,
+    SubscriptionKind, SubscriptionSpec, wire,
 };
 
 type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Envelope>>>>;
@@ -21,6 +25,7 @@ type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Envelope>>>>;
 pub struct Requester<C: Codec> {
     bus: Bus<C>,
     reply_topic: String,
+    subscription_name: String,
     waiting: Waiters,
     subscription: Option<Subscription>,
 }
@@ -29,15 +34,25 @@ impl<C: Codec> std::fmt::Debug for Requester<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Requester")
             .field("reply_topic", &self.reply_topic)
+            .field("subscription", &self.subscription_name)
             .finish_non_exhaustive()
     }
 }
 
 impl<C: Codec> Requester<C> {
-    /// Starts listening for replies on `reply_topic`, which should be unique to this
-    /// requester instance (e.g. `<service>.replies.<instance id>`).
+    /// Starts listening for replies on `reply_topic`, e.g. `<service>.replies.<instance id>`.
+    ///
+    /// Replies are read through a [`SubscriptionKind::Shared`] subscription named
+    /// `bento-requester-<uuid>`, new for each requester, so it works on every backend and
+    /// nothing else consumes this requester's replies. Requesters may share a reply topic: each
+    /// then reads every reply on it and ignores those it did not ask for. The subscription
+    /// starts at the end of the topic: replies published before `start` returned are not seen.
+    ///
+    /// On brokers the subscription (Pulsar: with its retry topic; Kafka: its consumer groups)
+    /// stays behind when the requester stops; see `docs/handlers.md`.
     pub async fn start(bus: &Bus<C>, reply_topic: impl Into<String>) -> Result<Self, BusError> {
         let reply_topic = reply_topic.into();
+        let subscription_name = format!("bento-requester-{}", uuid::Uuid::now_v7().simple());
         let waiting: Waiters = Arc::default();
         let handler = {
             let waiting = waiting.clone();
@@ -57,12 +72,16 @@ impl<C: Codec> Requester<C> {
                 std::future::ready(Ok::<(), HandlerError>(()))
             }
         };
-        let spec = SubscriptionSpec::topic(&reply_topic, format!("{reply_topic}.requester"))
-            .kind(SubscriptionKind::Exclusive);
+        // The handler never fails, so the subscription needs no retries (and, on Kafka, no
+        // retry topics of its own).
+        let spec = SubscriptionSpec::topic(&reply_topic, subscription_name.clone())
+            .kind(SubscriptionKind::Shared)
+            .retry(RetryPolicy::none());
         let subscription = bus.subscribe_envelopes(spec, handler).await?;
         Ok(Self {
             bus: bus.clone(),
             reply_topic,
+            subscription_name,
             waiting,
             subscription: Some(subscription),
         })
@@ -73,10 +92,38 @@ impl<C: Codec> Requester<C> {
         &self.reply_topic
     }
 
-    /// Publishes `request` and waits up to `timeout` for a reply of type `R`.
+    /// The name of the subscription this requester reads its replies through.
+    pub fn subscription_name(&self) -> &str {
+        &self.subscription_name
+    }
+
+    /// Publishes `request` to its event type's topic and waits up to `timeout` for a reply of
+    /// type `R`.
     pub async fn request<Q: DomainEvent, R: DomainEvent>(
         &self,
         request: &Q,
+        timeout: Duration,
+    ) -> Result<R, BusError> {
+        self.send(request, PublishOptions::default(), timeout)
+            .await
+    }
+
+    /// Like [`Requester::request`], but publishes `request` to `topic` (where a responder
+    /// subscribed with [`SubscriptionSpec::topic`] reads it).
+    pub async fn request_to<Q: DomainEvent, R: DomainEvent>(
+        &self,
+        topic: impl Into<String>,
+        request: &Q,
+        timeout: Duration,
+    ) -> Result<R, BusError> {
+        self.send(request, PublishOptions::default().to_topic(topic), timeout)
+            .await
+    }
+
+    async fn send<Q: DomainEvent, R: DomainEvent>(
+        &self,
+        request: &Q,
+        options: PublishOptions,
         timeout: Duration,
     ) -> Result<R, BusError> {
         let envelope = self
@@ -86,12 +133,7 @@ impl<C: Codec> Requester<C> {
         let request_id = envelope.id.to_string();
         let (tx, rx) = oneshot::channel();
         lock(&self.waiting).insert(request_id.clone(), tx);
-        if let Err(error) = self
-            .bus
-            .message_bus()
-            .publish(envelope, PublishOptions::default())
-            .await
-        {
+        if let Err(error) = self.bus.message_bus().publish(envelope, options).await {
             lock(&self.waiting).remove(&request_id);
             return Err(error);
         }

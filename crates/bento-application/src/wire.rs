@@ -103,11 +103,14 @@ pub fn to_headers(envelope: &Envelope) -> Vec<(Cow<'static, str>, String)> {
 /// headers still becomes an envelope (missing event type: empty; bad id: a fresh one, the
 /// original kept under its header name), so the dispatcher dead-letters it with a reason instead
 /// of the backend dropping it.
+///
+/// Values are taken as `AsRef<str>` and copied only where the envelope keeps them as text, so a
+/// backend can pass borrowed header values (`Cow<str>`) and pay nothing for the parsed ones.
 pub fn from_headers<I, K, V>(headers: I, payload: Bytes) -> Envelope
 where
     I: IntoIterator<Item = (K, V)>,
     K: Into<String> + AsRef<str>,
-    V: Into<String>,
+    V: Into<String> + AsRef<str>,
 {
     let mut id = None;
     let mut occurred_at = None;
@@ -129,36 +132,35 @@ where
     };
     let mut user = Headers::new();
     for (name, value) in headers {
-        let value: String = value.into();
         match name.as_ref() {
-            MESSAGE_ID => match value.parse::<MessageId>() {
+            MESSAGE_ID => match value.as_ref().parse::<MessageId>() {
                 Ok(parsed) => id = Some(parsed),
                 Err(_) => {
-                    user.insert(name.into(), value);
+                    user.insert(name.into(), value.into());
                 }
             },
-            EVENT_TYPE => envelope.event_type = Cow::Owned(value),
-            EVENT_VERSION => match value.parse() {
+            EVENT_TYPE => envelope.event_type = Cow::Owned(value.into()),
+            EVENT_VERSION => match value.as_ref().parse() {
                 Ok(version) => envelope.version = version,
                 Err(_) => {
-                    user.insert(name.into(), value);
+                    user.insert(name.into(), value.into());
                 }
             },
-            OCCURRED_AT => match DateTime::parse_from_rfc3339(&value) {
+            OCCURRED_AT => match DateTime::parse_from_rfc3339(value.as_ref()) {
                 Ok(at) => occurred_at = Some(at.with_timezone(&Utc)),
                 Err(_) => {
-                    user.insert(name.into(), value);
+                    user.insert(name.into(), value.into());
                 }
             },
-            AGGREGATE_TYPE => envelope.aggregate_type = Cow::Owned(value),
-            AGGREGATE_ID => envelope.aggregate_id = value,
-            ORDERING_KEY => envelope.ordering_key = Some(value),
-            CORRELATION_ID => envelope.correlation_id = Some(value),
-            CAUSATION_ID => envelope.causation_id = Some(value),
-            TENANT => envelope.tenant = Some(value),
-            CONTENT_TYPE => envelope.content_type = Cow::Owned(value),
+            AGGREGATE_TYPE => envelope.aggregate_type = Cow::Owned(value.into()),
+            AGGREGATE_ID => envelope.aggregate_id = value.into(),
+            ORDERING_KEY => envelope.ordering_key = Some(value.into()),
+            CORRELATION_ID => envelope.correlation_id = Some(value.into()),
+            CAUSATION_ID => envelope.causation_id = Some(value.into()),
+            TENANT => envelope.tenant = Some(value.into()),
+            CONTENT_TYPE => envelope.content_type = Cow::Owned(value.into()),
             _ => {
-                user.insert(name.into(), value);
+                user.insert(name.into(), value.into());
             }
         }
     }

@@ -287,7 +287,11 @@ impl Rows {
 }
 
 fn child(setup: &str) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Ok(workers) = std::env::var("BENTO_BENCH_WORKERS") {
+        builder.worker_threads(workers.parse().expect("BENTO_BENCH_WORKERS: a number"));
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .expect("tokio runtime");
