@@ -171,7 +171,9 @@ where
     if let Some(correlation) = &envelope.correlation_id
         && correlation.len() == 36
         && !correlation.bytes().any(|b| b.is_ascii_uppercase())
-        && correlation.parse::<MessageId>().is_ok_and(|c| c == envelope.id)
+        && correlation
+            .parse::<MessageId>()
+            .is_ok_and(|c| c == envelope.id)
     {
         envelope.correlation_id = None;
     }

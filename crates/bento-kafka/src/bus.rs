@@ -17,8 +17,7 @@ use tokio::sync::watch;
 use crate::admin::KafkaAdmin;
 use crate::config::KafkaConfig;
 use crate::consumer::{
-    Deliveries, Poller, Settler, SubscriptionState, format_due,
-    position_new_group,
+    Deliveries, Poller, Settler, SubscriptionState, format_due, position_new_group,
 };
 use crate::context::BentoContext;
 use crate::headers;

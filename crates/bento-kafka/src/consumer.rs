@@ -14,11 +14,11 @@ use bento_domain::Envelope;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::Stream;
+use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::context::BentoContext;
@@ -287,24 +287,27 @@ fn decode(message: &BorrowedMessage<'_>, tp: Tp, lease: u64, cell: LeaseCell) ->
     // Bento's own headers are read here; the rest go to the envelope as they are, borrowed
     // until `from_headers` keeps what it needs.
     let record_headers = message.headers();
-    let pairs = record_headers.iter().flat_map(|h| h.iter()).filter_map(|header| {
-        let value = header
-            .value
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
-        match header.key {
-            wire::ATTEMPT => attempt = value.parse::<u32>().unwrap_or(1).max(1),
-            headers::DELIVER_AT => {
-                due = DateTime::parse_from_rfc3339(&value)
-                    .ok()
-                    .map(|t| t.with_timezone(&Utc));
+    let pairs = record_headers
+        .iter()
+        .flat_map(|h| h.iter())
+        .filter_map(|header| {
+            let value = header
+                .value
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            match header.key {
+                wire::ATTEMPT => attempt = value.parse::<u32>().unwrap_or(1).max(1),
+                headers::DELIVER_AT => {
+                    due = DateTime::parse_from_rfc3339(&value)
+                        .ok()
+                        .map(|t| t.with_timezone(&Utc));
+                }
+                headers::ORIGINAL_PARTITION => origin_partition = value.parse().ok(),
+                headers::ORIGINAL_OFFSET => origin_offset = value.parse().ok(),
+                key => return Some((key, value)),
             }
-            headers::ORIGINAL_PARTITION => origin_partition = value.parse().ok(),
-            headers::ORIGINAL_OFFSET => origin_offset = value.parse().ok(),
-            key => return Some((key, value)),
-        }
-        None
-    });
+            None
+        });
     let payload = Bytes::copy_from_slice(message.payload().unwrap_or_default());
     let mut envelope = wire::from_headers(pairs, payload);
     if envelope.ordering_key.is_none()

@@ -171,10 +171,12 @@ impl Producers {
             }
         }
         // Flushing under the lock keeps the batch in the order its messages were handed over.
-        if batching && producers.arriving.fetch_sub(1, Ordering::AcqRel) == 1 && handed.is_ok() {
-            if let Err(error) = producer.send_batch().await {
-                handed = Err(publish_error(topic, &error));
-            }
+        if batching
+            && producers.arriving.fetch_sub(1, Ordering::AcqRel) == 1
+            && handed.is_ok()
+            && let Err(error) = producer.send_batch().await
+        {
+            handed = Err(publish_error(topic, &error));
         }
         drop(producer);
         if handed.is_err() {

@@ -291,10 +291,7 @@ fn child(setup: &str) {
     if let Ok(workers) = std::env::var("BENTO_BENCH_WORKERS") {
         builder.worker_threads(workers.parse().expect("BENTO_BENCH_WORKERS: a number"));
     }
-    let runtime = builder
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = builder.enable_all().build().expect("tokio runtime");
     runtime.block_on(measure(setup));
 }
 
@@ -680,9 +677,10 @@ impl Raw {
                     .with_topic(topic)
                     .with_subscription(&group)
                     .with_subscription_type(pulsar::SubType::Shared)
-                    .with_options(pulsar::ConsumerOptions::default().with_initial_position(
-                        pulsar::consumer::InitialPosition::Earliest,
-                    ))
+                    .with_options(
+                        pulsar::ConsumerOptions::default()
+                            .with_initial_position(pulsar::consumer::InitialPosition::Earliest),
+                    )
                     .build()
                     .await
                     .expect("raw consumer");
