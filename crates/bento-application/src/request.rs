@@ -104,8 +104,7 @@ impl<C: Codec> Requester<C> {
         request: &Q,
         timeout: Duration,
     ) -> Result<R, BusError> {
-        self.send(request, PublishOptions::default(), timeout)
-            .await
+        self.send(request, PublishOptions::default(), timeout).await
     }
 
     /// Like [`Requester::request`], but publishes `request` to `topic` (where a responder

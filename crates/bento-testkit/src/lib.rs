@@ -14,6 +14,7 @@
 pub mod broker_lock;
 pub mod cases;
 mod collect;
+pub mod request_reply;
 pub mod workload;
 
 use std::sync::Arc;
@@ -53,6 +54,10 @@ pub enum Case {
     UnitOfWork,
     /// A subscription that comes back to a backlog reads it without idle gaps.
     BacklogWithoutStalls,
+    /// A request gets its own reply, correlated, also with requesters sharing a reply topic.
+    RequestReply,
+    /// A request nobody answers times out with an error naming it.
+    RequestTimeout,
 }
 
 /// How the suite gets a bus of the backend under test.
@@ -93,12 +98,17 @@ macro_rules! conformance_suite {
             retry_then_success, retries_exhausted_dead_letter, permanent_failure_dead_letter,
             undecodable_dead_letter, panicking_handler, delayed_delivery, graceful_shutdown,
             unit_of_work, backlog_without_stalls);
+        $crate::conformance_suite!(@in request_reply $backend;
+            request_reply, request_without_responder_times_out);
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {
+        $crate::conformance_suite!(@in cases $backend; $($case),*);
+    };
+    (@in $module:ident $backend:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                $crate::cases::$case(&$backend).await;
+                $crate::$module::$case(&$backend).await;
             }
         )*
     };
