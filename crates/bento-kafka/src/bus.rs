@@ -24,6 +24,9 @@ use crate::headers;
 use crate::producer::{KafkaProducer, Outgoing};
 use crate::topics;
 
+/// How long a health probe waits for cluster metadata: below the readiness endpoint's bound.
+const HEALTH_TIMEOUT: Duration = Duration::from_millis(1_500);
+
 /// After an empty first assignment (cooperative rebalancing hands partitions over in a second
 /// round), how long `subscribe` waits for partitions before returning anyway.
 const SECOND_ROUND_WAIT: Duration = Duration::from_secs(3);
@@ -395,6 +398,33 @@ impl MessageBus for KafkaBus {
                 .boxed()
             })),
         ))
+    }
+
+    /// A metadata request to the cluster within [`HEALTH_TIMEOUT`]: with every broker down or
+    /// unreachable it fails, and it succeeds again on the next probe once a broker is back.
+    async fn health(&self) -> Result<(), BusError> {
+        self.check_open()?;
+        let client = self.inner.producer.client().clone();
+        let answered = tokio::task::spawn_blocking(move || {
+            client
+                .client()
+                .fetch_metadata(None, HEALTH_TIMEOUT)
+                .map(|m| m.brokers().len())
+        })
+        .await;
+        let unhealthy = |reason: String| BusError::Connection {
+            backend: "kafka",
+            address: self.inner.config.bootstrap_servers.clone(),
+            reason,
+        };
+        match answered {
+            Ok(Ok(brokers)) if brokers > 0 => Ok(()),
+            Ok(Ok(_)) => Err(unhealthy("the cluster metadata lists no brokers".into())),
+            Ok(Err(error)) => Err(unhealthy(format!(
+                "no cluster metadata within {HEALTH_TIMEOUT:?}: {error}"
+            ))),
+            Err(error) => Err(unhealthy(format!("the metadata request failed: {error}"))),
+        }
     }
 
     /// The consumer group's lag on `topic`: high watermark minus committed offset, summed over

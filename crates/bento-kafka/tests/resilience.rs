@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bento_application::{Bus, Context, HandlerError, MessageBus, PublishOptions, SubscriptionSpec};
 use bento_codec::Json;
 use bento_domain::DomainEvent;
+use bento_observability::readiness::ReadinessProbe;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -68,8 +69,10 @@ async fn broker_killed_and_restarted_mid_stream_loses_nothing_acknowledged() {
     let mut config = common::config();
     // Long enough for librdkafka to hold records through the outage and deliver them after.
     config.delivery_timeout_ms = 180_000;
-    let kafka = common::connect(config).await;
-    let bus = Bus::new(Arc::new(kafka) as Arc<dyn MessageBus>, Json);
+    let kafka: Arc<dyn MessageBus> = Arc::new(common::connect(config).await);
+    let probe = ReadinessProbe::start(kafka.clone()).await;
+    probe.wait_for(200, Duration::from_secs(10)).await;
+    let bus = Bus::new(kafka, Json);
     let topic = common::unique("resilience");
 
     let seen: Arc<Mutex<HashSet<u32>>> = Arc::default();
@@ -150,10 +153,16 @@ async fn broker_killed_and_restarted_mid_stream_loses_nothing_acknowledged() {
     tokio::task::spawn_blocking(|| xtask(&["kill", "kafka"]))
         .await
         .expect("kill");
+    // Readiness follows the broker: not ready within 10 s of its death, ready again once it is
+    // back, with nothing in the service restarted.
+    let noticed = probe.wait_for(503, Duration::from_secs(10)).await;
+    eprintln!("/health/ready answered 503 {noticed:?} after the kill");
     tokio::time::sleep(Duration::from_secs(3)).await;
     tokio::task::spawn_blocking(|| xtask(&["up", "kafka"]))
         .await
         .expect("up");
+    let recovered = probe.wait_for(200, Duration::from_secs(30)).await;
+    eprintln!("/health/ready answered 200 again {recovered:?} after the broker was up");
     publisher.await.expect("publisher");
 
     let acked: HashSet<u32> = acked

@@ -26,6 +26,8 @@ pub mod telemetry;
 pub mod trace;
 
 #[cfg(feature = "testing")]
+pub mod readiness;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 use std::net::SocketAddr;

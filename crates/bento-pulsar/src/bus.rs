@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bento_application::dispatch::{self, DispatchSettings};
@@ -15,12 +16,19 @@ use pulsar::SubType;
 
 use crate::config::PulsarConfig;
 use crate::consumer::{ConsumerSpec, SettleTarget, Worker};
+use crate::error::describe;
 use crate::producer::{self, Client, DeclareError, Producers};
 use crate::schema;
 use crate::topics::{self, Topics};
 
 /// Deliveries buffered between the consumers of one subscription and its dispatcher.
 const DELIVERY_BUFFER: usize = 256;
+
+/// How long a health probe waits for the broker: below the readiness endpoint's own bound.
+const HEALTH_TIMEOUT: Duration = Duration::from_millis(1_500);
+/// The topic a health probe looks up (in the configured tenant and namespace); looking a topic
+/// up does not create it.
+const HEALTH_PROBE_TOPIC: &str = "bento-health-probe";
 
 /// The Pulsar [`MessageBus`]. Cheap to clone; clones share the connection and producers.
 ///
@@ -305,6 +313,29 @@ impl MessageBus for PulsarBus {
                     definition.kind, definition.event_type
                 ),
             }),
+        }
+    }
+
+    /// A topic lookup on the broker connection, within [`HEALTH_TIMEOUT`]: the pulsar crate
+    /// answers it only when a broker does, so a dead or unreachable broker reads as unhealthy
+    /// within that time, and a broker that came back as healthy on the next probe.
+    async fn health(&self) -> Result<(), BusError> {
+        self.check_open()?;
+        let probe = self.inner.topics.full(HEALTH_PROBE_TOPIC, None);
+        let unhealthy = |reason: String| BusError::Connection {
+            backend: "pulsar",
+            address: self.inner.config.service_url.clone(),
+            reason,
+        };
+        match tokio::time::timeout(HEALTH_TIMEOUT, self.inner.client.lookup_topic(probe)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(unhealthy(format!(
+                "the broker did not answer a topic lookup: {}",
+                describe(&error)
+            ))),
+            Err(_) => Err(unhealthy(format!(
+                "no answer to a topic lookup within {HEALTH_TIMEOUT:?}"
+            ))),
         }
     }
 

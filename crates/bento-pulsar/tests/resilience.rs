@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use bento_application::{Context, HandlerError, MessageBus, PublishOptions, SubscriptionSpec};
 use bento_domain::Envelope;
+use bento_observability::readiness::ReadinessProbe;
 
 const MESSAGES: usize = 10_000;
 /// The broker is killed once this many publishes have been confirmed.
@@ -91,6 +92,8 @@ async fn a_broker_crash_loses_no_confirmed_message_and_the_consumer_resumes() {
     let mut config = common::config();
     config.operation_timeout_ms = 5_000;
     let bus = Arc::new(common::connect(config).await);
+    let probe = ReadinessProbe::start(bus.clone()).await;
+    probe.wait_for(200, Duration::from_secs(10)).await;
     let topic = common::unique("crash");
 
     let consumed: Arc<Mutex<HashSet<usize>>> = Arc::default();
@@ -168,11 +171,17 @@ async fn a_broker_crash_loses_no_confirmed_message_and_the_consumer_resumes() {
         .await
         .expect("kill");
     let confirmed_at_kill = confirmed.load(Ordering::Relaxed);
+    // Readiness follows the broker: not ready within 10 s of its death, ready again once it is
+    // back, with nothing in the service restarted.
+    let noticed = probe.wait_for(503, Duration::from_secs(10)).await;
+    eprintln!("/health/ready answered 503 {noticed:?} after the kill");
     tokio::time::sleep(Duration::from_secs(2)).await;
     tokio::task::spawn_blocking(|| xtask(&["dev-env", "up", "pulsar"]))
         .await
         .expect("up");
     down.store(false, Ordering::SeqCst);
+    let recovered = probe.wait_for(200, Duration::from_secs(30)).await;
+    eprintln!("/health/ready answered 200 again {recovered:?} after the broker was up");
     eprintln!(
         "broker killed after {confirmed_at_kill} confirmed publishes ({consumed_before_kill} consumed), back after {:?}",
         killed_at.elapsed()
