@@ -431,6 +431,16 @@ impl PulsarConfig {
                     ));
                 }
             }
+            // Creating namespaces goes through the admin REST API, whose client takes a token
+            // only: refused here rather than failing at the first publish.
+            if self.create_namespaces {
+                return Err(ConfigError::new(
+                    "create_namespaces",
+                    "needs the admin API, which Bento's admin client cannot call with \
+                     auth.oauth2 (it takes auth.token or auth.token_file); create the tenant and \
+                     namespace beforehand and turn create_namespaces off",
+                ));
+            }
         }
         Ok(())
     }
@@ -538,6 +548,26 @@ mod tests {
             ..oauth2
         };
         assert!(!format!("{inline:?}").contains("hunter2"));
+    }
+
+    #[cfg(feature = "oauth2")]
+    #[test]
+    fn oauth2_with_namespace_creation_is_refused_naming_the_key() {
+        let mut config = PulsarConfig::default();
+        config.auth.oauth2 = Some(OAuth2Config {
+            issuer_url: "https://auth.example.com".into(),
+            client_id: Some("bento".into()),
+            client_secret: Some("hunter2".into()),
+            ..OAuth2Config::default()
+        });
+        assert_eq!(config.validate(), Ok(()), "OAuth2 alone is fine");
+        config.create_namespaces = true;
+        let error = config
+            .validate()
+            .err()
+            .unwrap_or_else(|| panic!("OAuth2 with create_namespaces accepted"));
+        assert_eq!(error.key(), "messaging.pulsar.create_namespaces");
+        assert!(error.message().contains("auth.oauth2"), "{error}");
     }
 
     #[test]
