@@ -172,6 +172,23 @@ impl KafkaBus {
 }
 
 impl KafkaBus {
+    /// Retry tiers of this subscription that exist on the cluster beyond the `tiers` its policy
+    /// uses now: left by an earlier configuration with more attempts. They are read as well, so
+    /// that what is parked there is handled instead of stranded.
+    async fn leftover_retry_tiers(
+        &self,
+        topic: &str,
+        group: &str,
+        tiers: u32,
+    ) -> Result<Vec<String>, BusError> {
+        let existing: std::collections::HashSet<String> =
+            self.admin().list_topics().await?.into_iter().collect();
+        Ok(((tiers + 1)..=topics::MAX_RETRY_TIERS)
+            .map(|tier| topics::retry_topic(topic, group, tier))
+            .filter(|name| existing.contains(name))
+            .collect())
+    }
+
     /// Creates a consumer in `group`, positions the group at the end of `position` if it is
     /// new, and subscribes it to `topics`.
     async fn member(
@@ -275,6 +292,11 @@ impl MessageBus for KafkaBus {
         let tiers = topics::retry_tiers(&spec.retry);
         let mut read = vec![topic.clone(), topics::delayed_topic(&topic)];
         read.extend((1..=tiers).map(|tier| topics::retry_topic(&topic, &group, tier)));
+        read.extend(
+            self.leftover_retry_tiers(&topic, &group, tiers)
+                .await
+                .map_err(|e| Self::subscribe_error(&topic, &spec, e.to_string()))?,
+        );
         for name in &read {
             topics::check_name(name)
                 .map_err(|reason| Self::subscribe_error(&topic, &spec, reason))?;

@@ -203,6 +203,58 @@ async fn offsets_never_skip_an_unfinished_message() {
     sub.shutdown().await.expect("shutdown");
 }
 
+/// A retry parked in a higher tier survives a restart with fewer attempts configured: the
+/// subscription still reads every tier that exists, and the parked record is handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lowering_max_attempts_does_not_strand_parked_retries() {
+    let (_kafka, bus) = bus().await;
+    let topic = common::unique("tiers");
+    let group = common::unique("group");
+    let dead_letters = DeadLetterPolicy::to_topic(common::unique("dlq"));
+    // Three tiers; attempt 2 fails too, so the record waits 3 s in tier 2.
+    let policy = RetryPolicy {
+        multiplier: 15.0,
+        ..RetryPolicy::exponential(4, Duration::from_millis(200)).jitter(0.0)
+    };
+    let before = SubscriptionSpec::topic(&topic, &group)
+        .retry(policy)
+        .dead_letter(dead_letters.clone());
+    let failing = Collector::new();
+    let handler = {
+        let failing = failing.clone();
+        move |ctx: Context| {
+            failing.record(&ctx);
+            async { Err::<(), _>(HandlerError::retryable("not yet")) }
+        }
+    };
+    let sub = bus
+        .subscribe_envelopes(before, handler)
+        .await
+        .expect("subscribe");
+    publish_all(&bus, &topic, &[tick("parked", 0)]).await;
+    failing.wait_for(2, Duration::from_secs(30)).await;
+    // The second failure's retry is stored in tier 2 before the attempt is acknowledged.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sub.shutdown().await.expect("shutdown");
+    let tier_two = bento_kafka::topics::retry_topic(&topic, &group, 2);
+
+    // Now one retry tier only: tier 2 is read all the same.
+    let after = SubscriptionSpec::topic(&topic, &group)
+        .retry(RetryPolicy::exponential(2, Duration::from_millis(200)).jitter(0.0))
+        .dead_letter(dead_letters);
+    let handled = Collector::new();
+    let sub = bus
+        .subscribe_envelopes(after, handled.handler())
+        .await
+        .expect("resubscribe");
+    let seen = handled.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(
+        seen[0].attempt, 3,
+        "the record parked in {tier_two} was delivered as its third attempt"
+    );
+    sub.shutdown().await.expect("shutdown");
+}
+
 /// Retries wait in the retry topics for their backoff, without holding up other messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_topic_delays_are_respected() {
