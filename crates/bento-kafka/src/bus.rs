@@ -189,6 +189,30 @@ impl KafkaBus {
             .collect())
     }
 
+    /// Fails, naming them, if some of `topics` do not exist (with `create_topics` off).
+    async fn require_topics(&self, topics: &[String]) -> Result<(), String> {
+        let existing: std::collections::HashSet<String> = self
+            .admin()
+            .list_topics()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .collect();
+        let missing: Vec<&str> = topics
+            .iter()
+            .filter(|t| !existing.contains(*t))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "topics {missing:?} (retry tiers and dead-letter topic) do not exist and \
+                 messaging.kafka.create_topics is off: create them, or turn create_topics on"
+            ))
+        }
+    }
+
     /// Creates a consumer in `group`, positions the group at the end of `position` if it is
     /// new, and subscribes it to `topics`.
     async fn member(
@@ -305,11 +329,20 @@ impl MessageBus for KafkaBus {
         topics::check_name(&dead_letter_topic).map_err(|reason| {
             Self::subscribe_error(&topic, &spec, format!("dead-letter topic: {reason}"))
         })?;
+        // The retry tiers and the dead-letter topic are checked (or created) now, so a missing
+        // one is an error at start, not at the first failure or poison message.
+        let mut needed = read.clone();
+        needed.push(dead_letter_topic.clone());
         self.inner
             .producer
-            .ensure_topics(&read)
+            .ensure_topics(&needed)
             .await
             .map_err(|e| Self::subscribe_error(&topic, &spec, e.to_string()))?;
+        if !config.create_topics {
+            self.require_topics(&needed[2..])
+                .await
+                .map_err(|reason| Self::subscribe_error(&topic, &spec, reason))?;
+        }
 
         // Two members per subscription: the event topic alone in group `<name>`, so the
         // assignor spreads its partitions evenly over the subscription's consumers; the delay

@@ -203,6 +203,50 @@ async fn offsets_never_skip_an_unfinished_message() {
     sub.shutdown().await.expect("shutdown");
 }
 
+/// With `create_topics = false`, a subscription whose dead-letter topic does not exist fails
+/// when it starts, naming the topic, instead of at its first poison message; once the topic
+/// exists it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_dead_letter_topic_is_an_error_at_subscribe() {
+    common::share_broker();
+    let mut config = common::config();
+    config.create_topics = false;
+    let kafka = common::connect(config).await;
+    let bus = Bus::new(Arc::new(kafka.clone()) as Arc<dyn MessageBus>, Json);
+    let topic = common::unique("no-dlq");
+    let dlq = common::unique("missing-dlq");
+    kafka
+        .admin()
+        .create_topics(
+            &[topic.clone(), bento_kafka::topics::delayed_topic(&topic)],
+            1,
+        )
+        .await
+        .expect("create the event topics");
+    let spec = SubscriptionSpec::topic(&topic, common::unique("group"))
+        .retry(RetryPolicy::none())
+        .dead_letter(DeadLetterPolicy::to_topic(&dlq));
+    let refused = bus
+        .subscribe_envelopes(spec.clone(), Collector::new().handler())
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("subscribed although `{dlq}` does not exist"));
+    let text = refused.to_string();
+    assert!(text.contains(&dlq), "the error names the topic: {text}");
+    assert!(text.contains("create_topics"), "and the setting: {text}");
+
+    kafka
+        .admin()
+        .create_topics(std::slice::from_ref(&dlq), 1)
+        .await
+        .expect("create the dead-letter topic");
+    let sub = bus
+        .subscribe_envelopes(spec, Collector::new().handler())
+        .await
+        .expect("subscribes once the topic exists");
+    sub.shutdown().await.expect("shutdown");
+}
+
 /// A retry parked in a higher tier survives a restart with fewer attempts configured: the
 /// subscription still reads every tier that exists, and the parked record is handled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
