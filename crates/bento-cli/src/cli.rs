@@ -262,7 +262,8 @@ pub struct SchemasArgs {
 pub enum Dlq {
     /// Print the dead letters of a dead-letter topic, oldest first, without consuming them.
     List(DlqListArgs),
-    /// Republish dead letters to the topics they came from, then acknowledge them.
+    /// Republish dead letters to the subscriptions that gave up on them (their retry topics),
+    /// then acknowledge them.
     Replay(DlqReplayArgs),
 }
 
@@ -296,6 +297,10 @@ pub struct DlqReplayArgs {
     /// The durable subscription (Kafka: consumer group) that remembers what was replayed.
     #[arg(long, value_name = "NAME", default_value = "bento-dlq-replay")]
     pub subscription: String,
+    /// Republish to the topic each message came from instead, so that every subscription of
+    /// that topic handles it again, not only the one that gave up.
+    #[arg(long)]
+    pub to_original_topic: bool,
 }
 
 #[cfg(test)]

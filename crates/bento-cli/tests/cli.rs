@@ -3,16 +3,17 @@
 //! `BENTO_TEST_KAFKA_BOOTSTRAP`). The test plays the service: it subscribes with a handler that
 //! always fails, so its events land on the dead-letter topic; then it runs `bento dlq list`
 //! and `bento dlq replay` as an operator would, with the configuration in `BENTO_*` variables,
-//! and checks that the fixed handler gets the very same messages.
+//! and checks that the fixed handler gets the very same messages, and that a replay reaches the
+//! subscription that gave up and no other subscription of the topic.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bento_application::{
-    BusError, Context, DeadLetterPolicy, HandlerError, MessageBus, PublishOptions, Subscription,
-    SubscriptionSpec,
+    BusError, Context, DeadLetterPolicy, HandlerError, MessageBus, PublishOptions, RetryPolicy,
+    Subscription, SubscriptionSpec,
 };
 use bento_domain::Envelope;
 use bento_kafka::{KafkaBus, KafkaConfig};
@@ -408,8 +409,9 @@ async fn kafka_dead_letters_are_listed_and_replayed_to_the_original_subscription
         "{groups:?}"
     );
 
-    // The subscription's consumer group on the topic: 6 records (3 originals, 3 replays), all
-    // consumed; reset to the earliest while it is stopped, all 6 are to be consumed again.
+    // The subscription's consumer group on the topic: the 3 originals only (the replays went to
+    // the subscription's retry topic), all consumed; reset to the earliest while it is stopped,
+    // the 3 are to be consumed again.
     let group = bento_json(
         Backend::Kafka,
         &["admin", "subscriptions", "describe", &topic, &subscription],
@@ -436,7 +438,17 @@ async fn kafka_dead_letters_are_listed_and_replayed_to_the_original_subscription
         .as_array()
         .map(|p| p.iter().filter_map(|p| p["lag"].as_i64()).sum())
         .unwrap_or(-1);
-    assert_eq!(lag, 6, "{reset:#}");
+    assert_eq!(lag, 3, "{reset:#}");
+    let retry = bento_kafka::topics::retry_topic(&topic, &subscription, 1);
+    let replays: i64 = bus
+        .admin()
+        .describe_topic(&retry)
+        .await?
+        .partitions
+        .iter()
+        .map(|p| p.high_watermark - p.low_watermark)
+        .sum();
+    assert_eq!(replays, 3, "records on {retry}");
 
     shared.close().await?;
     let mut topics = vec![topic.clone(), dlq.clone(), format!("{topic}.delayed")];
@@ -447,6 +459,293 @@ async fn kafka_dead_letters_are_listed_and_replayed_to_the_original_subscription
             .into_iter()
             .filter(|t| t.starts_with(&format!("{topic}.{subscription}.retry."))),
     );
+    bus.admin().delete_topics(&topics).await?;
+    Ok(())
+}
+
+/// A handler that counts its deliveries per message id, and fails permanently if `fails`.
+fn counting(
+    deliveries: mpsc::UnboundedSender<String>,
+    fails: bool,
+) -> Arc<dyn bento_application::EnvelopeHandler> {
+    Arc::new(move |ctx: Context| {
+        let deliveries = deliveries.clone();
+        async move {
+            let _ = deliveries.send(ctx.message_id().to_string());
+            if fails {
+                Err(HandlerError::permanent("the CRM refuses this contact"))
+            } else {
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Receives deliveries until `count` arrived (or `PATIENCE` passed), then for `quiet` more;
+/// returns how often each message id was delivered.
+async fn deliveries(
+    received: &mut mpsc::UnboundedReceiver<String>,
+    count: usize,
+    quiet: Duration,
+) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    let mut total = 0;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while total < count {
+        match tokio::time::timeout_at(deadline, received.recv()).await {
+            Ok(Some(id)) => {
+                *seen.entry(id).or_insert(0) += 1;
+                total += 1;
+            }
+            _ => break,
+        }
+    }
+    while let Ok(Some(id)) = tokio::time::timeout(quiet, received.recv()).await {
+        *seen.entry(id).or_insert(0) += 1;
+    }
+    seen
+}
+
+fn each(ids: &BTreeSet<String>, times: usize) -> BTreeMap<String, usize> {
+    ids.iter().map(|id| (id.clone(), times)).collect()
+}
+
+/// How long a subscription must stay silent for "it got nothing" to mean something: the
+/// replayed messages reach the failing subscription well within it.
+const QUIET: Duration = Duration::from_secs(2);
+
+/// Two subscriptions on one topic, one of which always fails: its dead letters, replayed, reach
+/// it alone (through its retry topic), and the other subscription sees nothing new. With
+/// `--to-original-topic` they go back to the topic and both see them.
+async fn replay_reaches_only_the_failing_subscription(
+    backend: Backend,
+    bus: Arc<dyn MessageBus>,
+    topic: &str,
+    dlq: &str,
+    original_topic: &str,
+    failing_subscription: &str,
+    replay_topic: &str,
+) -> Result<(Subscription, Subscription), Box<dyn std::error::Error>> {
+    let (failed_tx, mut failed) = mpsc::unbounded_channel();
+    let (handled_tx, mut handled) = mpsc::unbounded_channel();
+    let failing = bus
+        .subscribe(
+            SubscriptionSpec::topic(topic, failing_subscription)
+                .dead_letter(DeadLetterPolicy::to_topic(dlq)),
+            counting(failed_tx, true),
+        )
+        .await?;
+    let healthy = bus
+        .subscribe(
+            SubscriptionSpec::topic(topic, unique("audit")),
+            counting(handled_tx, false),
+        )
+        .await?;
+    let ids = publish_three(bus.as_ref(), topic).await?;
+    assert_eq!(
+        deliveries(&mut handled, 3, Duration::ZERO).await,
+        each(&ids, 1)
+    );
+    assert_eq!(
+        deliveries(&mut failed, 3, Duration::ZERO).await,
+        each(&ids, 1)
+    );
+    wait_for_dead_letters(backend, dlq, 3).await;
+
+    let replay = bento_json(backend, &["dlq", "replay", dlq, "--idle-ms", "1500"]).await;
+    assert_eq!(replay["replayed"], 3, "{replay:#}");
+    assert_eq!(replay["skipped"], 0, "{replay:#}");
+    for row in replay["messages"].as_array().cloned().unwrap_or_default() {
+        assert_eq!(row["status"], "replayed", "{row:#}");
+        assert_eq!(row["subscription"], failing_subscription, "{row:#}");
+        assert_eq!(row["to_topic"], replay_topic, "{row:#}");
+    }
+    // The failing subscription handles each message once more (and dead-letters it again)...
+    assert_eq!(
+        deliveries(&mut failed, 3, QUIET).await,
+        each(&ids, 1),
+        "deliveries to the failing subscription after the replay"
+    );
+    // ...and the other subscription of the topic sees nothing.
+    assert_eq!(
+        deliveries(&mut handled, 0, QUIET).await,
+        BTreeMap::new(),
+        "the replay reached a subscription that had handled the messages"
+    );
+
+    // The second dead letters, replayed to the original topic on purpose: both see them.
+    wait_for_dead_letters(backend, dlq, 6).await;
+    let broadcast = bento_json(
+        backend,
+        &[
+            "dlq",
+            "replay",
+            dlq,
+            "--to-original-topic",
+            "--idle-ms",
+            "1500",
+        ],
+    )
+    .await;
+    assert_eq!(broadcast["replayed"], 3, "{broadcast:#}");
+    for row in broadcast["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        assert_eq!(row["to_topic"], original_topic, "{row:#}");
+    }
+    assert_eq!(deliveries(&mut failed, 3, QUIET).await, each(&ids, 1));
+    assert_eq!(deliveries(&mut handled, 3, QUIET).await, each(&ids, 1));
+    Ok((failing, healthy))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulsar_replay_reaches_only_the_failing_subscription() -> TestResult {
+    let bus = pulsar_bus().await;
+    let topic = unique("contacts");
+    let subscription = unique("crm-sync");
+    let full = format!("persistent://public/default/{topic}");
+    let dlq = format!("{full}-{subscription}-DLQ");
+    let retry = bus.retry_topic(&topic, &subscription);
+    let shared: Arc<dyn MessageBus> = Arc::new(bus.clone());
+    let (failing, healthy) = replay_reaches_only_the_failing_subscription(
+        Backend::Pulsar,
+        shared.clone(),
+        &topic,
+        &dlq,
+        &full,
+        &subscription,
+        &retry,
+    )
+    .await?;
+    failing.shutdown().await?;
+    healthy.shutdown().await?;
+    shared.close().await?;
+    let admin = PulsarAdmin::new(bus.config())?;
+    let mut topics = vec![dlq, retry, full.clone()];
+    topics.extend(
+        admin
+            .topics("public/default")
+            .await?
+            .into_iter()
+            .filter(|t| t.starts_with(&format!("{full}-")) && t.ends_with("-RETRY")),
+    );
+    topics.sort();
+    topics.dedup();
+    for topic in topics {
+        admin.delete_topic(&topic, true).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_replay_reaches_only_the_failing_subscription() -> TestResult {
+    let bus = kafka_bus().await;
+    let topic = unique("contacts");
+    let subscription = unique("crm-sync");
+    let dlq = format!("{topic}-{subscription}-DLQ");
+    let retry = bento_kafka::topics::retry_topic(&topic, &subscription, 1);
+    let shared: Arc<dyn MessageBus> = Arc::new(bus.clone());
+    let (failing, healthy) = replay_reaches_only_the_failing_subscription(
+        Backend::Kafka,
+        shared.clone(),
+        &topic,
+        &dlq,
+        &topic,
+        &subscription,
+        &retry,
+    )
+    .await?;
+    failing.shutdown().await?;
+    healthy.shutdown().await?;
+    shared.close().await?;
+    let topics: Vec<String> = bus
+        .admin()
+        .list_topics()
+        .await?
+        .into_iter()
+        .filter(|t| *t == dlq || t.starts_with(&format!("{topic}.")) || *t == topic)
+        .collect();
+    bus.admin().delete_topics(&topics).await?;
+    Ok(())
+}
+
+/// A Kafka subscription whose retry policy allows no retry has no retry topic: its dead letters
+/// are not replayed to the whole topic behind its back but reported, left on the dead-letter
+/// topic, and replayed to the topic only when asked with `--to-original-topic`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_replay_without_a_retry_topic_is_refused() -> TestResult {
+    let bus = kafka_bus().await;
+    let topic = unique("contacts");
+    let subscription = unique("crm-sync");
+    let dlq = format!("{topic}-{subscription}-DLQ");
+    let (failed_tx, mut failed) = mpsc::unbounded_channel();
+    let failing = bus
+        .subscribe(
+            SubscriptionSpec::topic(&topic, &subscription)
+                .retry(RetryPolicy::none())
+                .dead_letter(DeadLetterPolicy::to_topic(&dlq)),
+            counting(failed_tx, true),
+        )
+        .await?;
+    let ids = publish_three(&bus, &topic).await?;
+    assert_eq!(
+        deliveries(&mut failed, 3, Duration::ZERO).await,
+        each(&ids, 1)
+    );
+    wait_for_dead_letters(Backend::Kafka, &dlq, 3).await;
+
+    let refused = bento(
+        Backend::Kafka,
+        &["--json", "dlq", "replay", &dlq, "--idle-ms", "1500"],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("dlq replay: not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    assert_eq!(report["replayed"], 0, "{report:#}");
+    assert_eq!(report["skipped"], 1, "stops at the first: {report:#}");
+    let retry = bento_kafka::topics::retry_topic(&topic, &subscription, 1);
+    let status = report["messages"][0]["status"].as_str().unwrap_or_default();
+    assert!(
+        status.starts_with("skipped: ") && status.contains(&retry),
+        "{report:#}"
+    );
+    assert!(stderr.contains("--to-original-topic"), "{stderr}");
+    assert_eq!(
+        deliveries(&mut failed, 0, QUIET).await,
+        BTreeMap::new(),
+        "a refused replay delivered something"
+    );
+    wait_for_dead_letters(Backend::Kafka, &dlq, 3).await;
+
+    let broadcast = bento_json(
+        Backend::Kafka,
+        &[
+            "dlq",
+            "replay",
+            &dlq,
+            "--to-original-topic",
+            "--idle-ms",
+            "1500",
+        ],
+    )
+    .await;
+    assert_eq!(broadcast["replayed"], 3, "{broadcast:#}");
+    assert_eq!(deliveries(&mut failed, 3, QUIET).await, each(&ids, 1));
+
+    failing.shutdown().await?;
+    bus.close().await?;
+    let topics: Vec<String> = bus
+        .admin()
+        .list_topics()
+        .await?
+        .into_iter()
+        .filter(|t| *t == dlq || t.starts_with(&format!("{topic}.")) || *t == topic)
+        .collect();
     bus.admin().delete_topics(&topics).await?;
     Ok(())
 }

@@ -54,3 +54,4 @@ pub use config::{
     PulsarConfig, TlsConfig, TopicsConfig,
 };
 pub use error::ConfigError;
+pub use topics::retry_topic;

@@ -127,8 +127,9 @@ impl Topics {
 }
 
 /// The retry topic of `subscription` on the full topic `topic`: `<topic>-<subscription>-RETRY`,
-/// next to the dead-letter topic's `-DLQ`.
-pub(crate) fn retry_topic(topic: &str, subscription: &str) -> String {
+/// next to the dead-letter topic's `-DLQ`. The subscription reads it (under its own name) along
+/// with `topic`, so a message published there reaches that subscription alone.
+pub fn retry_topic(topic: &str, subscription: &str) -> String {
     format!("{topic}-{subscription}-RETRY")
 }
 

@@ -4,15 +4,23 @@
 //! rebalance delay): listing starts at the beginning under a throwaway group id and never
 //! commits, so no group is left behind and no other group's offsets move; replaying starts at
 //! the replay group's committed offsets (the beginning the first time) and commits each dead
-//! letter once it was republished. Reading stops when every partition reported its end, or
-//! when nothing arrived for the idle timeout.
+//! letter once it was republished. Reading stops when every partition reported its end or
+//! reached the end it had when reading started (its high watermark then: a replay of a
+//! subscription that still fails dead-letters the replayed records again, and reading those
+//! too would replay them forever), or when nothing arrived for the idle timeout.
+//!
+//! A replay goes to the first retry topic of the consumer group that gave up
+//! (`<topic>.<group>.retry.1`), which only that group reads, with headers that make it due at
+//! once as attempt 1.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use bento_application::wire;
-use bento_kafka::KafkaAdmin;
+use bento_domain::Envelope;
+use bento_kafka::{KafkaAdmin, headers, topics};
 use bytes::Bytes;
+use chrono::{SecondsFormat, Utc};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
@@ -28,6 +36,12 @@ pub struct KafkaDlq {
     group: String,
     /// Partitions that have not reported their end yet.
     reading: BTreeSet<i32>,
+    /// Per partition, its high watermark when reading started: records from there on are left
+    /// for the next run.
+    ends: HashMap<i32, i64>,
+    admin: KafkaAdmin,
+    /// The cluster's topics, read the first time a replay needs them.
+    known_topics: Option<HashSet<String>>,
 }
 
 impl KafkaDlq {
@@ -66,6 +80,19 @@ impl KafkaDlq {
             Offset::Beginning
         };
         let partitions = partitions(&consumer, topic, timeout)?;
+        let mut ends = HashMap::with_capacity(partitions.len());
+        for partition in &partitions {
+            let (_, high) = tokio::task::block_in_place(|| {
+                consumer.fetch_watermarks(topic, *partition, timeout)
+            })
+            .map_err(|e| {
+                CliError::Broker(format!(
+                    "reading the end offset of partition {partition} of topic `{topic}` \
+                     failed: {e}"
+                ))
+            })?;
+            ends.insert(*partition, high);
+        }
         let mut assignment = TopicPartitionList::new();
         for partition in &partitions {
             assignment
@@ -80,7 +107,52 @@ impl KafkaDlq {
             topic: topic.to_owned(),
             group: group_id,
             reading: partitions.into_iter().collect(),
+            ends,
+            admin: admin.clone(),
+            known_topics: None,
         })
+    }
+
+    /// The first retry topic of consumer group `group` on `original`, which only that group
+    /// reads; `Err` says why there is none.
+    pub async fn replay_topic(
+        &mut self,
+        original: &str,
+        group: &str,
+    ) -> Result<Result<String, String>, CliError> {
+        let retry = topics::retry_topic(original, group, 1);
+        let known = match &mut self.known_topics {
+            Some(known) => known,
+            unknown => unknown.insert(self.admin.list_topics().await?.into_iter().collect()),
+        };
+        if known.contains(&retry) {
+            Ok(Ok(retry))
+        } else {
+            Ok(Err(format!(
+                "consumer group `{group}` has no retry topic `{retry}` (its retry policy allows \
+                 no retry, or the topic was deleted)"
+            )))
+        }
+    }
+
+    /// The message a replay publishes to the retry topic for `dead`: the original message,
+    /// due now as attempt 1 (a dead letter starts a new delivery chain), with the partition
+    /// and offset it was first read from.
+    pub fn replay_envelope(dead: &Envelope) -> Envelope {
+        let mut replay = wire::replay_envelope(dead);
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let out = &mut replay.headers;
+        out.insert(wire::ATTEMPT.into(), "1".into());
+        out.insert(headers::DELIVER_AT.into(), now);
+        for (from, to) in [
+            (headers::DLQ_ORIGINAL_PARTITION, headers::ORIGINAL_PARTITION),
+            (headers::DLQ_ORIGINAL_OFFSET, headers::ORIGINAL_OFFSET),
+        ] {
+            if let Some(value) = dead.headers.get(from) {
+                out.insert(to.into(), value.clone());
+            }
+        }
+        replay
     }
 
     /// The next dead letter, or `None` once every partition is read to its end or nothing
@@ -104,6 +176,16 @@ impl KafkaDlq {
                 }
                 Ok(Ok(message)) => message,
             };
+            let partition = message.partition();
+            if self
+                .ends
+                .get(&partition)
+                .is_none_or(|end| message.offset() >= *end)
+            {
+                // Written after reading started: left for the next run.
+                self.reading.remove(&partition);
+                continue;
+            }
             let mut headers: Vec<(String, String)> = Vec::new();
             if let Some(list) = message.headers() {
                 for header in list.iter() {
@@ -116,7 +198,7 @@ impl KafkaDlq {
             }
             let payload = Bytes::copy_from_slice(message.payload().unwrap_or_default());
             let envelope = wire::from_headers(headers, payload);
-            let (partition, offset) = (message.partition(), message.offset());
+            let offset = message.offset();
             return Ok(Some(Letter {
                 envelope,
                 position: format!("{}/{partition}/{offset}", message.topic()),

@@ -69,7 +69,7 @@ impl Source {
                         error.into()
                     });
                 }
-                let source = PulsarDlq::open(&config, &topic, replay_subscription).await?;
+                let source = PulsarDlq::open(&config, admin, &topic, replay_subscription).await?;
                 Ok((Source::Pulsar(Box::new(source)), topic))
             }
             BackendKind::Kafka => {
@@ -95,6 +95,28 @@ impl Source {
         match self {
             Source::Pulsar(source) => source.ack(letter).await,
             Source::Kafka(source) => source.ack(letter).await,
+        }
+    }
+
+    /// The topic that subscription `subscription` of `original` reads and no other
+    /// subscription does (its retry topic), or why there is none.
+    async fn replay_topic(
+        &mut self,
+        original: &str,
+        subscription: &str,
+    ) -> Result<Result<String, String>, CliError> {
+        match self {
+            Source::Pulsar(source) => source.replay_topic(original, subscription).await,
+            Source::Kafka(source) => source.replay_topic(original, subscription).await,
+        }
+    }
+
+    /// The message a replay of `dead` publishes to its subscription's retry topic.
+    fn to_subscription(&self, dead: &Envelope) -> Envelope {
+        match self {
+            // A publish without a delivery time is delivered at once, as attempt 1.
+            Source::Pulsar(_) => wire::replay_envelope(dead),
+            Source::Kafka(_) => KafkaDlq::replay_envelope(dead),
         }
     }
 
@@ -133,9 +155,9 @@ pub struct LetterRow {
     pub reason: Option<String>,
     /// Attempts made.
     pub attempts: Option<u32>,
-    /// The topic it failed on, where a replay sends it.
+    /// The topic it failed on.
     pub original_topic: Option<String>,
-    /// The subscription that gave up.
+    /// The subscription that gave up, the one a replay reaches.
     pub subscription: Option<String>,
     /// When it was dead-lettered.
     pub failed_at: Option<String>,
@@ -229,7 +251,11 @@ pub struct ReplayRow {
     pub message_id: String,
     /// Event type.
     pub event_type: String,
-    /// Where it was (or would be) republished.
+    /// The subscription that handles it again (`bento-dlq-subscription`); with
+    /// `--to-original-topic`, every subscription of the original topic does.
+    pub subscription: Option<String>,
+    /// Where it was (or would be) republished: the subscription's retry topic, or with
+    /// `--to-original-topic` the original topic.
     pub to_topic: Option<String>,
     /// `replayed`, `would replay` (dry run) or `skipped: <why>`.
     pub status: String,
@@ -274,36 +300,64 @@ async fn replay(args: DlqReplayArgs, loaded: &Loaded, out: Output) -> Result<(),
                 return Ok(());
             };
             let envelope = &letter.envelope;
+            let subscription = envelope.headers.get(wire::DLQ_SUBSCRIPTION).cloned();
             let mut row = ReplayRow {
                 message_id: envelope.id.to_string(),
                 event_type: envelope.event_type.to_string(),
-                to_topic: wire::original_topic(envelope).map(str::to_owned),
+                subscription: subscription.clone(),
+                to_topic: None,
                 status: String::new(),
                 position: letter.position.clone(),
             };
-            let Some(original) = row.to_topic.clone() else {
-                // Not a Bento dead letter: left unacknowledged, so it stays for a person to
-                // look at, and reported.
-                row.status = format!("skipped: no {} header", wire::DLQ_ORIGINAL_TOPIC);
-                rows.push(row);
-                if source.can_leave_behind() {
-                    continue;
-                }
-                // Kafka: the replay stops here, so that no later commit passes over it.
-                return Ok(());
+            let target = match (wire::original_topic(envelope), &subscription) {
+                (None, _) => Err(format!("no {} header", wire::DLQ_ORIGINAL_TOPIC)),
+                (Some(original), _) if args.to_original_topic => Ok(original.to_owned()),
+                (Some(original), None) => Err(format!(
+                    "no {} header; --to-original-topic replays it to every subscription of \
+                     {original}",
+                    wire::DLQ_SUBSCRIPTION
+                )),
+                (Some(original), Some(subscription)) => source
+                    .replay_topic(original, subscription)
+                    .await?
+                    .map_err(|why| {
+                        format!(
+                            "{why}; --to-original-topic replays it to every subscription of \
+                             {original}"
+                        )
+                    }),
             };
+            let to_topic = match target {
+                Ok(to_topic) => to_topic,
+                Err(why) => {
+                    // Left unacknowledged, so it stays for a person to look at, and reported.
+                    row.status = format!("skipped: {why}");
+                    rows.push(row);
+                    if source.can_leave_behind() {
+                        continue;
+                    }
+                    // Kafka: the replay stops here, so that no later commit passes over it.
+                    return Ok(());
+                }
+            };
+            row.to_topic = Some(to_topic.clone());
             match &bus {
                 None => row.status = "would replay".into(),
                 Some(bus) => {
+                    let message = if args.to_original_topic {
+                        wire::replay_envelope(envelope)
+                    } else {
+                        source.to_subscription(envelope)
+                    };
                     bus.publish(
-                        wire::replay_envelope(envelope),
-                        PublishOptions::default().to_topic(original.clone()),
+                        message,
+                        PublishOptions::default().to_topic(to_topic.clone()),
                     )
                     .await
                     .map_err(|e| {
                         CliError::Broker(format!(
-                            "republishing dead letter {} to {original} failed (it stays on the \
-                             dead-letter topic): {e}",
+                            "republishing dead letter {} to {to_topic} failed (it stays on \
+                                 the dead-letter topic): {e}",
                             envelope.id
                         ))
                     })?;
@@ -333,12 +387,20 @@ async fn replay(args: DlqReplayArgs, loaded: &Loaded, out: Output) -> Result<(),
         messages: &rows,
     };
     out.print(&report, || {
-        let mut table = Table::new(&["MESSAGE ID", "EVENT TYPE", "TO TOPIC", "STATUS"]);
+        let mut table = Table::new(&[
+            "MESSAGE ID",
+            "EVENT TYPE",
+            "SUBSCRIPTION",
+            "TO TOPIC",
+            "STATUS",
+        ]);
+        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         for row in &rows {
             table.row([
                 row.message_id.clone(),
                 row.event_type.clone(),
-                row.to_topic.clone().unwrap_or_else(|| "-".into()),
+                dash(&row.subscription),
+                dash(&row.to_topic),
                 row.status.clone(),
             ]);
         }
@@ -359,15 +421,20 @@ async fn replay(args: DlqReplayArgs, loaded: &Loaded, out: Output) -> Result<(),
     })?;
     result?;
     if skipped > 0 {
+        let mut reasons: Vec<&str> = rows
+            .iter()
+            .filter_map(|r| r.status.strip_prefix("skipped: "))
+            .collect();
+        reasons.sort_unstable();
+        reasons.dedup();
         return Err(CliError::Broker(format!(
-            "{skipped} message(s) on {topic} are not Bento dead letters (no {} header) and were \
-             left there{}",
-            wire::DLQ_ORIGINAL_TOPIC,
+            "{skipped} message(s) on {topic} were not replayed and were left there{} ({})",
             if source_stops {
                 "; the replay stopped at the first one"
             } else {
                 ""
-            }
+            },
+            reasons.join("; ")
         )));
     }
     Ok(())
