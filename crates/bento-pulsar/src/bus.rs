@@ -220,6 +220,15 @@ impl MessageBus for PulsarBus {
         let dead_letter_topic = inner
             .topics
             .full(&spec.dead_letter.topic_for(&topic, &spec.name), None);
+        // A dead-letter topic that cannot be written fails the subscription now, not its first
+        // poison message (the retry topic is checked by creating its consumer below).
+        if let Err(error) = inner.producers.prepare(&dead_letter_topic).await {
+            return Err(BusError::Subscribe {
+                topic,
+                subscription: spec.name.clone(),
+                reason: format!("the dead-letter topic cannot be written: {error}"),
+            });
+        }
         let target = Arc::new(SettleTarget {
             producers: inner.producers.clone(),
             retry_topic: topics::retry_topic(&topic, &spec.name),

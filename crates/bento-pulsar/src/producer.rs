@@ -185,6 +185,37 @@ impl Producers {
         handed
     }
 
+    /// Creates, now, the producer a (not delayed) publish to `topic` would use, so that a topic
+    /// that cannot be written (missing with topic auto-creation off, no permission) fails here
+    /// rather than at the first message sent to it.
+    pub(crate) async fn prepare(&self, topic: &str) -> Result<(), BusError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(BusError::Closed);
+        }
+        let producers = self.topic(topic);
+        let batching = self.batching.is_some();
+        let slot = if batching {
+            &producers.batching
+        } else {
+            &producers.plain
+        };
+        match slot
+            .producer
+            .get_or_init(|| self.create(topic, batching))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(reason) => {
+                let reason = reason.clone();
+                self.evict(&producers);
+                Err(BusError::Publish {
+                    topic: topic.to_owned(),
+                    reason,
+                })
+            }
+        }
+    }
+
     /// Waits for the broker's receipt of a message handed over by [`Producers::send`].
     pub(crate) async fn confirm(&self, pending: Pending) -> Result<(), BusError> {
         let Pending { producers, receipt } = pending;
@@ -359,6 +390,12 @@ impl Producers {
                 let topic = &producers.topic;
                 let result = match tokio::time::timeout(self.receipt_timeout, closing).await {
                     Ok(Ok(())) => Ok(()),
+                    // An idle producer whose connection dropped (a broker restart) has nothing
+                    // left to send: publishes in flight fail on their own receipts.
+                    Ok(Err(error)) if is_disconnected(&error) => {
+                        tracing::debug!(%topic, "producer closed while disconnected");
+                        Ok(())
+                    }
                     Ok(Err(error)) => Err(BusError::Publish {
                         topic: topic.clone(),
                         reason: format!("closing the producer failed: {}", describe(&error)),
@@ -376,6 +413,16 @@ impl Producers {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// Whether `error` says the producer's connection is gone.
+fn is_disconnected(error: &pulsar::Error) -> bool {
+    use pulsar::error::{ConnectionError, ProducerError};
+    matches!(
+        error,
+        pulsar::Error::Connection(ConnectionError::Disconnected)
+            | pulsar::Error::Producer(ProducerError::Connection(ConnectionError::Disconnected))
+    )
 }
 
 /// The Pulsar message for `envelope`: payload, the envelope's metadata as properties (names

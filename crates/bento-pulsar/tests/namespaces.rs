@@ -126,3 +126,70 @@ async fn without_the_option_a_missing_namespace_is_an_error_naming_the_topic() {
     );
     bus.close().await.expect("close");
 }
+
+/// In a namespace with topic auto-creation off, a subscription whose dead-letter topic does not
+/// exist fails when it starts, naming the topic, instead of at its first poison message; once
+/// the topic exists it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_dead_letter_topic_is_an_error_at_subscribe() {
+    common::share_broker();
+    let admin = PulsarAdmin::new(&common::config()).expect("admin client");
+    let namespace = format!("public/{}", unique("no-autocreate"));
+    admin
+        .create_namespace(&namespace)
+        .await
+        .unwrap_or_else(|e| panic!("creating {namespace}: {e}"));
+    let (status, body) = common::admin(
+        "POST",
+        &format!("/admin/v2/namespaces/{namespace}/autoTopicCreation"),
+        Some(r#"{"allowAutoTopicCreation": false}"#.into()),
+    )
+    .await;
+    assert!(
+        status < 300,
+        "turning topic auto-creation off: {status} {body}"
+    );
+    let topic = format!("persistent://{namespace}/{}", unique("events"));
+    let subscription = unique("sub");
+    let dead_letters = format!("persistent://{namespace}/{}", unique("dlq"));
+    for existing in [
+        topic.clone(),
+        bento_pulsar::retry_topic(&topic, &subscription),
+    ] {
+        admin
+            .create_topic(&existing, 0)
+            .await
+            .unwrap_or_else(|e| panic!("creating {existing}: {e}"));
+    }
+    let bus = common::bus().await;
+    let spec = SubscriptionSpec::topic(&topic, &subscription)
+        .dead_letter(bento_application::DeadLetterPolicy::to_topic(&dead_letters));
+    let refused = bus
+        .subscribe(
+            spec.clone(),
+            std::sync::Arc::new(Collector::new().handler()),
+        )
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("subscribed although `{dead_letters}` does not exist"));
+    let text = refused.to_string();
+    assert!(
+        matches!(refused, BusError::Subscribe { .. }) && text.contains(&dead_letters),
+        "the error names the dead-letter topic: {text}"
+    );
+
+    admin
+        .create_topic(&dead_letters, 0)
+        .await
+        .unwrap_or_else(|e| panic!("creating {dead_letters}: {e}"));
+    let sub = bus
+        .subscribe(spec, std::sync::Arc::new(Collector::new().handler()))
+        .await
+        .expect("subscribes once the topic exists");
+    sub.shutdown().await.expect("shutdown");
+    bus.close().await.expect("close");
+    for topic in admin.topics(&namespace).await.unwrap_or_default() {
+        let _ = admin.delete_topic(&topic, true).await;
+    }
+    let _ = admin.delete_namespace(&namespace, true).await;
+}
