@@ -140,11 +140,11 @@ fn env_number(name: &str, default: u64) -> u64 {
 }
 
 fn events() -> u64 {
-    env_number("BENTO_BENCH_EVENTS", 100_000)
+    env_number("BENTO_BENCH_EVENTS", if quick() { 2_000 } else { 100_000 })
 }
 
 fn seconds() -> Duration {
-    Duration::from_secs(env_number("BENTO_BENCH_SECONDS", 5))
+    Duration::from_secs(env_number("BENTO_BENCH_SECONDS", if quick() { 1 } else { 5 }))
 }
 
 fn pulsar_url() -> String {
@@ -159,6 +159,10 @@ fn kafka_bootstrap() -> String {
     std::env::var("BENTO_TEST_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
+/// Set for the children of a `cargo test` run: a quick pass over every path instead of the
+/// full benchmark.
+const QUICK_VAR: &str = "BENTO_BENCH_QUICK";
+
 fn main() {
     match std::env::var(CHILD_VAR) {
         Ok(setup) => child(&setup),
@@ -166,10 +170,21 @@ fn main() {
     }
 }
 
+/// `cargo bench` passes `--bench`; under `cargo test` the benchmark runs once, small, as a
+/// check that every path works on both brokers.
+fn quick() -> bool {
+    std::env::var_os(QUICK_VAR).is_some()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Parent: one child process per setup, then the table.
 
 fn parent() {
+    let benchmarking = std::env::args().any(|a| a == "--bench");
+    // Test binaries sharing the brokers hold these locks shared; a broker-kill test holds
+    // them exclusively, so the two never overlap.
+    bento_testkit::broker_lock::share("pulsar");
+    bento_testkit::broker_lock::share("kafka");
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -204,7 +219,11 @@ fn parent() {
         );
         std::fs::write(&file, text).expect("writing the configuration");
         eprintln!("==> {} (topic {topic})", setup.name);
-        let output = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        if !benchmarking {
+            command.env(QUICK_VAR, "1");
+        }
+        let output = command
             .env(CHILD_VAR, setup.name)
             .env(TOPIC_VAR, &topic)
             .env("BENTO_CONFIG", &file)
@@ -311,7 +330,7 @@ async fn measure(setup_name: &str) {
     let bus = bento.bus();
     let raw = Raw::connect(setup, &topic).await;
     let events = events();
-    let rounds = env_number("BENTO_BENCH_ROUNDS", 2);
+    let rounds = env_number("BENTO_BENCH_ROUNDS", if quick() { 1 } else { 2 });
     let prepared: Vec<Payment> = (0..events).map(payment).collect();
     let mut rows = Rows::default();
     for round in 0..rounds {
