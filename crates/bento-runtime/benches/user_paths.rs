@@ -144,7 +144,10 @@ fn events() -> u64 {
 }
 
 fn seconds() -> Duration {
-    Duration::from_secs(env_number("BENTO_BENCH_SECONDS", if quick() { 1 } else { 5 }))
+    Duration::from_secs(env_number(
+        "BENTO_BENCH_SECONDS",
+        if quick() { 1 } else { 5 },
+    ))
 }
 
 fn pulsar_url() -> String {
