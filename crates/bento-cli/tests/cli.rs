@@ -451,14 +451,20 @@ async fn kafka_dead_letters_are_listed_and_replayed_to_the_original_subscription
     assert_eq!(replays, 3, "records on {retry}");
 
     shared.close().await?;
-    let mut topics = vec![topic.clone(), dlq.clone(), format!("{topic}.delayed")];
-    topics.extend(
-        bus.admin()
-            .list_topics()
-            .await?
-            .into_iter()
-            .filter(|t| t.starts_with(&format!("{topic}.{subscription}.retry."))),
-    );
+    delete_kafka_topics(&bus, &topic, &dlq).await
+}
+
+/// Deletes a test's Kafka topics: `topic`, its dead-letter topic `dlq`, and every topic named
+/// `<topic>.*` (its delay topic and the retry tiers of its subscriptions).
+async fn delete_kafka_topics(bus: &KafkaBus, topic: &str, dlq: &str) -> TestResult {
+    let prefix = format!("{topic}.");
+    let topics: Vec<String> = bus
+        .admin()
+        .list_topics()
+        .await?
+        .into_iter()
+        .filter(|t| t == dlq || t == topic || t.starts_with(&prefix))
+        .collect();
     bus.admin().delete_topics(&topics).await?;
     Ok(())
 }
@@ -660,15 +666,7 @@ async fn kafka_replay_reaches_only_the_failing_subscription() -> TestResult {
     failing.shutdown().await?;
     healthy.shutdown().await?;
     shared.close().await?;
-    let topics: Vec<String> = bus
-        .admin()
-        .list_topics()
-        .await?
-        .into_iter()
-        .filter(|t| *t == dlq || t.starts_with(&format!("{topic}.")) || *t == topic)
-        .collect();
-    bus.admin().delete_topics(&topics).await?;
-    Ok(())
+    delete_kafka_topics(&bus, &topic, &dlq).await
 }
 
 /// A Kafka subscription whose retry policy allows no retry has no retry topic: its dead letters
@@ -739,15 +737,7 @@ async fn kafka_replay_without_a_retry_topic_is_refused() -> TestResult {
 
     failing.shutdown().await?;
     bus.close().await?;
-    let topics: Vec<String> = bus
-        .admin()
-        .list_topics()
-        .await?
-        .into_iter()
-        .filter(|t| *t == dlq || t.starts_with(&format!("{topic}.")) || *t == topic)
-        .collect();
-    bus.admin().delete_topics(&topics).await?;
-    Ok(())
+    delete_kafka_topics(&bus, &topic, &dlq).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

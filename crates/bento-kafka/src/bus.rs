@@ -1,3 +1,4 @@
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -62,39 +63,13 @@ impl KafkaBus {
             .map_err(|e| BusError::Other(e.to_string()))?;
         let admin = KafkaAdmin::new(&config)?;
         let producer = KafkaProducer::new(&config, admin)?;
-        let client = producer.client().clone();
-        let timeout = config.connect_timeout();
-        let address = config.bootstrap_servers.clone();
-        let metadata = tokio::task::spawn_blocking(move || {
-            client
-                .client()
-                .fetch_metadata(None, timeout)
-                .map(|m| m.brokers().len())
-        })
-        .await
-        .map_err(|e| BusError::Other(format!("connecting to Kafka failed: {e}")))?;
-        match metadata {
-            Ok(brokers) if brokers > 0 => {
-                tracing::info!(bootstrap_servers = %address, brokers, "connected to Kafka");
-            }
-            Ok(_) => {
-                return Err(BusError::Connection {
-                    backend: "kafka",
-                    address,
-                    reason: "the cluster metadata lists no brokers".into(),
-                });
-            }
-            Err(error) => {
-                return Err(BusError::Connection {
-                    backend: "kafka",
-                    address,
-                    reason: format!(
-                        "no metadata within {}ms: {error}",
-                        config.connect_timeout_ms
-                    ),
-                });
-            }
-        }
+        let brokers = reach_cluster(
+            &producer,
+            &config.bootstrap_servers,
+            config.connect_timeout(),
+        )
+        .await?;
+        tracing::info!(bootstrap_servers = %config.bootstrap_servers, brokers, "connected to Kafka");
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -172,47 +147,6 @@ impl KafkaBus {
 }
 
 impl KafkaBus {
-    /// Retry tiers of this subscription that exist on the cluster beyond the `tiers` its policy
-    /// uses now: left by an earlier configuration with more attempts. They are read as well, so
-    /// that what is parked there is handled instead of stranded.
-    async fn leftover_retry_tiers(
-        &self,
-        topic: &str,
-        group: &str,
-        tiers: u32,
-    ) -> Result<Vec<String>, BusError> {
-        let existing: std::collections::HashSet<String> =
-            self.admin().list_topics().await?.into_iter().collect();
-        Ok(((tiers + 1)..=topics::MAX_RETRY_TIERS)
-            .map(|tier| topics::retry_topic(topic, group, tier))
-            .filter(|name| existing.contains(name))
-            .collect())
-    }
-
-    /// Fails, naming them, if some of `topics` do not exist (with `create_topics` off).
-    async fn require_topics(&self, topics: &[String]) -> Result<(), String> {
-        let existing: std::collections::HashSet<String> = self
-            .admin()
-            .list_topics()
-            .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .collect();
-        let missing: Vec<&str> = topics
-            .iter()
-            .filter(|t| !existing.contains(*t))
-            .map(String::as_str)
-            .collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "topics {missing:?} (retry tiers and dead-letter topic) do not exist and \
-                 messaging.kafka.create_topics is off: create them, or turn create_topics on"
-            ))
-        }
-    }
-
     /// Creates a consumer in `group`, positions the group at the end of `position` if it is
     /// new, and subscribes it to `topics`.
     async fn member(
@@ -316,11 +250,14 @@ impl MessageBus for KafkaBus {
         let tiers = topics::retry_tiers(&spec.retry);
         let mut read = vec![topic.clone(), topics::delayed_topic(&topic)];
         read.extend((1..=tiers).map(|tier| topics::retry_topic(&topic, &group, tier)));
-        read.extend(
-            self.leftover_retry_tiers(&topic, &group, tiers)
-                .await
-                .map_err(|e| Self::subscribe_error(&topic, &spec, e.to_string()))?,
-        );
+        let existing: HashSet<String> = self
+            .admin()
+            .list_topics()
+            .await
+            .map_err(|e| Self::subscribe_error(&topic, &spec, e.to_string()))?
+            .into_iter()
+            .collect();
+        read.extend(leftover_retry_tiers(&existing, &topic, &group, tiers));
         for name in &read {
             topics::check_name(name)
                 .map_err(|reason| Self::subscribe_error(&topic, &spec, reason))?;
@@ -339,8 +276,7 @@ impl MessageBus for KafkaBus {
             .await
             .map_err(|e| Self::subscribe_error(&topic, &spec, e.to_string()))?;
         if !config.create_topics {
-            self.require_topics(&needed[2..])
-                .await
+            require_topics(&existing, &needed[2..])
                 .map_err(|reason| Self::subscribe_error(&topic, &spec, reason))?;
         }
 
@@ -459,27 +395,14 @@ impl MessageBus for KafkaBus {
     /// unreachable it fails, and it succeeds again on the next probe once a broker is back.
     async fn health(&self) -> Result<(), BusError> {
         self.check_open()?;
-        let client = self.inner.producer.client().clone();
-        let answered = tokio::task::spawn_blocking(move || {
-            client
-                .client()
-                .fetch_metadata(None, HEALTH_TIMEOUT)
-                .map(|m| m.brokers().len())
-        })
-        .await;
-        let unhealthy = |reason: String| BusError::Connection {
-            backend: "kafka",
-            address: self.inner.config.bootstrap_servers.clone(),
-            reason,
-        };
-        match answered {
-            Ok(Ok(brokers)) if brokers > 0 => Ok(()),
-            Ok(Ok(_)) => Err(unhealthy("the cluster metadata lists no brokers".into())),
-            Ok(Err(error)) => Err(unhealthy(format!(
-                "no cluster metadata within {HEALTH_TIMEOUT:?}: {error}"
-            ))),
-            Err(error) => Err(unhealthy(format!("the metadata request failed: {error}"))),
-        }
+        let inner = &self.inner;
+        reach_cluster(
+            &inner.producer,
+            &inner.config.bootstrap_servers,
+            HEALTH_TIMEOUT,
+        )
+        .await
+        .map(drop)
     }
 
     /// The consumer group's lag on `topic`: high watermark minus committed offset, summed over
@@ -509,5 +432,68 @@ impl MessageBus for KafkaBus {
             );
         }
         flushed
+    }
+}
+
+/// One metadata request to the cluster within `timeout`: how many brokers it lists, or a
+/// connection error naming `address`.
+async fn reach_cluster(
+    producer: &KafkaProducer,
+    address: &str,
+    timeout: Duration,
+) -> Result<usize, BusError> {
+    let client = producer.client().clone();
+    let answered = tokio::task::spawn_blocking(move || {
+        client
+            .client()
+            .fetch_metadata(None, timeout)
+            .map(|m| m.brokers().len())
+    })
+    .await;
+    let unreachable = |reason: String| BusError::Connection {
+        backend: "kafka",
+        address: address.to_owned(),
+        reason,
+    };
+    match answered {
+        Ok(Ok(brokers)) if brokers > 0 => Ok(brokers),
+        Ok(Ok(_)) => Err(unreachable("the cluster metadata lists no brokers".into())),
+        Ok(Err(error)) => Err(unreachable(format!(
+            "no cluster metadata within {timeout:?}: {error}"
+        ))),
+        Err(error) => Err(unreachable(format!("the metadata request failed: {error}"))),
+    }
+}
+
+/// Retry tiers of subscription `group` on `topic` among the `existing` topics beyond the `tiers`
+/// its policy uses now: left by an earlier configuration with more attempts. They are read as
+/// well, so that what is parked there is handled instead of stranded.
+fn leftover_retry_tiers(
+    existing: &HashSet<String>,
+    topic: &str,
+    group: &str,
+    tiers: u32,
+) -> Vec<String> {
+    ((tiers + 1)..=topics::MAX_RETRY_TIERS)
+        .map(|tier| topics::retry_topic(topic, group, tier))
+        .filter(|name| existing.contains(name))
+        .collect()
+}
+
+/// Fails, naming them, if some of `topics` are not among the `existing` ones (with
+/// `create_topics` off).
+fn require_topics(existing: &HashSet<String>, topics: &[String]) -> Result<(), String> {
+    let missing: Vec<&str> = topics
+        .iter()
+        .filter(|t| !existing.contains(*t))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "topics {missing:?} (retry tiers and dead-letter topic) do not exist and \
+             messaging.kafka.create_topics is off: create them, or turn create_topics on"
+        ))
     }
 }

@@ -578,12 +578,11 @@ fn hand_over(tx: &mpsc::Sender<Delivery>, ready: &mut VecDeque<Delivery>) {
     while let Some(delivery) = ready.pop_front() {
         match tx.try_send(delivery) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(delivery)) => {
-                ready.push_front(delivery);
-                return;
-            }
-            // The poller sees the closed hand-off on its next reserve and stops.
-            Err(mpsc::error::TrySendError::Closed(delivery)) => {
+            // Closed: the poller sees it on its next reserve and stops.
+            Err(
+                mpsc::error::TrySendError::Full(delivery)
+                | mpsc::error::TrySendError::Closed(delivery),
+            ) => {
                 ready.push_front(delivery);
                 return;
             }

@@ -129,30 +129,9 @@ impl Producers {
         delayed: bool,
         pending: &mut Vec<Pending>,
     ) -> Result<(), BusError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(BusError::Closed);
-        }
-        let producers = self.topic(topic);
         let batching = self.batching.is_some() && !delayed;
-        let slot = if batching {
-            &producers.batching
-        } else {
-            &producers.plain
-        };
-        let created = slot
-            .producer
-            .get_or_init(|| self.create(topic, batching))
-            .await;
-        let producer = match created {
-            Ok(producer) => producer,
-            Err(reason) => {
-                self.evict(&producers);
-                return Err(BusError::Publish {
-                    topic: topic.to_owned(),
-                    reason: reason.clone(),
-                });
-            }
-        };
+        let producers = self.topic(topic);
+        let producer = self.producer(&producers, batching).await?;
         if batching {
             producers.arriving.fetch_add(1, Ordering::AcqRel);
         }
@@ -189,28 +168,39 @@ impl Producers {
     /// that cannot be written (missing with topic auto-creation off, no permission) fails here
     /// rather than at the first message sent to it.
     pub(crate) async fn prepare(&self, topic: &str) -> Result<(), BusError> {
+        let producers = self.topic(topic);
+        self.producer(&producers, self.batching.is_some())
+            .await
+            .map(drop)
+    }
+
+    /// The batching or plain producer of `producers`, created on first use; a failed creation
+    /// evicts the topic's entry so that the next publish tries afresh.
+    async fn producer<'p>(
+        &self,
+        producers: &'p Arc<TopicProducers>,
+        batching: bool,
+    ) -> Result<&'p Mutex<RawProducer>, BusError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(BusError::Closed);
         }
-        let producers = self.topic(topic);
-        let batching = self.batching.is_some();
         let slot = if batching {
             &producers.batching
         } else {
             &producers.plain
         };
+        let topic = &producers.topic;
         match slot
             .producer
             .get_or_init(|| self.create(topic, batching))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(producer) => Ok(producer),
             Err(reason) => {
-                let reason = reason.clone();
-                self.evict(&producers);
+                self.evict(producers);
                 Err(BusError::Publish {
-                    topic: topic.to_owned(),
-                    reason,
+                    topic: topic.clone(),
+                    reason: reason.clone(),
                 })
             }
         }

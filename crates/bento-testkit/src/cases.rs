@@ -82,6 +82,21 @@ impl Setup {
             .unwrap_or_else(|e| panic!("publishing to {} failed: {e}", self.topic));
     }
 
+    /// Publishes `events` in batches of `size` (one `publish_batch` each).
+    async fn publish_batches(&self, events: &[Ping], size: usize) {
+        for chunk in events.chunks(size) {
+            let envelopes = chunk
+                .iter()
+                .map(|e| self.bus.envelope(e).expect("encode"))
+                .collect();
+            self.bus
+                .message_bus()
+                .publish_batch(envelopes, PublishOptions::default().to_topic(&self.topic))
+                .await
+                .unwrap_or_else(|e| panic!("publishing a batch to {} failed: {e}", self.topic));
+        }
+    }
+
     async fn publish_envelope(&self, envelope: Envelope) {
         self.bus
             .message_bus()
@@ -167,17 +182,7 @@ pub async fn backlog_without_stalls(backend: &dyn Backend) {
     let events: Vec<Ping> = (0..BACKLOG as u32)
         .map(|i| ping(&format!("key-{}", i % 100), i / 100))
         .collect();
-    for chunk in events.chunks(1_000) {
-        let envelopes = chunk
-            .iter()
-            .map(|e| s.bus.envelope(e).expect("encode"))
-            .collect();
-        s.bus
-            .message_bus()
-            .publish_batch(envelopes, PublishOptions::default().to_topic(&s.topic))
-            .await
-            .expect("publish batch");
-    }
+    s.publish_batches(&events, 1_000).await;
 
     // (time of the last delivery, longest gap so far, when it ended, deliveries, stalls)
     type Gaps = (Option<Instant>, Duration, usize, usize, usize);
@@ -438,17 +443,7 @@ pub async fn per_key_order(backend: &dyn Backend) {
     let events: Vec<Ping> = (0..1000)
         .map(|i| ping(&format!("key-{}", i % 10), i / 10))
         .collect();
-    for chunk in events.chunks(100) {
-        let envelopes = chunk
-            .iter()
-            .map(|e| s.bus.envelope(e).expect("encode"))
-            .collect();
-        s.bus
-            .message_bus()
-            .publish_batch(envelopes, PublishOptions::default().to_topic(&s.topic))
-            .await
-            .expect("publish batch");
-    }
+    s.publish_batches(&events, 100).await;
     done.wait_for(1000, s.patience * 3).await;
     assert_eq!(
         overlap.load(Ordering::SeqCst),
