@@ -3,14 +3,13 @@
 //! A backend turns its consumer into a stream of [`Delivery`]s, each with a [`Settle`] that
 //! knows how to acknowledge, retry or dead-letter that message on that broker, and calls
 //! [`spawn`]. The dispatcher then:
+//! - runs the subscription's handler stack (its layers, retry, panic catching, timeout, the
+//!   handler: see [`crate::layer`]) on each message;
 //! - runs up to `concurrency` handlers at once, but never two messages with the same ordering
 //!   key at once, and those in arrival order;
-//! - acknowledges a message only after its handler succeeded;
-//! - on a retryable failure asks the backend to redeliver it after the [`RetryPolicy`]'s
-//!   backoff, without holding up other messages;
-//! - dead-letters permanent failures, exhausted retries, undecodable payloads and unknown
-//!   event types, with the reason;
-//! - treats a panicking handler as a failed one;
+//! - settles each message as the stack's [`Outcome`] says: acknowledges it, asks the backend
+//!   to redeliver it after the delay, or dead-letters it with the reason, without holding up
+//!   other messages;
 //! - on shutdown stops pulling, lets in-flight handlers finish and releases the rest.
 
 use std::collections::hash_map::Entry;
@@ -26,10 +25,12 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 
+use crate::layer::retry::Policy;
+use crate::layer::{BoxHandler, CatchPanicLayer, Layer, Layers, RetryLayer, TimeoutLayer};
 use crate::subscription::Closer;
 use crate::{
-    BusError, Context, DeadLetter, DeadLetterPolicy, EnvelopeHandler, HandlerError, RetryPolicy,
-    Subscription, wire,
+    BusError, Context, DeadLetter, DeadLetterPolicy, EnvelopeHandler, Outcome, Subscription,
+    SubscriptionSpec, wire,
 };
 
 /// One message handed to the dispatcher by a backend.
@@ -93,7 +94,7 @@ pub trait Settle: Send + 'static {
     }
 }
 
-/// Settings of one running dispatcher.
+/// Settings of one running dispatcher, taken from the subscription's spec.
 #[derive(Clone, Debug)]
 pub struct DispatchSettings {
     /// The topic read, as the backend names it.
@@ -102,12 +103,66 @@ pub struct DispatchSettings {
     pub subscription: Arc<str>,
     /// Most handlers at once.
     pub concurrency: usize,
-    /// Retry policy.
-    pub retry: RetryPolicy,
     /// Dead-letter policy.
     pub dead_letter: DeadLetterPolicy,
     /// The dead-letter topic, as the backend names it.
     pub dead_letter_topic: String,
+    /// The layers, retry policy and timeout the handler runs in.
+    stack: Stack,
+}
+
+/// What the dispatcher wraps around the handler.
+#[derive(Clone)]
+struct Stack {
+    layers: Layers,
+    retry: Arc<dyn Policy>,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("layers", &self.layers)
+            .field("max_attempts", &self.retry.max_attempts())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl DispatchSettings {
+    /// The settings of a subscription per `spec`, reading `topic` and dead-lettering to
+    /// `dead_letter_topic` (both as the backend names them).
+    pub fn new(topic: &str, spec: SubscriptionSpec, dead_letter_topic: String) -> Self {
+        Self {
+            topic: topic.into(),
+            subscription: spec.name.into(),
+            concurrency: spec.concurrency.max(1),
+            dead_letter: spec.dead_letter,
+            dead_letter_topic,
+            stack: Stack {
+                layers: spec.layers,
+                retry: spec.retry,
+                timeout: spec.timeout,
+            },
+        }
+    }
+
+    /// `handler` in the subscription's stack: its layers, then retry, panic catching and the
+    /// timeout, the handler innermost.
+    fn wrap(&self, handler: BoxHandler) -> BoxHandler {
+        let Stack {
+            layers,
+            retry,
+            timeout,
+        } = &self.stack;
+        let handler = match timeout {
+            Some(deadline) => Arc::new(TimeoutLayer::new(*deadline).layer(handler)),
+            None => handler,
+        };
+        let handler = Arc::new(CatchPanicLayer.layer(handler));
+        let handler = Arc::new(RetryLayer::shared(retry.clone()).layer(handler));
+        layers.wrap(handler)
+    }
 }
 
 /// Starts dispatching `deliveries` to `handler`; `closer` runs after the dispatcher stopped.
@@ -122,6 +177,7 @@ where
 {
     let (stop_tx, stop_rx) = watch::channel(false);
     let name = settings.subscription.to_string();
+    let handler = settings.wrap(handler);
     let task = tokio::spawn(run(deliveries, handler, Arc::new(settings), stop_rx));
     Subscription::new(name, stop_tx, task, closer)
 }
@@ -260,21 +316,29 @@ async fn process(
         settings.topic.clone(),
         settings.subscription.clone(),
     );
-    let outcome = AssertUnwindSafe(async move { handler.handle(ctx).await })
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|panic| Err(HandlerError::retryable(panic_message(&*panic))));
+    // The stack's panic layer turns a handler's panic into an outcome. A layer outside it that
+    // panics has no outcome to give: the message goes back to the broker, the consumer lives on.
+    let outcome = match AssertUnwindSafe(handler.handle(ctx)).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            tracing::error!(message_id = %envelope.id, subscription = %settings.subscription, "a layer outside the panic layer panicked; message released for redelivery");
+            if let Err(error) = settle.release().await {
+                tracing::warn!(%error, "could not release the message; the broker will redeliver it");
+            }
+            return key;
+        }
+    };
 
     let settled = match outcome {
-        Ok(()) => settle.ack().await,
-        Err(error) if error.is_retryable() && settings.retry.allows_retry_after(attempt) => {
-            let delay = settings.retry.backoff(attempt);
+        Outcome::Ack => settle.ack().await,
+        Outcome::Retry { error, after } => {
+            let delay = after.unwrap_or_default();
             tracing::debug!(message_id = %envelope.id, event_type = %envelope.event_type, attempt, ?delay, %error, "handler failed, retrying");
             settle.retry(&envelope, attempt + 1, delay).await
         }
-        Err(error) => {
+        Outcome::DeadLetter { failure, error } => {
             let letter = DeadLetter {
-                failure: error.failure_kind(),
+                failure,
                 reason: error.message().to_owned(),
                 attempts: attempt,
                 original_topic: settings.topic.to_string(),
@@ -290,13 +354,4 @@ async fn process(
         tracing::warn!(message_id = %envelope.id, %error, "could not settle message; the broker will redeliver it");
     }
     key
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let detail = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned());
-    format!("handler panicked: {detail}")
 }

@@ -94,8 +94,9 @@ pub enum BusError {
 
 /// Whether a failed handler should be tried again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
-    /// A transient failure (a timeout, a lock): retry per the [`crate::RetryPolicy`].
+    /// A transient failure (a timeout, a lock): retry per the subscription's retry policy.
     Retryable,
     /// A failure that another attempt cannot fix (invalid data): dead-letter at once.
     Permanent,
@@ -103,30 +104,47 @@ pub enum ErrorKind {
 
 /// The error a [`crate::Handler`] returns.
 ///
-/// Any `std::error::Error` converts into a *retryable* `HandlerError` with `?`; say
-/// [`HandlerError::permanent`] when retrying cannot help.
+/// Any `std::error::Error` converts into a *retryable* `HandlerError` with `?`, and is kept as
+/// its [`source`](std::error::Error::source); say [`HandlerError::permanent`] when retrying
+/// cannot help, or [`HandlerError::retry_after`] when the handler knows when to try again.
 pub struct HandlerError {
     kind: ErrorKind,
     message: String,
     failure: Option<FailureKind>,
+    retry_after: Option<Duration>,
+    panicked: bool,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl HandlerError {
-    /// A transient failure: the message is retried with backoff.
-    pub fn retryable(message: impl fmt::Display) -> Self {
+    fn new(kind: ErrorKind, message: String) -> Self {
         Self {
-            kind: ErrorKind::Retryable,
-            message: message.to_string(),
+            kind,
+            message,
             failure: None,
+            retry_after: None,
+            panicked: false,
+            source: None,
         }
+    }
+
+    /// A transient failure: the message is retried with the policy's backoff.
+    pub fn retryable(message: impl fmt::Display) -> Self {
+        Self::new(ErrorKind::Retryable, message.to_string())
     }
 
     /// A failure retrying cannot fix: the message goes to the dead-letter topic at once.
     pub fn permanent(message: impl fmt::Display) -> Self {
+        Self::new(ErrorKind::Permanent, message.to_string())
+    }
+
+    /// A transient failure the handler knows the cure time of (a rate limit's reset, a
+    /// `Retry-After` header): the message is retried after `delay` instead of the policy's
+    /// backoff, as long as the policy allows another attempt.
+    pub fn retry_after(delay: Duration, message: impl fmt::Display) -> Self {
         Self {
-            kind: ErrorKind::Permanent,
-            message: message.to_string(),
-            failure: None,
+            retry_after: Some(delay),
+            ..Self::retryable(message)
         }
     }
 
@@ -144,6 +162,21 @@ impl HandlerError {
             failure: Some(FailureKind::UnknownEventType),
             ..Self::permanent(format!("no handler for event type `{event_type}`"))
         }
+    }
+
+    /// The handler panicked; `detail` is the panic message. Retryable: a panic may come from a
+    /// transient state as well as from the message.
+    pub fn panicked(detail: impl fmt::Display) -> Self {
+        Self {
+            panicked: true,
+            ..Self::retryable(format!("handler panicked: {detail}"))
+        }
+    }
+
+    /// Keeps `source` as the cause of this error.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
     }
 
     /// Why a message that failed with this error is dead-lettered.
@@ -165,15 +198,25 @@ impl HandlerError {
         self.kind == ErrorKind::Retryable
     }
 
+    /// When the handler asked to be tried again, if it said.
+    pub fn requested_delay(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// Whether this error stands for a panic of the handler.
+    pub fn is_panic(&self) -> bool {
+        self.panicked
+    }
+
     /// What went wrong.
     pub fn message(&self) -> &str {
         &self.message
     }
 }
 
-impl<E: std::error::Error> From<E> for HandlerError {
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
     fn from(error: E) -> Self {
-        Self::retryable(error)
+        Self::retryable(&error).with_source(error)
     }
 }
 
@@ -192,6 +235,19 @@ impl fmt::Debug for HandlerError {
         f.debug_struct("HandlerError")
             .field("kind", &self.kind)
             .field("message", &self.message)
-            .finish()
+            .field("retry_after", &self.retry_after)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HandlerError {
+    /// The error this one was caused by, if any (also what
+    /// [`std::error::Error::source`] would say, were `HandlerError` an error type: it is not,
+    /// so that any error converts into it with `?`).
+    pub fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
     }
 }

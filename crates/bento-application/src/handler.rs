@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use bento_domain::{DomainEvent, Envelope, MessageId};
 use chrono::{DateTime, Utc};
+use futures::FutureExt as _;
 use futures::future::BoxFuture;
 
-use crate::{Codec, HandlerError};
+use crate::layer::{BoxHandler, Layer};
+use crate::{Codec, HandlerError, Outcome};
 
 /// What a handler knows about the message it is handling, besides the event itself.
 #[derive(Clone, Debug)]
@@ -120,22 +122,32 @@ where
     }
 }
 
-/// The untyped handler a backend's dispatcher calls: gets the envelope in a [`Context`].
+/// The untyped handler a subscription runs: a [`Context`] in, an [`Outcome`] out.
 ///
-/// Typed handlers are wrapped into one by [`crate::Bus::subscribe`]; implement it directly to
-/// work with raw envelopes (a dead-letter inspector, a bridge).
+/// Typed handlers are wrapped into one by [`crate::Bus::subscribe`], layers wrap one into
+/// another ([`crate::layer`]), and the dispatcher settles the outcome the outermost returns.
+/// Implement it directly to work with raw envelopes (a dead-letter inspector, a bridge); a
+/// closure `Fn(Context) -> impl Future<Output = R>` is one, for `R` a `Result<(),
+/// HandlerError>` or an [`Outcome`].
 pub trait EnvelopeHandler: Send + Sync + 'static {
     /// Handles one message.
-    fn handle(&self, ctx: Context) -> BoxFuture<'static, Result<(), HandlerError>>;
+    fn handle(&self, ctx: Context) -> BoxFuture<'static, Outcome>;
 }
 
 impl<F, Fut> EnvelopeHandler for F
 where
     F: Fn(Context) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: Into<Outcome>,
 {
-    fn handle(&self, ctx: Context) -> BoxFuture<'static, Result<(), HandlerError>> {
-        Box::pin(self(ctx))
+    fn handle(&self, ctx: Context) -> BoxFuture<'static, Outcome> {
+        Box::pin(self(ctx).map(Into::into))
+    }
+}
+
+impl<H: EnvelopeHandler + ?Sized> EnvelopeHandler for Arc<H> {
+    fn handle(&self, ctx: Context) -> BoxFuture<'static, Outcome> {
+        (**self).handle(ctx)
     }
 }
 
@@ -162,17 +174,17 @@ where
     H: Handler<E>,
     C: Codec,
 {
-    fn handle(&self, ctx: Context) -> BoxFuture<'static, Result<(), HandlerError>> {
+    fn handle(&self, ctx: Context) -> BoxFuture<'static, Outcome> {
         let envelope = ctx.envelope();
         if envelope.event_type != E::EVENT_TYPE {
             let error = HandlerError::unknown_event_type(&envelope.event_type);
-            return Box::pin(async move { Err(error) });
+            return Box::pin(std::future::ready(Outcome::dead_letter(error)));
         }
         match self.codec.decode_envelope::<E>(envelope) {
-            Ok(event) => Box::pin(self.handler.call(event, ctx)),
+            Ok(event) => Box::pin(self.handler.call(event, ctx).map(Outcome::from)),
             Err(error) => {
-                let error = HandlerError::undecodable(error);
-                Box::pin(async move { Err(error) })
+                let error = HandlerError::undecodable(&error).with_source(error);
+                Box::pin(std::future::ready(Outcome::dead_letter(error)))
             }
         }
     }
@@ -183,7 +195,7 @@ where
 /// Build it with [`crate::Bus::router`]. A message of a type with no route is dead-lettered.
 #[derive(Clone, Default)]
 pub struct Router {
-    routes: HashMap<String, Arc<dyn EnvelopeHandler>>,
+    routes: HashMap<String, BoxHandler>,
 }
 
 impl std::fmt::Debug for Router {
@@ -213,6 +225,19 @@ impl Router {
         )
     }
 
+    /// Wraps every route added so far in `layer` (like axum's `route_layer`): it sees the
+    /// messages of those event types only, inside the subscription's retry and panic layers.
+    pub fn route_layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxHandler>,
+        L::Service: EnvelopeHandler,
+    {
+        for handler in self.routes.values_mut() {
+            *handler = Arc::new(layer.layer(handler.clone()));
+        }
+        self
+    }
+
     /// The event types this router handles.
     pub fn event_types(&self) -> impl Iterator<Item = &str> {
         self.routes.keys().map(String::as_str)
@@ -220,12 +245,12 @@ impl Router {
 }
 
 impl EnvelopeHandler for Router {
-    fn handle(&self, ctx: Context) -> BoxFuture<'static, Result<(), HandlerError>> {
+    fn handle(&self, ctx: Context) -> BoxFuture<'static, Outcome> {
         match self.routes.get(ctx.event_type()) {
             Some(handler) => handler.handle(ctx),
             None => {
                 let error = HandlerError::unknown_event_type(ctx.event_type());
-                Box::pin(async move { Err(error) })
+                Box::pin(std::future::ready(Outcome::dead_letter(error)))
             }
         }
     }

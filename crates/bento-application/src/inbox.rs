@@ -11,7 +11,7 @@ use crate::{Context, Handler, HandlerError};
 ///
 /// At-least-once delivery means a handler may see a message again (a crash before the ack, a
 /// replay from the dead-letter topic, a producer resend). Wrap a handler in [`Idempotent`] with
-/// an inbox and the duplicate is acknowledged without running the handler. The window is per
+/// an inbox, or add an [`crate::layer::InboxLayer`] to its subscription, and the duplicate is acknowledged without running the handler. The window is per
 /// process and in memory: share one inbox between the handlers of a subscription, and size it
 /// to cover the redelivery horizon you expect.
 ///
@@ -58,7 +58,7 @@ impl Inbox {
 
     /// Claims `id` for handling: `Claim::Fresh` the first time, `Claim::Handled` if it was
     /// handled already, `Claim::InFlight` while another delivery of it is being handled.
-    fn claim(&self, id: MessageId) -> Claim {
+    pub(crate) fn claim(&self, id: MessageId) -> Claim {
         let mut state = self.lock();
         if state.handled.contains(&id) {
             Claim::Handled
@@ -83,7 +83,7 @@ impl Inbox {
     }
 }
 
-enum Claim {
+pub(crate) enum Claim {
     Fresh,
     Handled,
     InFlight,
@@ -132,14 +132,11 @@ where
                 )))
             }),
             Claim::Fresh => {
-                let inbox = self.inbox.clone();
+                let guard = FinishOnDrop::new(self.inbox.clone(), id);
                 let handling = self.inner.call(event, ctx);
                 Box::pin(async move {
-                    let mut guard = FinishOnDrop {
-                        inbox,
-                        id,
-                        success: false,
-                    };
+                    // Own the whole guard here: it must live, and finish, with the handling.
+                    let mut guard = guard;
                     let result = handling.await;
                     guard.success = result.is_ok();
                     result
@@ -150,10 +147,21 @@ where
 }
 
 /// Releases the in-flight claim even if the handler panics or its future is dropped.
-struct FinishOnDrop {
+pub(crate) struct FinishOnDrop {
     inbox: Inbox,
     id: MessageId,
-    success: bool,
+    /// Set once the handler succeeded: only then is the id remembered as handled.
+    pub(crate) success: bool,
+}
+
+impl FinishOnDrop {
+    pub(crate) fn new(inbox: Inbox, id: MessageId) -> Self {
+        Self {
+            inbox,
+            id,
+            success: false,
+        }
+    }
 }
 
 impl Drop for FinishOnDrop {

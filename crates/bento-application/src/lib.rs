@@ -7,9 +7,13 @@
 //! - [`Bus`]: the typed facade services use: `bus.publish(&event)`,
 //!   `bus.subscribe::<UserCreated, _>(handler)`.
 //! - [`Handler`]: a plain `async fn(Event, Context) -> Result<(), HandlerError>`.
+//! - [`Outcome`]: how a delivery ends (ack, retry after a delay, dead letter), the value every
+//!   layer of a handler stack returns.
+//! - [`layer`]: behaviour around handlers, tower style: retry (its policy a trait), panic
+//!   catching, timeouts, deduplication, rate limits; users add their own.
 //! - [`RetryPolicy`], [`DeadLetterPolicy`], [`SubscriptionSpec`]: plain data.
-//! - [`dispatch`]: the engine every backend's consumer runs: routing, bounded concurrency with
-//!   per-key order, retries, dead letters, panics as failures, graceful shutdown.
+//! - [`dispatch`]: the engine every backend's consumer runs: bounded concurrency with per-key
+//!   order, settling the outcome of the handler stack, graceful shutdown.
 //! - [`UnitOfWork`]: publishes what aggregates recorded, only after the commit succeeded.
 //! - [`wire`]: the header names every backend writes, so other languages can read them.
 
@@ -19,6 +23,8 @@ pub mod dispatch;
 mod error;
 mod handler;
 mod inbox;
+pub mod layer;
+mod outcome;
 mod policy;
 mod request;
 mod schema;
@@ -34,6 +40,8 @@ pub use dispatch::{Delivery, Settle};
 pub use error::{BusError, CodecError, ErrorKind, HandlerError};
 pub use handler::{Context, EnvelopeHandler, Handler, Router};
 pub use inbox::{Idempotent, Inbox};
+pub use layer::{Layer, Layers};
+pub use outcome::Outcome;
 pub use policy::{DeadLetter, DeadLetterPolicy, FailureKind, RetryPolicy};
 pub use request::Requester;
 pub use schema::{SchemaDefinition, SchemaKind};

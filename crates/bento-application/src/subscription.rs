@@ -5,7 +5,11 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{BusError, DeadLetterPolicy, RetryPolicy, SchemaDefinition};
+use std::sync::Arc;
+
+use crate::layer::retry::Policy;
+use crate::layer::{BoxHandler, Layer, Layers};
+use crate::{BusError, DeadLetterPolicy, EnvelopeHandler, RetryPolicy, SchemaDefinition};
 
 /// Where a subscription reads from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +46,7 @@ impl fmt::Display for SubscriptionKind {
 }
 
 /// Everything a backend needs to start a subscription.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone)]
 pub struct SubscriptionSpec {
     /// What to read.
     pub source: Source,
@@ -52,13 +56,33 @@ pub struct SubscriptionSpec {
     pub kind: SubscriptionKind,
     /// Most handlers running at once for this consumer (per-key order is kept regardless).
     pub concurrency: usize,
-    /// How failed messages are retried.
-    pub retry: RetryPolicy,
+    /// How failed messages are retried (by default [`RetryPolicy::default`]).
+    pub retry: Arc<dyn Policy>,
     /// Where messages go when they cannot be handled.
     pub dead_letter: DeadLetterPolicy,
     /// The schema the consumer expects, for backends with a schema registry to check (set by
     /// [`crate::Bus::subscribe_with`] from the codec).
     pub schema: Option<SchemaDefinition>,
+    /// The subscription's own layers, outermost first (see [`crate::layer`] for where they sit).
+    pub layers: Layers,
+    /// The longest one message may take, if bounded.
+    pub timeout: Option<Duration>,
+}
+
+impl fmt::Debug for SubscriptionSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubscriptionSpec")
+            .field("source", &self.source)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("concurrency", &self.concurrency)
+            .field("max_attempts", &self.retry.max_attempts())
+            .field("dead_letter", &self.dead_letter)
+            .field("schema", &self.schema)
+            .field("layers", &self.layers)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl SubscriptionSpec {
@@ -78,9 +102,11 @@ impl SubscriptionSpec {
             name: name.into(),
             kind: SubscriptionKind::default(),
             concurrency: 1,
-            retry: RetryPolicy::default(),
+            retry: Arc::new(RetryPolicy::default()),
             dead_letter: DeadLetterPolicy::default(),
             schema: None,
+            layers: Layers::new(),
+            timeout: None,
         }
     }
 
@@ -96,9 +122,27 @@ impl SubscriptionSpec {
         self
     }
 
-    /// Sets the retry policy.
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
+    /// Sets the retry policy: a [`RetryPolicy`], or any [`Policy`].
+    pub fn retry(mut self, retry: impl Policy) -> Self {
+        self.retry = Arc::new(retry);
+        self
+    }
+
+    /// Adds a layer around the handler, inside the layers added before (see [`crate::layer`]
+    /// for the whole stack and its order).
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxHandler> + Send + Sync + 'static,
+        L::Service: EnvelopeHandler,
+    {
+        self.layers.push(layer);
+        self
+    }
+
+    /// Gives each message at most `deadline`; a handler still running then fails with a
+    /// retryable error.
+    pub fn timeout(mut self, deadline: Duration) -> Self {
+        self.timeout = Some(deadline);
         self
     }
 

@@ -222,14 +222,8 @@ impl MessageBus for MemoryBus {
         let subscription = self.inner.subscription(&topic, &spec)?;
         let (id, rx) = subscription.connect()?;
         let consumer = Consumer::new(id, rx, subscription, Arc::downgrade(&self.inner));
-        let settings = DispatchSettings {
-            dead_letter_topic: spec.dead_letter.topic_for(&topic, &spec.name),
-            topic: topic.into(),
-            subscription: spec.name.into(),
-            concurrency: spec.concurrency,
-            retry: spec.retry,
-            dead_letter: spec.dead_letter,
-        };
+        let dead_letter_topic = spec.dead_letter.topic_for(&topic, &spec.name);
+        let settings = DispatchSettings::new(&topic, spec, dead_letter_topic);
         Ok(dispatch::spawn(consumer, handler, settings, None))
     }
 

@@ -15,7 +15,7 @@ use bento_domain::Envelope;
 use futures::future::BoxFuture;
 use tracing::{Instrument, Span};
 
-use crate::handler::ObservedHandler;
+use crate::handler::{ObserveLayer, Observer};
 use crate::metrics::{Cached, HandleCache, Metrics, PublishHandles, Stopwatch};
 use crate::trace::{self, TraceOptions};
 
@@ -32,7 +32,7 @@ struct PublishTarget {
 /// - `publish` / `publish_batch`: a producer span (`publish <topic>`) whose W3C trace context
 ///   (`traceparent`, `tracestate`, `baggage`) is written into the envelope headers, which every
 ///   backend carries as message properties or headers; published / error counts and latency.
-/// - `subscribe`: the handler is wrapped so that each delivery runs in a consumer span
+/// - `subscribe`: a layer outside the subscription's stack runs each delivery in a consumer span
 ///   (`process <topic>`, child of or linked to the producer span) with the message id, event
 ///   type and correlation id as fields, and is counted: received, handled ok or failed,
 ///   retried, dead-lettered, latency, in flight.
@@ -179,12 +179,7 @@ impl ObservedBus {
         self.tracing.as_ref()
     }
 
-    fn spawn_lag_poller(
-        &self,
-        handler: Weak<ObservedHandler>,
-        topic: String,
-        subscription: String,
-    ) {
+    fn spawn_lag_poller(&self, handler: Weak<Observer>, topic: String, subscription: String) {
         let (Some(interval), Some(_)) = (self.lag_interval, &self.metrics) else {
             return;
         };
@@ -426,8 +421,7 @@ impl MessageBus for ObservedBus {
             Source::EventType(event_type) => self.inner.topic_for(event_type),
             Source::Topic(topic) => topic.clone(),
         };
-        let observed = Arc::new(ObservedHandler::new(
-            handler,
+        let observer = Arc::new(Observer::new(
             self.backend,
             &topic,
             &spec,
@@ -435,9 +429,14 @@ impl MessageBus for ObservedBus {
             self.tracing.clone(),
             self.max_label_values,
         ));
-        let weak = Arc::downgrade(&observed);
+        let weak = Arc::downgrade(&observer);
         let name = spec.name.clone();
-        let subscription = self.inner.subscribe(spec, observed).await?;
+        // Outermost of all, so what is counted is the outcome the dispatcher settles.
+        let mut spec = spec;
+        let mut outermost = bento_application::Layers::new();
+        outermost.push(ObserveLayer::new(observer));
+        spec.layers.wrapped_in(&outermost);
+        let subscription = self.inner.subscribe(spec, handler).await?;
         self.spawn_lag_poller(weak, topic, name);
         Ok(subscription)
     }

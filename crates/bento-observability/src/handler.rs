@@ -1,78 +1,34 @@
-//! The observing handler: wraps a subscription's handler with a consumer span and metrics.
+//! The observing layer: wraps a subscription's handler stack with a consumer span and metrics.
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 
-use bento_application::{
-    Context, EnvelopeHandler, FailureKind, HandlerError, RetryPolicy, SubscriptionSpec,
-};
+use bento_application::layer::Layer;
+use bento_application::{Context, EnvelopeHandler, Outcome, SubscriptionSpec};
 use futures::future::BoxFuture;
 use tracing::Span;
 
 use crate::metrics::{ConsumeStats, HandleCache, Metrics, Stopwatch, SubscriptionHandles};
 use crate::trace::{self, TraceOptions};
 
-/// What the dispatcher does with a delivery after its handler returned. The dispatcher decides
-/// it itself, after the handler; this mirrors its rule (same error, same attempt, same retry
-/// policy) so every backend is counted alike without the backend's help.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    Ok,
-    Retried,
-    DeadLettered(FailureKind),
-}
-
-impl Verdict {
-    /// The dispatcher's rule: a retryable error with attempts left is retried; anything else
-    /// that failed is dead-lettered, with the error's failure kind.
-    pub(crate) fn of_error(error: &HandlerError, retry_left: bool) -> Self {
-        if error.is_retryable() && retry_left {
-            Verdict::Retried
-        } else {
-            Verdict::DeadLettered(error.failure_kind())
-        }
-    }
-
-    /// A panic is a retryable failure to the dispatcher.
-    pub(crate) fn of_panic(retry_left: bool) -> Self {
-        if retry_left {
-            Verdict::Retried
-        } else {
-            Verdict::DeadLettered(FailureKind::RetriesExhausted)
-        }
-    }
-
-    fn as_str(&self) -> &'static str {
-        match self {
-            Verdict::Ok => "ok",
-            Verdict::Retried => "retried",
-            Verdict::DeadLettered(_) => "dead-lettered",
-        }
-    }
-}
-
 struct SubscriptionMetrics {
     subscription: SubscriptionHandles,
     by_event_type: HandleCache<Arc<ConsumeStats>>,
 }
 
-/// Wraps the handler of one subscription.
-pub(crate) struct ObservedHandler {
-    inner: Arc<dyn EnvelopeHandler>,
+/// What one subscription's deliveries are observed with: its span name, its metric handles.
+pub(crate) struct Observer {
     backend: &'static str,
-    retry: RetryPolicy,
     span_name: Box<str>,
     tracing: Option<TraceOptions>,
     metrics: Option<SubscriptionMetrics>,
 }
 
-impl ObservedHandler {
+impl Observer {
     pub(crate) fn new(
-        inner: Arc<dyn EnvelopeHandler>,
         backend: &'static str,
         topic: &str,
         spec: &SubscriptionSpec,
@@ -81,9 +37,7 @@ impl ObservedHandler {
         max_label_values: usize,
     ) -> Self {
         Self {
-            inner,
             backend,
-            retry: spec.retry.clone(),
             span_name: format!("process {topic}").into(),
             tracing,
             metrics: metrics.map(|metrics| SubscriptionMetrics {
@@ -99,12 +53,43 @@ impl ObservedHandler {
     }
 }
 
-impl EnvelopeHandler for ObservedHandler {
-    fn handle(&self, ctx: Context) -> BoxFuture<'static, Result<(), HandlerError>> {
-        let retry_left = self.retry.allows_retry_after(ctx.attempt());
-        let span = match &self.tracing {
+/// The outermost layer of an observed subscription: each delivery runs in a consumer span and
+/// is counted by the outcome the stack inside returns (after retry and panic catching, so a
+/// retry, a dead letter and a panic are counted once each, as the dispatcher settles them).
+#[derive(Clone)]
+pub(crate) struct ObserveLayer {
+    observer: Arc<Observer>,
+}
+
+impl ObserveLayer {
+    pub(crate) fn new(observer: Arc<Observer>) -> Self {
+        Self { observer }
+    }
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observed<S>;
+
+    fn layer(&self, inner: S) -> Observed<S> {
+        Observed {
+            inner,
+            observer: self.observer.clone(),
+        }
+    }
+}
+
+/// A subscription's handler stack, observed.
+pub(crate) struct Observed<S> {
+    inner: S,
+    observer: Arc<Observer>,
+}
+
+impl<S: EnvelopeHandler> EnvelopeHandler for Observed<S> {
+    fn handle(&self, ctx: Context) -> BoxFuture<'static, Outcome> {
+        let observer = &self.observer;
+        let span = match &observer.tracing {
             Some(tracing) => {
-                let span = tracing.process_span(self.backend, &self.span_name, &ctx);
+                let span = tracing.process_span(observer.backend, &observer.span_name, &ctx);
                 if !span.is_disabled() {
                     tracing.adopt(&span, &ctx.envelope().headers);
                 }
@@ -112,7 +97,7 @@ impl EnvelopeHandler for ObservedHandler {
             }
             None => Span::none(),
         };
-        let observation = self.metrics.as_ref().map(|m| {
+        let observation = observer.metrics.as_ref().map(|m| {
             let subscription = &m.subscription;
             Observation::start(m.by_event_type.get(ctx.event_type(), |event_type| {
                 subscription.consume_stats(event_type)
@@ -128,63 +113,61 @@ impl EnvelopeHandler for ObservedHandler {
             inner: future,
             observation,
             span,
-            retry_left,
         })
     }
 }
 
-/// One delivery's handler running: polls it in the consumer span, catches a panic to count
-/// it, then hands the result (or the panic) to the dispatcher unchanged.
+/// One delivery's stack running: polled in the consumer span, its outcome recorded.
 struct Handling {
-    inner: BoxFuture<'static, Result<(), HandlerError>>,
+    inner: BoxFuture<'static, Outcome>,
     observation: Option<Observation>,
     span: Span,
-    retry_left: bool,
 }
 
 impl Future for Handling {
-    type Output = Result<(), HandlerError>;
+    type Output = Outcome;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Outcome> {
         let Handling {
             inner,
             observation,
             span,
-            retry_left,
         } = self.get_mut();
-        let polled = {
+        let outcome = {
             let _entered = (!span.is_disabled()).then(|| span.enter());
-            std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx)))
-        };
-        let outcome = match polled {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(result)) => Ok(result),
-            Err(panic) => Err(panic),
-        };
-        let verdict = match &outcome {
-            Ok(Ok(())) => Verdict::Ok,
-            Ok(Err(error)) => Verdict::of_error(error, *retry_left),
-            Err(_) => Verdict::of_panic(*retry_left),
+            match inner.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(outcome) => outcome,
+            }
         };
         if let Some(observation) = observation.take() {
-            observation.finish(verdict);
+            observation.finish(&outcome);
         }
         if !span.is_disabled() {
-            span.record("bento.outcome", verdict.as_str());
-            match (&outcome, verdict) {
-                (Ok(Err(error)), Verdict::Retried) => trace::record_error(span, "retryable", error),
-                (Ok(Err(error)), Verdict::DeadLettered(kind)) => {
-                    trace::record_error(span, kind.as_str(), error)
+            span.record("bento.outcome", outcome_name(&outcome));
+            match &outcome {
+                Outcome::Ack => {}
+                Outcome::Retry { error, .. } if error.is_panic() => {
+                    trace::record_error(span, "panic", error)
                 }
-                (Err(_), _) => trace::record_error(span, "panic", &"handler panicked"),
-                _ => {}
+                Outcome::Retry { error, .. } => trace::record_error(span, "retryable", error),
+                Outcome::DeadLetter { failure, error } => {
+                    trace::record_error(span, failure.as_str(), error)
+                }
+                other => trace::record_error(span, other.as_str(), &"unknown outcome"),
             }
         }
-        match outcome {
-            Ok(result) => Poll::Ready(result),
-            // The dispatcher turns the panic into a failure, as it would without us.
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+        Poll::Ready(outcome)
+    }
+}
+
+/// The `bento.outcome` span field: `ok`, `retried` or `dead-lettered`.
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Ack => "ok",
+        Outcome::Retry { .. } => "retried",
+        Outcome::DeadLetter { .. } => "dead-lettered",
+        other => other.as_str(),
     }
 }
 
@@ -206,19 +189,22 @@ impl Observation {
         }
     }
 
-    fn finish(mut self, verdict: Verdict) {
+    fn finish(mut self, outcome: &Outcome) {
         let stats = &self.stats;
         stats.latency.observe(self.start);
-        match verdict {
-            Verdict::Ok => {
+        match outcome {
+            Outcome::Ack => {
                 stats.ok.fetch_add(1, Ordering::Relaxed);
             }
-            Verdict::Retried => {
-                stats.retried.fetch_add(1, Ordering::Relaxed);
+            Outcome::DeadLetter { failure, .. } => {
+                stats
+                    .dead_lettered(*failure)
+                    .fetch_add(1, Ordering::Relaxed);
                 stats.failed.fetch_add(1, Ordering::Relaxed);
             }
-            Verdict::DeadLettered(kind) => {
-                stats.dead_lettered(kind).fetch_add(1, Ordering::Relaxed);
+            // A retry, or an outcome this version does not know: the message comes back.
+            _ => {
+                stats.retried.fetch_add(1, Ordering::Relaxed);
                 stats.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -231,35 +217,5 @@ impl Drop for Observation {
         if !self.finished {
             self.stats.abandoned.fetch_add(1, Ordering::Relaxed);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn verdicts_follow_the_dispatcher() {
-        let retryable = HandlerError::retryable("down");
-        assert_eq!(Verdict::of_error(&retryable, true), Verdict::Retried);
-        assert_eq!(
-            Verdict::of_error(&retryable, false),
-            Verdict::DeadLettered(FailureKind::RetriesExhausted)
-        );
-        let permanent = HandlerError::permanent("bad");
-        assert_eq!(
-            Verdict::of_error(&permanent, true),
-            Verdict::DeadLettered(FailureKind::Permanent)
-        );
-        let undecodable = HandlerError::undecodable("garbage");
-        assert_eq!(
-            Verdict::of_error(&undecodable, true),
-            Verdict::DeadLettered(FailureKind::Undecodable)
-        );
-        assert_eq!(Verdict::of_panic(true), Verdict::Retried);
-        assert_eq!(
-            Verdict::of_panic(false),
-            Verdict::DeadLettered(FailureKind::RetriesExhausted)
-        );
     }
 }
