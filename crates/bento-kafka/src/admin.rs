@@ -433,28 +433,7 @@ impl KafkaAdmin {
                 watermarks.insert(*partition, marks);
             }
             let by_time = match to {
-                OffsetReset::Time(at) => {
-                    let mut query = TopicPartitionList::new();
-                    for (partition, _) in &partitions {
-                        query
-                            .add_partition_offset(
-                                topic,
-                                *partition,
-                                Offset::Offset(at.timestamp_millis()),
-                            )
-                            .map_err(|e| other(format!("bad offset query: {e}")))?;
-                    }
-                    let found = consumer.offsets_for_times(query, timeout).map_err(|e| {
-                        other(format!(
-                            "looking up the offsets of `{topic}` at {at} failed: {e}"
-                        ))
-                    })?;
-                    found
-                        .elements_for_topic(topic)
-                        .iter()
-                        .map(|e| (e.partition(), e.offset()))
-                        .collect::<BTreeMap<i32, Offset>>()
-                }
+                OffsetReset::Time(at) => offsets_at(&consumer, topic, &partitions, at, timeout)?,
                 _ => BTreeMap::new(),
             };
             let mut commit = TopicPartitionList::new();
@@ -488,6 +467,33 @@ impl KafkaAdmin {
         })
         .await
     }
+}
+
+/// The offset of the first record at or after `at` in each of the `partitions` of `topic`, as
+/// the broker finds it by timestamp.
+fn offsets_at(
+    consumer: &BaseConsumer<BentoContext>,
+    topic: &str,
+    partitions: &[(i32, i32)],
+    at: chrono::DateTime<chrono::Utc>,
+    timeout: Duration,
+) -> Result<BTreeMap<i32, Offset>, BusError> {
+    let mut query = TopicPartitionList::new();
+    for (partition, _) in partitions {
+        query
+            .add_partition_offset(topic, *partition, Offset::Offset(at.timestamp_millis()))
+            .map_err(|e| other(format!("bad offset query: {e}")))?;
+    }
+    let found = consumer.offsets_for_times(query, timeout).map_err(|e| {
+        other(format!(
+            "looking up the offsets of `{topic}` at {at} failed: {e}"
+        ))
+    })?;
+    Ok(found
+        .elements_for_topic(topic)
+        .iter()
+        .map(|e| (e.partition(), e.offset()))
+        .collect())
 }
 
 /// `(partition, leader)` of every partition of `topic`, sorted.

@@ -6,19 +6,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bento_application::dispatch::{self, DispatchSettings};
 use bento_application::{
-    BusError, EnvelopeHandler, MessageBus, PublishOptions, Source, Subscription, SubscriptionKind,
-    SubscriptionSpec,
+    BusError, Delivery, EnvelopeHandler, MessageBus, PublishOptions, Source, Subscription,
+    SubscriptionKind, SubscriptionSpec,
 };
 use bento_domain::Envelope;
 use futures::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::Producer;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::admin::KafkaAdmin;
 use crate::config::KafkaConfig;
 use crate::consumer::{
-    Deliveries, Poller, Settler, SubscriptionState, format_due, position_new_group,
+    Assignment, Deliveries, Poller, Settler, SubscriptionState, format_due, position_new_group,
 };
 use crate::context::BentoContext;
 use crate::headers;
@@ -183,6 +184,172 @@ impl KafkaBus {
     }
 }
 
+/// A subscription's running pollers, and each member's group with how far its assignment came.
+type Members = (
+    Vec<JoinHandle<()>>,
+    Vec<(String, watch::Receiver<Assignment>)>,
+);
+
+/// The pieces of `subscribe` before the dispatcher starts: what a subscription may be, the
+/// topics it reads and writes, and its consumer-group members.
+impl KafkaBus {
+    /// Refuses what a Kafka subscription cannot be: exclusive, or without a name.
+    fn check_spec(topic: &str, spec: &SubscriptionSpec) -> Result<(), BusError> {
+        if spec.kind == SubscriptionKind::Exclusive {
+            return Err(BusError::Unsupported {
+                backend: "kafka",
+                what: format!("exclusive subscription `{}` on `{topic}`", spec.name),
+                reason: "a Kafka consumer group cannot refuse a second member; use \
+                         SubscriptionKind::Failover (one active consumer per partition)"
+                    .into(),
+            });
+        }
+        if spec.name.trim().is_empty() {
+            return Err(Self::subscribe_error(
+                topic,
+                spec,
+                "the subscription name (consumer group) must not be empty",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The topics the subscription reads (the event topic first, then its delay topic and
+    /// retry tiers) and its dead-letter topic, all checked and, where allowed, created.
+    async fn subscription_topics(
+        &self,
+        topic: &str,
+        spec: &SubscriptionSpec,
+        tiers: u32,
+    ) -> Result<(Vec<String>, String), BusError> {
+        let group = &spec.name;
+        let mut read = vec![topic.to_owned(), topics::delayed_topic(topic)];
+        read.extend((1..=tiers).map(|tier| topics::retry_topic(topic, group, tier)));
+        let existing: HashSet<String> = self
+            .admin()
+            .list_topics()
+            .await
+            .map_err(|e| Self::subscribe_error(topic, spec, e.to_string()))?
+            .into_iter()
+            .collect();
+        read.extend(leftover_retry_tiers(&existing, topic, group, tiers));
+        for name in &read {
+            topics::check_name(name)
+                .map_err(|reason| Self::subscribe_error(topic, spec, reason))?;
+        }
+        let dead_letter_topic = topics::sanitize(&spec.dead_letter.topic_for(topic, group));
+        topics::check_name(&dead_letter_topic).map_err(|reason| {
+            Self::subscribe_error(topic, spec, format!("dead-letter topic: {reason}"))
+        })?;
+        // The retry tiers and the dead-letter topic are checked (or created) now, so a missing
+        // one is an error at start, not at the first failure or poison message.
+        let mut needed = read.clone();
+        needed.push(dead_letter_topic.clone());
+        self.inner
+            .producer
+            .ensure_topics(&needed)
+            .await
+            .map_err(|e| Self::subscribe_error(topic, spec, e.to_string()))?;
+        if !self.inner.config.create_topics {
+            require_topics(&existing, &needed[2..])
+                .map_err(|reason| Self::subscribe_error(topic, spec, reason))?;
+        }
+        Ok((read, dead_letter_topic))
+    }
+
+    /// Starts the subscription's consumer-group members, each with its poller feeding the
+    /// hand-off `tx` until `stop_tx` says otherwise; on failure the pollers already started are
+    /// stopped.
+    async fn start_members(
+        &self,
+        spec: &SubscriptionSpec,
+        read: &[String],
+        settler: &Arc<Settler>,
+        tx: mpsc::Sender<Delivery>,
+        stop_tx: &watch::Sender<bool>,
+        stop_rx: watch::Receiver<bool>,
+    ) -> Result<Members, BusError> {
+        // Two members per subscription: the event topic alone in group `<name>`, so the
+        // assignor spreads its partitions evenly over the subscription's consumers; the delay
+        // and retry topics in group `<name>.deferred`.
+        let (topic, group) = (&settler.topic, &spec.name);
+        let deferred_group = format!("{group}.deferred");
+        let (event_topics, deferred_topics) = read.split_at(1);
+        let mut pollers = Vec::with_capacity(2);
+        let mut assignments = Vec::with_capacity(2);
+        let members = [
+            (group.clone(), event_topics.to_vec()),
+            (deferred_group, deferred_topics.to_vec()),
+        ];
+        for (member_group, member_topics) in members {
+            // A new group starts at the end of the event topic and of its delay topic; the
+            // retry topics belong to this subscription alone and are read from the start.
+            let position = member_topics[..1].to_vec();
+            let started = self
+                .member(&member_group, &member_topics, position)
+                .await
+                .map_err(|reason| Self::subscribe_error(topic, spec, reason));
+            let (consumer, state) = match started {
+                Ok(started) => started,
+                Err(error) => {
+                    stop_pollers(stop_tx, pollers).await;
+                    return Err(error);
+                }
+            };
+            assignments.push((member_group, state.watch_assignment()));
+            pollers.push(
+                Poller {
+                    consumer,
+                    state,
+                    settler: settler.clone(),
+                    commit_interval: self.inner.config.commit_interval(),
+                }
+                .start(tx.clone(), stop_rx.clone()),
+            );
+        }
+        Ok((pollers, assignments))
+    }
+}
+
+/// Waits until every member of `assignments` had its first assignment, within `timeout`, and
+/// then (cooperative rebalancing may hand partitions over in a second round) briefly for the
+/// first member to hold partitions. The partitions the first member holds, or the group that
+/// did not join in time.
+async fn wait_for_partitions(
+    assignments: &mut [(String, watch::Receiver<Assignment>)],
+    timeout: Duration,
+) -> Result<usize, String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for (member_group, assignment) in assignments.iter_mut() {
+        let joined = tokio::time::timeout_at(deadline, assignment.wait_for(|a| a.rounds > 0))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !joined {
+            return Err(member_group.clone());
+        }
+    }
+    let (_, main) = &mut assignments[0];
+    if main.borrow().partitions == 0 {
+        let _ = tokio::time::timeout(
+            SECOND_ROUND_WAIT.min(timeout),
+            main.wait_for(|a| a.partitions > 0),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+    }
+    let partitions = main.borrow().partitions;
+    Ok(partitions)
+}
+
+/// Stops the pollers of a subscription that failed to start and waits for them; their own
+/// failures are not the error to report.
+async fn stop_pollers(stop_tx: &watch::Sender<bool>, pollers: Vec<JoinHandle<()>>) {
+    let _ = stop_tx.send(true);
+    for poller in pollers {
+        let _ = poller.await;
+    }
+}
+
 #[async_trait]
 impl MessageBus for KafkaBus {
     fn backend(&self) -> &'static str {
@@ -230,61 +397,11 @@ impl MessageBus for KafkaBus {
         self.check_open()?;
         let config = &self.inner.config;
         let topic = self.resolve(&spec.source);
-        if spec.kind == SubscriptionKind::Exclusive {
-            return Err(BusError::Unsupported {
-                backend: "kafka",
-                what: format!("exclusive subscription `{}` on `{topic}`", spec.name),
-                reason: "a Kafka consumer group cannot refuse a second member; use \
-                         SubscriptionKind::Failover (one active consumer per partition)"
-                    .into(),
-            });
-        }
-        if spec.name.trim().is_empty() {
-            return Err(Self::subscribe_error(
-                &topic,
-                &spec,
-                "the subscription name (consumer group) must not be empty",
-            ));
-        }
+        Self::check_spec(&topic, &spec)?;
         let group = spec.name.clone();
         let tiers = topics::retry_tiers(&spec.retry);
-        let mut read = vec![topic.clone(), topics::delayed_topic(&topic)];
-        read.extend((1..=tiers).map(|tier| topics::retry_topic(&topic, &group, tier)));
-        let existing: HashSet<String> = self
-            .admin()
-            .list_topics()
-            .await
-            .map_err(|e| Self::subscribe_error(&topic, &spec, e.to_string()))?
-            .into_iter()
-            .collect();
-        read.extend(leftover_retry_tiers(&existing, &topic, &group, tiers));
-        for name in &read {
-            topics::check_name(name)
-                .map_err(|reason| Self::subscribe_error(&topic, &spec, reason))?;
-        }
-        let dead_letter_topic = topics::sanitize(&spec.dead_letter.topic_for(&topic, &group));
-        topics::check_name(&dead_letter_topic).map_err(|reason| {
-            Self::subscribe_error(&topic, &spec, format!("dead-letter topic: {reason}"))
-        })?;
-        // The retry tiers and the dead-letter topic are checked (or created) now, so a missing
-        // one is an error at start, not at the first failure or poison message.
-        let mut needed = read.clone();
-        needed.push(dead_letter_topic.clone());
-        self.inner
-            .producer
-            .ensure_topics(&needed)
-            .await
-            .map_err(|e| Self::subscribe_error(&topic, &spec, e.to_string()))?;
-        if !config.create_topics {
-            require_topics(&existing, &needed[2..])
-                .map_err(|reason| Self::subscribe_error(&topic, &spec, reason))?;
-        }
+        let (read, dead_letter_topic) = self.subscription_topics(&topic, &spec, tiers).await?;
 
-        // Two members per subscription: the event topic alone in group `<name>`, so the
-        // assignor spreads its partitions evenly over the subscription's consumers; the delay
-        // and retry topics in group `<name>.deferred`.
-        let deferred_group = format!("{group}.deferred");
-        let (event_topics, deferred_topics) = read.split_at(1);
         let settler = Arc::new(Settler {
             producer: self.inner.producer.clone(),
             topic: topic.clone(),
@@ -293,56 +410,17 @@ impl MessageBus for KafkaBus {
         });
         let (tx, deliveries) = Deliveries::channel();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut pollers = Vec::with_capacity(2);
-        let mut assignments = Vec::with_capacity(2);
-        let members = [
-            (group.clone(), event_topics.to_vec()),
-            (deferred_group, deferred_topics.to_vec()),
-        ];
-        for (member_group, member_topics) in members {
-            // A new group starts at the end of the event topic and of its delay topic; the
-            // retry topics belong to this subscription alone and are read from the start.
-            let position = member_topics[..1].to_vec();
-            let started = self
-                .member(&member_group, &member_topics, position)
-                .await
-                .map_err(|reason| Self::subscribe_error(&topic, &spec, reason));
-            let (consumer, state) = match started {
-                Ok(started) => started,
-                Err(error) => {
-                    let _ = stop_tx.send(true);
-                    for poller in pollers {
-                        let _ = poller.await;
-                    }
-                    return Err(error);
-                }
-            };
-            assignments.push((member_group, state.watch_assignment()));
-            pollers.push(
-                Poller {
-                    consumer,
-                    state,
-                    settler: settler.clone(),
-                    commit_interval: config.commit_interval(),
-                }
-                .start(tx.clone(), stop_rx.clone()),
-            );
-        }
-        drop(tx);
+        let (pollers, mut assignments) = self
+            .start_members(&spec, &read, &settler, tx, &stop_tx, stop_rx)
+            .await?;
 
         // Return only once the groups gave these consumers their partitions (and their start
         // offsets are committed), so what is published next reaches them.
         let timeout = config.subscribe_timeout();
-        let deadline = tokio::time::Instant::now() + timeout;
-        for (member_group, assignment) in &mut assignments {
-            let joined = tokio::time::timeout_at(deadline, assignment.wait_for(|a| a.rounds > 0))
-                .await
-                .is_ok_and(|r| r.is_ok());
-            if !joined {
-                let _ = stop_tx.send(true);
-                for poller in pollers {
-                    let _ = poller.await;
-                }
+        let partitions = match wait_for_partitions(&mut assignments, timeout).await {
+            Ok(partitions) => partitions,
+            Err(member_group) => {
+                stop_pollers(&stop_tx, pollers).await;
                 return Err(BusError::Timeout {
                     operation: format!(
                         "joining consumer group `{member_group}` on topic `{topic}`"
@@ -350,17 +428,7 @@ impl MessageBus for KafkaBus {
                     after: timeout,
                 });
             }
-        }
-        let (_, main) = &mut assignments[0];
-        if main.borrow().partitions == 0 {
-            let _ = tokio::time::timeout(
-                SECOND_ROUND_WAIT.min(timeout),
-                main.wait_for(|a| a.partitions > 0),
-            )
-            .await
-            .is_ok_and(|r| r.is_ok());
-        }
-        let partitions = main.borrow().partitions;
+        };
         tracing::info!(%group, %topic, kind = %spec.kind, partitions, "subscribed");
 
         let settings = DispatchSettings {

@@ -1,0 +1,332 @@
+//! The poller: receives a subscription's records, decodes them, parks those not due yet and
+//! hands the rest to the dispatcher, committing finished offsets as it goes.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bento_application::{Delivery, wire};
+use bento_domain::Envelope;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{FutureExt, StreamExt};
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use tokio::sync::{mpsc, watch};
+
+use super::handoff::hand_over;
+use super::offsets::SubscriptionState;
+use super::settle::{KafkaSettle, Settler};
+use super::{LeaseCell, Tp};
+use crate::context::BentoContext;
+use crate::headers;
+
+/// Records taken from librdkafka in one go, while it has them at hand.
+const RECEIVE_BURST: usize = 64;
+
+/// A received record, decoded.
+struct Incoming {
+    tp: Tp,
+    offset: i64,
+    lease: u64,
+    cell: LeaseCell,
+    envelope: Envelope,
+    attempt: u32,
+    due: Option<DateTime<Utc>>,
+    origin: (i32, i64),
+}
+
+fn decode(message: &BorrowedMessage<'_>, tp: Tp, lease: u64, cell: LeaseCell) -> Incoming {
+    let offset = message.offset();
+    let mut attempt = 1;
+    let mut due = None;
+    let (mut origin_partition, mut origin_offset) = (None, None);
+    // Bento's own headers are read here; the rest go to the envelope as they are, borrowed
+    // until `from_headers` keeps what it needs.
+    let record_headers = message.headers();
+    let pairs = record_headers
+        .iter()
+        .flat_map(|h| h.iter())
+        .filter_map(|header| {
+            let value = header
+                .value
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            match header.key {
+                wire::ATTEMPT => attempt = value.parse::<u32>().unwrap_or(1).max(1),
+                headers::DELIVER_AT => {
+                    due = DateTime::parse_from_rfc3339(&value)
+                        .ok()
+                        .map(|t| t.with_timezone(&Utc));
+                }
+                headers::ORIGINAL_PARTITION => origin_partition = value.parse().ok(),
+                headers::ORIGINAL_OFFSET => origin_offset = value.parse().ok(),
+                key => return Some((key, value)),
+            }
+            None
+        });
+    let payload = Bytes::copy_from_slice(message.payload().unwrap_or_default());
+    let mut envelope = wire::from_headers(pairs, payload);
+    if envelope.ordering_key.is_none()
+        && let Some(key) = message.key()
+    {
+        envelope.ordering_key = Some(String::from_utf8_lossy(key).into_owned());
+    }
+    Incoming {
+        origin: (
+            origin_partition.unwrap_or(tp.1),
+            origin_offset.unwrap_or(offset),
+        ),
+        tp,
+        offset,
+        lease,
+        cell,
+        envelope,
+        attempt,
+        due,
+    }
+}
+
+/// Runs a subscription's consumer: receives, parks records that are not due yet, hands the
+/// rest to the dispatcher, commits finished offsets, serves rebalances.
+pub(crate) struct Poller {
+    pub(crate) consumer: Arc<StreamConsumer<BentoContext>>,
+    pub(crate) state: Arc<SubscriptionState>,
+    pub(crate) settler: Arc<Settler>,
+    pub(crate) commit_interval: Duration,
+}
+
+/// Records of one partition waiting for their due time, in offset order.
+struct Parked {
+    lease: u64,
+    queue: VecDeque<(DateTime<Utc>, Delivery)>,
+}
+
+impl Poller {
+    /// Starts the poller, feeding `tx` (the other end of a [`Deliveries`]).
+    pub(crate) fn start(
+        self,
+        tx: mpsc::Sender<Delivery>,
+        stop: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run(tx, stop))
+    }
+
+    async fn run(self, tx: mpsc::Sender<Delivery>, mut stop: watch::Receiver<bool>) {
+        let state = self.state.clone();
+        let consumer = self.consumer.clone();
+        // One stream for the poller's life: a `recv()` per record would register and drop a
+        // waker each time.
+        let mut records = consumer.stream();
+        let mut parked: HashMap<Tp, Parked> = HashMap::new();
+        // Received and due, waiting for room in the hand-off. Records are taken from
+        // librdkafka only when it is empty, so the dispatcher's pace sets the consumer's.
+        let mut ready: VecDeque<Delivery> = VecDeque::new();
+        let mut commit_tick = tokio::time::interval(self.commit_interval);
+        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_error: Option<(String, tokio::time::Instant)> = None;
+        loop {
+            let next_due = parked
+                .values()
+                .filter_map(|p| p.queue.front().map(|(at, _)| *at))
+                .min();
+            let wait = next_due.map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            tokio::select! {
+                biased;
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep(wait.unwrap_or(Duration::ZERO)), if wait.is_some() => {
+                    self.release_due(&mut parked, &mut ready);
+                }
+                _ = commit_tick.tick() => self.commit(CommitMode::Async),
+                permit = tx.reserve(), if !ready.is_empty() => match permit {
+                    Ok(permit) => {
+                        if let Some(delivery) = ready.pop_front() {
+                            permit.send(delivery);
+                        }
+                        hand_over(&tx, &mut ready);
+                    }
+                    // The dispatcher stopped: what is left is redelivered after we leave.
+                    Err(_) => break,
+                },
+                received = records.next(), if ready.is_empty() => match received {
+                    Some(Ok(message)) => {
+                        self.receive(&message, &mut parked, &mut ready);
+                        drop(message);
+                        // Take what librdkafka already holds without going round the loop.
+                        for _ in 1..RECEIVE_BURST {
+                            match records.next().now_or_never() {
+                                Some(Some(Ok(message))) => {
+                                    self.receive(&message, &mut parked, &mut ready);
+                                }
+                                _ => break,
+                            }
+                        }
+                        hand_over(&tx, &mut ready);
+                    }
+                    Some(Err(error)) => {
+                        // Broker and topic trouble is reported here while librdkafka retries;
+                        // say it once a while, not on every poll.
+                        let text = error.to_string();
+                        let repeat = last_error.as_ref().is_some_and(|(t, at)| {
+                            *t == text && at.elapsed() < Duration::from_secs(10)
+                        });
+                        if !repeat {
+                            tracing::warn!(group = %state.group, %error, "Kafka consumer error");
+                            last_error = Some((text, tokio::time::Instant::now()));
+                        }
+                    }
+                    None => break,
+                },
+            }
+        }
+        // Parked and undispatched records stay uncommitted: the group redelivers them.
+        drop((parked, ready, records, tx));
+        drop(self);
+        let closed = tokio::task::spawn_blocking(move || {
+            let final_commits = state.due_commits();
+            if final_commits.count() > 0
+                && let Err(error) = consumer.commit(&final_commits, CommitMode::Sync)
+            {
+                tracing::warn!(group = %state.group, %error, "final offset commit failed; unfinished records will be redelivered");
+            }
+            // Dropping the last handle leaves the group (revoking and committing once more).
+            drop(consumer);
+        })
+        .await;
+        if let Err(error) = closed {
+            tracing::warn!(%error, "closing a Kafka consumer failed");
+        }
+    }
+
+    fn receive(
+        &self,
+        message: &BorrowedMessage<'_>,
+        parked: &mut HashMap<Tp, Parked>,
+        ready: &mut VecDeque<Delivery>,
+    ) {
+        let state = &self.state;
+        let Some((tp, lease, cell)) =
+            state.track(message.topic(), message.partition(), message.offset())
+        else {
+            tracing::debug!(group = %state.group, topic = message.topic(), partition = message.partition(), "record of an unassigned partition ignored");
+            return;
+        };
+        let incoming = decode(message, tp, lease, cell);
+        let waiting = match parked.get(&incoming.tp) {
+            Some(lot) if lot.lease != lease => {
+                parked.remove(&incoming.tp);
+                false
+            }
+            Some(lot) => !lot.queue.is_empty(),
+            None => false,
+        };
+        let due = incoming.due.filter(|at| *at > Utc::now());
+        if due.is_none() && !waiting {
+            ready.push_back(self.delivery(incoming));
+            return;
+        }
+        let tp = incoming.tp.clone();
+        let delivery = self.delivery(incoming);
+        parked
+            .entry(tp.clone())
+            .or_insert_with(|| Parked {
+                lease,
+                queue: VecDeque::new(),
+            })
+            .queue
+            .push_back((due.unwrap_or_else(Utc::now), delivery));
+        if !waiting {
+            // Stop fetching this partition until its head is due; librdkafka resumes
+            // after the last record it handed out.
+            self.pause(&tp, true);
+        }
+    }
+
+    fn delivery(&self, incoming: Incoming) -> Delivery {
+        let Incoming {
+            tp,
+            offset,
+            lease,
+            cell,
+            envelope,
+            attempt,
+            origin,
+            ..
+        } = incoming;
+        Delivery {
+            broker_id: Some(format!("{}/{}/{offset}", tp.0, tp.1)),
+            settle: Box::new(KafkaSettle {
+                settler: self.settler.clone(),
+                state: self.state.clone(),
+                tp,
+                lease,
+                cell,
+                offset,
+                origin,
+            }),
+            envelope: Arc::new(envelope),
+            attempt,
+        }
+    }
+
+    /// Moves parked records that are due to `ready`, resuming partitions whose queue emptied.
+    fn release_due(&self, parked: &mut HashMap<Tp, Parked>, ready: &mut VecDeque<Delivery>) {
+        let now = Utc::now();
+        let mut emptied = Vec::new();
+        for (tp, lot) in parked.iter_mut() {
+            let owned = lot
+                .queue
+                .front()
+                .is_none_or(|(_, delivery)| delivery.settle.is_current());
+            if !owned {
+                // Revoked: drop them; the new owner reads them again.
+                lot.queue.clear();
+                emptied.push((tp.clone(), false));
+                continue;
+            }
+            while lot.queue.front().is_some_and(|(at, _)| *at <= now) {
+                if let Some((_, delivery)) = lot.queue.pop_front() {
+                    ready.push_back(delivery);
+                }
+            }
+            if lot.queue.is_empty() {
+                emptied.push((tp.clone(), true));
+            }
+        }
+        for (tp, owned) in emptied {
+            parked.remove(&tp);
+            if owned {
+                self.pause(&tp, false);
+            }
+        }
+    }
+
+    fn pause(&self, tp: &Tp, pause: bool) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&tp.0, tp.1);
+        let result = if pause {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        if let Err(error) = result {
+            tracing::warn!(group = %self.state.group, topic = %tp.0, partition = tp.1, %error, pause, "pausing/resuming a partition failed");
+        }
+    }
+
+    fn commit(&self, mode: CommitMode) {
+        let tpl = self.state.due_commits();
+        if tpl.count() == 0 {
+            return;
+        }
+        if let Err(error) = self.consumer.commit(&tpl, mode) {
+            tracing::debug!(group = %self.state.group, %error, "offset commit not sent; retrying later");
+            self.state.forget_commits(&tpl);
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Settling a record: acknowledging it, or storing it in a retry tier or a dead-letter topic
+//! through the producer, while its partition is still this subscription's.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bento_application::{BusError, Settle, wire};
+use bento_domain::Envelope;
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::offsets::SubscriptionState;
+use super::{LeaseCell, Tp};
+use crate::headers;
+use crate::producer::{KafkaProducer, Outgoing};
+use crate::topics;
+
+/// Attempts at producing a retry or dead letter before giving the message back.
+const SETTLE_ATTEMPTS: u32 = 3;
+
+/// Everything a subscription's settlements need.
+pub(crate) struct Settler {
+    pub(crate) producer: KafkaProducer,
+    pub(crate) topic: String,
+    pub(crate) group: String,
+    pub(crate) tiers: u32,
+}
+
+/// Settles one record: marks its offset finished, after storing a retry or dead letter where
+/// needed. Settlements of a revoked partition do nothing: its new owner redelivers the record.
+pub(super) struct KafkaSettle {
+    pub(super) settler: Arc<Settler>,
+    pub(super) state: Arc<SubscriptionState>,
+    pub(super) tp: Tp,
+    pub(super) lease: u64,
+    /// The partition's current lease, to compare with `lease`.
+    pub(super) cell: LeaseCell,
+    pub(super) offset: i64,
+    /// Partition and offset of the record as first received (before any retry).
+    pub(super) origin: (i32, i64),
+}
+
+impl KafkaSettle {
+    fn owned(&self) -> bool {
+        self.cell.load(Ordering::Acquire) == self.lease
+    }
+
+    fn finish(&self) {
+        self.state.finish(&self.tp, self.lease, self.offset);
+    }
+
+    /// Produces `record` to `topic`, trying again while the partition is ours.
+    async fn store(&self, topic: &str, record: Outgoing) -> Result<(), BusError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.settler.producer.send(topic, &record).await {
+                Ok(_) => return Ok(()),
+                Err(error) if attempt < SETTLE_ATTEMPTS && self.owned() => {
+                    tracing::warn!(group = %self.settler.group, %topic, %error, attempt, "storing a retry or dead letter failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+/// `at` as the `bento-kafka-deliver-at` header writes it: RFC 3339 with milliseconds, rounded
+/// up, so that a delayed message is never due before the instant asked for.
+pub(crate) fn format_due(at: DateTime<Utc>) -> String {
+    let below_millis = at.timestamp_subsec_nanos() % 1_000_000;
+    let at = if below_millis == 0 {
+        at
+    } else {
+        at.checked_add_signed(chrono::Duration::nanoseconds(i64::from(
+            1_000_000 - below_millis,
+        )))
+        .unwrap_or(at)
+    };
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[async_trait]
+impl Settle for KafkaSettle {
+    async fn ack(self: Box<Self>) -> Result<(), BusError> {
+        self.finish();
+        Ok(())
+    }
+
+    async fn retry(
+        self: Box<Self>,
+        envelope: &Envelope,
+        next_attempt: u32,
+        delay: Duration,
+    ) -> Result<(), BusError> {
+        if !self.owned() {
+            return Ok(());
+        }
+        let settler = &self.settler;
+        if settler.tiers == 0 {
+            return Err(BusError::Other(format!(
+                "subscription `{}` has no retry topics (its retry policy allows no retry)",
+                settler.group
+            )));
+        }
+        let tier = topics::retry_tier(next_attempt.saturating_sub(1), settler.tiers);
+        let topic = topics::retry_topic(&settler.topic, &settler.group, tier);
+        let due = chrono::Duration::from_std(delay)
+            .ok()
+            .and_then(|delay| Utc::now().checked_add_signed(delay))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let record = Outgoing::from_envelope(envelope)
+            .header(wire::ATTEMPT, next_attempt.to_string())
+            .header(headers::DELIVER_AT, format_due(due))
+            .header(headers::ORIGINAL_PARTITION, self.origin.0.to_string())
+            .header(headers::ORIGINAL_OFFSET, self.origin.1.to_string());
+        self.store(&topic, record).await?;
+        self.finish();
+        Ok(())
+    }
+
+    async fn dead_letter(
+        self: Box<Self>,
+        dead_letter: Envelope,
+        topic: &str,
+    ) -> Result<(), BusError> {
+        if !self.owned() {
+            return Ok(());
+        }
+        let record = Outgoing::from_envelope(&dead_letter)
+            .header(headers::DLQ_ORIGINAL_PARTITION, self.origin.0.to_string())
+            .header(headers::DLQ_ORIGINAL_OFFSET, self.origin.1.to_string());
+        self.store(topic, record).await?;
+        self.finish();
+        Ok(())
+    }
+
+    async fn release(self: Box<Self>) -> Result<(), BusError> {
+        // Left unfinished: never committed past, so the group redelivers it.
+        Ok(())
+    }
+
+    fn is_current(&self) -> bool {
+        self.owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_due;
+    use chrono::{DateTime, Utc};
+
+    #[test]
+    fn due_times_are_rounded_up_to_the_millisecond() {
+        let at = |micros: i64| DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or_default();
+        assert_eq!(
+            format_due(at(1_700_000_000_123_000)),
+            "2023-11-14T22:13:20.123Z",
+            "a whole millisecond stays"
+        );
+        assert_eq!(
+            format_due(at(1_700_000_000_123_001)),
+            "2023-11-14T22:13:20.124Z",
+            "never early"
+        );
+        assert_eq!(
+            format_due(at(1_700_000_000_999_999)),
+            "2023-11-14T22:13:21.000Z"
+        );
+        assert!(!format_due(DateTime::<Utc>::MAX_UTC).is_empty());
+    }
+}
