@@ -399,7 +399,7 @@ impl MessageBus for KafkaBus {
         let topic = self.resolve(&spec.source);
         Self::check_spec(&topic, &spec)?;
         let group = spec.name.clone();
-        let tiers = topics::retry_tiers(&spec.retry);
+        let tiers = topics::retry_tiers(spec.retry.as_ref());
         let (read, dead_letter_topic) = self.subscription_topics(&topic, &spec, tiers).await?;
 
         let settler = Arc::new(Settler {
@@ -431,14 +431,7 @@ impl MessageBus for KafkaBus {
         };
         tracing::info!(%group, %topic, kind = %spec.kind, partitions, "subscribed");
 
-        let settings = DispatchSettings {
-            topic: topic.as_str().into(),
-            subscription: group.as_str().into(),
-            concurrency: spec.concurrency,
-            retry: spec.retry,
-            dead_letter: spec.dead_letter,
-            dead_letter_topic,
-        };
+        let settings = DispatchSettings::new(&topic, spec, dead_letter_topic);
 
         Ok(dispatch::spawn(
             deliveries,

@@ -1,6 +1,6 @@
 //! Topic names: event topics, and the delay, retry and dead-letter topics derived from them.
 
-use bento_application::RetryPolicy;
+use bento_application::layer::retry::Policy;
 
 /// Kafka's limit on topic name length.
 pub const MAX_TOPIC_LEN: usize = 249;
@@ -53,8 +53,12 @@ pub fn delayed_topic(topic: &str) -> String {
 }
 
 /// How many retry tiers a subscription with `policy` uses.
-pub fn retry_tiers(policy: &RetryPolicy) -> u32 {
-    policy.max_attempts.saturating_sub(1).min(MAX_RETRY_TIERS)
+/// A policy that does not bound its attempts gets every tier.
+pub fn retry_tiers(policy: &dyn Policy) -> u32 {
+    policy
+        .max_attempts()
+        .map_or(MAX_RETRY_TIERS, |attempts| attempts.saturating_sub(1))
+        .min(MAX_RETRY_TIERS)
 }
 
 /// The tier the retry after a failed `attempt` goes to.
@@ -73,6 +77,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use bento_application::RetryPolicy;
 
     #[test]
     fn names() {

@@ -272,14 +272,7 @@ impl MessageBus for PulsarBus {
             }
         };
         tracing::info!(%topic, subscription = %spec.name, kind = %spec.kind, retry_topic = %target.retry_topic, %dead_letter_topic, "subscribed");
-        let settings = DispatchSettings {
-            topic: topic.into(),
-            subscription: spec.name.into(),
-            concurrency: spec.concurrency,
-            retry: spec.retry,
-            dead_letter: spec.dead_letter,
-            dead_letter_topic,
-        };
+        let settings = DispatchSettings::new(&topic, spec, dead_letter_topic);
         let closer: Box<dyn FnOnce() -> BoxFuture<'static, Result<(), BusError>> + Send> =
             Box::new(move || {
                 Box::pin(async move {

@@ -37,7 +37,7 @@ impl DomainEvent for Ping {
     }
 }
 
-fn ping(key: &str, seq: u32) -> Ping {
+pub(crate) fn ping(key: &str, seq: u32) -> Ping {
     Ping {
         id: format!("{key}-{seq}"),
         key: key.to_owned(),
@@ -50,14 +50,14 @@ pub fn unique(what: &str) -> String {
     format!("bento-conformance-{what}-{}", uuid::Uuid::now_v7().simple())
 }
 
-struct Setup {
-    bus: Bus<Json>,
-    topic: String,
-    patience: Duration,
-    settle: Duration,
+pub(crate) struct Setup {
+    pub(crate) bus: Bus<Json>,
+    pub(crate) topic: String,
+    pub(crate) patience: Duration,
+    pub(crate) settle: Duration,
 }
 
-async fn setup(backend: &dyn Backend, case: Case, name: &str) -> Option<Setup> {
+pub(crate) async fn setup(backend: &dyn Backend, case: Case, name: &str) -> Option<Setup> {
     if let Some(reason) = backend.unsupported(case) {
         println!("conformance case {case:?} not supported by this backend: {reason}");
         return None;
@@ -71,11 +71,11 @@ async fn setup(backend: &dyn Backend, case: Case, name: &str) -> Option<Setup> {
 }
 
 impl Setup {
-    fn spec(&self, subscription: &str) -> SubscriptionSpec {
+    pub(crate) fn spec(&self, subscription: &str) -> SubscriptionSpec {
         SubscriptionSpec::topic(&self.topic, unique(subscription))
     }
 
-    async fn publish(&self, event: &Ping) {
+    pub(crate) async fn publish(&self, event: &Ping) {
         self.bus
             .publish_with(event, PublishOptions::default().to_topic(&self.topic))
             .await
@@ -106,7 +106,7 @@ impl Setup {
     }
 
     /// Subscribes a collector to the dead-letter topic of `spec`.
-    async fn watch_dead_letters(
+    pub(crate) async fn watch_dead_letters(
         &self,
         spec: &SubscriptionSpec,
     ) -> (Collector, bento_application::Subscription) {
@@ -127,19 +127,19 @@ impl Setup {
         (collector, sub)
     }
 
-    async fn ready(&self) {
+    pub(crate) async fn ready(&self) {
         if !self.settle.is_zero() {
             tokio::time::sleep(self.settle).await;
         }
     }
 }
 
-fn decode(envelope: &Envelope) -> Ping {
+pub(crate) fn decode(envelope: &Envelope) -> Ping {
     serde_json::from_slice(&envelope.payload)
         .unwrap_or_else(|e| panic!("payload is not a Ping: {e}"))
 }
 
-fn header<'a>(envelope: &'a Envelope, name: &str) -> &'a str {
+pub(crate) fn header<'a>(envelope: &'a Envelope, name: &str) -> &'a str {
     envelope
         .headers
         .get(name)
@@ -504,7 +504,7 @@ pub async fn concurrency_bound(backend: &dyn Backend) {
     sub.shutdown().await.expect("shutdown");
 }
 
-fn quick_retry(attempts: u32) -> RetryPolicy {
+pub(crate) fn quick_retry(attempts: u32) -> RetryPolicy {
     RetryPolicy::exponential(attempts, Duration::from_millis(50))
         .max_backoff(Duration::from_millis(400))
 }

@@ -14,6 +14,7 @@
 pub mod broker_lock;
 pub mod cases;
 mod collect;
+pub mod layers;
 pub mod request_reply;
 pub mod workload;
 
@@ -58,6 +59,9 @@ pub enum Case {
     RequestReply,
     /// A request nobody answers times out with an error naming it.
     RequestTimeout,
+    /// A user-defined layer sees every outcome (ack, retry with delay, dead letter, panic)
+    /// exactly once per delivery.
+    LayerSeesEveryOutcome,
 }
 
 /// How the suite gets a bus of the backend under test.
@@ -100,6 +104,7 @@ macro_rules! conformance_suite {
             unit_of_work, backlog_without_stalls);
         $crate::conformance_suite!(@in request_reply $backend;
             request_reply, request_without_responder_times_out);
+        $crate::conformance_suite!(@in layers $backend; layer_sees_every_outcome);
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {
         $crate::conformance_suite!(@in cases $backend; $($case),*);
