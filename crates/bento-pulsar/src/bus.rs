@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use pulsar::SubType;
 
 use crate::config::PulsarConfig;
-use crate::consumer::{ConsumerSpec, SettleTarget, Worker};
+use crate::consumer::{ConsumerSpec, DeliverySender, SettleTarget, Worker};
 use crate::error::describe;
 use crate::producer::{self, Client, DeclareError, Producers};
 use crate::schema;
@@ -128,6 +128,117 @@ impl PulsarBus {
             options.topic.as_deref(),
         ))
     }
+
+    /// The topics of a subscription, checked: the topic it reads, whose tenant and namespace
+    /// exist once this returns, and the dead-letter topic, which can be written.
+    async fn subscription_topics(
+        &self,
+        spec: &SubscriptionSpec,
+    ) -> Result<SubscriptionTopics, BusError> {
+        let inner = &self.inner;
+        let topic = match &spec.source {
+            Source::EventType(event_type) => inner.topics.for_event_type(event_type),
+            Source::Topic(topic) => inner.topics.full(topic, None),
+        };
+        if let Err(why) = topics::check_segment(&spec.name) {
+            return Err(BusError::Subscribe {
+                topic,
+                subscription: spec.name.clone(),
+                reason: format!("invalid subscription name: {why}"),
+            });
+        }
+        let only_event_type = match &spec.source {
+            Source::EventType(event_type) if inner.topics.is_shared(&topic) => {
+                Some(event_type.clone())
+            }
+            _ => None,
+        };
+        if let Err(reason) = inner.producers.ensure_namespace(&topic).await {
+            return Err(BusError::Subscribe {
+                topic,
+                subscription: spec.name.clone(),
+                reason,
+            });
+        }
+        let dead_letter_topic = inner
+            .topics
+            .full(&spec.dead_letter.topic_for(&topic, &spec.name), None);
+        // A dead-letter topic that cannot be written fails the subscription now, not its first
+        // poison message (the retry topic is checked by creating its consumer below).
+        if let Err(error) = inner.producers.prepare(&dead_letter_topic).await {
+            return Err(BusError::Subscribe {
+                topic,
+                subscription: spec.name.clone(),
+                reason: format!("the dead-letter topic cannot be written: {error}"),
+            });
+        }
+        Ok(SubscriptionTopics {
+            topic,
+            only_event_type,
+            dead_letter_topic,
+        })
+    }
+
+    /// Starts the subscription's two consumers, both feeding `deliveries`: the main one on
+    /// `topic` and the one on its retry topic. If the second cannot start, the first is closed.
+    async fn start_workers(
+        &self,
+        spec: &SubscriptionSpec,
+        topic: &str,
+        only_event_type: Option<String>,
+        target: &Arc<SettleTarget>,
+        deliveries: DeliverySender,
+    ) -> Result<(Worker, Worker), BusError> {
+        let inner = &self.inner;
+        let consumer = |topic: &str, kind: SubType, only_event_type: Option<String>| ConsumerSpec {
+            topic: topic.to_owned(),
+            subscription: spec.name.clone(),
+            kind,
+            receiver_queue_size: inner.config.consumer.receiver_queue_size,
+            only_event_type,
+            timeout: inner.config.connect_timeout(),
+            schema: None,
+        };
+        // The main consumer carries the spec's schema, so the broker checks it against the
+        // topic's now; the retry topic is written by Bento's schema-less producers.
+        let main_consumer = ConsumerSpec {
+            schema: spec.schema.as_ref().map(schema::to_pulsar),
+            ..consumer(topic, sub_type(spec.kind), only_event_type)
+        };
+        let main = Worker::start(
+            inner.client.clone(),
+            main_consumer,
+            target.clone(),
+            deliveries.clone(),
+        )
+        .await?;
+        // Delayed delivery, which the retries rely on, works on shared subscriptions only.
+        let retries = match Worker::start(
+            inner.client.clone(),
+            consumer(&target.retry_topic, SubType::Shared, None),
+            target.clone(),
+            deliveries,
+        )
+        .await
+        {
+            Ok(worker) => worker,
+            Err(error) => {
+                let _ = main.close().await;
+                return Err(error);
+            }
+        };
+        Ok((main, retries))
+    }
+}
+
+/// The topics a subscription reads from and writes to, as `subscribe` resolved them.
+struct SubscriptionTopics {
+    /// The topic the subscription reads.
+    topic: String,
+    /// On a topic shared by several event types: the one the subscription handles.
+    only_event_type: Option<String>,
+    /// Where its dead letters go.
+    dead_letter_topic: String,
 }
 
 fn sub_type(kind: SubscriptionKind) -> SubType {
@@ -192,85 +303,19 @@ impl MessageBus for PulsarBus {
         handler: Arc<dyn EnvelopeHandler>,
     ) -> Result<Subscription, BusError> {
         self.check_open()?;
-        let inner = &self.inner;
-        let topic = match &spec.source {
-            Source::EventType(event_type) => inner.topics.for_event_type(event_type),
-            Source::Topic(topic) => inner.topics.full(topic, None),
-        };
-        if let Err(why) = topics::check_segment(&spec.name) {
-            return Err(BusError::Subscribe {
-                topic,
-                subscription: spec.name.clone(),
-                reason: format!("invalid subscription name: {why}"),
-            });
-        }
-        let only_event_type = match &spec.source {
-            Source::EventType(event_type) if inner.topics.is_shared(&topic) => {
-                Some(event_type.clone())
-            }
-            _ => None,
-        };
-        if let Err(reason) = inner.producers.ensure_namespace(&topic).await {
-            return Err(BusError::Subscribe {
-                topic,
-                subscription: spec.name.clone(),
-                reason,
-            });
-        }
-        let dead_letter_topic = inner
-            .topics
-            .full(&spec.dead_letter.topic_for(&topic, &spec.name), None);
-        // A dead-letter topic that cannot be written fails the subscription now, not its first
-        // poison message (the retry topic is checked by creating its consumer below).
-        if let Err(error) = inner.producers.prepare(&dead_letter_topic).await {
-            return Err(BusError::Subscribe {
-                topic,
-                subscription: spec.name.clone(),
-                reason: format!("the dead-letter topic cannot be written: {error}"),
-            });
-        }
+        let SubscriptionTopics {
+            topic,
+            only_event_type,
+            dead_letter_topic,
+        } = self.subscription_topics(&spec).await?;
         let target = Arc::new(SettleTarget {
-            producers: inner.producers.clone(),
+            producers: self.inner.producers.clone(),
             retry_topic: topics::retry_topic(&topic, &spec.name),
         });
-        let consumer = |topic: &str, kind: SubType, only_event_type: Option<String>| ConsumerSpec {
-            topic: topic.to_owned(),
-            subscription: spec.name.clone(),
-            kind,
-            receiver_queue_size: inner.config.consumer.receiver_queue_size,
-            only_event_type,
-            timeout: inner.config.connect_timeout(),
-            schema: None,
-        };
-        // The main consumer carries the spec's schema, so the broker checks it against the
-        // topic's now; the retry topic is written by Bento's schema-less producers.
-        let main_consumer = ConsumerSpec {
-            schema: spec.schema.as_ref().map(schema::to_pulsar),
-            ..consumer(&topic, sub_type(spec.kind), only_event_type)
-        };
         let (deliveries, stream) = futures::channel::mpsc::channel(DELIVERY_BUFFER);
-        let main = Worker::start(
-            inner.client.clone(),
-            main_consumer,
-            target.clone(),
-            deliveries.clone(),
-        )
-        .await?;
-        // Delayed delivery, which the retries rely on, works on shared subscriptions only.
-        let retries = match Worker::start(
-            inner.client.clone(),
-            consumer(&target.retry_topic, SubType::Shared, None),
-            target.clone(),
-            deliveries,
-        )
-        .await
-        {
-            Ok(worker) => worker,
-            Err(error) => {
-                let _ = main.close().await;
-                return Err(error);
-            }
-        };
+        let (main, retries) = self
+            .start_workers(&spec, &topic, only_event_type, &target, deliveries)
+            .await?;
         tracing::info!(%topic, subscription = %spec.name, kind = %spec.kind, retry_topic = %target.retry_topic, %dead_letter_topic, "subscribed");
         let settings = DispatchSettings::new(&topic, spec, dead_letter_topic);
         let closer: Box<dyn FnOnce() -> BoxFuture<'static, Result<(), BusError>> + Send> =

@@ -2,6 +2,7 @@
 //! [`Delivery`]s for the dispatcher, and applies the settlements the dispatcher sends back.
 
 use std::future::{Future, poll_fn};
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -196,6 +197,23 @@ struct Task {
     myself: mpsc::UnboundedSender<Command>,
 }
 
+/// What the consumer task keeps from one turn of its loop to the next.
+struct State {
+    /// The consumer; `None` while its connection is lost and it is being re-created.
+    consumer: Option<RawConsumer>,
+    /// The attempt under way at re-creating the consumer.
+    reconnect: Option<Reconnect>,
+    /// The pause before the next attempt; doubles after each failure, up to
+    /// [`MAX_RECONNECT_DELAY`].
+    reconnect_delay: Duration,
+    /// A delivery waiting for room in the dispatcher's channel.
+    pending: Option<Delivery>,
+    /// The dispatcher stopped taking deliveries.
+    dispatcher_gone: bool,
+    /// Acknowledgements received while the consumer is gone, sent once it is back.
+    unsent_acks: Vec<MessageIdData>,
+}
+
 /// What to do with one received message.
 enum Incoming {
     /// Hand it to the dispatcher.
@@ -208,106 +226,129 @@ enum Incoming {
 
 impl Task {
     async fn run(mut self, consumer: RawConsumer) {
-        let mut consumer = Some(consumer);
-        let mut reconnect: Option<Reconnect> = None;
-        let mut reconnect_delay = Duration::from_millis(200);
-        let mut pending: Option<Delivery> = None;
-        let mut dispatcher_gone = false;
-        let mut unsent_acks: Vec<MessageIdData> = Vec::new();
-
+        let mut state = State {
+            consumer: Some(consumer),
+            reconnect: None,
+            reconnect_delay: Duration::from_millis(200),
+            pending: None,
+            dispatcher_gone: false,
+            unsent_acks: Vec::new(),
+        };
         loop {
-            let Some(live) = consumer.as_mut() else {
-                let attempt = reconnect.get_or_insert_with(|| {
-                    let (client, spec, delay) =
-                        (self.client.clone(), self.spec.clone(), reconnect_delay);
-                    Box::pin(async move {
-                        tokio::time::sleep(delay).await;
-                        create(&client, &spec).await
-                    })
-                });
-                tokio::select! {
-                    biased;
-                    command = self.commands.recv() => match command {
-                        Some(Command::Ack(id)) if unsent_acks.len() < MAX_UNSENT_ACKS => unsent_acks.push(id),
-                        Some(Command::Ack(_) | Command::Nack(_)) => {}
-                        Some(Command::Close(done)) => {
-                            let _ = done.send(Ok(()));
-                            return;
-                        }
-                        None => return,
-                    },
-                    created = attempt => {
-                        reconnect = None;
-                        match created {
-                            Ok(mut fresh) => {
-                                tracing::info!(topic = %self.spec.topic, subscription = %self.spec.subscription, "consumer re-created after a lost connection");
-                                for id in unsent_acks.drain(..) {
-                                    let _ = fresh.ack_with_id(&self.spec.topic, id).await;
-                                }
-                                consumer = Some(fresh);
-                                reconnect_delay = Duration::from_millis(200);
-                            }
-                            Err(error) => {
-                                tracing::warn!(%error, "could not re-create the consumer yet; trying again");
-                                reconnect_delay = (reconnect_delay * 2).min(MAX_RECONNECT_DELAY);
-                            }
-                        }
-                    }
-                }
-                continue;
+            let turn = if state.consumer.is_some() {
+                self.serve(&mut state).await
+            } else {
+                self.reconnect(&mut state).await
             };
-
-            tokio::select! {
-                biased;
-                command = self.commands.recv() => match command {
-                    Some(Command::Ack(id)) => {
-                        if let Err(error) = live.ack_with_id(&self.spec.topic, id).await {
-                            tracing::warn!(topic = %self.spec.topic, %error, "could not acknowledge; the message will be redelivered");
-                        }
-                    }
-                    Some(Command::Nack(id)) => {
-                        if let Err(error) = live.nack_with_id(&self.spec.topic, id).await {
-                            tracing::debug!(topic = %self.spec.topic, %error, "could not ask for a redelivery; it happens when the consumer closes");
-                        }
-                    }
-                    Some(Command::Close(done)) => {
-                        let result = self.close(live).await;
-                        let _ = done.send(result);
-                        return;
-                    }
-                    None => {
-                        let _ = self.close(live).await;
-                        return;
-                    }
-                },
-                ready = poll_fn(|cx| self.deliveries.poll_ready(cx)), if pending.is_some() => {
-                    let sent = match (ready, pending.take()) {
-                        (Ok(()), Some(delivery)) => Pin::new(&mut self.deliveries).start_send(delivery).is_ok(),
-                        _ => false,
-                    };
-                    if !sent {
-                        // The dispatcher stopped: what is left is redelivered once we close.
-                        dispatcher_gone = true;
-                    }
-                },
-                next = live.next(), if pending.is_none() && !dispatcher_gone => match next {
-                    Some(Ok(message)) => match self.incoming(message) {
-                        Incoming::Deliver(delivery) => pending = Some(delivery),
-                        Incoming::Hold(delivery, at) => self.hold(delivery, at),
-                        Incoming::Skip(id) => {
-                            let _ = live.ack_with_id(&self.spec.topic, id).await;
-                        }
-                    },
-                    Some(Err(error)) => {
-                        tracing::warn!(topic = %self.spec.topic, subscription = %self.spec.subscription, %error, "consumer reported an error");
-                    }
-                    None => {
-                        tracing::warn!(topic = %self.spec.topic, subscription = %self.spec.subscription, "consumer lost its connection for good; re-creating it");
-                        consumer = None;
-                    }
-                },
+            if turn.is_break() {
+                return;
             }
         }
+    }
+
+    /// One turn while the consumer is gone: a command (acknowledgements are kept for later),
+    /// or the end of an attempt at re-creating the consumer.
+    async fn reconnect(&mut self, state: &mut State) -> ControlFlow<()> {
+        let attempt = state.reconnect.get_or_insert_with(|| {
+            let (client, spec, delay) = (
+                self.client.clone(),
+                self.spec.clone(),
+                state.reconnect_delay,
+            );
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                create(&client, &spec).await
+            })
+        });
+        tokio::select! {
+            biased;
+            command = self.commands.recv() => match command {
+                Some(Command::Ack(id)) if state.unsent_acks.len() < MAX_UNSENT_ACKS => state.unsent_acks.push(id),
+                Some(Command::Ack(_) | Command::Nack(_)) => {}
+                Some(Command::Close(done)) => {
+                    let _ = done.send(Ok(()));
+                    return ControlFlow::Break(());
+                }
+                None => return ControlFlow::Break(()),
+            },
+            created = attempt => {
+                state.reconnect = None;
+                match created {
+                    Ok(mut fresh) => {
+                        tracing::info!(topic = %self.spec.topic, subscription = %self.spec.subscription, "consumer re-created after a lost connection");
+                        for id in state.unsent_acks.drain(..) {
+                            let _ = fresh.ack_with_id(&self.spec.topic, id).await;
+                        }
+                        state.consumer = Some(fresh);
+                        state.reconnect_delay = Duration::from_millis(200);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "could not re-create the consumer yet; trying again");
+                        state.reconnect_delay = (state.reconnect_delay * 2).min(MAX_RECONNECT_DELAY);
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// One turn with a live consumer: a command, a delivery handed to the dispatcher, or a
+    /// message received.
+    async fn serve(&mut self, state: &mut State) -> ControlFlow<()> {
+        let Some(live) = state.consumer.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        tokio::select! {
+            biased;
+            command = self.commands.recv() => match command {
+                Some(Command::Ack(id)) => {
+                    if let Err(error) = live.ack_with_id(&self.spec.topic, id).await {
+                        tracing::warn!(topic = %self.spec.topic, %error, "could not acknowledge; the message will be redelivered");
+                    }
+                }
+                Some(Command::Nack(id)) => {
+                    if let Err(error) = live.nack_with_id(&self.spec.topic, id).await {
+                        tracing::debug!(topic = %self.spec.topic, %error, "could not ask for a redelivery; it happens when the consumer closes");
+                    }
+                }
+                Some(Command::Close(done)) => {
+                    let result = self.close(live).await;
+                    let _ = done.send(result);
+                    return ControlFlow::Break(());
+                }
+                None => {
+                    let _ = self.close(live).await;
+                    return ControlFlow::Break(());
+                }
+            },
+            ready = poll_fn(|cx| self.deliveries.poll_ready(cx)), if state.pending.is_some() => {
+                let sent = match (ready, state.pending.take()) {
+                    (Ok(()), Some(delivery)) => Pin::new(&mut self.deliveries).start_send(delivery).is_ok(),
+                    _ => false,
+                };
+                if !sent {
+                    // The dispatcher stopped: what is left is redelivered once we close.
+                    state.dispatcher_gone = true;
+                }
+            },
+            next = live.next(), if state.pending.is_none() && !state.dispatcher_gone => match next {
+                Some(Ok(message)) => match self.incoming(message) {
+                    Incoming::Deliver(delivery) => state.pending = Some(delivery),
+                    Incoming::Hold(delivery, at) => self.hold(delivery, at),
+                    Incoming::Skip(id) => {
+                        let _ = live.ack_with_id(&self.spec.topic, id).await;
+                    }
+                },
+                Some(Err(error)) => {
+                    tracing::warn!(topic = %self.spec.topic, subscription = %self.spec.subscription, %error, "consumer reported an error");
+                }
+                None => {
+                    tracing::warn!(topic = %self.spec.topic, subscription = %self.spec.subscription, "consumer lost its connection for good; re-creating it");
+                    state.consumer = None;
+                }
+            },
+        }
+        ControlFlow::Continue(())
     }
 
     async fn close(&self, consumer: &mut RawConsumer) -> Result<(), BusError> {

@@ -1,15 +1,18 @@
 //! Settings of the Pulsar backend, read from `[messaging.pulsar]` in `bento.toml` or from
 //! `BENTO_MESSAGING__PULSAR__*` environment variables.
+//!
+//! The settings are here; `security` holds authentication and TLS, `validate` the checks.
+
+mod security;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::ConfigError;
-use crate::topics;
+pub use security::{AuthConfig, OAuth2Config, TlsConfig};
 
 /// Where [`PulsarConfig`] sits in the service configuration; error messages name keys under it.
 pub const CONFIG_PREFIX: &str = "messaging.pulsar";
@@ -123,119 +126,6 @@ pub struct TopicsConfig {
     pub shared: Option<String>,
 }
 
-/// Authentication with the broker: a token, or OAuth2 client credentials, or nothing.
-#[derive(Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// A JWT for token authentication.
-    pub token: Option<String>,
-    /// A file holding the JWT (read at connect time; surrounding whitespace is ignored).
-    pub token_file: Option<PathBuf>,
-    /// OAuth2 client credentials (needs the `oauth2` cargo feature).
-    pub oauth2: Option<OAuth2Config>,
-}
-
-impl AuthConfig {
-    /// The token of `token`, or read from `token_file`, without surrounding whitespace; `None`
-    /// when neither is set.
-    pub(crate) fn read_token(&self) -> Result<Option<String>, ConfigError> {
-        match (&self.token, &self.token_file) {
-            (Some(token), _) => Ok(Some(token.trim().to_owned())),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|token| Some(token.trim().to_owned()))
-                .map_err(|e| {
-                    ConfigError::new(
-                        "auth.token_file",
-                        format!("cannot read `{}`: {e}", path.display()),
-                    )
-                }),
-            (None, None) => Ok(None),
-        }
-    }
-}
-
-impl fmt::Debug for AuthConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthConfig")
-            .field("token", &self.token.as_ref().map(|_| Redacted))
-            .field("token_file", &self.token_file)
-            .field("oauth2", &self.oauth2)
-            .finish()
-    }
-}
-
-/// OAuth2 client-credentials flow, as Pulsar's own clients configure it.
-#[derive(Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OAuth2Config {
-    /// The authorization server (its `/.well-known/openid-configuration` is read).
-    pub issuer_url: String,
-    /// Client id; give it with `client_secret`, or give `credentials_url` instead.
-    pub client_id: Option<String>,
-    /// Client secret.
-    pub client_secret: Option<String>,
-    /// A `file://` URL of a JSON key file (`client_id`, `client_secret`), or a `data:` URL.
-    pub credentials_url: Option<String>,
-    /// Audience of the token, if the server needs one.
-    pub audience: Option<String>,
-    /// Scope of the token, if the server needs one.
-    pub scope: Option<String>,
-}
-
-impl fmt::Debug for OAuth2Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A data: URL embeds the secret itself; a file: URL only points at it.
-        let credentials = self.credentials_url.as_ref().map(|url| {
-            if url.starts_with("file:") {
-                url.clone()
-            } else {
-                format!("{Redacted:?}")
-            }
-        });
-        f.debug_struct("OAuth2Config")
-            .field("issuer_url", &self.issuer_url)
-            .field("client_id", &self.client_id)
-            .field(
-                "client_secret",
-                &self.client_secret.as_ref().map(|_| Redacted),
-            )
-            .field("credentials_url", &credentials)
-            .field("audience", &self.audience)
-            .field("scope", &self.scope)
-            .finish()
-    }
-}
-
-struct Redacted;
-
-impl fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// TLS options, used with `pulsar+ssl://` service URLs.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    /// Accept any server certificate (development only).
-    pub allow_insecure: bool,
-    /// PEM file with the CA certificate(s) to trust, in addition to the system's.
-    pub trust_cert_path: Option<PathBuf>,
-    /// Check that the certificate names the host connected to.
-    pub hostname_verification: bool,
-}
-
-impl Default for TlsConfig {
-    fn default() -> Self {
-        Self {
-            allow_insecure: false,
-            trust_cert_path: None,
-            hostname_verification: true,
-        }
-    }
-}
-
 /// Payload compression of published messages; consumers decompress whatever they receive.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -312,146 +202,6 @@ impl PulsarConfig {
     /// [`PulsarConfig::operation_timeout_ms`] as a duration.
     pub fn operation_timeout(&self) -> Duration {
         Duration::from_millis(self.operation_timeout_ms)
-    }
-
-    /// Checks every setting; the error names the offending key in full, e.g.
-    /// `messaging.pulsar.service_url: must start with pulsar:// or pulsar+ssl://`.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let url = &self.service_url;
-        let Some(rest) = url
-            .strip_prefix("pulsar://")
-            .or_else(|| url.strip_prefix("pulsar+ssl://"))
-        else {
-            return Err(ConfigError::new(
-                "service_url",
-                format!("must start with pulsar:// or pulsar+ssl:// (got `{url}`)"),
-            ));
-        };
-        if rest.trim_end_matches('/').is_empty() {
-            return Err(ConfigError::new("service_url", "names no host"));
-        }
-        if !(self.admin_url.starts_with("http://") || self.admin_url.starts_with("https://")) {
-            return Err(ConfigError::new(
-                "admin_url",
-                format!(
-                    "must start with http:// or https:// (got `{}`)",
-                    self.admin_url
-                ),
-            ));
-        }
-        topics::check_segment(&self.tenant).map_err(|why| ConfigError::new("tenant", why))?;
-        topics::check_segment(&self.namespace).map_err(|why| ConfigError::new("namespace", why))?;
-        for (event_type, topic) in &self.topics.event_types {
-            topics::check_topic(topic).map_err(|why| {
-                ConfigError::new(format!("topics.event_types.\"{event_type}\""), why)
-            })?;
-        }
-        if let Some(shared) = &self.topics.shared {
-            topics::check_topic(shared).map_err(|why| ConfigError::new("topics.shared", why))?;
-        }
-        self.validate_auth()?;
-        more_than_zero("connect_timeout_ms", self.connect_timeout_ms)?;
-        more_than_zero("operation_timeout_ms", self.operation_timeout_ms)?;
-        let producer = &self.producer;
-        if producer.batching {
-            if producer.batch_max_messages < 2 {
-                return Err(ConfigError::new(
-                    "producer.batch_max_messages",
-                    "must be at least 2 when batching is on",
-                ));
-            }
-            more_than_zero("producer.batch_max_bytes", producer.batch_max_bytes)?;
-            if producer.batch_max_delay_ms == 0 {
-                return Err(ConfigError::new(
-                    "producer.batch_max_delay_ms",
-                    "must be more than 0 when batching is on (a lone message would wait forever)",
-                ));
-            }
-        }
-        more_than_zero(
-            "producer.max_pending_messages",
-            producer.max_pending_messages,
-        )?;
-        more_than_zero(
-            "consumer.receiver_queue_size",
-            self.consumer.receiver_queue_size,
-        )?;
-        Ok(())
-    }
-
-    fn validate_auth(&self) -> Result<(), ConfigError> {
-        let auth = &self.auth;
-        let methods = [
-            auth.token.is_some(),
-            auth.token_file.is_some(),
-            auth.oauth2.is_some(),
-        ];
-        if methods.iter().filter(|set| **set).count() > 1 {
-            return Err(ConfigError::new(
-                "auth",
-                "set only one of token, token_file and oauth2",
-            ));
-        }
-        if auth.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-            return Err(ConfigError::new("auth.token", "is empty"));
-        }
-        if let Some(oauth2) = &auth.oauth2 {
-            if !cfg!(feature = "oauth2") {
-                return Err(ConfigError::new(
-                    "auth.oauth2",
-                    "needs bento-pulsar built with its `oauth2` cargo feature",
-                ));
-            }
-            if !(oauth2.issuer_url.starts_with("http://")
-                || oauth2.issuer_url.starts_with("https://"))
-            {
-                return Err(ConfigError::new(
-                    "auth.oauth2.issuer_url",
-                    "must be an http:// or https:// URL",
-                ));
-            }
-            match (
-                &oauth2.client_id,
-                &oauth2.client_secret,
-                &oauth2.credentials_url,
-            ) {
-                (Some(_), Some(_), None) => {}
-                (None, None, Some(url)) if url.starts_with("file:") || url.starts_with("data:") => {
-                }
-                (None, None, Some(_)) => {
-                    return Err(ConfigError::new(
-                        "auth.oauth2.credentials_url",
-                        "must be a file: or data: URL",
-                    ));
-                }
-                _ => {
-                    return Err(ConfigError::new(
-                        "auth.oauth2",
-                        "set client_id and client_secret, or credentials_url alone",
-                    ));
-                }
-            }
-            // Creating namespaces goes through the admin REST API, whose client takes a token
-            // only: refused here rather than failing at the first publish.
-            if self.create_namespaces {
-                return Err(ConfigError::new(
-                    "create_namespaces",
-                    "needs the admin API, which Bento's admin client cannot call with \
-                     auth.oauth2 (it takes auth.token or auth.token_file); create the tenant and \
-                     namespace beforehand and turn create_namespaces off",
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Refuses a zero `value` for `key`.
-fn more_than_zero<T: Default + PartialEq>(key: &str, value: T) -> Result<(), ConfigError> {
-    if value == T::default() {
-        Err(ConfigError::new(key, "must be more than 0"))
-    } else {
-        Ok(())
     }
 }
 
