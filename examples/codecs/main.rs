@@ -74,12 +74,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         async { Ok::<(), HandlerError>(()) }
     };
     let subscriptions = [
-        bus.subscribe_with::<UserCreated, _>(
+        bus.subscribe_with(
             SubscriptionSpec::event_type(UserCreated::EVENT_TYPE, "codecs-example.users"),
             users,
         )
         .await?,
-        bus.subscribe_with::<OrderShipped, _>(
+        bus.subscribe_with(
             SubscriptionSpec::event_type(OrderShipped::EVENT_TYPE, "codecs-example.shipments"),
             shipments,
         )

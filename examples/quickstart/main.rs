@@ -133,17 +133,17 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let users = UserCreated::EVENT_TYPE;
     let dead_letters = "quickstart.crm-sync.dlq";
     let subscriptions = vec![
-        bus.subscribe_with::<UserCreated, _>(
+        bus.subscribe_with(
             SubscriptionSpec::event_type(users, "quickstart.welcome-email"),
             send_welcome_email,
         )
         .await?,
-        bus.subscribe_with::<UserCreated, _>(
+        bus.subscribe_with(
             SubscriptionSpec::event_type(users, "quickstart.audit-log"),
             audit_log,
         )
         .await?,
-        bus.subscribe_with::<UserCreated, _>(
+        bus.subscribe_with(
             SubscriptionSpec::event_type(users, "quickstart.crm-sync")
                 .retry(RetryPolicy::exponential(
                     CRM_ATTEMPTS,

@@ -105,7 +105,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let tally = Arc::new(Tally::default());
     let dead_letter_topic = "service.crm-sync.dlq";
     let subscriptions = vec![
-        bus.subscribe_with::<UserCreated, _>(
+        bus.subscribe_with(
             SubscriptionSpec::event_type(UserCreated::EVENT_TYPE, "service.welcome-email")
                 .concurrency(4),
             {
@@ -128,7 +128,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             },
         )
         .await?,
-        bus.subscribe_with::<UserCreated, _>(
+        bus.subscribe_with(
             SubscriptionSpec::event_type(UserCreated::EVENT_TYPE, "service.crm-sync")
                 .concurrency(4)
                 .retry(RetryPolicy::exponential(3, Duration::from_millis(200)))
@@ -153,7 +153,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             },
         )
         .await?,
-        bus.subscribe_with::<WelcomeEmailSent, _>(
+        bus.subscribe_with(
             SubscriptionSpec::event_type(WelcomeEmailSent::EVENT_TYPE, "service.audit-log"),
             {
                 let tally = tally.clone();

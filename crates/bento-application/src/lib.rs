@@ -5,7 +5,7 @@
 //!
 //! - [`MessageBus`]: the object-safe port every backend implements (`Arc<dyn MessageBus>`).
 //! - [`Bus`]: the typed facade services use: `bus.publish(&event)`,
-//!   `bus.subscribe::<UserCreated, _>(handler)`.
+//!   `bus.subscribe("welcome-email", handler)`.
 //! - [`Handler`]: a plain `async fn(Event, Context) -> Result<(), HandlerError>`.
 //! - [`Outcome`]: how a delivery ends (ack, retry after a delay, dead letter), the value every
 //!   layer of a handler stack returns.
@@ -26,8 +26,10 @@ mod inbox;
 pub mod layer;
 mod outcome;
 mod policy;
+mod publish;
 mod request;
 mod schema;
+mod subscriber;
 mod subscription;
 mod typed;
 mod uow;
@@ -43,8 +45,10 @@ pub use inbox::{Idempotent, Inbox};
 pub use layer::{Layer, Layers};
 pub use outcome::Outcome;
 pub use policy::{DeadLetter, DeadLetterPolicy, FailureKind, RetryPolicy};
+pub use publish::{BoxPublisher, Publication, PublishLayers, Publisher};
 pub use request::Requester;
 pub use schema::{SchemaDefinition, SchemaKind};
+pub use subscriber::{HandlesEvent, Routes, State, Subscriber, WithState, with_state};
 pub use subscription::{Source, Subscription, SubscriptionKind, SubscriptionSpec};
 pub use typed::{Bus, TypedRouter};
 pub use uow::{Transaction, UnitOfWork, UnitOfWorkError};

@@ -217,6 +217,6 @@ impl<C: Codec> Bus<C> {
                 Ok(())
             }
         };
-        self.subscribe_with::<Q, _>(spec, handler).await
+        self.subscribe_with(spec, handler).await
     }
 }

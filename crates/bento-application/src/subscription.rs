@@ -8,8 +8,8 @@ use tokio::task::JoinHandle;
 use std::sync::Arc;
 
 use crate::layer::retry::Policy;
-use crate::layer::{BoxHandler, Layer, Layers};
-use crate::{BusError, DeadLetterPolicy, EnvelopeHandler, RetryPolicy, SchemaDefinition};
+use crate::layer::{BoxHandler, IntoBoxed, Layer, Layers};
+use crate::{BusError, DeadLetterPolicy, RetryPolicy, SchemaDefinition};
 
 /// Where a subscription reads from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +18,14 @@ pub enum Source {
     EventType(String),
     /// A topic by name (a dead-letter topic, a topic shared by several event types).
     Topic(String),
+}
+
+impl Source {
+    /// Whether the source is still to be taken from the handler's event type (a spec made
+    /// with [`SubscriptionSpec::named`] and not yet given to [`crate::Bus::subscribe_with`]).
+    pub fn is_unnamed(&self) -> bool {
+        matches!(self, Source::EventType(event_type) if event_type.is_empty())
+    }
 }
 
 /// How the consumers of one subscription share its messages (Pulsar's subscription types).
@@ -86,6 +94,12 @@ impl fmt::Debug for SubscriptionSpec {
 }
 
 impl SubscriptionSpec {
+    /// A shared subscription named `name` to the topic of the event type its typed handler
+    /// handles ([`crate::Bus::subscribe_with`] fills it in), concurrency 1.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self::new(Source::EventType(String::new()), name)
+    }
+
     /// A shared subscription named `name` to the topic of `event_type`, concurrency 1.
     pub fn event_type(event_type: impl Into<String>, name: impl Into<String>) -> Self {
         Self::new(Source::EventType(event_type.into()), name)
@@ -133,7 +147,7 @@ impl SubscriptionSpec {
     pub fn layer<L>(mut self, layer: L) -> Self
     where
         L: Layer<BoxHandler> + Send + Sync + 'static,
-        L::Service: EnvelopeHandler,
+        L::Service: IntoBoxed<BoxHandler>,
     {
         self.layers.push(layer);
         self

@@ -2,10 +2,11 @@ use std::sync::Arc;
 
 use bento_domain::{DomainEvent, Envelope, MessageId, RecordedEvent};
 
-use crate::handler::Typed;
+use crate::layer::{BoxHandler, IntoBoxed, Layer, Layers};
+use crate::publish::{BusPublisher, PublishLayers};
 use crate::{
-    BusError, Codec, Context, Encoded, EnvelopeHandler, Handler, MessageBus, PublishOptions,
-    Router, Subscription, SubscriptionSpec,
+    BoxPublisher, BusError, Codec, Context, Encoded, EnvelopeHandler, Handler, MessageBus,
+    Publication, PublishOptions, Router, Source, Subscriber, Subscription, SubscriptionSpec,
 };
 
 /// The typed face of a [`MessageBus`]: publish events, subscribe handlers.
@@ -24,7 +25,7 @@ use crate::{
 /// async fn send_welcome_email(event: UserCreated, _ctx: Context) -> Result<(), HandlerError> {
 ///     Ok(())
 /// }
-/// let subscription = bus.subscribe::<UserCreated, _>(send_welcome_email).await?;
+/// let subscription = bus.subscribe("welcome-email", send_welcome_email).await?;
 /// bus.publish(&UserCreated { id: "u-1".into() }).await?;
 /// subscription.shutdown().await?;
 /// # Ok(()) }
@@ -32,6 +33,12 @@ use crate::{
 pub struct Bus<C> {
     inner: Arc<dyn MessageBus>,
     codec: Arc<C>,
+    /// Around every subscription made through this bus, outside the subscription's own.
+    layers: Layers,
+    /// Around the backend's publish.
+    publish_layers: PublishLayers,
+    /// The backend inside `publish_layers`, built once.
+    publisher: BoxPublisher,
 }
 
 impl<C> Clone for Bus<C> {
@@ -39,6 +46,9 @@ impl<C> Clone for Bus<C> {
         Self {
             inner: self.inner.clone(),
             codec: self.codec.clone(),
+            layers: self.layers.clone(),
+            publish_layers: self.publish_layers.clone(),
+            publisher: self.publisher.clone(),
         }
     }
 }
@@ -55,9 +65,49 @@ impl<C: Codec> Bus<C> {
     /// A typed bus over `inner`, encoding with `codec`.
     pub fn new(inner: Arc<dyn MessageBus>, codec: C) -> Self {
         Self {
+            publisher: Arc::new(BusPublisher::new(inner.clone())),
             inner,
             codec: Arc::new(codec),
+            layers: Layers::new(),
+            publish_layers: PublishLayers::new(),
         }
+    }
+
+    /// This bus with `layer` around the handler stack of every subscription made through it
+    /// (inside the layers added before, outside each subscription's own; see
+    /// [`crate::layer`]). Clones made before do not get it.
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxHandler> + Send + Sync + 'static,
+        L::Service: IntoBoxed<BoxHandler>,
+    {
+        self.layers.push(layer);
+        self
+    }
+
+    /// This bus with `layer` around every publish made through it (inside the publish layers
+    /// added before): tracing, metrics, tenant stamping, an outbox. See [`crate::Publisher`].
+    pub fn publish_layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxPublisher> + Send + Sync + 'static,
+        L::Service: IntoBoxed<BoxPublisher>,
+    {
+        self.publish_layers.push(layer);
+        self.publisher = self
+            .publish_layers
+            .wrap(Arc::new(BusPublisher::new(self.inner.clone())));
+        self
+    }
+
+    /// Publishes envelopes already built, in order, through the publish layers.
+    pub async fn publish_envelopes(
+        &self,
+        envelopes: Vec<Envelope>,
+        options: PublishOptions,
+    ) -> Result<(), BusError> {
+        self.publisher
+            .publish(Publication { envelopes, options })
+            .await
     }
 
     /// The untyped port underneath.
@@ -109,7 +159,7 @@ impl<C: Codec> Bus<C> {
     ) -> Result<MessageId, BusError> {
         let envelope = self.envelope(event)?;
         let id = envelope.id;
-        self.inner.publish(envelope, options).await?;
+        self.publish_envelopes(vec![envelope], options).await?;
         Ok(id)
     }
 
@@ -122,8 +172,7 @@ impl<C: Codec> Bus<C> {
     ) -> Result<MessageId, BusError> {
         let envelope = self.envelope(event)?.caused_by(ctx.envelope());
         let id = envelope.id;
-        self.inner
-            .publish(envelope, PublishOptions::default())
+        self.publish_envelopes(vec![envelope], PublishOptions::default())
             .await?;
         Ok(id)
     }
@@ -134,8 +183,7 @@ impl<C: Codec> Bus<C> {
             .iter()
             .map(|event| self.envelope(event))
             .collect::<Result<Vec<_>, _>>()?;
-        self.inner
-            .publish_batch(envelopes, PublishOptions::default())
+        self.publish_envelopes(envelopes, PublishOptions::default())
             .await
     }
 
@@ -148,49 +196,64 @@ impl<C: Codec> Bus<C> {
         }
     }
 
-    /// Subscribes `handler` to events of type `E`, with a shared subscription named after the
-    /// handler's type (for an `async fn`, its path), concurrency 1 and default policies.
+    /// Subscribes `handler` (a typed handler, a router) as the shared subscription `name`, with
+    /// concurrency 1 and default policies. A typed handler reads its event type's topic.
     ///
-    /// Services with several instances should name their subscriptions explicitly with
-    /// [`Bus::subscribe_with`], so that a rename of the function does not start a new one.
-    pub async fn subscribe<E, H>(&self, handler: H) -> Result<Subscription, BusError>
-    where
-        E: DomainEvent,
-        H: Handler<E>,
-    {
-        let spec = SubscriptionSpec::event_type(E::EVENT_TYPE, default_subscription_name::<H>());
-        self.subscribe_with::<E, H>(spec, handler).await
-    }
-
-    /// Subscribes `handler` to events of type `E` per `spec`.
-    pub async fn subscribe_with<E, H>(
+    /// Consumers with the same subscription name share its messages, so the name is the
+    /// subscription's identity: renaming it starts a new subscription from the end of the topic.
+    pub async fn subscribe<M, S>(
         &self,
-        spec: SubscriptionSpec,
-        handler: H,
+        name: impl Into<String>,
+        handler: S,
     ) -> Result<Subscription, BusError>
     where
-        E: DomainEvent,
-        H: Handler<E>,
+        S: Subscriber<C, M>,
     {
-        let mut spec = spec;
-        if spec.schema.is_none() {
-            spec.schema = self.codec.schema::<E>();
-        }
-        let typed = Typed::<E, H, C>::new(handler, self.codec.clone());
-        self.inner.subscribe(spec, Arc::new(typed)).await
+        self.subscribe_with(SubscriptionSpec::named(name), handler)
+            .await
     }
 
-    /// Subscribes an untyped handler (or a [`Router`]) per `spec`.
+    /// Subscribes `handler` (a typed handler, a router) per `spec`. A spec made with
+    /// [`SubscriptionSpec::named`] reads the topic of the handler's event type.
+    pub async fn subscribe_with<M, S>(
+        &self,
+        spec: SubscriptionSpec,
+        handler: S,
+    ) -> Result<Subscription, BusError>
+    where
+        S: Subscriber<C, M>,
+    {
+        let mut spec = spec;
+        if spec.source.is_unnamed() {
+            let event_type = handler.event_type().ok_or_else(|| BusError::Subscribe {
+                topic: String::new(),
+                subscription: spec.name.clone(),
+                reason: "a router reads several event types: name its topic with \
+                         SubscriptionSpec::topic"
+                    .to_owned(),
+            })?;
+            spec.source = Source::EventType(event_type.to_owned());
+        }
+        if spec.schema.is_none() {
+            spec.schema = handler.schema(&self.codec);
+        }
+        let handler = handler.into_handler(&self.codec);
+        self.subscribe_envelopes(spec, handler).await
+    }
+
+    /// Subscribes an untyped handler per `spec`, which names what it reads.
     pub async fn subscribe_envelopes(
         &self,
         spec: SubscriptionSpec,
         handler: impl EnvelopeHandler,
     ) -> Result<Subscription, BusError> {
-        self.inner.subscribe(spec, Arc::new(handler)).await
+        let mut spec = spec;
+        spec.layers.wrapped_in(&self.layers);
+        self.inner.subscribe(spec, handler.boxed()).await
     }
 
     /// A router for several event types on one subscription; add routes with
-    /// [`Router::route`] and subscribe it with [`Bus::subscribe_envelopes`].
+    /// [`TypedRouter::route`] and subscribe it with [`Bus::subscribe_with`].
     pub fn router(&self) -> TypedRouter<C> {
         TypedRouter {
             router: Router::default(),
@@ -209,6 +272,16 @@ impl<C: Codec> TypedRouter<C> {
     /// Routes events of type `E` to `handler`.
     pub fn route<E: DomainEvent, H: Handler<E>>(mut self, handler: H) -> Self {
         self.router = self.router.route::<E, H, C>(self.codec.clone(), handler);
+        self
+    }
+
+    /// Wraps every route added so far in `layer`; see [`Router::route_layer`].
+    pub fn route_layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxHandler>,
+        L::Service: EnvelopeHandler,
+    {
+        self.router = self.router.route_layer(layer);
         self
     }
 
@@ -232,28 +305,4 @@ fn wrap(
         envelope.ordering_key = Some(ordering_key);
     }
     envelope
-}
-
-/// `my_service::handlers::send_welcome_email` becomes `my_service.handlers.send_welcome_email`.
-fn default_subscription_name<H>() -> String {
-    std::any::type_name::<H>()
-        .replace("::", ".")
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn default_subscription_name_is_the_function_path() {
-        async fn send_welcome_email() {}
-        fn name_of<H>(_: &H) -> String {
-            super::default_subscription_name::<H>()
-        }
-        assert_eq!(
-            name_of(&send_welcome_email),
-            "bento_application.typed.tests.default_subscription_name_is_the_function_path.send_welcome_email"
-        );
-    }
 }

@@ -225,7 +225,7 @@ async fn idempotent_handler_runs_a_redelivered_message_once() {
     let inbox = Inbox::with_capacity(1000);
     let done = Collector::new();
     let sub = bus
-        .subscribe_with::<Noted, _>(
+        .subscribe_with(
             spec("once", SubscriptionKind::Shared),
             Idempotent::new(handler, inbox.clone()),
         )

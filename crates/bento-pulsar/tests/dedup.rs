@@ -193,14 +193,14 @@ async fn republished_envelope_is_handled_once_by_an_idempotent_handler() -> Test
         }
     };
     let once = bus
-        .subscribe_with::<Ping, _>(
+        .subscribe_with(
             SubscriptionSpec::event_type(Ping::EVENT_TYPE, "idempotent"),
             Idempotent::new(handler, inbox.clone()),
         )
         .await?;
     // A second subscription sees what the broker delivers, without the inbox.
     let all = bus
-        .subscribe_with::<Ping, _>(SubscriptionSpec::event_type(Ping::EVENT_TYPE, "all"), {
+        .subscribe_with(SubscriptionSpec::event_type(Ping::EVENT_TYPE, "all"), {
             let delivered = delivered.clone();
             move |_event: Ping, ctx: Context| {
                 delivered

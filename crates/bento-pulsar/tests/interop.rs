@@ -265,9 +265,9 @@ async fn schema_round_trips(format: Format, python_schema: &str, content_type: &
         .unwrap_or_else(|e| panic!("declaring the {format} schema: {e}"));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let subscription = bus
-        .subscribe_with::<AccountOpened, _>(
+        .subscribe_with(
             SubscriptionSpec::event_type(AccountOpened::EVENT_TYPE, "bento"),
-            common::forward(tx),
+            common::forward::<AccountOpened>(tx),
         )
         .await
         .unwrap_or_else(|e| panic!("subscribing with the {format} schema: {e}"));

@@ -165,9 +165,9 @@ async fn avro_schema_is_registered_and_messages_round_trip() -> TestResult {
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let subscription = bus
-        .subscribe_with::<AccountOpened, _>(
+        .subscribe_with(
             SubscriptionSpec::event_type(AccountOpened::EVENT_TYPE, "reader"),
-            common::forward(tx),
+            common::forward::<AccountOpened>(tx),
         )
         .await?;
     let event = AccountOpened {
@@ -250,9 +250,9 @@ async fn compatible_evolution_is_accepted_and_v1_reads_v2() -> TestResult {
     let v1_bus = Bus::new(Arc::new(pulsar.clone()), v1_reading_v2);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let reader = v1_bus
-        .subscribe_with::<AccountOpened, _>(
+        .subscribe_with(
             SubscriptionSpec::event_type(AccountOpened::EVENT_TYPE, "v1-reader"),
-            common::forward(tx),
+            common::forward::<AccountOpened>(tx),
         )
         .await?;
 
@@ -318,9 +318,9 @@ async fn protobuf_native_schema_is_stored_and_messages_round_trip() -> TestResul
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let subscription = bus
-        .subscribe_with::<OrderShipped, _>(
+        .subscribe_with(
             SubscriptionSpec::event_type(OrderShipped::EVENT_TYPE, "shipping"),
-            common::forward(tx),
+            common::forward::<OrderShipped>(tx),
         )
         .await?;
     let event = OrderShipped {

@@ -343,7 +343,7 @@ async fn measure(setup_name: &str) {
         let c1 = format!("paths-c1-{round}");
         for name in [&c8, &c1] {
             let sub = bus
-                .subscribe_with::<Payment, _>(
+                .subscribe_with(
                     SubscriptionSpec::event_type(Payment::EVENT_TYPE, name.clone()),
                     |_e: Payment, _c: Context| async { Ok::<(), HandlerError>(()) },
                 )
@@ -491,7 +491,7 @@ async fn bento_consume(bus: &Bus, name: &str, concurrency: usize, events: u64) -
     let spec =
         SubscriptionSpec::event_type(Payment::EVENT_TYPE, name.to_owned()).concurrency(concurrency);
     let subscription = bus
-        .subscribe_with::<Payment, _>(spec, handler)
+        .subscribe_with(spec, handler)
         .await
         .expect("subscribing");
     let read = clock.wait(&format!("Bento consumer `{name}`")).await;
@@ -541,7 +541,7 @@ async fn latency(bus: &Bus, name: &str) -> (f64, f64) {
     };
     let spec = SubscriptionSpec::event_type(Payment::EVENT_TYPE, name.to_owned()).concurrency(8);
     let subscription = bus
-        .subscribe_with::<Payment, _>(spec, handler)
+        .subscribe_with(spec, handler)
         .await
         .expect("subscribing");
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / LATENCY_RATE));

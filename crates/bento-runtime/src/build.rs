@@ -1,7 +1,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bento_application::MessageBus;
+use bento_application::layer::{BoxHandler, IntoBoxed, Layer};
+use bento_application::{BoxPublisher, MessageBus};
 use bento_memory::{MemoryBus, MemoryConfig};
 use bento_observability::telemetry::TelemetryGuard;
 use bento_observability::{Metrics, Observability};
@@ -97,6 +98,39 @@ impl Bento {
             observability,
             telemetry,
         })
+    }
+
+    /// Adds `layer` around the handler stack of every subscription made through [`Bento::bus`]
+    /// from now on: inside the observability layers and the layers added before, outside each
+    /// subscription's own (see [`bento_application::layer`] for the whole order).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # async fn demo() -> Result<(), bento_runtime::RuntimeError> {
+    /// use bento_application::layer::RateLimitLayer;
+    /// let bento = bento_runtime::Bento::from_env()
+    ///     .await?
+    ///     .layer(RateLimitLayer::new(500, Duration::from_secs(1)));
+    /// # Ok(()) }
+    /// ```
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxHandler> + Send + Sync + 'static,
+        L::Service: IntoBoxed<BoxHandler>,
+    {
+        self.bus = self.bus.layer(layer);
+        self
+    }
+
+    /// Adds `layer` around every publish made through [`Bento::bus`] from now on, inside the
+    /// publish layers added before.
+    pub fn publish_layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxPublisher> + Send + Sync + 'static,
+        L::Service: IntoBoxed<BoxPublisher>,
+    {
+        self.bus = self.bus.publish_layer(layer);
+        self
     }
 
     /// The typed bus; clone it freely.

@@ -36,9 +36,11 @@ pub type Bus = bento_application::Bus<Codecs>;
 /// Everything a service usually needs, in one import.
 pub mod prelude {
     pub use crate::{Bento, Bus, RuntimeError};
+    pub use bento_application::layer::{self, Layer};
     pub use bento_application::{
-        BusError, Context, DeadLetterPolicy, HandlerError, MessageBus, PublishOptions, RetryPolicy,
-        Subscription, SubscriptionKind, SubscriptionSpec, UnitOfWork,
+        BusError, Context, DeadLetterPolicy, EnvelopeHandler, HandlerError, MessageBus, Outcome,
+        PublishOptions, RetryPolicy, State, Subscription, SubscriptionKind, SubscriptionSpec,
+        UnitOfWork, with_state,
     };
     pub use bento_domain::{AggregateRoot, DomainEvent, Envelope, EventRecorder, MessageId};
 }

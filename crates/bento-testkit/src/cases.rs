@@ -172,7 +172,7 @@ pub async fn backlog_without_stalls(backend: &dyn Backend) {
     let spec = s.spec("backlog").concurrency(8);
     let first = s
         .bus
-        .subscribe_with::<Ping, _>(spec.clone(), |_: Ping, _: Context| async {
+        .subscribe_with(spec.clone(), |_: Ping, _: Context| async {
             Ok::<(), HandlerError>(())
         })
         .await
@@ -216,7 +216,7 @@ pub async fn backlog_without_stalls(backend: &dyn Backend) {
     };
     let sub = s
         .bus
-        .subscribe_with::<Ping, _>(spec, handler)
+        .subscribe_with(spec, handler)
         .await
         .expect("resubscribe");
     done.wait_for(BACKLOG, s.patience * 6).await;
@@ -436,7 +436,7 @@ pub async fn per_key_order(backend: &dyn Backend) {
     };
     let sub = s
         .bus
-        .subscribe_with::<Ping, _>(s.spec("ordered").concurrency(8), handler)
+        .subscribe_with(s.spec("ordered").concurrency(8), handler)
         .await
         .expect("subscribe");
     s.ready().await;
@@ -490,7 +490,7 @@ pub async fn concurrency_bound(backend: &dyn Backend) {
     };
     let sub = s
         .bus
-        .subscribe_with::<Ping, _>(s.spec("bounded").concurrency(4), handler)
+        .subscribe_with(s.spec("bounded").concurrency(4), handler)
         .await
         .expect("subscribe");
     s.ready().await;
@@ -538,7 +538,7 @@ pub async fn retry_then_success(backend: &dyn Backend) {
     };
     let sub = s
         .bus
-        .subscribe_with::<Ping, _>(spec, handler)
+        .subscribe_with(spec, handler)
         .await
         .expect("subscribe");
     s.ready().await;
@@ -569,7 +569,7 @@ async fn expect_dead_letter(
     let subscription = spec.name.clone();
     let sub = s
         .bus
-        .subscribe_with::<Ping, _>(spec, handler)
+        .subscribe_with(spec, handler)
         .await
         .expect("subscribe");
     s.ready().await;
@@ -665,7 +665,7 @@ pub async fn undecodable_dead_letter(backend: &dyn Backend) {
     };
     let sub = s
         .bus
-        .subscribe_with::<Ping, _>(spec, handler)
+        .subscribe_with(spec, handler)
         .await
         .expect("subscribe");
     s.ready().await;
@@ -716,7 +716,7 @@ pub async fn panicking_handler(backend: &dyn Backend) {
     };
     let sub = s
         .bus
-        .subscribe_with::<Ping, _>(spec, handler)
+        .subscribe_with(spec, handler)
         .await
         .expect("subscribe");
     s.ready().await;
@@ -797,7 +797,7 @@ pub async fn graceful_shutdown(backend: &dyn Backend) {
     };
     let sub = s
         .bus
-        .subscribe_with::<Ping, _>(spec.clone(), slow)
+        .subscribe_with(spec.clone(), slow)
         .await
         .expect("subscribe");
     s.ready().await;

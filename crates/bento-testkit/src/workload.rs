@@ -88,7 +88,7 @@ impl Workload {
         };
         let spec = SubscriptionSpec::event_type(Tick::EVENT_TYPE, "bench").concurrency(concurrency);
         // Benchmarks measure until the process ends: the subscription is never shut down.
-        std::mem::forget(bus.subscribe_with::<Tick, _>(spec, handler).await);
+        std::mem::forget(bus.subscribe_with(spec, handler).await);
         let events = (0..BATCH as u64)
             .map(|id| Tick {
                 id,

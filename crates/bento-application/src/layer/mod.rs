@@ -45,19 +45,31 @@ use crate::EnvelopeHandler;
 /// A handler behind a pointer, as layers wrap and return it.
 pub type BoxHandler = Arc<dyn EnvelopeHandler>;
 
-/// A layer with its handler type erased, so layers of different types fit in one list.
-trait ErasedLayer: Send + Sync + 'static {
-    fn wrap(&self, inner: BoxHandler) -> BoxHandler;
+/// A service that a list of [`Layers`] can hold: a layer's output is boxed into `B` to fit.
+pub trait IntoBoxed<B> {
+    /// `self`, boxed.
+    fn boxed(self) -> B;
+}
+
+impl<H: EnvelopeHandler> IntoBoxed<BoxHandler> for H {
+    fn boxed(self) -> BoxHandler {
+        Arc::new(self)
+    }
+}
+
+/// A layer with its service type erased, so layers of different types fit in one list.
+trait ErasedLayer<B>: Send + Sync + 'static {
+    fn wrap(&self, inner: B) -> B;
     fn name(&self) -> &'static str;
 }
 
-impl<L> ErasedLayer for L
+impl<L, B> ErasedLayer<B> for L
 where
-    L: Layer<BoxHandler> + Send + Sync + 'static,
-    L::Service: EnvelopeHandler,
+    L: Layer<B> + Send + Sync + 'static,
+    L::Service: IntoBoxed<B>,
 {
-    fn wrap(&self, inner: BoxHandler) -> BoxHandler {
-        Arc::new(self.layer(inner))
+    fn wrap(&self, inner: B) -> B {
+        self.layer(inner).boxed()
     }
 
     fn name(&self) -> &'static str {
@@ -65,7 +77,8 @@ where
     }
 }
 
-/// An ordered list of layers; the first added is the outermost.
+/// An ordered list of layers around handlers ([`BoxHandler`], the default) or publishers
+/// ([`crate::BoxPublisher`]); the first added is the outermost.
 ///
 /// ```
 /// # use std::time::Duration;
@@ -75,12 +88,27 @@ where
 ///     .layer(TimeoutLayer::new(Duration::from_secs(5)));
 /// assert_eq!(layers.len(), 2);
 /// ```
-#[derive(Clone, Default)]
-pub struct Layers {
-    outermost_first: Vec<Arc<dyn ErasedLayer>>,
+pub struct Layers<B = BoxHandler> {
+    outermost_first: Vec<Arc<dyn ErasedLayer<B>>>,
 }
 
-impl fmt::Debug for Layers {
+impl<B> Clone for Layers<B> {
+    fn clone(&self) -> Self {
+        Self {
+            outermost_first: self.outermost_first.clone(),
+        }
+    }
+}
+
+impl<B> Default for Layers<B> {
+    fn default() -> Self {
+        Self {
+            outermost_first: Vec::new(),
+        }
+    }
+}
+
+impl<B: 'static> fmt::Debug for Layers<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
             .entries(self.outermost_first.iter().map(|layer| layer.name()))
@@ -88,7 +116,7 @@ impl fmt::Debug for Layers {
     }
 }
 
-impl Layers {
+impl<B: 'static> Layers<B> {
     /// No layers.
     pub fn new() -> Self {
         Self::default()
@@ -97,8 +125,8 @@ impl Layers {
     /// Adds `layer` inside the layers already there.
     pub fn layer<L>(mut self, layer: L) -> Self
     where
-        L: Layer<BoxHandler> + Send + Sync + 'static,
-        L::Service: EnvelopeHandler,
+        L: Layer<B> + Send + Sync + 'static,
+        L::Service: IntoBoxed<B>,
     {
         self.push(layer);
         self
@@ -107,14 +135,14 @@ impl Layers {
     /// Adds `layer` inside the layers already there.
     pub fn push<L>(&mut self, layer: L)
     where
-        L: Layer<BoxHandler> + Send + Sync + 'static,
-        L::Service: EnvelopeHandler,
+        L: Layer<B> + Send + Sync + 'static,
+        L::Service: IntoBoxed<B>,
     {
         self.outermost_first.push(Arc::new(layer));
     }
 
     /// Puts `outer`'s layers outside these.
-    pub fn wrapped_in(&mut self, outer: &Layers) {
+    pub fn wrapped_in(&mut self, outer: &Layers<B>) {
         if outer.is_empty() {
             return;
         }
@@ -132,11 +160,11 @@ impl Layers {
         self.outermost_first.is_empty()
     }
 
-    /// `handler` inside every layer, the first added outermost.
-    pub fn wrap(&self, handler: BoxHandler) -> BoxHandler {
+    /// `service` inside every layer, the first added outermost.
+    pub fn wrap(&self, service: B) -> B {
         self.outermost_first
             .iter()
             .rev()
-            .fold(handler, |inner, layer| layer.wrap(inner))
+            .fold(service, |inner, layer| layer.wrap(inner))
     }
 }

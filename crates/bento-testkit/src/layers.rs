@@ -1,0 +1,221 @@
+//! Conformance of the handler stack: what a user-defined layer sees on every backend.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bento_application::layer::Layer;
+use bento_application::{
+    Context, DeadLetterPolicy, EnvelopeHandler, FailureKind, HandlerError, Outcome, wire,
+};
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+
+use crate::cases::{Ping, decode, header, ping, quick_retry, setup, unique};
+use crate::{Backend, Case};
+
+/// What the recording layer saw of one delivery.
+#[derive(Clone, Debug, PartialEq)]
+enum Seen {
+    Ack,
+    Retry {
+        after: Option<Duration>,
+        panic: bool,
+    },
+    DeadLetter {
+        failure: FailureKind,
+        panic: bool,
+    },
+}
+
+/// Per message key: (attempt, when, outcome) of each delivery, in order.
+type Log = Arc<Mutex<BTreeMap<String, Vec<(u32, Instant, Seen)>>>>;
+
+/// A layer as a user writes one: it records the outcome of every delivery it wraps.
+#[derive(Clone, Default)]
+struct RecordLayer {
+    log: Log,
+}
+
+struct Record<S> {
+    inner: S,
+    log: Log,
+}
+
+impl<S> Layer<S> for RecordLayer {
+    type Service = Record<S>;
+
+    fn layer(&self, inner: S) -> Record<S> {
+        Record {
+            inner,
+            log: self.log.clone(),
+        }
+    }
+}
+
+impl<S: EnvelopeHandler> EnvelopeHandler for Record<S> {
+    fn handle(&self, ctx: Context) -> BoxFuture<'static, Outcome> {
+        let key = decode(ctx.envelope()).key;
+        let attempt = ctx.attempt();
+        let log = self.log.clone();
+        Box::pin(self.inner.handle(ctx).map(move |outcome| {
+            let seen = match &outcome {
+                Outcome::Ack => Seen::Ack,
+                Outcome::Retry { error, after } => Seen::Retry {
+                    after: *after,
+                    panic: error.is_panic(),
+                },
+                Outcome::DeadLetter { failure, error } => Seen::DeadLetter {
+                    failure: *failure,
+                    panic: error.is_panic(),
+                },
+                other => panic!("an outcome this case does not know: {other:?}"),
+            };
+            log.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .entry(key)
+                .or_default()
+                .push((attempt, Instant::now(), seen));
+            outcome
+        }))
+    }
+}
+
+/// How long the handler asks to wait before its second attempt of the `later` message.
+const ASKED_DELAY: Duration = Duration::from_millis(600);
+
+/// A layer added to a subscription sees each delivery's final outcome exactly once: an ack, a
+/// retry with the delay the handler asked for, a permanent failure's dead letter, and a panic
+/// as a retryable failure and then, attempts exhausted, as a dead letter.
+pub async fn layer_sees_every_outcome(backend: &dyn Backend) {
+    let Some(s) = setup(backend, Case::LayerSeesEveryOutcome, "layers").await else {
+        return;
+    };
+    let recorder = RecordLayer::default();
+    let spec = s
+        .spec("recorded")
+        .retry(quick_retry(2))
+        .dead_letter(DeadLetterPolicy::to_topic(unique("layers-dlq")))
+        .layer(recorder.clone());
+    let (dead, dlq_sub) = s.watch_dead_letters(&spec).await;
+    let handler = |event: Ping, ctx: Context| async move {
+        match event.key.as_str() {
+            "later" if ctx.attempt() == 1 => Err(HandlerError::retry_after(
+                ASKED_DELAY,
+                "the downstream API said: come back later",
+            )),
+            "bad" => Err(HandlerError::permanent("not a valid ping")),
+            "explode" => panic!("boom in handler"),
+            _ => Ok(()),
+        }
+    };
+    let sub = s
+        .bus
+        .subscribe_with(spec, handler)
+        .await
+        .expect("subscribe");
+    s.ready().await;
+    for key in ["ok", "later", "bad", "explode"] {
+        s.publish(&ping(key, 1)).await;
+    }
+
+    let letters = dead.wait_for(2, s.patience).await;
+    let mut failures: Vec<(String, String)> = letters
+        .iter()
+        .map(|letter| {
+            (
+                decode(&letter.envelope).key,
+                header(&letter.envelope, wire::DLQ_FAILURE).to_owned(),
+            )
+        })
+        .collect();
+    failures.sort();
+    assert_eq!(
+        failures,
+        [
+            ("bad".to_owned(), "permanent".to_owned()),
+            ("explode".to_owned(), "retries-exhausted".to_owned())
+        ]
+    );
+    // Wait until `later` is acknowledged, then a little longer: nothing more may arrive.
+    let deadline = Instant::now() + s.patience;
+    while recorded(&recorder.log, "later").len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the retry of `later` never came: {:?}",
+            recorder.log
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500).max(s.settle)).await;
+    sub.shutdown().await.expect("shutdown");
+    dlq_sub.shutdown().await.expect("shutdown");
+
+    let outcomes = |key: &str| -> Vec<(u32, Seen)> {
+        recorded(&recorder.log, key)
+            .into_iter()
+            .map(|(attempt, _, seen)| (attempt, seen))
+            .collect()
+    };
+    assert_eq!(outcomes("ok"), [(1, Seen::Ack)]);
+    assert_eq!(
+        outcomes("later"),
+        [
+            (
+                1,
+                Seen::Retry {
+                    after: Some(ASKED_DELAY),
+                    panic: false
+                }
+            ),
+            (2, Seen::Ack)
+        ]
+    );
+    assert_eq!(
+        outcomes("bad"),
+        [(
+            1,
+            Seen::DeadLetter {
+                failure: FailureKind::Permanent,
+                panic: false
+            }
+        )]
+    );
+    let explode = outcomes("explode");
+    assert!(
+        matches!(
+            explode.as_slice(),
+            [
+                (
+                    1,
+                    Seen::Retry {
+                        after: Some(_),
+                        panic: true
+                    }
+                ),
+                (
+                    2,
+                    Seen::DeadLetter {
+                        failure: FailureKind::RetriesExhausted,
+                        panic: true
+                    }
+                )
+            ]
+        ),
+        "a panic is a retryable failure, then a dead letter: {explode:?}"
+    );
+    let later = recorded(&recorder.log, "later");
+    let waited = later[1].1 - later[0].1;
+    assert!(
+        waited >= ASKED_DELAY - Duration::from_millis(100),
+        "the retry came after {waited:?}, before the {ASKED_DELAY:?} the handler asked for"
+    );
+}
+
+fn recorded(log: &Log, key: &str) -> Vec<(u32, Instant, Seen)> {
+    log.lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(key)
+        .cloned()
+        .unwrap_or_default()
+}
