@@ -1,25 +1,27 @@
-//! `bento dlq list` and `bento dlq replay`.
+//! `bento dlq list` and `bento dlq replay`: reading a dead-letter topic on either backend and
+//! `list` are here, `replay` republishes.
 
 mod kafka;
 mod pulsar;
+mod replay;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use bento_application::{MessageBus, PublishOptions, wire};
+use bento_application::wire;
 use bento_domain::Envelope;
 use bento_kafka::KafkaAdmin;
 use bento_runtime::BackendKind;
 use serde::Serialize;
 
 use crate::admin::no_broker;
-use crate::cli::{Dlq, DlqListArgs, DlqReplayArgs};
+use crate::cli::{Dlq, DlqListArgs};
 use crate::config::Loaded;
 use crate::error::CliError;
 use crate::output::{Output, Table};
 
 use self::kafka::KafkaDlq;
 use self::pulsar::PulsarDlq;
+use self::replay::replay;
 
 /// A dead letter as read from its topic.
 pub struct Letter {
@@ -242,200 +244,4 @@ async fn list(args: DlqListArgs, loaded: &Loaded, out: Output) -> Result<(), Cli
         text.push_str(&format!("{} dead letter(s) on {topic}\n", rows.len()));
         text
     })
-}
-
-/// One dead letter, as `dlq replay` reports it.
-#[derive(Debug, Serialize)]
-pub struct ReplayRow {
-    /// The message's Bento id: the replayed message keeps it.
-    pub message_id: String,
-    /// Event type.
-    pub event_type: String,
-    /// The subscription that handles it again (`bento-dlq-subscription`); with
-    /// `--to-original-topic`, every subscription of the original topic does.
-    pub subscription: Option<String>,
-    /// Where it was (or would be) republished: the subscription's retry topic, or with
-    /// `--to-original-topic` the original topic.
-    pub to_topic: Option<String>,
-    /// `replayed`, `would replay` (dry run) or `skipped: <why>`.
-    pub status: String,
-    /// Where it sat on the dead-letter topic.
-    pub position: String,
-}
-
-#[derive(Serialize)]
-struct ReplayReport<'a> {
-    topic: &'a str,
-    dry_run: bool,
-    replayed: usize,
-    skipped: usize,
-    messages: &'a [ReplayRow],
-}
-
-async fn replay(args: DlqReplayArgs, loaded: &Loaded, out: Output) -> Result<(), CliError> {
-    let idle = Duration::from_millis(args.idle_ms.max(1));
-    let bus: Option<Arc<dyn MessageBus>> = if args.dry_run {
-        None
-    } else {
-        Some(bento_runtime::build_message_bus(&loaded.config).await?)
-    };
-    let opened = Source::open(loaded, &args.topic, Some(&args.subscription)).await;
-    let (mut source, topic) = match opened {
-        Ok(opened) => opened,
-        Err(error) => {
-            if let Some(bus) = &bus {
-                let _ = bus.close().await;
-            }
-            return Err(error);
-        }
-    };
-    let mut rows: Vec<ReplayRow> = Vec::new();
-    let mut replayed = 0usize;
-    let result: Result<(), CliError> = async {
-        loop {
-            if args.limit.is_some_and(|limit| replayed >= limit) {
-                return Ok(());
-            }
-            let Some(letter) = source.next(idle).await? else {
-                return Ok(());
-            };
-            let envelope = &letter.envelope;
-            let subscription = envelope.headers.get(wire::DLQ_SUBSCRIPTION).cloned();
-            let mut row = ReplayRow {
-                message_id: envelope.id.to_string(),
-                event_type: envelope.event_type.to_string(),
-                subscription: subscription.clone(),
-                to_topic: None,
-                status: String::new(),
-                position: letter.position.clone(),
-            };
-            let target = match (wire::original_topic(envelope), &subscription) {
-                (None, _) => Err(format!("no {} header", wire::DLQ_ORIGINAL_TOPIC)),
-                (Some(original), _) if args.to_original_topic => Ok(original.to_owned()),
-                (Some(original), None) => Err(format!(
-                    "no {} header; --to-original-topic replays it to every subscription of \
-                     {original}",
-                    wire::DLQ_SUBSCRIPTION
-                )),
-                (Some(original), Some(subscription)) => source
-                    .replay_topic(original, subscription)
-                    .await?
-                    .map_err(|why| {
-                        format!(
-                            "{why}; --to-original-topic replays it to every subscription of \
-                             {original}"
-                        )
-                    }),
-            };
-            let to_topic = match target {
-                Ok(to_topic) => to_topic,
-                Err(why) => {
-                    // Left unacknowledged, so it stays for a person to look at, and reported.
-                    row.status = format!("skipped: {why}");
-                    rows.push(row);
-                    if source.can_leave_behind() {
-                        continue;
-                    }
-                    // Kafka: the replay stops here, so that no later commit passes over it.
-                    return Ok(());
-                }
-            };
-            row.to_topic = Some(to_topic.clone());
-            match &bus {
-                None => row.status = "would replay".into(),
-                Some(bus) => {
-                    let message = if args.to_original_topic {
-                        wire::replay_envelope(envelope)
-                    } else {
-                        source.to_subscription(envelope)
-                    };
-                    bus.publish(
-                        message,
-                        PublishOptions::default().to_topic(to_topic.clone()),
-                    )
-                    .await
-                    .map_err(|e| {
-                        CliError::Broker(format!(
-                            "republishing dead letter {} to {to_topic} failed (it stays on \
-                                 the dead-letter topic): {e}",
-                            envelope.id
-                        ))
-                    })?;
-                    source.ack(&letter).await?;
-                    row.status = "replayed".into();
-                }
-            }
-            replayed += 1;
-            rows.push(row);
-        }
-    }
-    .await;
-    let source_stops = !source.can_leave_behind();
-    source.close().await;
-    if let Some(bus) = &bus {
-        let _ = bus.close().await;
-    }
-    let skipped = rows
-        .iter()
-        .filter(|r| r.status.starts_with("skipped"))
-        .count();
-    let report = ReplayReport {
-        topic: &topic,
-        dry_run: args.dry_run,
-        replayed,
-        skipped,
-        messages: &rows,
-    };
-    out.print(&report, || {
-        let mut table = Table::new(&[
-            "MESSAGE ID",
-            "EVENT TYPE",
-            "SUBSCRIPTION",
-            "TO TOPIC",
-            "STATUS",
-        ]);
-        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-        for row in &rows {
-            table.row([
-                row.message_id.clone(),
-                row.event_type.clone(),
-                dash(&row.subscription),
-                dash(&row.to_topic),
-                row.status.clone(),
-            ]);
-        }
-        let mut text = if table.is_empty() {
-            String::new()
-        } else {
-            table.render()
-        };
-        let verb = if args.dry_run {
-            "would be replayed"
-        } else {
-            "replayed"
-        };
-        text.push_str(&format!(
-            "{replayed} dead letter(s) {verb} from {topic}, {skipped} skipped\n"
-        ));
-        text
-    })?;
-    result?;
-    if skipped > 0 {
-        let mut reasons: Vec<&str> = rows
-            .iter()
-            .filter_map(|r| r.status.strip_prefix("skipped: "))
-            .collect();
-        reasons.sort_unstable();
-        reasons.dedup();
-        return Err(CliError::Broker(format!(
-            "{skipped} message(s) on {topic} were not replayed and were left there{} ({})",
-            if source_stops {
-                "; the replay stopped at the first one"
-            } else {
-                ""
-            },
-            reasons.join("; ")
-        )));
-    }
-    Ok(())
 }
