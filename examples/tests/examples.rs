@@ -96,6 +96,45 @@ fn codecs_on(backend: &str) {
     assert!(stdout.contains(r#"parcel_ids: ["p-1", "p-2"]"#), "{stdout}");
 }
 
+fn middleware_on(backend: &str) {
+    let output = example_on("middleware", backend);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "middleware example on {backend} failed:\n{stdout}\n{stderr}"
+    );
+    let expected = "order of acme (2500 cents):
+  attempt 1: ack
+order of globex (25000 cents):
+  attempt 1: retry after 300ms (payment provider busy)
+  attempt 2: ack
+order of initech (900 cents):
+  attempt 1: dead letter, permanent (tenant `initech` is not served here)
+";
+    assert!(
+        stdout.contains(expected),
+        "the layers did not see what they should on {backend}:\n{stdout}"
+    );
+}
+
+#[test]
+fn middleware_on_memory() {
+    middleware_on("memory");
+}
+
+#[cfg(feature = "pulsar")]
+#[test]
+fn middleware_on_pulsar() {
+    middleware_on("pulsar");
+}
+
+#[cfg(feature = "kafka")]
+#[test]
+fn middleware_on_kafka() {
+    middleware_on("kafka");
+}
+
 #[test]
 fn quickstart_on_memory() {
     run_on("memory");

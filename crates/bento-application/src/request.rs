@@ -132,7 +132,7 @@ impl<C: Codec> Requester<C> {
         let request_id = envelope.id.to_string();
         let (tx, rx) = oneshot::channel();
         lock(&self.waiting).insert(request_id.clone(), tx);
-        if let Err(error) = self.bus.message_bus().publish(envelope, options).await {
+        if let Err(error) = self.bus.publish_envelopes(vec![envelope], options).await {
             lock(&self.waiting).remove(&request_id);
             return Err(error);
         }
@@ -211,8 +211,7 @@ impl<C: Codec> Bus<C> {
                     .envelope(&reply)?
                     .caused_by(ctx.envelope())
                     .with_header(wire::REQUEST_ID, ctx.message_id().to_string());
-                bus.message_bus()
-                    .publish(envelope, PublishOptions::default().to_topic(reply_to))
+                bus.publish_envelopes(vec![envelope], PublishOptions::default().to_topic(reply_to))
                     .await?;
                 Ok(())
             }

@@ -138,8 +138,7 @@ impl<C: Codec> UnitOfWork<C> {
         let unpublished = envelopes.len();
         if !envelopes.is_empty() {
             self.bus
-                .message_bus()
-                .publish_batch(envelopes, PublishOptions::default())
+                .publish_envelopes(envelopes, PublishOptions::default())
                 .await
                 .map_err(|source| UnitOfWorkError::Publish {
                     unpublished,
