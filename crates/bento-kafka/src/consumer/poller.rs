@@ -5,7 +5,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bento_application::{Delivery, wire};
+use bento_application::backend::Delivery;
+use bento_application::wire;
 use bento_domain::Envelope;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -104,7 +105,7 @@ struct Parked {
 }
 
 impl Poller {
-    /// Starts the poller, feeding `tx` (the other end of a [`Deliveries`]).
+    /// Starts the poller, feeding `tx` (the other end of a [`Deliveries`](super::Deliveries)).
     pub(crate) fn start(
         self,
         tx: mpsc::Sender<Delivery>,
