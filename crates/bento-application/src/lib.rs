@@ -12,14 +12,15 @@
 //! - [`layer`]: behaviour around handlers, tower style: retry (its policy a trait), panic
 //!   catching, timeouts, deduplication, rate limits; users add their own.
 //! - [`RetryPolicy`], [`DeadLetterPolicy`], [`SubscriptionSpec`]: plain data.
-//! - [`dispatch`]: the engine every backend's consumer runs: bounded concurrency with per-key
-//!   order, settling the outcome of the handler stack, graceful shutdown.
+//! - [`backend`]: for backend authors only: the dispatcher every backend's consumer runs
+//!   (bounded concurrency with per-key order, settling the outcome of the handler stack,
+//!   graceful shutdown) and the pieces every backend shares.
 //! - [`UnitOfWork`]: publishes what aggregates recorded, only after the commit succeeded.
 //! - [`wire`]: the header names every backend writes, so other languages can read them.
 
+pub mod backend;
 mod bus;
 mod codec;
-pub mod dispatch;
 mod error;
 mod handler;
 mod inbox;
@@ -38,7 +39,6 @@ pub mod wire;
 pub use bento_domain as domain;
 pub use bus::{DeliverAt, MessageBus, PublishOptions};
 pub use codec::{Codec, Encoded};
-pub use dispatch::{Delivery, Settle};
 pub use error::{BusError, CodecError, ErrorKind, HandlerError};
 pub use handler::{Context, EnvelopeHandler, Handler, Router};
 pub use inbox::{Idempotent, Inbox};

@@ -189,7 +189,7 @@ impl fmt::Debug for Subscription {
 
 impl Subscription {
     /// Wraps a running dispatcher task; `stop` tells it to stop, `closer` runs after it did.
-    pub fn new(
+    pub(crate) fn new(
         name: impl Into<String>,
         stop: watch::Sender<bool>,
         task: JoinHandle<()>,

@@ -1,13 +1,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bento_application::dispatch::{self, DispatchSettings};
+use bento_application::backend::{self, Delivery, DispatchSettings, OpenGate};
 use bento_application::{
-    BusError, Delivery, EnvelopeHandler, MessageBus, PublishOptions, Source, Subscription,
-    SubscriptionKind, SubscriptionSpec,
+    BusError, EnvelopeHandler, MessageBus, PublishOptions, Source, Subscription, SubscriptionKind,
+    SubscriptionSpec,
 };
 use bento_domain::Envelope;
 use futures::FutureExt;
@@ -43,7 +42,7 @@ pub struct KafkaBus {
 struct Inner {
     config: KafkaConfig,
     producer: KafkaProducer,
-    closed: AtomicBool,
+    gate: OpenGate,
 }
 
 impl std::fmt::Debug for KafkaBus {
@@ -75,7 +74,7 @@ impl KafkaBus {
             inner: Arc::new(Inner {
                 config,
                 producer,
-                closed: AtomicBool::new(false),
+                gate: OpenGate::new(),
             }),
         })
     }
@@ -91,11 +90,7 @@ impl KafkaBus {
     }
 
     fn check_open(&self) -> Result<(), BusError> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            Err(BusError::Closed)
-        } else {
-            Ok(())
-        }
+        self.inner.gate.check()
     }
 
     fn resolve(&self, source: &Source) -> String {
@@ -433,7 +428,7 @@ impl MessageBus for KafkaBus {
 
         let settings = DispatchSettings::new(&topic, spec, dead_letter_topic);
 
-        Ok(dispatch::spawn(
+        Ok(backend::spawn(
             deliveries,
             handler,
             settings,
@@ -481,7 +476,7 @@ impl MessageBus for KafkaBus {
     }
 
     async fn close(&self) -> Result<(), BusError> {
-        if self.inner.closed.swap(true, Ordering::AcqRel) {
+        if !self.inner.gate.shut() {
             return Ok(());
         }
         let flushed = self.inner.producer.flush().await;

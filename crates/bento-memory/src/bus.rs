@@ -1,9 +1,8 @@
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
-use bento_application::dispatch::{self, DispatchSettings};
+use bento_application::backend::{self, DispatchSettings, OpenGate};
 use bento_application::{
     BusError, EnvelopeHandler, MessageBus, PublishOptions, Source, Subscription as Handle,
     SubscriptionSpec,
@@ -33,7 +32,7 @@ struct Topic {
 pub(crate) struct Inner {
     config: MemoryConfig,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
-    closed: AtomicBool,
+    gate: OpenGate,
 }
 
 impl Inner {
@@ -132,7 +131,7 @@ impl MemoryBus {
             inner: Arc::new(Inner {
                 config,
                 topics: RwLock::new(HashMap::new()),
-                closed: AtomicBool::new(false),
+                gate: OpenGate::new(),
             }),
         }
     }
@@ -162,11 +161,7 @@ impl MemoryBus {
     }
 
     fn check_open(&self) -> Result<(), BusError> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            Err(BusError::Closed)
-        } else {
-            Ok(())
-        }
+        self.inner.gate.check()
     }
 
     fn publish_one(&self, envelope: Envelope, options: &PublishOptions) {
@@ -224,7 +219,7 @@ impl MessageBus for MemoryBus {
         let consumer = Consumer::new(id, rx, subscription, Arc::downgrade(&self.inner));
         let dead_letter_topic = spec.dead_letter.topic_for(&topic, &spec.name);
         let settings = DispatchSettings::new(&topic, spec, dead_letter_topic);
-        Ok(dispatch::spawn(consumer, handler, settings, None))
+        Ok(backend::spawn(consumer, handler, settings, None))
     }
 
     fn topic_for(&self, event_type: &str) -> String {
@@ -232,7 +227,7 @@ impl MessageBus for MemoryBus {
     }
 
     async fn close(&self) -> Result<(), BusError> {
-        self.inner.closed.store(true, Ordering::Release);
+        self.inner.gate.shut();
         Ok(())
     }
 }

@@ -4,7 +4,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bento_application::{BusError, Delivery, Settle};
+use bento_application::BusError;
+use bento_application::backend::{Delivery, Settle};
 use bento_domain::Envelope;
 use futures::Stream;
 use tokio::sync::mpsc;

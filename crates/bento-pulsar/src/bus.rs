@@ -1,11 +1,10 @@
 //! [`PulsarBus`]: the [`MessageBus`] on Apache Pulsar.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bento_application::dispatch::{self, DispatchSettings};
+use bento_application::backend::{self, DispatchSettings, OpenGate};
 use bento_application::{
     BusError, EnvelopeHandler, MessageBus, PublishOptions, SchemaDefinition, Source, Subscription,
     SubscriptionKind, SubscriptionSpec,
@@ -50,7 +49,7 @@ struct Inner {
     client: Client,
     topics: Topics,
     producers: Arc<Producers>,
-    closed: AtomicBool,
+    gate: OpenGate,
 }
 
 impl std::fmt::Debug for PulsarBus {
@@ -78,7 +77,7 @@ impl PulsarBus {
                 producers: Arc::new(Producers::new(client.clone(), &config)),
                 client,
                 config,
-                closed: AtomicBool::new(false),
+                gate: OpenGate::new(),
             }),
         })
     }
@@ -101,11 +100,7 @@ impl PulsarBus {
     }
 
     fn check_open(&self) -> Result<(), BusError> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            Err(BusError::Closed)
-        } else {
-            Ok(())
-        }
+        self.inner.gate.check()
     }
 
     fn destination(
@@ -326,7 +321,7 @@ impl MessageBus for PulsarBus {
                     closed_main.and(closed_retries)
                 })
             });
-        Ok(dispatch::spawn(stream, handler, settings, Some(closer)))
+        Ok(backend::spawn(stream, handler, settings, Some(closer)))
     }
 
     /// Registers `schema` on the event type's topic by (re-)creating the topic's producer with
@@ -409,7 +404,7 @@ impl MessageBus for PulsarBus {
     }
 
     async fn close(&self) -> Result<(), BusError> {
-        if self.inner.closed.swap(true, Ordering::AcqRel) {
+        if !self.inner.gate.shut() {
             return Ok(());
         }
         self.inner.producers.close().await

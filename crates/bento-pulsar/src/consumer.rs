@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bento_application::{BusError, Delivery, Settle, wire};
+use bento_application::backend::{Delivery, Settle, due_in};
+use bento_application::{BusError, wire};
 use bento_domain::Envelope;
 use bytes::Bytes;
 use chrono::Utc;
@@ -455,11 +456,7 @@ impl Settle for PulsarSettle {
         next_attempt: u32,
         delay: Duration,
     ) -> Result<(), BusError> {
-        let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-        let at = Utc::now()
-            .checked_add_signed(delay)
-            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
-        let message = producer::message(envelope.clone(), Some(at), Some(next_attempt));
+        let message = producer::message(envelope.clone(), Some(due_in(delay)), Some(next_attempt));
         // Stored first, acknowledged after: a crash in between means a redelivery, not a loss.
         self.target
             .producers

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
-use bento_application::Delivery;
+use bento_application::backend::Delivery;
 use futures::Stream;
 use tokio::sync::mpsc;
 

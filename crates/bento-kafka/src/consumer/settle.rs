@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bento_application::{BusError, Settle, wire};
+use bento_application::backend::{Settle, due_in};
+use bento_application::{BusError, wire};
 use bento_domain::Envelope;
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -107,10 +108,7 @@ impl Settle for KafkaSettle {
         }
         let tier = topics::retry_tier(next_attempt.saturating_sub(1), settler.tiers);
         let topic = topics::retry_topic(&settler.topic, &settler.group, tier);
-        let due = chrono::Duration::from_std(delay)
-            .ok()
-            .and_then(|delay| Utc::now().checked_add_signed(delay))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let due = due_in(delay);
         let record = Outgoing::from_envelope(envelope)
             .header(wire::ATTEMPT, next_attempt.to_string())
             .header(headers::DELIVER_AT, format_due(due))

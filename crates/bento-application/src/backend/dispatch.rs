@@ -1,4 +1,4 @@
-//! The engine behind every subscription, whatever the backend.
+//! The dispatcher: the engine behind every subscription, whatever the backend.
 //!
 //! A backend turns its consumer into a stream of [`Delivery`]s, each with a [`Settle`] that
 //! knows how to acknowledge, retry or dead-letter that message on that broker, and calls

@@ -1,0 +1,82 @@
+//! What a backend author needs, and a service author does not: the dispatcher every backend
+//! runs its consumer through, and the small pieces every backend would otherwise write again.
+//!
+//! A backend turns its consumer into a stream of [`Delivery`]s, each with a [`Settle`] that
+//! knows how to acknowledge, retry or dead-letter that message on that broker, builds
+//! [`DispatchSettings`] from the subscription's spec and calls [`spawn`]. The dispatcher runs
+//! the subscription's handler stack, keeps per-key order and the concurrency bound, settles
+//! each outcome and shuts down gracefully; the backend only moves bytes.
+
+mod dispatch;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+pub use crate::subscription::Closer;
+pub use dispatch::{Delivery, DispatchSettings, Settle, spawn};
+
+use crate::BusError;
+
+/// Whether a bus is still open: every publish and subscribe checks it, `close` shuts it once.
+#[derive(Debug, Default)]
+pub struct OpenGate {
+    closed: AtomicBool,
+}
+
+impl OpenGate {
+    /// An open gate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `Err(BusError::Closed)` once the gate is shut.
+    pub fn check(&self) -> Result<(), BusError> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(BusError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Shuts the gate; `true` if this call shut it (it was open), so closing work runs once.
+    pub fn shut(&self) -> bool {
+        !self.closed.swap(true, Ordering::AcqRel)
+    }
+
+    /// Whether the gate is shut.
+    pub fn is_shut(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// The instant `delay` from now, for a retry's due time; a delay past what a timestamp can
+/// hold is due at the end of time rather than an error.
+pub fn due_in(delay: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(delay)
+        .ok()
+        .and_then(|delay| Utc::now().checked_add_signed(delay))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gate_shuts_once() {
+        let gate = OpenGate::new();
+        assert!(gate.check().is_ok());
+        assert!(gate.shut());
+        assert!(!gate.shut(), "a second close finds it shut");
+        assert!(matches!(gate.check(), Err(BusError::Closed)));
+    }
+
+    #[test]
+    fn a_huge_delay_is_due_at_the_end_of_time() {
+        assert_eq!(due_in(Duration::MAX), DateTime::<Utc>::MAX_UTC);
+        let soon = due_in(Duration::from_secs(1)) - Utc::now();
+        assert!(soon <= chrono::Duration::seconds(1) && soon > chrono::Duration::zero());
+    }
+}
