@@ -5,6 +5,7 @@ use crate::FailureKind;
 
 /// Why an event could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodecError {
     /// The payload's content type has no codec here.
     #[error("no codec for content type `{content_type}` (event type `{event_type}`)")]
@@ -32,39 +33,55 @@ pub enum CodecError {
     },
 }
 
+/// Any error, boxed, as the cause kept inside Bento's errors.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// An error from a [`crate::MessageBus`]: publishing, subscribing or connecting.
+///
+/// Each variant says what failed and keeps the backend's error as its
+/// [`source`](std::error::Error::source), so the client's own error (and its code) can be
+/// downcast from it; the message also shows the cause, for logs that print only the top.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BusError {
     /// The event could not be encoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
     /// The broker could not be reached or the connection failed.
-    #[error("cannot reach the {backend} broker at {address}: {reason}")]
+    #[error("cannot reach the {backend} broker at {address}: {source}")]
     Connection {
         /// Backend name (`pulsar`, `kafka`).
         backend: &'static str,
         /// Where it was looked for.
         address: String,
         /// What went wrong.
-        reason: String,
+        source: BoxError,
     },
     /// The broker refused or failed to store a message.
-    #[error("publishing to topic `{topic}` failed: {reason}")]
+    #[error("publishing to topic `{topic}` failed: {source}")]
     Publish {
         /// The topic.
         topic: String,
         /// What went wrong.
-        reason: String,
+        source: BoxError,
     },
     /// A subscription could not be created.
-    #[error("subscribing `{subscription}` to `{topic}` failed: {reason}")]
+    #[error("subscribing `{subscription}` to `{topic}` failed: {source}")]
     Subscribe {
         /// The topic.
         topic: String,
         /// The subscription name.
         subscription: String,
         /// What went wrong.
-        reason: String,
+        source: BoxError,
+    },
+    /// The backend's configuration is invalid; the cause names the key.
+    #[error("invalid {backend} configuration: {source}")]
+    Config {
+        /// Backend name.
+        backend: &'static str,
+        /// What is wrong, naming the configuration key.
+        source: BoxError,
     },
     /// The backend does not support what was asked, and says why.
     #[error("the {backend} backend does not support {what}: {reason}")]
@@ -87,9 +104,31 @@ pub enum BusError {
     /// The bus or subscription was shut down.
     #[error("the message bus is shut down")]
     Closed,
-    /// Anything else the backend reports.
-    #[error("{0}")]
-    Other(String),
+    /// Another operation of the backend failed.
+    #[error("{operation} failed: {source}")]
+    Backend {
+        /// Backend name.
+        backend: &'static str,
+        /// What was being done (`registering the schema of topic `orders``).
+        operation: String,
+        /// What went wrong.
+        source: BoxError,
+    },
+}
+
+impl BusError {
+    /// A failed `operation` of `backend`, caused by `source`.
+    pub fn backend(
+        backend: &'static str,
+        operation: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        BusError::Backend {
+            backend,
+            operation: operation.into(),
+            source: source.into(),
+        }
+    }
 }
 
 /// Whether a failed handler should be tried again.

@@ -1,8 +1,9 @@
 use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bento_domain::MessageId;
 use futures::future::BoxFuture;
+use parking_lot::Mutex;
 
 use crate::{Context, Handler, HandlerError};
 
@@ -45,21 +46,15 @@ impl Inbox {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, InboxState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Whether `id` was handled successfully within the window.
     pub fn contains(&self, id: &MessageId) -> bool {
-        self.lock().handled.contains(id)
+        self.state.lock().handled.contains(id)
     }
 
     /// Claims `id` for handling: `Claim::Fresh` the first time, `Claim::Handled` if it was
     /// handled already, `Claim::InFlight` while another delivery of it is being handled.
     pub(crate) fn claim(&self, id: MessageId) -> Claim {
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         if state.handled.contains(&id) {
             Claim::Handled
         } else if !state.in_flight.insert(id) {
@@ -70,7 +65,7 @@ impl Inbox {
     }
 
     fn finish(&self, id: MessageId, success: bool) {
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         state.in_flight.remove(&id);
         if success && state.handled.insert(id) {
             state.order.push_back(id);

@@ -39,7 +39,7 @@ pub mod wire;
 pub use bento_domain as domain;
 pub use bus::{DeliverAt, MessageBus, PublishOptions};
 pub use codec::{Codec, Encoded};
-pub use error::{BusError, CodecError, ErrorKind, HandlerError};
+pub use error::{BoxError, BusError, CodecError, ErrorKind, HandlerError};
 pub use handler::{Context, EnvelopeHandler, Handler, Router};
 pub use inbox::{Idempotent, Inbox};
 pub use layer::{Layer, Layers};

@@ -114,6 +114,7 @@ impl DeadLetterPolicy {
 
 /// Why a message was dead-lettered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FailureKind {
     /// The handler said retrying cannot help.
     Permanent,

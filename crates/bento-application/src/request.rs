@@ -8,10 +8,11 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bento_domain::{DomainEvent, Envelope};
+use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::{
@@ -61,7 +62,7 @@ impl<C: Codec> Requester<C> {
                 let waiter = reply
                     .headers
                     .get(wire::REQUEST_ID)
-                    .and_then(|id| lock(&waiting).remove(id));
+                    .and_then(|id| waiting.lock().remove(id));
                 match waiter {
                     Some(waiter) => {
                         let _ = waiter.send(reply.clone());
@@ -131,16 +132,16 @@ impl<C: Codec> Requester<C> {
             .with_header(wire::REPLY_TO, self.reply_topic.clone());
         let request_id = envelope.id.to_string();
         let (tx, rx) = oneshot::channel();
-        lock(&self.waiting).insert(request_id.clone(), tx);
+        self.waiting.lock().insert(request_id.clone(), tx);
         if let Err(error) = self.bus.publish_envelopes(vec![envelope], options).await {
-            lock(&self.waiting).remove(&request_id);
+            self.waiting.lock().remove(&request_id);
             return Err(error);
         }
         let reply = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => return Err(BusError::Closed),
             Err(_) => {
-                lock(&self.waiting).remove(&request_id);
+                self.waiting.lock().remove(&request_id);
                 return Err(BusError::Timeout {
                     operation: format!(
                         "request `{}` {request_id} waiting for a `{}` reply on `{}`",
@@ -153,12 +154,15 @@ impl<C: Codec> Requester<C> {
             }
         };
         if reply.event_type != R::EVENT_TYPE {
-            return Err(BusError::Other(format!(
-                "request `{}` {request_id} got a `{}` reply, expected `{}`",
-                Q::EVENT_TYPE,
-                reply.event_type,
-                R::EVENT_TYPE
-            )));
+            return Err(BusError::backend(
+                self.bus.message_bus().backend(),
+                format!("request `{}` {request_id}", Q::EVENT_TYPE),
+                format!(
+                    "got a `{}` reply, expected `{}`",
+                    reply.event_type,
+                    R::EVENT_TYPE
+                ),
+            ));
         }
         Ok(self.bus.codec().decode_envelope(&reply)?)
     }
@@ -170,14 +174,6 @@ impl<C: Codec> Requester<C> {
             None => Ok(()),
         }
     }
-}
-
-fn lock(
-    waiting: &Waiters,
-) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Envelope>>> {
-    waiting
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl<C: Codec> Bus<C> {

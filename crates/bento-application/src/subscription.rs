@@ -30,6 +30,7 @@ impl Source {
 
 /// How the consumers of one subscription share its messages (Pulsar's subscription types).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SubscriptionKind {
     /// One consumer only; a second one is refused.
     Exclusive,

@@ -228,9 +228,10 @@ impl<C: Codec> Bus<C> {
             let event_type = handler.event_type().ok_or_else(|| BusError::Subscribe {
                 topic: String::new(),
                 subscription: spec.name.clone(),
-                reason: "a router reads several event types: name its topic with \
+                source: ("a router reads several event types: name its topic with \
                          SubscriptionSpec::topic"
-                    .to_owned(),
+                    .to_owned())
+                .into(),
             })?;
             spec.source = Source::EventType(event_type.to_owned());
         }

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use bento_domain::{AggregateRoot, DomainEvent, MessageId, RecordedEvent};
 
-use crate::{Bus, BusError, Codec, Context, PublishOptions};
+use crate::{BoxError, Bus, BusError, Codec, Context, PublishOptions};
 
 /// The persistence side of a unit of work: the transaction your repositories wrote through.
 ///
@@ -9,14 +9,15 @@ use crate::{Bus, BusError, Codec, Context, PublishOptions};
 /// use [`UnitOfWork::new`], which has nothing to commit.
 #[async_trait]
 pub trait Transaction: Send {
-    /// Makes the work durable.
-    async fn commit(self: Box<Self>) -> Result<(), String>;
+    /// Makes the work durable. Any error converts with `?` and is kept as the cause.
+    async fn commit(self: Box<Self>) -> Result<(), BoxError>;
     /// Throws the work away.
-    async fn rollback(self: Box<Self>) -> Result<(), String>;
+    async fn rollback(self: Box<Self>) -> Result<(), BoxError>;
 }
 
 /// Why a unit of work did not complete.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum UnitOfWorkError {
     /// An event could not be encoded; nothing was committed or published.
     #[error("encoding event `{event_type}` failed, nothing was committed: {source}")]
@@ -27,8 +28,17 @@ pub enum UnitOfWorkError {
         source: BusError,
     },
     /// The transaction failed to commit; nothing was published.
-    #[error("commit failed, no event was published: {0}")]
-    Commit(String),
+    #[error("commit failed, no event was published: {source}")]
+    Commit {
+        /// The transaction's error.
+        source: BoxError,
+    },
+    /// Rolling the transaction back failed; nothing was published.
+    #[error("rollback failed, no event was published: {source}")]
+    Rollback {
+        /// The transaction's error.
+        source: BoxError,
+    },
     /// The transaction committed but publishing failed: the events listed were not published.
     #[error("committed, but publishing failed ({unpublished} event(s) not published): {source}")]
     Publish {
@@ -132,7 +142,7 @@ impl<C: Codec> UnitOfWork<C> {
             transaction
                 .commit()
                 .await
-                .map_err(UnitOfWorkError::Commit)?;
+                .map_err(|source| UnitOfWorkError::Commit { source })?;
         }
         let ids = envelopes.iter().map(|e| e.id).collect();
         let unpublished = envelopes.len();
@@ -155,7 +165,7 @@ impl<C: Codec> UnitOfWork<C> {
             transaction
                 .rollback()
                 .await
-                .map_err(UnitOfWorkError::Commit)?;
+                .map_err(|source| UnitOfWorkError::Rollback { source })?;
         }
         Ok(())
     }

@@ -2,11 +2,12 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 
 use bento_application::{Codec, CodecError, Encoded, SchemaDefinition, SchemaKind};
 use bento_domain::{DomainEvent, Envelope, RecordedEvent};
+use parking_lot::RwLock;
 
 use crate::Json;
 
@@ -126,7 +127,9 @@ pub struct Codecs {
 
 impl fmt::Debug for Codecs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let registered: Vec<(&'static str, Format)> = read(&self.by_name)
+        let registered: Vec<(&'static str, Format)> = self
+            .by_name
+            .read()
             .iter()
             .map(|(name, entry)| (*name, entry.format()))
             .collect();
@@ -179,8 +182,10 @@ impl Codecs {
             codec: Arc::new(codec),
             selected,
         });
-        write(&self.by_type).insert(TypeId::of::<E>(), entry.clone());
-        write(&self.by_name).insert(E::EVENT_TYPE, entry);
+        self.by_type
+            .write()
+            .insert(TypeId::of::<E>(), entry.clone());
+        self.by_name.write().insert(E::EVENT_TYPE, entry);
         self.any_registered.store(true, Ordering::Release);
         self
     }
@@ -206,7 +211,7 @@ impl Codecs {
         if !self.any_registered.load(Ordering::Acquire) {
             return None;
         }
-        let by_type = read(&self.by_type);
+        let by_type = self.by_type.read();
         by_type
             .get(&TypeId::of::<E>())
             .and_then(|entry| entry.as_any().downcast_ref::<Registered<E>>())
@@ -217,7 +222,7 @@ impl Codecs {
 impl Codec for Codecs {
     fn encode<E: DomainEvent>(&self, event: &E) -> Result<Encoded, CodecError> {
         if self.any_registered.load(Ordering::Acquire) {
-            let by_type = read(&self.by_type);
+            let by_type = self.by_type.read();
             let registered = by_type
                 .get(&TypeId::of::<E>())
                 .and_then(|entry| entry.as_any().downcast_ref::<Registered<E>>());
@@ -234,7 +239,7 @@ impl Codec for Codecs {
     fn encode_recorded(&self, event: &dyn RecordedEvent) -> Result<Encoded, CodecError> {
         let selected = self.selected(event.event_type());
         if selected != Format::Json {
-            let entry = read(&self.by_name).get(event.event_type()).cloned();
+            let entry = self.by_name.read().get(event.event_type()).cloned();
             return match entry {
                 Some(entry) if entry.format() == selected => {
                     entry.encode_any(event.as_any()).unwrap_or_else(|| {
@@ -261,7 +266,7 @@ impl Codec for Codecs {
 
     fn schema<E: DomainEvent>(&self) -> Option<SchemaDefinition> {
         let format = self.selected(E::EVENT_TYPE);
-        let entry = read(&self.by_name).get(E::EVENT_TYPE).cloned()?;
+        let entry = self.by_name.read().get(E::EVENT_TYPE).cloned()?;
         let (kind, definition) = entry.schema(format)?;
         Some(SchemaDefinition {
             event_type: E::EVENT_TYPE.to_owned(),
@@ -300,13 +305,4 @@ impl Codecs {
 
 fn media_type(content_type: &str) -> &str {
     content_type.split(';').next().unwrap_or_default().trim()
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -1,10 +1,11 @@
 //! Topic and consumer-group administration over librdkafka's admin API.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bento_application::BusError;
+use bento_application::{BoxError, BusError};
+use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -96,8 +97,9 @@ impl std::fmt::Debug for KafkaAdmin {
     }
 }
 
-fn other(what: impl std::fmt::Display) -> BusError {
-    BusError::Other(what.to_string())
+/// A failed admin `operation`, with the client's error kept as the cause.
+fn failed(operation: impl Into<String>, source: impl Into<BoxError>) -> BusError {
+    BusError::backend("kafka", operation, source)
 }
 
 impl Inner {
@@ -111,9 +113,10 @@ impl Inner {
         self.metadata
             .fetch_watermarks(topic, partition, timeout)
             .map_err(|e| {
-                other(format!(
-                    "reading the offsets of `{topic}` partition {partition} failed: {e}"
-                ))
+                failed(
+                    "a Kafka admin call",
+                    format!("reading the offsets of `{topic}` partition {partition} failed: {e}"),
+                )
             })
     }
 }
@@ -121,15 +124,18 @@ impl Inner {
 impl KafkaAdmin {
     /// Admin clients for `config`'s brokers (no network traffic until the first call).
     pub fn new(config: &KafkaConfig) -> Result<Self, BusError> {
-        config.validate().map_err(other)?;
+        config.validate().map_err(|error| BusError::Config {
+            backend: "kafka",
+            source: Box::new(error),
+        })?;
         let admin = config
             .common()
             .create::<AdminClient<DefaultClientContext>>()
-            .map_err(|e| other(format!("cannot create the Kafka admin client: {e}")))?;
+            .map_err(|e| failed("cannot create the Kafka admin client", e))?;
         let metadata = config
             .common()
             .create_with_context::<_, BaseConsumer<BentoContext>>(BentoContext::plain())
-            .map_err(|e| other(format!("cannot create the Kafka metadata client: {e}")))?;
+            .map_err(|e| failed("cannot create the Kafka metadata client", e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config: config.clone(),
@@ -158,14 +164,14 @@ impl KafkaAdmin {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || f(&inner))
             .await
-            .map_err(|e| other(format!("a Kafka admin call failed: {e}")))?
+            .map_err(|e| failed("a Kafka admin call failed", e))?
     }
 
     /// Creates `topics` with `partitions` partitions each (the configured replication factor);
     /// topics that already exist are left alone.
     pub async fn create_topics(&self, topics: &[String], partitions: u32) -> Result<(), BusError> {
         let missing: Vec<&String> = {
-            let known = lock(&self.inner.known);
+            let known = self.inner.known.lock();
             topics.iter().filter(|t| !known.contains(*t)).collect()
         };
         if missing.is_empty() {
@@ -188,7 +194,7 @@ impl KafkaAdmin {
                     .map(|t| t.as_str())
                     .collect::<Vec<_>>()
                     .join(", "),
-                reason: format!("creating the topic failed: {e}"),
+                source: format!("creating the topic failed: {e}").into(),
             })?;
         let mut created = Vec::with_capacity(results.len());
         for result in results {
@@ -198,7 +204,7 @@ impl KafkaAdmin {
                 }
                 Err((topic, code)) => {
                     return Err(BusError::Publish {
-                        reason: format!("creating the topic failed: {code}"),
+                        source: format!("creating the topic failed: {code}").into(),
                         topic,
                     });
                 }
@@ -222,9 +228,9 @@ impl KafkaAdmin {
                             Ok(_) => {
                                 return Err(BusError::Publish {
                                     topic: topic.clone(),
-                                    reason: format!(
+                                    source: (format!(
                                         "the topic has partitions without a leader after {timeout:?}"
-                                    ),
+                                    )).into(),
                                 });
                             }
                             Err(error) => return Err(error),
@@ -234,19 +240,19 @@ impl KafkaAdmin {
                 Ok(created)
             })
             .await?;
-        lock(&self.inner.known).extend(ready);
+        self.inner.known.lock().extend(ready);
         Ok(())
     }
 
     /// Remembers that `topic` exists (when topic creation is off, or after a successful
     /// produce), so it is not created again.
     pub(crate) fn mark_known(&self, topic: &str) {
-        lock(&self.inner.known).insert(topic.to_owned());
+        self.inner.known.lock().insert(topic.to_owned());
     }
 
     /// Whether `topic` is known to exist in this process.
     pub(crate) fn is_known(&self, topic: &str) -> bool {
-        lock(&self.inner.known).contains(topic)
+        self.inner.known.lock().contains(topic)
     }
 
     /// Deletes `topics`; topics that do not exist are not an error.
@@ -257,15 +263,18 @@ impl KafkaAdmin {
             .admin
             .delete_topics(&names, &self.options())
             .await
-            .map_err(|e| other(format!("deleting topics {names:?} failed: {e}")))?;
-        let mut known = lock(&self.inner.known);
+            .map_err(|e| failed(format!("deleting topics {names:?} failed"), e))?;
+        let mut known = self.inner.known.lock();
         for result in results {
             match result {
                 Ok(topic) | Err((topic, RDKafkaErrorCode::UnknownTopicOrPartition)) => {
                     known.remove(&topic);
                 }
                 Err((topic, code)) => {
-                    return Err(other(format!("deleting topic `{topic}` failed: {code}")));
+                    return Err(failed(
+                        "a Kafka admin call",
+                        format!("deleting topic `{topic}` failed: {code}"),
+                    ));
                 }
             }
         }
@@ -279,7 +288,7 @@ impl KafkaAdmin {
             let metadata = inner
                 .metadata
                 .fetch_metadata(None, timeout)
-                .map_err(|e| other(format!("listing topics failed: {e}")))?;
+                .map_err(|e| failed("listing topics failed", e))?;
             let mut names: Vec<String> = metadata
                 .topics()
                 .iter()
@@ -322,7 +331,7 @@ impl KafkaAdmin {
             let groups = inner
                 .metadata
                 .fetch_group_list(None, timeout)
-                .map_err(|e| other(format!("listing consumer groups failed: {e}")))?;
+                .map_err(|e| failed("listing consumer groups failed", e))?;
             Ok(groups
                 .groups()
                 .iter()
@@ -350,16 +359,19 @@ impl KafkaAdmin {
                 .config
                 .consumer_config(&group)
                 .create_with_context(BentoContext::plain())
-                .map_err(|e| other(format!("cannot create a consumer for group `{group}`: {e}")))?;
+                .map_err(|e| failed(format!("cannot create a consumer for group `{group}`"), e))?;
             let partitions = partition_ids(&inner.metadata, &topic, timeout)?;
             let mut tpl = TopicPartitionList::new();
             for (partition, _) in &partitions {
                 tpl.add_partition(&topic, *partition);
             }
             let committed = consumer.committed_offsets(tpl, timeout).map_err(|e| {
-                other(format!(
-                    "reading the committed offsets of group `{group}` on `{topic}` failed: {e}"
-                ))
+                failed(
+                    "a Kafka admin call",
+                    format!(
+                        "reading the committed offsets of group `{group}` on `{topic}` failed: {e}"
+                    ),
+                )
             })?;
             let committed: BTreeMap<i32, Option<i64>> = committed
                 .elements_for_topic(&topic)
@@ -411,11 +423,14 @@ impl KafkaAdmin {
             .into_iter()
             .find(|g| g.name == group && !g.members.is_empty())
         {
-            return Err(other(format!(
-                "consumer group `{group}` has {} active member(s) (state {}); stop them before resetting its offsets",
-                active.members.len(),
-                active.state
-            )));
+            return Err(failed(
+                "a Kafka admin call",
+                format!(
+                    "consumer group `{group}` has {} active member(s) (state {}); stop them before resetting its offsets",
+                    active.members.len(),
+                    active.state
+                ),
+            ));
         }
         let timeout = self.timeout();
         let (group_name, topic_name) = (group.to_owned(), topic.to_owned());
@@ -425,7 +440,7 @@ impl KafkaAdmin {
                 .config
                 .consumer_config(group)
                 .create_with_context(BentoContext::plain())
-                .map_err(|e| other(format!("cannot create a consumer for group `{group}`: {e}")))?;
+                .map_err(|e| failed(format!("cannot create a consumer for group `{group}`"), e))?;
             let partitions = partition_ids(&inner.metadata, topic, timeout)?;
             let mut watermarks = BTreeMap::new();
             for (partition, _) in &partitions {
@@ -450,7 +465,7 @@ impl KafkaAdmin {
                 };
                 commit
                     .add_partition_offset(topic, *partition, Offset::Offset(offset))
-                    .map_err(|e| other(format!("bad offset: {e}")))?;
+                    .map_err(|e| failed("bad offset", e))?;
                 out.push(PartitionLag {
                     partition: *partition,
                     committed: Some(offset),
@@ -459,9 +474,10 @@ impl KafkaAdmin {
                 });
             }
             consumer.commit(&commit, CommitMode::Sync).map_err(|e| {
-                other(format!(
-                    "committing the offsets of group `{group}` on `{topic}` failed: {e}"
-                ))
+                failed(
+                    "a Kafka admin call",
+                    format!("committing the offsets of group `{group}` on `{topic}` failed: {e}"),
+                )
             })?;
             Ok(out)
         })
@@ -482,12 +498,13 @@ fn offsets_at(
     for (partition, _) in partitions {
         query
             .add_partition_offset(topic, *partition, Offset::Offset(at.timestamp_millis()))
-            .map_err(|e| other(format!("bad offset query: {e}")))?;
+            .map_err(|e| failed("bad offset query", e))?;
     }
     let found = consumer.offsets_for_times(query, timeout).map_err(|e| {
-        other(format!(
-            "looking up the offsets of `{topic}` at {at} failed: {e}"
-        ))
+        failed(
+            "a Kafka admin call",
+            format!("looking up the offsets of `{topic}` at {at} failed: {e}"),
+        )
     })?;
     Ok(found
         .elements_for_topic(topic)
@@ -503,20 +520,29 @@ pub(crate) fn partition_ids<C: Consumer<BentoContext>>(
     timeout: Duration,
 ) -> Result<Vec<(i32, i32)>, BusError> {
     let metadata = client.fetch_metadata(Some(topic), timeout).map_err(|e| {
-        other(format!(
-            "reading the metadata of topic `{topic}` failed: {e}"
-        ))
+        failed(
+            "a Kafka admin call",
+            format!("reading the metadata of topic `{topic}` failed: {e}"),
+        )
     })?;
     let found = metadata
         .topics()
         .iter()
         .find(|t| t.name() == topic)
-        .ok_or_else(|| other(format!("topic `{topic}` does not exist")))?;
+        .ok_or_else(|| {
+            failed(
+                "a Kafka admin call",
+                format!("topic `{topic}` does not exist"),
+            )
+        })?;
     if let Some(error) = found.error() {
-        return Err(other(format!(
-            "topic `{topic}` is not available: {}",
-            RDKafkaErrorCode::from(error)
-        )));
+        return Err(failed(
+            "a Kafka admin call",
+            format!(
+                "topic `{topic}` is not available: {}",
+                RDKafkaErrorCode::from(error)
+            ),
+        ));
     }
     let mut partitions: Vec<(i32, i32)> = found
         .partitions()
@@ -525,10 +551,4 @@ pub(crate) fn partition_ids<C: Consumer<BentoContext>>(
         .collect();
     partitions.sort_unstable();
     Ok(partitions)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -58,9 +58,10 @@ impl KafkaBus {
     /// unreachable broker fails here with [`BusError::Connection`] within
     /// `connect_timeout_ms`.
     pub async fn connect(config: KafkaConfig) -> Result<Self, BusError> {
-        config
-            .validate()
-            .map_err(|e| BusError::Other(e.to_string()))?;
+        config.validate().map_err(|error| BusError::Config {
+            backend: "kafka",
+            source: Box::new(error),
+        })?;
         let admin = KafkaAdmin::new(&config)?;
         let producer = KafkaProducer::new(&config, admin)?;
         let brokers = reach_cluster(
@@ -112,7 +113,7 @@ impl KafkaBus {
         };
         topics::check_name(&topic).map_err(|reason| BusError::Publish {
             topic: topic.clone(),
-            reason,
+            source: reason.into(),
         })?;
         let record = Outgoing::from_envelope(envelope);
         match options.deliver {
@@ -121,7 +122,7 @@ impl KafkaBus {
                 let delayed = topics::delayed_topic(&topic);
                 topics::check_name(&delayed).map_err(|reason| BusError::Publish {
                     topic: delayed.clone(),
-                    reason,
+                    source: reason.into(),
                 })?;
                 Ok((delayed, record.header(headers::DELIVER_AT, due)))
             }
@@ -137,7 +138,7 @@ impl KafkaBus {
         BusError::Subscribe {
             topic: topic.to_owned(),
             subscription: spec.name.clone(),
-            reason: reason.into(),
+            source: reason.into().into(),
         }
     }
 }
@@ -436,8 +437,8 @@ impl MessageBus for KafkaBus {
                 async move {
                     let _ = stop_tx.send(true);
                     for poller in pollers {
-                        poller.await.map_err(|e| {
-                            BusError::Other(format!("the Kafka consumer task failed: {e}"))
+                        poller.await.map_err(|error| {
+                            BusError::backend("kafka", "stopping a consumer", error)
                         })?;
                     }
                     Ok(())
@@ -509,7 +510,7 @@ async fn reach_cluster(
     let unreachable = |reason: String| BusError::Connection {
         backend: "kafka",
         address: address.to_owned(),
-        reason,
+        source: reason.into(),
     };
     match answered {
         Ok(Ok(brokers)) if brokers > 0 => Ok(brokers),

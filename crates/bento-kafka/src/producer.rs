@@ -77,7 +77,7 @@ impl KafkaProducer {
             .map_err(|e| BusError::Connection {
                 backend: "kafka",
                 address: config.bootstrap_servers.clone(),
-                reason: format!("cannot create the producer: {e}"),
+                source: format!("cannot create the producer: {e}").into(),
             })?;
         Ok(Self {
             producer,
@@ -152,7 +152,7 @@ impl KafkaProducer {
                 Err((error, _)) => {
                     return Err(BusError::Publish {
                         topic: topic.to_owned(),
-                        reason: error.to_string(),
+                        source: error.into(),
                     });
                 }
             }
@@ -166,11 +166,11 @@ impl KafkaProducer {
                 }),
                 Ok(Err((error, _))) => Err(BusError::Publish {
                     topic,
-                    reason: error.to_string(),
+                    source: error.into(),
                 }),
                 Err(_) => Err(BusError::Publish {
                     topic,
-                    reason: "the producer was closed before the broker acknowledged".into(),
+                    source: "the producer was closed before the broker acknowledged".into(),
                 }),
             }
         })
@@ -182,7 +182,7 @@ impl KafkaProducer {
         let timeout = self.delivery_timeout;
         tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout)))
             .await
-            .map_err(|e| BusError::Other(format!("flushing the Kafka producer failed: {e}")))?
-            .map_err(|e| BusError::Other(format!("flushing the Kafka producer failed: {e}")))
+            .map_err(|error| BusError::backend("kafka", "flushing the producer", error))?
+            .map_err(|error| BusError::backend("kafka", "flushing the producer", error))
     }
 }

@@ -1,13 +1,14 @@
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bento_application::backend::{self, DispatchSettings, OpenGate};
 use bento_application::{
     BusError, EnvelopeHandler, MessageBus, PublishOptions, Source, Subscription as Handle,
-    SubscriptionSpec,
+    SubscriptionKind, SubscriptionSpec,
 };
 use bento_domain::Envelope;
+use parking_lot::{Mutex, RwLock};
 
 use crate::consumer::Consumer;
 use crate::subscription::{Message, Subscription};
@@ -37,10 +38,11 @@ pub(crate) struct Inner {
 
 impl Inner {
     fn topic(&self, name: &str) -> Arc<Topic> {
-        if let Some(topic) = read(&self.topics).get(name) {
+        if let Some(topic) = self.topics.read().get(name) {
             return topic.clone();
         }
-        write(&self.topics)
+        self.topics
+            .write()
             .entry(name.to_owned())
             .or_default()
             .clone()
@@ -56,13 +58,13 @@ impl Inner {
             (n, _) => n,
         };
         if keep > 0 {
-            let mut retained = lock(&topic.retained);
+            let mut retained = topic.retained.lock();
             if retained.len() >= keep {
                 retained.pop_front();
             }
             retained.push_back(envelope.clone());
         }
-        let subscriptions = read(&topic.subscriptions);
+        let subscriptions = topic.subscriptions.read();
         if let Some((last, others)) = subscriptions.split_last() {
             for subscription in others {
                 subscription.deliver(Message {
@@ -82,17 +84,31 @@ impl Inner {
         topic: &str,
         spec: &SubscriptionSpec,
     ) -> Result<Arc<Subscription>, BusError> {
+        if !matches!(
+            spec.kind,
+            SubscriptionKind::Exclusive
+                | SubscriptionKind::Shared
+                | SubscriptionKind::Failover
+                | SubscriptionKind::KeyShared
+        ) {
+            return Err(BusError::Unsupported {
+                backend: "memory",
+                what: format!("the `{}` subscription kind", spec.kind),
+                reason: "this version of the in-memory bus does not know it".to_owned(),
+            });
+        }
         let topic_entry = self.topic(topic);
-        let mut subscriptions = write(&topic_entry.subscriptions);
+        let mut subscriptions = topic_entry.subscriptions.write();
         if let Some(existing) = subscriptions.iter().find(|s| s.name == spec.name) {
             if existing.kind != spec.kind {
                 return Err(BusError::Subscribe {
                     topic: topic.to_owned(),
                     subscription: spec.name.clone(),
-                    reason: format!(
+                    source: (format!(
                         "the subscription exists as {}, not {}",
                         existing.kind, spec.kind
-                    ),
+                    ))
+                    .into(),
                 });
             }
             return Ok(existing.clone());
@@ -113,7 +129,7 @@ impl std::fmt::Debug for MemoryBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryBus")
             .field("config", &self.inner.config)
-            .field("topics", &read(&self.inner.topics).len())
+            .field("topics", &self.inner.topics.read().len())
             .finish()
     }
 }
@@ -139,8 +155,10 @@ impl MemoryBus {
     /// The messages retained on `topic`, oldest first (see [`MemoryConfig::retain_per_topic`];
     /// dead-letter topics always retain).
     pub fn published(&self, topic: &str) -> Vec<Envelope> {
-        match read(&self.inner.topics).get(topic) {
-            Some(topic) => lock(&topic.retained)
+        match self.inner.topics.read().get(topic) {
+            Some(topic) => topic
+                .retained
+                .lock()
                 .iter()
                 .map(|e| (**e).clone())
                 .collect(),
@@ -150,7 +168,7 @@ impl MemoryBus {
 
     /// Names of the topics that exist so far.
     pub fn topics(&self) -> Vec<String> {
-        read(&self.inner.topics).keys().cloned().collect()
+        self.inner.topics.read().keys().cloned().collect()
     }
 
     fn resolve(&self, source: &Source) -> String {
@@ -230,18 +248,4 @@ impl MessageBus for MemoryBus {
         self.inner.gate.shut();
         Ok(())
     }
-}
-
-// Poisoned locks only mean a panic elsewhere while holding them; the maps stay consistent.
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

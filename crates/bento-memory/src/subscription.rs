@@ -1,9 +1,10 @@
 use std::collections::VecDeque;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bento_application::{BusError, SubscriptionKind};
 use bento_domain::Envelope;
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 /// A message on its way to a consumer, with its delivery attempt.
@@ -44,23 +45,15 @@ impl Subscription {
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // A poisoned lock only means a panic elsewhere while holding it; the queue itself is
-        // still consistent, so keep going rather than lose messages.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Connects a consumer; refused for a second consumer of an exclusive subscription.
     pub(crate) fn connect(&self) -> Result<(u64, mpsc::UnboundedReceiver<Message>), BusError> {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         state.consumers.retain(|slot| !slot.tx.is_closed());
         if self.kind == SubscriptionKind::Exclusive && !state.consumers.is_empty() {
             return Err(BusError::Subscribe {
                 topic: self.topic.clone(),
                 subscription: self.name.clone(),
-                reason: "the subscription is exclusive and already has a consumer".into(),
+                source: "the subscription is exclusive and already has a consumer".into(),
             });
         }
         let (tx, rx) = mpsc::unbounded_channel();
@@ -76,7 +69,7 @@ impl Subscription {
 
     /// Disconnects a consumer and hands its undelivered messages to the others.
     pub(crate) fn disconnect(&self, id: u64, leftovers: Vec<Message>) {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         state.consumers.retain(|slot| slot.id != id);
         for message in leftovers {
             Self::route(&mut state, self.kind, message);
@@ -85,7 +78,7 @@ impl Subscription {
 
     /// Hands a message to the consumer the subscription kind picks, or to the backlog.
     pub(crate) fn deliver(&self, message: Message) {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         Self::route(&mut state, self.kind, message);
     }
 
@@ -107,6 +100,8 @@ impl Subscription {
                     state.next_shared = state.next_shared.wrapping_add(1);
                     state.next_shared % count
                 }
+                // Kinds newer than this bus are refused at subscribe.
+                _ => 0,
             };
             match state.consumers[index].tx.send(message) {
                 Ok(()) => return,

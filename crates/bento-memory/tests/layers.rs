@@ -142,8 +142,8 @@ async fn a_router_needs_a_topic_and_says_so() {
         .await
         .expect_err("a router reads several event types");
     assert!(
-        matches!(&error, BusError::Subscribe { subscription, reason, .. }
-            if subscription == "projector" && reason.contains("SubscriptionSpec::topic")),
+        matches!(&error, BusError::Subscribe { subscription, source, .. }
+            if subscription == "projector" && source.to_string().contains("SubscriptionSpec::topic")),
         "{error}"
     );
 }

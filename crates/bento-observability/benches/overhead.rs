@@ -114,8 +114,10 @@ impl MessageBus for Null {
         if let Ok(mut handlers) = self.handlers.lock() {
             handlers.push(handler);
         }
-        Err(bento_application::BusError::Other(
-            "null bus: handler kept".into(),
+        Err(bento_application::BusError::backend(
+            "null",
+            "subscribing",
+            "null bus: handler kept",
         ))
     }
     fn topic_for(&self, event_type: &str) -> String {

@@ -6,9 +6,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use bento_application::FailureKind;
+use parking_lot::{Mutex, RwLock};
 use prometheus::core::Desc;
 use prometheus::{IntGauge, IntGaugeVec, Opts, Registry, TextEncoder, proto};
 
@@ -244,16 +245,10 @@ impl Metrics {
 /// Interns one set of figures per label combination, so that every layer recording under the
 /// same labels shares them.
 fn intern<K: Ord, V>(map: &Mutex<BTreeMap<K, Arc<V>>>, key: K, make: impl FnOnce() -> V) -> Arc<V> {
-    lock(map)
+    map.lock()
         .entry(key)
         .or_insert_with(|| Arc::new(make()))
         .clone()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Publish counts of one (backend, topic, event type).
@@ -359,6 +354,8 @@ fn failure_index(failure: FailureKind) -> usize {
         FailureKind::RetriesExhausted => 1,
         FailureKind::Undecodable => 2,
         FailureKind::UnknownEventType => 3,
+        // A kind newer than this crate is counted with the permanent failures.
+        _ => 0,
     }
 }
 
@@ -543,7 +540,7 @@ impl prometheus::core::Collector for Collector {
 
         let mut published = Family::new(store, PUBLISHED, COUNTER);
         let mut errors = Family::new(store, PUBLISH_ERRORS, COUNTER);
-        for ([backend, topic, event_type], counts) in lock(&store.published).iter() {
+        for ([backend, topic, event_type], counts) in store.published.lock().iter() {
             let labels = [
                 ("backend", &**backend),
                 ("topic", topic),
@@ -556,7 +553,7 @@ impl prometheus::core::Collector for Collector {
         errors.done(&mut out);
 
         let mut duration = Family::new(store, PUBLISH_DURATION, HISTOGRAM);
-        for ([backend, topic], latency) in lock(&store.publish_latency).iter() {
+        for ([backend, topic], latency) in store.publish_latency.lock().iter() {
             duration.histogram(&[("backend", backend), ("topic", topic)], latency);
         }
         duration.done(&mut out);
@@ -567,9 +564,9 @@ impl prometheus::core::Collector for Collector {
         let mut dead = Family::new(store, DEAD_LETTERED, COUNTER);
         let mut duration = Family::new(store, HANDLER_DURATION, HISTOGRAM);
         let mut in_flight = Family::new(store, IN_FLIGHT, GAUGE);
-        for ([backend, topic, subscription], stats) in lock(&store.subscriptions).iter() {
+        for ([backend, topic, subscription], stats) in store.subscriptions.lock().iter() {
             let mut running = 0;
-            for (event_type, stats) in lock(&stats.by_event_type).iter() {
+            for (event_type, stats) in stats.by_event_type.lock().iter() {
                 let labels = [
                     ("backend", &**backend),
                     ("topic", topic),
@@ -626,10 +623,7 @@ impl LabelLimit {
     /// Runs once per new handle, never per message.
     fn admit(&self, value: &str) -> String {
         let value = if value.is_empty() { UNKNOWN } else { value };
-        let mut seen = self
-            .seen
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut seen = self.seen.lock();
         if seen.contains(value) {
             return value.to_owned();
         }
@@ -690,18 +684,10 @@ impl<T: Clone> HandleCache<T> {
     }
 
     fn rest(&self, key: &str, make: impl FnOnce() -> T) -> T {
-        if let Some(found) = self
-            .rest
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(key)
-        {
+        if let Some(found) = self.rest.read().get(key) {
             return found.clone();
         }
-        let mut rest = self
-            .rest
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut rest = self.rest.write();
         if let Some(found) = rest.get(key) {
             return found.clone();
         }

@@ -472,7 +472,7 @@ impl MessageBus for Telling {
             Err(bento_application::BusError::Connection {
                 backend: "telling",
                 address: "broker:6650".into(),
-                reason: "connection refused".into(),
+                source: "connection refused".into(),
             })
         }
     }

@@ -17,7 +17,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bento_application::{
@@ -27,6 +27,7 @@ use bento_domain::Envelope;
 use bento_pulsar::{Compression, PulsarAdmin, PulsarBus, PulsarConfig};
 use bytes::Bytes;
 use futures::StreamExt;
+use parking_lot::Mutex;
 use pulsar::compression::{Compression as RawCompression, CompressionLz4};
 use pulsar::consumer::InitialPosition;
 use pulsar::producer::Message;
@@ -177,10 +178,7 @@ async fn main() {
 static CREATED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 fn remember(full_name: &str) {
-    CREATED
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .push(full_name.to_owned());
+    CREATED.lock().push(full_name.to_owned());
 }
 
 /// A fresh topic name (short form), remembered for deletion.
@@ -192,7 +190,7 @@ fn bench_topic(what: &str) -> String {
 
 async fn delete_bench_topics(config: &PulsarConfig) {
     let admin = PulsarAdmin::new(config).expect("admin client");
-    let topics = std::mem::take(&mut *CREATED.lock().unwrap_or_else(|p| p.into_inner()));
+    let topics = std::mem::take(&mut *CREATED.lock());
     for topic in topics {
         admin
             .delete_topic(&topic, true)

@@ -66,7 +66,7 @@ impl PulsarBus {
     /// Validates `config` and connects to the broker.
     ///
     /// Fails with [`BusError::Connection`] naming the service URL if the broker cannot be
-    /// reached within [`PulsarConfig::connect_timeout_ms`], and with [`BusError::Other`] naming
+    /// reached within [`PulsarConfig::connect_timeout_ms`], and with [`BusError::Config`] naming
     /// the configuration key if a setting is invalid.
     pub async fn connect(config: PulsarConfig) -> Result<PulsarBus, BusError> {
         let client = crate::client::connect_client(&config).await?;
@@ -111,10 +111,11 @@ impl PulsarBus {
         if envelope.event_type.is_empty() && options.topic.is_none() {
             return Err(BusError::Publish {
                 topic: String::new(),
-                reason: format!(
+                source: (format!(
                     "message {} has no event type and no topic was given, so it has nowhere to go",
                     envelope.id
-                ),
+                ))
+                .into(),
             });
         }
         Ok(self.inner.topics.for_publish(
@@ -139,7 +140,7 @@ impl PulsarBus {
             return Err(BusError::Subscribe {
                 topic,
                 subscription: spec.name.clone(),
-                reason: format!("invalid subscription name: {why}"),
+                source: format!("invalid subscription name: {why}").into(),
             });
         }
         let only_event_type = match &spec.source {
@@ -152,7 +153,7 @@ impl PulsarBus {
             return Err(BusError::Subscribe {
                 topic,
                 subscription: spec.name.clone(),
-                reason,
+                source: reason.into(),
             });
         }
         let dead_letter_topic = inner
@@ -164,7 +165,7 @@ impl PulsarBus {
             return Err(BusError::Subscribe {
                 topic,
                 subscription: spec.name.clone(),
-                reason: format!("the dead-letter topic cannot be written: {error}"),
+                source: format!("the dead-letter topic cannot be written: {error}").into(),
             });
         }
         Ok(SubscriptionTopics {
@@ -198,7 +199,7 @@ impl PulsarBus {
         // topic's now; the retry topic is written by Bento's schema-less producers.
         let main_consumer = ConsumerSpec {
             schema: spec.schema.as_ref().map(schema::to_pulsar),
-            ..consumer(topic, sub_type(spec.kind), only_event_type)
+            ..consumer(topic, sub_type(spec.kind)?, only_event_type)
         };
         let main = Worker::start(
             inner.client.clone(),
@@ -236,13 +237,22 @@ struct SubscriptionTopics {
     dead_letter_topic: String,
 }
 
-fn sub_type(kind: SubscriptionKind) -> SubType {
-    match kind {
+/// Pulsar's subscription type for `kind`; a kind newer than this backend is refused, not
+/// served as another.
+fn sub_type(kind: SubscriptionKind) -> Result<SubType, BusError> {
+    Ok(match kind {
         SubscriptionKind::Exclusive => SubType::Exclusive,
         SubscriptionKind::Shared => SubType::Shared,
         SubscriptionKind::Failover => SubType::Failover,
         SubscriptionKind::KeyShared => SubType::KeyShared,
-    }
+        other => {
+            return Err(BusError::Unsupported {
+                backend: "pulsar",
+                what: format!("the `{other}` subscription kind"),
+                reason: "this version of the Pulsar backend does not know it".to_owned(),
+            });
+        }
+    })
 }
 
 #[async_trait]
@@ -329,7 +339,7 @@ impl MessageBus for PulsarBus {
     /// compatibility strategy and stores it as a new version if it differs. Later publishes to
     /// the topic go through that producer.
     ///
-    /// An incompatible schema fails with [`BusError::Other`] naming the topic, the strategy
+    /// An incompatible schema fails with [`BusError::Backend`] naming the topic, the strategy
     /// (read with the admin API when the broker refused) and the broker's reason.
     async fn declare_schema(&self, definition: &SchemaDefinition) -> Result<(), BusError> {
         self.check_open()?;
@@ -350,10 +360,11 @@ impl MessageBus for PulsarBus {
             }
             Err(DeclareError::Failed(reason)) => Err(BusError::Publish {
                 topic,
-                reason: format!(
+                source: (format!(
                     "declaring the {} schema of `{}`: {reason}",
                     definition.kind, definition.event_type
-                ),
+                ))
+                .into(),
             }),
         }
     }
@@ -367,7 +378,7 @@ impl MessageBus for PulsarBus {
         let unhealthy = |reason: String| BusError::Connection {
             backend: "pulsar",
             address: self.inner.config.service_url.clone(),
-            reason,
+            source: reason.into(),
         };
         match tokio::time::timeout(HEALTH_TIMEOUT, self.inner.client.lookup_topic(probe)).await {
             Ok(Ok(_)) => Ok(()),
@@ -387,12 +398,10 @@ impl MessageBus for PulsarBus {
         if self.config().auth.oauth2.is_some() {
             return Ok(None);
         }
-        let admin = crate::admin::PulsarAdmin::new(self.config())
-            .map_err(|error| BusError::Other(error.to_string()))?;
-        let stats = admin
-            .topic_stats(topic)
-            .await
-            .map_err(|error| BusError::Other(error.to_string()))?;
+        let admin = crate::admin::PulsarAdmin::new(self.config())?;
+        let stats = admin.topic_stats(topic).await.map_err(|error| {
+            BusError::backend("pulsar", format!("reading the stats of `{topic}`"), error)
+        })?;
         Ok(stats
             .subscriptions
             .get(subscription)

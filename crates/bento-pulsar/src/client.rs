@@ -18,7 +18,7 @@ use crate::error::{ConfigError, describe};
 /// options, `connect_timeout_ms` and `operation_timeout_ms`, and the bus's reconnect and retry
 /// policy.
 ///
-/// Fails with [`BusError::Other`] naming the configuration key if a setting is invalid (or a
+/// Fails with [`BusError::Config`] naming the configuration key if a setting is invalid (or a
 /// token or certificate file cannot be read), and with [`BusError::Connection`] naming the
 /// service URL and, when it can be found out, the cause (a refused TLS handshake or
 /// authentication) if the broker cannot be reached within the connect timeout.
@@ -35,7 +35,7 @@ pub async fn connect_client(config: &PulsarConfig) -> Result<Pulsar<TokioExecuto
     let unreachable = |reason: String| BusError::Connection {
         backend: "pulsar",
         address: config.service_url.clone(),
-        reason,
+        source: reason.into(),
     };
     let builder = builder(config)?;
     let started = tokio::time::Instant::now();

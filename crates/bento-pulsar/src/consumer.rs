@@ -149,7 +149,7 @@ async fn create(client: &Client, spec: &ConsumerSpec) -> Result<RawConsumer, Bus
     let error = |reason: String| BusError::Subscribe {
         topic: spec.topic.clone(),
         subscription: spec.subscription.clone(),
-        reason,
+        source: reason.into(),
     };
     match tokio::time::timeout(spec.timeout, build).await {
         Ok(Ok(consumer)) => Ok(consumer),
@@ -358,7 +358,7 @@ impl Task {
             Ok(Err(error)) => Err(BusError::Subscribe {
                 topic: self.spec.topic.clone(),
                 subscription: self.spec.subscription.clone(),
-                reason: format!("closing the consumer failed: {}", describe(&error)),
+                source: format!("closing the consumer failed: {}", describe(&error)).into(),
             }),
             Err(_) => Err(BusError::Timeout {
                 operation: format!(
@@ -439,7 +439,7 @@ impl PulsarSettle {
         self.worker.send(command).map_err(|_| BusError::Subscribe {
             topic: self.spec.topic.clone(),
             subscription: self.spec.subscription.clone(),
-            reason: "the consumer has stopped; the message will be redelivered".into(),
+            source: "the consumer has stopped; the message will be redelivered".into(),
         })
     }
 }

@@ -44,7 +44,10 @@ impl std::error::Error for ConfigError {}
 
 impl From<ConfigError> for BusError {
     fn from(error: ConfigError) -> Self {
-        BusError::Other(format!("invalid Pulsar configuration: {error}"))
+        BusError::Config {
+            backend: "pulsar",
+            source: Box::new(error),
+        }
     }
 }
 

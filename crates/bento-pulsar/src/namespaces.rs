@@ -6,7 +6,8 @@
 //! the first time it publishes or subscribes to a topic of theirs, once per namespace.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+
+use parking_lot::Mutex;
 
 use crate::admin::{AdminError, PulsarAdmin};
 use crate::config::PulsarConfig;
@@ -39,7 +40,7 @@ impl Namespaces {
         let Some(namespace) = namespace_of(topic) else {
             return Ok(());
         };
-        if self.known().contains(namespace) {
+        if self.ensured.lock().contains(namespace) {
             return Ok(());
         }
         let admin = admin.as_ref().map_err(|why| {
@@ -61,15 +62,8 @@ impl Namespaces {
                 )
             })?;
         tracing::info!(%namespace, "namespace ready");
-        self.known().insert(namespace.to_owned());
+        self.ensured.lock().insert(namespace.to_owned());
         Ok(())
-    }
-
-    fn known(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        // A poisoned lock only means a panic elsewhere while holding it; the set stays valid.
-        self.ensured
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -72,11 +72,14 @@ pub(crate) fn refused(
     strategy: &str,
     reason: &str,
 ) -> BusError {
-    BusError::Other(format!(
-        "the Pulsar broker refused the {} schema of `{}` on topic `{topic}` \
-         (schema compatibility strategy: {strategy}): {reason}",
-        schema.kind, schema.event_type
-    ))
+    BusError::backend(
+        "pulsar",
+        format!(
+            "registering the {} schema of `{}` on topic `{topic}`",
+            schema.kind, schema.event_type
+        ),
+        format!("the broker refused it (schema compatibility strategy: {strategy}): {reason}"),
+    )
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::error::Error;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bento_application::{
@@ -17,6 +17,7 @@ use bento_domain::{DomainEvent, Envelope, MessageId};
 use bento_pulsar::PulsarBus;
 use bento_pulsar::admin::PulsarAdmin;
 use futures::StreamExt;
+use parking_lot::Mutex;
 use pulsar::consumer::InitialPosition;
 use pulsar::{ConsumerOptions, SubType, TokioExecutor};
 use serde::{Deserialize, Serialize};
@@ -185,10 +186,7 @@ async fn republished_envelope_is_handled_once_by_an_idempotent_handler() -> Test
     let handler = {
         let handled = handled.clone();
         move |_event: Ping, ctx: Context| {
-            handled
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(ctx.message_id());
+            handled.lock().push(ctx.message_id());
             std::future::ready(Ok::<(), HandlerError>(()))
         }
     };
@@ -203,10 +201,7 @@ async fn republished_envelope_is_handled_once_by_an_idempotent_handler() -> Test
         .subscribe_with(SubscriptionSpec::event_type(Ping::EVENT_TYPE, "all"), {
             let delivered = delivered.clone();
             move |_event: Ping, ctx: Context| {
-                delivered
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(ctx.message_id());
+                delivered.lock().push(ctx.message_id());
                 std::future::ready(Ok::<(), HandlerError>(()))
             }
         })
@@ -221,21 +216,19 @@ async fn republished_envelope_is_handled_once_by_an_idempotent_handler() -> Test
         pulsar.publish(envelope, PublishOptions::default()).await?;
     }
     let deadline = tokio::time::Instant::now() + common::PATIENCE;
-    while delivered.lock().unwrap_or_else(|p| p.into_inner()).len() < 3
-        || handled.lock().unwrap_or_else(|p| p.into_inner()).len() < 2
-    {
+    while delivered.lock().len() < 3 || handled.lock().len() < 2 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "deliveries: {:?}, handled: {:?}",
-            delivered.lock().unwrap_or_else(|p| p.into_inner()),
-            handled.lock().unwrap_or_else(|p| p.into_inner())
+            delivered.lock(),
+            handled.lock()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Give a wrongly handled duplicate the time to show up.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let delivered = delivered.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let handled = handled.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let delivered = delivered.lock().clone();
+    let handled = handled.lock().clone();
     assert_eq!(
         delivered,
         [first.id, first.id, other.id],

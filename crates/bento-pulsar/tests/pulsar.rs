@@ -96,12 +96,12 @@ async fn exclusive_subscription_refuses_a_second_consumer() {
         .await;
     match second {
         Err(BusError::Subscribe {
-            reason,
+            source: reason,
             subscription,
             ..
         }) => {
             assert!(
-                reason.contains("exclusive"),
+                reason.to_string().contains("exclusive"),
                 "the reason says why: {reason}"
             );
             assert!(
@@ -657,11 +657,11 @@ async fn a_closed_port_gives_a_connection_error_within_the_timeout() {
         Err(BusError::Connection {
             backend,
             address,
-            reason,
+            source: reason,
         }) => {
             assert_eq!(backend, "pulsar");
             assert_eq!(address, url);
-            assert!(!reason.is_empty());
+            assert!(!reason.to_string().is_empty());
         }
         other => panic!("expected a connection error, got {other:?}"),
     }

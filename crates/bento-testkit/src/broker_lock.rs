@@ -9,7 +9,9 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
 
 /// Where the lock of `broker` (`"pulsar"`, `"kafka"`) lives.
 pub fn path(broker: &str) -> PathBuf {
@@ -58,10 +60,7 @@ pub fn own(broker: &str) {
 
 fn hold(broker: &str, lock: impl FnOnce(&File) -> std::io::Result<()>, how: &str) {
     static HELD: OnceLock<Mutex<HashMap<String, File>>> = OnceLock::new();
-    let mut held = HELD
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut held = HELD.get_or_init(Mutex::default).lock();
     if held.contains_key(broker) {
         return;
     }

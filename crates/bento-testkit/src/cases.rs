@@ -863,14 +863,14 @@ struct FakeTransaction {
 
 #[async_trait]
 impl Transaction for FakeTransaction {
-    async fn commit(self: Box<Self>) -> Result<(), String> {
+    async fn commit(self: Box<Self>) -> Result<(), bento_application::BoxError> {
         if self.fail {
             Err("constraint violated".into())
         } else {
             Ok(())
         }
     }
-    async fn rollback(self: Box<Self>) -> Result<(), String> {
+    async fn rollback(self: Box<Self>) -> Result<(), bento_application::BoxError> {
         Ok(())
     }
 }

@@ -1,8 +1,9 @@
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bento_application::{Context, HandlerError, MessageBus, Subscription, SubscriptionSpec};
 use bento_domain::Envelope;
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 /// One message a [`Collector`] saw.
@@ -36,7 +37,7 @@ impl Collector {
             attempt: ctx.attempt(),
             at: Instant::now(),
         };
-        self.lock().push(item);
+        self.seen.lock().push(item);
         self.changed.notify_waiters();
     }
 
@@ -69,17 +70,17 @@ impl Collector {
 
     /// Everything seen so far.
     pub fn seen(&self) -> Vec<Collected> {
-        self.lock().clone()
+        self.seen.lock().clone()
     }
 
     /// How many messages were seen.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.seen.lock().len()
     }
 
     /// Whether nothing was seen.
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.seen.lock().is_empty()
     }
 
     /// Waits until at least `count` messages were seen, or panics after `patience` with what
@@ -100,11 +101,5 @@ impl Collector {
                 panic!("expected {count} message(s) within {patience:?}, got {now}");
             }
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Collected>> {
-        self.seen
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

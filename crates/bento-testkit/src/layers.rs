@@ -1,7 +1,7 @@
 //! Conformance of the handler stack: what a user-defined layer sees on every backend.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bento_application::layer::Layer;
@@ -10,6 +10,7 @@ use bento_application::{
 };
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
+use parking_lot::Mutex;
 
 use crate::cases::{Ping, decode, header, ping, quick_retry, setup, unique};
 use crate::{Backend, Case};
@@ -72,7 +73,6 @@ impl<S: EnvelopeHandler> EnvelopeHandler for Record<S> {
                 other => panic!("an outcome this case does not know: {other:?}"),
             };
             log.lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .entry(key)
                 .or_default()
                 .push((attempt, Instant::now(), seen));
@@ -213,9 +213,5 @@ pub async fn layer_sees_every_outcome(backend: &dyn Backend) {
 }
 
 fn recorded(log: &Log, key: &str) -> Vec<(u32, Instant, Seen)> {
-    log.lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .get(key)
-        .cloned()
-        .unwrap_or_default()
+    log.lock().get(key).cloned().unwrap_or_default()
 }

@@ -1,9 +1,10 @@
 //! Rate limits: at most so many messages per period reach the handler.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use parking_lot::Mutex;
 use tokio::time::Instant;
 use tower_layer::Layer;
 
@@ -39,10 +40,7 @@ impl Budget {
     /// Reserves the next free slot and returns when it starts.
     fn reserve(&self) -> Instant {
         let now = Instant::now();
-        let mut next_free = self
-            .next_free
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next_free = self.next_free.lock();
         let slot = next_free.map_or(now, |free| free.max(now));
         *next_free = Some(slot + self.interval);
         slot

@@ -1,5 +1,5 @@
 //! One subscription: a consumer-group member, its offset bookkeeping, the delay/retry parking
-//! lot, and the [`Settle`](bento_application::Settle) that retries and dead-letters through
+//! lot, and the [`Settle`](bento_application::backend::Settle) that retries and dead-letters through
 //! the producer.
 
 mod handoff;

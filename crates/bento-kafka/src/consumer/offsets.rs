@@ -2,9 +2,10 @@
 //! records in flight in each, the point it is safe to commit, and the rebalance hooks.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
+use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
@@ -81,7 +82,7 @@ impl SubscriptionState {
     ) {
         let mut commit = TopicPartitionList::new();
         let remaining = {
-            let mut tracker = lock(&self.tracker);
+            let mut tracker = self.tracker.lock();
             for element in revoked.elements() {
                 let tp = (Arc::from(element.topic()), element.partition());
                 let removed = tracker.partitions.remove(&tp);
@@ -108,7 +109,7 @@ impl SubscriptionState {
 
     /// Rebalance: partitions are about to be assigned (before fetching starts).
     pub(crate) fn assign(&self, assigned: &TopicPartitionList) {
-        let mut tracker = lock(&self.tracker);
+        let mut tracker = self.tracker.lock();
         for element in assigned.elements() {
             tracker.next_lease += 1;
             let lease = tracker.next_lease;
@@ -135,7 +136,7 @@ impl SubscriptionState {
 
     /// Rebalance: partitions were assigned.
     pub(crate) fn assigned(&self, assigned: &TopicPartitionList) {
-        let partitions = lock(&self.tracker).partitions.len();
+        let partitions = self.tracker.lock().partitions.len();
         tracing::debug!(group = %self.group, assigned = assigned.count(), partitions, "partitions assigned");
         self.assignment.send_modify(|a| {
             a.rounds += 1;
@@ -146,7 +147,7 @@ impl SubscriptionState {
     /// An asynchronous commit failed: forget it, so the next round commits again.
     pub(crate) fn commit_failed(&self, error: &KafkaError, offsets: &TopicPartitionList) {
         tracing::warn!(group = %self.group, %error, "committing offsets failed; retrying on the next commit");
-        let mut tracker = lock(&self.tracker);
+        let mut tracker = self.tracker.lock();
         for element in offsets.elements() {
             let tp = (Arc::from(element.topic()), element.partition());
             if let (Some(state), Offset::Offset(offset)) =
@@ -166,7 +167,7 @@ impl SubscriptionState {
         partition: i32,
         offset: i64,
     ) -> Option<(Tp, u64, LeaseCell)> {
-        let mut tracker = lock(&self.tracker);
+        let mut tracker = self.tracker.lock();
         let tp = (tracker.names.get(topic)?.clone(), partition);
         let state = tracker.partitions.get_mut(&tp)?;
         state.in_flight.insert(offset);
@@ -177,7 +178,7 @@ impl SubscriptionState {
 
     /// The record at `offset` is done (handled, retried elsewhere or dead-lettered).
     pub(super) fn finish(&self, tp: &Tp, lease: u64, offset: i64) {
-        let mut tracker = lock(&self.tracker);
+        let mut tracker = self.tracker.lock();
         if let Some(state) = tracker.partitions.get_mut(tp)
             && state.lease == lease
         {
@@ -188,7 +189,7 @@ impl SubscriptionState {
     /// Offsets that moved since the last commit, marked as committed.
     pub(super) fn due_commits(&self) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
-        let mut tracker = lock(&self.tracker);
+        let mut tracker = self.tracker.lock();
         for ((topic, partition), state) in tracker.partitions.iter_mut() {
             if let Some(point) = state.commit_point()
                 && state.committed.is_none_or(|c| c < point)
@@ -201,7 +202,7 @@ impl SubscriptionState {
     }
 
     pub(super) fn forget_commits(&self, offsets: &TopicPartitionList) {
-        let mut tracker = lock(&self.tracker);
+        let mut tracker = self.tracker.lock();
         for element in offsets.elements() {
             let tp = (Arc::from(element.topic()), element.partition());
             if let Some(state) = tracker.partitions.get_mut(&tp) {
@@ -209,10 +210,4 @@ impl SubscriptionState {
             }
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

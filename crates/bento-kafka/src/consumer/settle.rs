@@ -101,10 +101,11 @@ impl Settle for KafkaSettle {
         }
         let settler = &self.settler;
         if settler.tiers == 0 {
-            return Err(BusError::Other(format!(
-                "subscription `{}` has no retry topics (its retry policy allows no retry)",
-                settler.group
-            )));
+            return Err(BusError::backend(
+                "kafka",
+                format!("retrying a message of subscription `{}`", settler.group),
+                "it has no retry topics (its retry policy allows no retry)",
+            ));
         }
         let tier = topics::retry_tier(next_attempt.saturating_sub(1), settler.tiers);
         let topic = topics::retry_topic(&settler.topic, &settler.group, tier);

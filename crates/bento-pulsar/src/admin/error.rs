@@ -123,7 +123,7 @@ impl std::error::Error for AdminError {}
 
 impl From<AdminError> for bento_application::BusError {
     fn from(error: AdminError) -> Self {
-        bento_application::BusError::Other(error.to_string())
+        bento_application::BusError::backend("pulsar", "a Pulsar admin call", error)
     }
 }
 

@@ -4,11 +4,12 @@
 mod message;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bento_application::BusError;
+use parking_lot::RwLock;
 use pulsar::producer::{Message, SendFuture};
 use pulsar::proto::ServerError;
 use pulsar::{ProducerOptions, TokioExecutor, proto};
@@ -119,7 +120,7 @@ impl Producers {
             .await?;
         pending.pop().ok_or_else(|| BusError::Publish {
             topic: topic.to_owned(),
-            reason: "the producer took no message".into(),
+            source: "the producer took no message".into(),
         })
     }
 
@@ -203,7 +204,7 @@ impl Producers {
                 self.evict(producers);
                 Err(BusError::Publish {
                     topic: topic.clone(),
-                    reason: reason.clone(),
+                    source: reason.clone().into(),
                 })
             }
         }
@@ -245,10 +246,11 @@ impl Producers {
     }
 
     fn topic(&self, topic: &str) -> Arc<TopicProducers> {
-        if let Some(producers) = read(&self.topics).get(topic) {
+        if let Some(producers) = self.topics.read().get(topic) {
             return producers.clone();
         }
-        write(&self.topics)
+        self.topics
+            .write()
             .entry(topic.to_owned())
             .or_insert_with(|| {
                 Arc::new(TopicProducers {
@@ -264,7 +266,7 @@ impl Producers {
     /// Forgets the producers of a topic after a failure, so that the next publish creates
     /// fresh ones (unless another publish already replaced them).
     fn evict(&self, failed: &Arc<TopicProducers>) {
-        let mut topics = write(&self.topics);
+        let mut topics = self.topics.write();
         if topics
             .get(&failed.topic)
             .is_some_and(|current| Arc::ptr_eq(current, failed))
@@ -285,11 +287,11 @@ impl Producers {
         if self.closed.load(Ordering::Acquire) {
             return Err(DeclareError::Failed("the bus is closed".into()));
         }
-        let previous = write(&self.schemas).insert(topic.to_owned(), schema);
+        let previous = self.schemas.write().insert(topic.to_owned(), schema);
         let producer = match self.build(topic, false).await {
             Ok(producer) => producer,
             Err(error) => {
-                let mut schemas = write(&self.schemas);
+                let mut schemas = self.schemas.write();
                 match previous {
                     Some(previous) => schemas.insert(topic.to_owned(), previous),
                     None => schemas.remove(topic),
@@ -306,7 +308,7 @@ impl Producers {
             arriving: AtomicUsize::new(0),
         });
         // The replaced producers close once the publishes still holding them are done.
-        write(&self.topics).insert(topic.to_owned(), fresh);
+        self.topics.write().insert(topic.to_owned(), fresh);
         Ok(())
     }
 
@@ -331,7 +333,7 @@ impl Producers {
             (true, Some(options)) => options.clone(),
             _ => self.plain.clone(),
         };
-        options.schema = read(&self.schemas).get(topic).cloned();
+        options.schema = self.schemas.read().get(topic).cloned();
         // Unique per producer instance: with broker deduplication on, a producer that reused an
         // earlier name would start again at sequence id 0 and the broker would drop its
         // messages as duplicates.
@@ -366,7 +368,7 @@ impl Producers {
     pub(crate) async fn close(&self) -> Result<(), BusError> {
         self.closed.store(true, Ordering::Release);
         let topics: Vec<Arc<TopicProducers>> =
-            write(&self.topics).drain().map(|(_, p)| p).collect();
+            self.topics.write().drain().map(|(_, p)| p).collect();
         let mut first_error = None;
         for producers in topics {
             for (slot, batching) in [(&producers.batching, true), (&producers.plain, false)] {
@@ -391,7 +393,7 @@ impl Producers {
                     }
                     Ok(Err(error)) => Err(BusError::Publish {
                         topic: topic.clone(),
-                        reason: format!("closing the producer failed: {}", describe(&error)),
+                        source: format!("closing the producer failed: {}", describe(&error)).into(),
                     }),
                     Err(_) => Err(BusError::Timeout {
                         operation: format!("closing the producer of `{topic}`"),
@@ -432,16 +434,6 @@ fn compression(choice: Compression) -> pulsar::compression::Compression {
 fn publish_error(topic: &str, error: &pulsar::Error) -> BusError {
     BusError::Publish {
         topic: topic.to_owned(),
-        reason: describe(error),
+        source: describe(error).into(),
     }
-}
-
-// A poisoned lock only means a panic elsewhere while holding it; the map stays consistent.
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
