@@ -124,10 +124,7 @@ impl Inner {
 impl KafkaAdmin {
     /// Admin clients for `config`'s brokers (no network traffic until the first call).
     pub fn new(config: &KafkaConfig) -> Result<Self, BusError> {
-        config.validate().map_err(|error| BusError::Config {
-            backend: "kafka",
-            source: Box::new(error),
-        })?;
+        config.validate()?;
         let admin = config
             .common()
             .create::<AdminClient<DefaultClientContext>>()

@@ -58,10 +58,7 @@ impl KafkaBus {
     /// unreachable broker fails here with [`BusError::Connection`] within
     /// `connect_timeout_ms`.
     pub async fn connect(config: KafkaConfig) -> Result<Self, BusError> {
-        config.validate().map_err(|error| BusError::Config {
-            backend: "kafka",
-            source: Box::new(error),
-        })?;
+        config.validate()?;
         let admin = KafkaAdmin::new(&config)?;
         let producer = KafkaProducer::new(&config, admin)?;
         let brokers = reach_cluster(

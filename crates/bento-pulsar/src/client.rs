@@ -11,7 +11,7 @@ use pulsar::{
 
 use crate::config::PulsarConfig;
 use crate::diagnose;
-use crate::error::{ConfigError, describe};
+use crate::error::{ConfigError, describe, invalid};
 
 /// Validates `config` and connects a [`pulsar`] client to its broker with the settings
 /// [`PulsarBus`](crate::PulsarBus) uses: the token or OAuth2 credentials of `auth`, the `tls`
@@ -93,7 +93,7 @@ fn builder(config: &PulsarConfig) -> Result<PulsarBuilder<TokioExecutor>, Config
     }
     if let Some(path) = &tls.trust_cert_path {
         builder = builder.with_certificate_chain_file(path).map_err(|e| {
-            ConfigError::new(
+            invalid(
                 "tls.trust_cert_path",
                 format!("cannot read `{}`: {e}", path.display()),
             )

@@ -1,54 +1,15 @@
-//! Errors of the Pulsar backend and their translation into [`BusError`].
+//! Errors of the Pulsar backend and their translation into [`bento_application::BusError`].
 
-use std::fmt;
-
-use bento_application::BusError;
 use pulsar::error::{ConnectionError, ConsumerError, ProducerError, ServiceDiscoveryError};
 use pulsar::proto::ServerError;
 
 use crate::config::CONFIG_PREFIX;
 
-/// A setting of [`crate::PulsarConfig`] is invalid; names the full key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    key: String,
-    message: String,
-}
+pub use bento_application::backend::ConfigError;
 
-impl ConfigError {
-    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-
-    /// The full key, e.g. `messaging.pulsar.service_url`.
-    pub fn key(&self) -> String {
-        format!("{CONFIG_PREFIX}.{}", self.key)
-    }
-
-    /// What is wrong with it.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key(), self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-impl From<ConfigError> for BusError {
-    fn from(error: ConfigError) -> Self {
-        BusError::Config {
-            backend: "pulsar",
-            source: Box::new(error),
-        }
-    }
+/// A setting of [`crate::PulsarConfig`] (below `messaging.pulsar`) is invalid.
+pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::new(CONFIG_PREFIX, key, message)
 }
 
 /// The broker's error code, if `error` carries one.

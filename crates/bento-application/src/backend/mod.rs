@@ -19,6 +19,59 @@ pub use dispatch::{Delivery, DispatchSettings, Settle, spawn};
 
 use crate::BusError;
 
+/// A backend setting is invalid; says which, by its full key
+/// (`messaging.kafka.bootstrap_servers: must not be empty`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{prefix}.{key}: {message}")]
+pub struct ConfigError {
+    prefix: &'static str,
+    key: String,
+    message: String,
+}
+
+impl ConfigError {
+    /// `key` (below `prefix`, e.g. `security.username` below `messaging.kafka`) is invalid
+    /// because of `message`.
+    pub fn new(prefix: &'static str, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            prefix,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The full key, e.g. `messaging.pulsar.service_url`.
+    pub fn key(&self) -> String {
+        format!("{}.{}", self.prefix, self.key)
+    }
+
+    /// The key below the backend's prefix, e.g. `service_url`.
+    pub fn relative_key(&self) -> &str {
+        &self.key
+    }
+
+    /// What is wrong with it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<ConfigError> for BusError {
+    fn from(error: ConfigError) -> Self {
+        // `messaging.kafka` names the `kafka` backend.
+        let backend = error.prefix.rsplit('.').next().unwrap_or(error.prefix);
+        BusError::Config {
+            backend: match backend {
+                "pulsar" => "pulsar",
+                "kafka" => "kafka",
+                "memory" => "memory",
+                _ => "messaging",
+            },
+            source: Box::new(error),
+        }
+    }
+}
+
 /// Whether a bus is still open: every publish and subscribe checks it, `close` shuts it once.
 #[derive(Debug, Default)]
 pub struct OpenGate {

@@ -238,13 +238,13 @@ mod tests {
         assert!(
             config
                 .validate()
-                .is_err_and(|e| e.key == "security.sasl_mechanism")
+                .is_err_and(|e| e.relative_key() == "security.sasl_mechanism")
         );
         config.security.sasl_mechanism = Some(SaslMechanism::ScramSha512);
         assert!(
             config
                 .validate()
-                .is_err_and(|e| e.key == "security.username")
+                .is_err_and(|e| e.relative_key() == "security.username")
         );
         config.security.username = Some("svc".into());
         config.security.password = Some("hunter2".into());

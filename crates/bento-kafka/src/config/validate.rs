@@ -1,35 +1,14 @@
 //! Checking a configuration: each mistake is reported with the full key at fault.
 
-use std::fmt;
-
 use super::{CONFIG_PREFIX, KafkaConfig, SecurityConfig};
 use crate::topics;
 
-/// A configuration mistake, naming the full key (`messaging.kafka.bootstrap_servers: ...`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The key below `messaging.kafka`, e.g. `security.username`.
-    pub key: String,
-    /// What is wrong with it.
-    pub message: String,
-}
+pub use bento_application::backend::ConfigError;
 
-impl ConfigError {
-    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
+/// A setting of [`KafkaConfig`] (below `messaging.kafka`) is invalid.
+pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::new(CONFIG_PREFIX, key, message)
 }
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{CONFIG_PREFIX}.{}: {}", self.key, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// librdkafka properties Bento sets itself, with the reason, refused in `producer` / `consumer`.
 const CONTROLLED: &[(&str, &str)] = &[
@@ -109,7 +88,7 @@ impl KafkaConfig {
             .filter(|s| !s.is_empty())
             .collect();
         if servers.is_empty() {
-            return Err(ConfigError::new("bootstrap_servers", "must not be empty"));
+            return Err(invalid("bootstrap_servers", "must not be empty"));
         }
         for server in servers {
             let port = server
@@ -118,7 +97,7 @@ impl KafkaConfig {
             match port {
                 Some((host, Ok(port))) if !host.is_empty() && port > 0 => {}
                 _ => {
-                    return Err(ConfigError::new(
+                    return Err(invalid(
                         "bootstrap_servers",
                         format!("`{server}` is not a host:port pair"),
                     ));
@@ -126,7 +105,7 @@ impl KafkaConfig {
             }
         }
         if self.client_id.trim().is_empty() {
-            return Err(ConfigError::new("client_id", "must not be empty"));
+            return Err(invalid("client_id", "must not be empty"));
         }
         for (key, value) in [
             ("connect_timeout_ms", self.connect_timeout_ms),
@@ -135,34 +114,31 @@ impl KafkaConfig {
             ("commit_interval_ms", self.commit_interval_ms),
         ] {
             if value == 0 {
-                return Err(ConfigError::new(key, "must be greater than 0"));
+                return Err(invalid(key, "must be greater than 0"));
             }
             if value > i32::MAX as u64 {
-                return Err(ConfigError::new(
-                    key,
-                    format!("must be at most {}", i32::MAX),
-                ));
+                return Err(invalid(key, format!("must be at most {}", i32::MAX)));
             }
         }
         if self.partitions == 0 {
-            return Err(ConfigError::new("partitions", "must be at least 1"));
+            return Err(invalid("partitions", "must be at least 1"));
         }
         if self.partitions > 100_000 {
-            return Err(ConfigError::new("partitions", "must be at most 100000"));
+            return Err(invalid("partitions", "must be at most 100000"));
         }
         if self.replication_factor == Some(0) {
-            return Err(ConfigError::new("replication_factor", "must be at least 1"));
+            return Err(invalid("replication_factor", "must be at least 1"));
         }
         for (event_type, topic) in &self.topics {
             if let Err(why) = topics::check_name(topic) {
-                return Err(ConfigError::new(format!("topics.\"{event_type}\""), why));
+                return Err(invalid(format!("topics.\"{event_type}\""), why));
             }
         }
         self.security.validate()?;
         for (section, map) in [("producer", &self.producer), ("consumer", &self.consumer)] {
             for key in map.keys() {
                 if let Some((_, why)) = CONTROLLED.iter().find(|(k, _)| k == key) {
-                    return Err(ConfigError::new(
+                    return Err(invalid(
                         format!("{section}.\"{key}\""),
                         format!("Bento sets this property itself ({why}); remove it"),
                     ));
@@ -178,13 +154,13 @@ impl SecurityConfig {
         let sasl = self.protocol.uses_sasl();
         match (sasl, self.sasl_mechanism) {
             (true, None) => {
-                return Err(ConfigError::new(
+                return Err(invalid(
                     "security.sasl_mechanism",
                     "is required with a sasl_* protocol (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)",
                 ));
             }
             (false, Some(_)) => {
-                return Err(ConfigError::new(
+                return Err(invalid(
                     "security.sasl_mechanism",
                     "is set, but security.protocol is not sasl_plaintext or sasl_ssl",
                 ));
@@ -193,13 +169,13 @@ impl SecurityConfig {
         }
         if sasl {
             if self.username.as_deref().is_none_or(|u| u.is_empty()) {
-                return Err(ConfigError::new(
+                return Err(invalid(
                     "security.username",
                     "is required with a sasl_* protocol",
                 ));
             }
             if self.password.is_none() {
-                return Err(ConfigError::new(
+                return Err(invalid(
                     "security.password",
                     "is required with a sasl_* protocol",
                 ));
@@ -216,13 +192,13 @@ impl SecurityConfig {
         for (key, path) in paths {
             if let Some(path) = path {
                 if !self.protocol.uses_ssl() {
-                    return Err(ConfigError::new(
+                    return Err(invalid(
                         key,
                         "is set, but security.protocol is not ssl or sasl_ssl",
                     ));
                 }
                 if !path.is_file() {
-                    return Err(ConfigError::new(
+                    return Err(invalid(
                         key,
                         format!("{} does not exist or is not a file", path.display()),
                     ));
@@ -230,7 +206,7 @@ impl SecurityConfig {
             }
         }
         if self.ssl_certificate_location.is_some() != self.ssl_key_location.is_some() {
-            return Err(ConfigError::new(
+            return Err(invalid(
                 "security.ssl_key_location",
                 "the client certificate and key go together: set both or neither",
             ));

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, invalid};
 
 /// Authentication with the broker: a token, or OAuth2 client credentials, or nothing.
 #[derive(Clone, Default, PartialEq, Deserialize)]
@@ -29,7 +29,7 @@ impl AuthConfig {
             (None, Some(path)) => std::fs::read_to_string(path)
                 .map(|token| Some(token.trim().to_owned()))
                 .map_err(|e| {
-                    ConfigError::new(
+                    invalid(
                         "auth.token_file",
                         format!("cannot read `{}`: {e}", path.display()),
                     )

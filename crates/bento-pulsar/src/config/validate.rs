@@ -1,7 +1,7 @@
 //! Checking a configuration: each mistake is reported with the full key at fault.
 
 use super::PulsarConfig;
-use crate::error::ConfigError;
+use crate::error::{ConfigError, invalid};
 use crate::topics;
 
 impl PulsarConfig {
@@ -13,16 +13,16 @@ impl PulsarConfig {
             .strip_prefix("pulsar://")
             .or_else(|| url.strip_prefix("pulsar+ssl://"))
         else {
-            return Err(ConfigError::new(
+            return Err(invalid(
                 "service_url",
                 format!("must start with pulsar:// or pulsar+ssl:// (got `{url}`)"),
             ));
         };
         if rest.trim_end_matches('/').is_empty() {
-            return Err(ConfigError::new("service_url", "names no host"));
+            return Err(invalid("service_url", "names no host"));
         }
         if !(self.admin_url.starts_with("http://") || self.admin_url.starts_with("https://")) {
-            return Err(ConfigError::new(
+            return Err(invalid(
                 "admin_url",
                 format!(
                     "must start with http:// or https:// (got `{}`)",
@@ -30,15 +30,14 @@ impl PulsarConfig {
                 ),
             ));
         }
-        topics::check_segment(&self.tenant).map_err(|why| ConfigError::new("tenant", why))?;
-        topics::check_segment(&self.namespace).map_err(|why| ConfigError::new("namespace", why))?;
+        topics::check_segment(&self.tenant).map_err(|why| invalid("tenant", why))?;
+        topics::check_segment(&self.namespace).map_err(|why| invalid("namespace", why))?;
         for (event_type, topic) in &self.topics.event_types {
-            topics::check_topic(topic).map_err(|why| {
-                ConfigError::new(format!("topics.event_types.\"{event_type}\""), why)
-            })?;
+            topics::check_topic(topic)
+                .map_err(|why| invalid(format!("topics.event_types.\"{event_type}\""), why))?;
         }
         if let Some(shared) = &self.topics.shared {
-            topics::check_topic(shared).map_err(|why| ConfigError::new("topics.shared", why))?;
+            topics::check_topic(shared).map_err(|why| invalid("topics.shared", why))?;
         }
         self.validate_auth()?;
         more_than_zero("connect_timeout_ms", self.connect_timeout_ms)?;
@@ -46,14 +45,14 @@ impl PulsarConfig {
         let producer = &self.producer;
         if producer.batching {
             if producer.batch_max_messages < 2 {
-                return Err(ConfigError::new(
+                return Err(invalid(
                     "producer.batch_max_messages",
                     "must be at least 2 when batching is on",
                 ));
             }
             more_than_zero("producer.batch_max_bytes", producer.batch_max_bytes)?;
             if producer.batch_max_delay_ms == 0 {
-                return Err(ConfigError::new(
+                return Err(invalid(
                     "producer.batch_max_delay_ms",
                     "must be more than 0 when batching is on (a lone message would wait forever)",
                 ));
@@ -78,17 +77,17 @@ impl PulsarConfig {
             auth.oauth2.is_some(),
         ];
         if methods.iter().filter(|set| **set).count() > 1 {
-            return Err(ConfigError::new(
+            return Err(invalid(
                 "auth",
                 "set only one of token, token_file and oauth2",
             ));
         }
         if auth.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-            return Err(ConfigError::new("auth.token", "is empty"));
+            return Err(invalid("auth.token", "is empty"));
         }
         if let Some(oauth2) = &auth.oauth2 {
             if !cfg!(feature = "oauth2") {
-                return Err(ConfigError::new(
+                return Err(invalid(
                     "auth.oauth2",
                     "needs bento-pulsar built with its `oauth2` cargo feature",
                 ));
@@ -96,7 +95,7 @@ impl PulsarConfig {
             if !(oauth2.issuer_url.starts_with("http://")
                 || oauth2.issuer_url.starts_with("https://"))
             {
-                return Err(ConfigError::new(
+                return Err(invalid(
                     "auth.oauth2.issuer_url",
                     "must be an http:// or https:// URL",
                 ));
@@ -110,13 +109,13 @@ impl PulsarConfig {
                 (None, None, Some(url)) if url.starts_with("file:") || url.starts_with("data:") => {
                 }
                 (None, None, Some(_)) => {
-                    return Err(ConfigError::new(
+                    return Err(invalid(
                         "auth.oauth2.credentials_url",
                         "must be a file: or data: URL",
                     ));
                 }
                 _ => {
-                    return Err(ConfigError::new(
+                    return Err(invalid(
                         "auth.oauth2",
                         "set client_id and client_secret, or credentials_url alone",
                     ));
@@ -125,7 +124,7 @@ impl PulsarConfig {
             // Creating namespaces goes through the admin REST API, whose client takes a token
             // only: refused here rather than failing at the first publish.
             if self.create_namespaces {
-                return Err(ConfigError::new(
+                return Err(invalid(
                     "create_namespaces",
                     "needs the admin API, which Bento's admin client cannot call with \
                      auth.oauth2 (it takes auth.token or auth.token_file); create the tenant and \
@@ -140,7 +139,7 @@ impl PulsarConfig {
 /// Refuses a zero `value` for `key`.
 fn more_than_zero<T: Default + PartialEq>(key: &str, value: T) -> Result<(), ConfigError> {
     if value == T::default() {
-        Err(ConfigError::new(key, "must be more than 0"))
+        Err(invalid(key, "must be more than 0"))
     } else {
         Ok(())
     }
