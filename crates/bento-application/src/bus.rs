@@ -71,6 +71,10 @@ impl PublishOptions {
 
 /// The messaging port: what every backend (memory, Pulsar, Kafka) implements.
 ///
+/// Its core is publishing, subscribing and closing; what only some backends can do (a health
+/// check, consumer lag, a schema registry) are capability traits a backend hands out through
+/// the `as_*` methods, and `dyn MessageBus` answers for the others.
+///
 /// Object safe, so services hold an `Arc<dyn MessageBus>` and switch backend by configuration.
 /// Most code uses the typed [`crate::Bus`] facade on top of it.
 #[async_trait]
@@ -100,14 +104,6 @@ pub trait MessageBus: Send + Sync + 'static {
         handler: Arc<dyn EnvelopeHandler>,
     ) -> Result<Subscription, BusError>;
 
-    /// Registers the schema of an event type's topic with the broker's schema registry, so that
-    /// an incompatible schema fails here, at start-up, rather than at the first message.
-    /// Backends without a registry accept it and do nothing.
-    async fn declare_schema(&self, schema: &SchemaDefinition) -> Result<(), BusError> {
-        let _ = schema;
-        Ok(())
-    }
-
     /// The topic an event type is published to, as this backend names it.
     fn topic_for(&self, event_type: &str) -> String;
 
@@ -116,20 +112,77 @@ pub trait MessageBus: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Whether the backend can serve publishes and subscriptions right now (e.g. its broker
-    /// connection is up); a readiness probe calls it, so it should be cheap and not block for
-    /// long. The default says yes; backends that can tell override it.
-    async fn health(&self) -> Result<(), BusError> {
-        Ok(())
+    /// The backend's health check, if it can tell whether it is healthy (see
+    /// [`HealthCheck`]); `None` by default.
+    fn as_health_check(&self) -> Option<&dyn HealthCheck> {
+        None
     }
 
-    /// How many messages of `topic` (as this backend names it) the subscription `subscription`
-    /// has yet to consume, where the backend can tell; `None` where it cannot (the default).
-    async fn consumer_lag(
+    /// The backend's consumer-lag reader, if it can tell (see [`ConsumerLag`]); `None` by
+    /// default.
+    fn as_consumer_lag(&self) -> Option<&dyn ConsumerLag> {
+        None
+    }
+
+    /// The backend's schema registry, if it has one (see [`SchemaRegistry`]); `None` by
+    /// default.
+    fn as_schema_registry(&self) -> Option<&dyn SchemaRegistry> {
+        None
+    }
+}
+
+/// A backend that can tell whether it can serve publishes and subscriptions right now (its
+/// broker connection is up). A readiness probe calls it, so it should be cheap and not block
+/// for long.
+#[async_trait]
+pub trait HealthCheck: Send + Sync {
+    /// `Ok` when healthy; the error says what is wrong.
+    async fn health(&self) -> Result<(), BusError>;
+}
+
+/// A backend that can tell how far behind a subscription is.
+#[async_trait]
+pub trait ConsumerLag: Send + Sync {
+    /// How many messages of `topic` (as the backend names it) the subscription `subscription`
+    /// has yet to consume; `None` where it cannot tell for this subscription.
+    async fn consumer_lag(&self, topic: &str, subscription: &str) -> Result<Option<u64>, BusError>;
+}
+
+/// A backend with a schema registry.
+#[async_trait]
+pub trait SchemaRegistry: Send + Sync {
+    /// Registers the schema of an event type's topic, so that an incompatible schema fails
+    /// here, at start-up, rather than at the first message.
+    async fn declare_schema(&self, schema: &SchemaDefinition) -> Result<(), BusError>;
+}
+
+/// The capabilities, asked of any bus: what a backend without one answers.
+impl dyn MessageBus {
+    /// The backend's health ([`HealthCheck`]); healthy where it cannot tell.
+    pub async fn health(&self) -> Result<(), BusError> {
+        match self.as_health_check() {
+            Some(check) => check.health().await,
+            None => Ok(()),
+        }
+    }
+
+    /// A subscription's lag ([`ConsumerLag`]); `None` where the backend cannot tell.
+    pub async fn consumer_lag(
         &self,
-        _topic: &str,
-        _subscription: &str,
+        topic: &str,
+        subscription: &str,
     ) -> Result<Option<u64>, BusError> {
-        Ok(None)
+        match self.as_consumer_lag() {
+            Some(lag) => lag.consumer_lag(topic, subscription).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Registers `schema` ([`SchemaRegistry`]); accepted and ignored without a registry.
+    pub async fn declare_schema(&self, schema: &SchemaDefinition) -> Result<(), BusError> {
+        match self.as_schema_registry() {
+            Some(registry) => registry.declare_schema(schema).await,
+            None => Ok(()),
+        }
     }
 }

@@ -37,7 +37,7 @@ mod uow;
 pub mod wire;
 
 pub use bento_domain as domain;
-pub use bus::{DeliverAt, MessageBus, PublishOptions};
+pub use bus::{ConsumerLag, DeliverAt, HealthCheck, MessageBus, PublishOptions, SchemaRegistry};
 pub use codec::{Codec, Encoded};
 pub use error::{BoxError, BusError, CodecError, ErrorKind, HandlerError};
 pub use handler::{Context, EnvelopeHandler, Handler, Router};

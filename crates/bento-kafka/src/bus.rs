@@ -5,8 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bento_application::backend::{self, Delivery, DispatchSettings, OpenGate};
 use bento_application::{
-    BusError, EnvelopeHandler, MessageBus, PublishOptions, Source, Subscription, SubscriptionKind,
-    SubscriptionSpec,
+    BusError, ConsumerLag, EnvelopeHandler, HealthCheck, MessageBus, PublishOptions, Source,
+    Subscription, SubscriptionKind, SubscriptionSpec,
 };
 use bento_domain::Envelope;
 use futures::FutureExt;
@@ -344,6 +344,33 @@ async fn stop_pollers(stop_tx: &watch::Sender<bool>, pollers: Vec<JoinHandle<()>
 }
 
 #[async_trait]
+impl HealthCheck for KafkaBus {
+    /// A metadata request to the cluster within [`HEALTH_TIMEOUT`]: with every broker down or
+    /// unreachable it fails, and it succeeds again on the next probe once a broker is back.
+    async fn health(&self) -> Result<(), BusError> {
+        self.check_open()?;
+        let inner = &self.inner;
+        reach_cluster(
+            &inner.producer,
+            &inner.config.bootstrap_servers,
+            HEALTH_TIMEOUT,
+        )
+        .await
+        .map(drop)
+    }
+}
+
+#[async_trait]
+impl ConsumerLag for KafkaBus {
+    /// The consumer group's lag on `topic`: high watermark minus committed offset, summed over
+    /// the partitions.
+    async fn consumer_lag(&self, topic: &str, subscription: &str) -> Result<Option<u64>, BusError> {
+        let partitions = self.admin().group_lag(subscription, topic).await?;
+        Ok(Some(partitions.iter().map(|p| p.lag.max(0) as u64).sum()))
+    }
+}
+
+#[async_trait]
 impl MessageBus for KafkaBus {
     fn backend(&self) -> &'static str {
         "kafka"
@@ -445,25 +472,12 @@ impl MessageBus for KafkaBus {
         ))
     }
 
-    /// A metadata request to the cluster within [`HEALTH_TIMEOUT`]: with every broker down or
-    /// unreachable it fails, and it succeeds again on the next probe once a broker is back.
-    async fn health(&self) -> Result<(), BusError> {
-        self.check_open()?;
-        let inner = &self.inner;
-        reach_cluster(
-            &inner.producer,
-            &inner.config.bootstrap_servers,
-            HEALTH_TIMEOUT,
-        )
-        .await
-        .map(drop)
+    fn as_health_check(&self) -> Option<&dyn HealthCheck> {
+        Some(self)
     }
 
-    /// The consumer group's lag on `topic`: high watermark minus committed offset, summed over
-    /// the partitions.
-    async fn consumer_lag(&self, topic: &str, subscription: &str) -> Result<Option<u64>, BusError> {
-        let partitions = self.admin().group_lag(subscription, topic).await?;
-        Ok(Some(partitions.iter().map(|p| p.lag.max(0) as u64).sum()))
+    fn as_consumer_lag(&self) -> Option<&dyn ConsumerLag> {
+        Some(self)
     }
 
     fn topic_for(&self, event_type: &str) -> String {

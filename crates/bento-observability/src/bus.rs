@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bento_application::{
-    BusError, EnvelopeHandler, MessageBus, PublishOptions, Source, Subscription, SubscriptionSpec,
+    BusError, ConsumerLag, EnvelopeHandler, HealthCheck, MessageBus, PublishOptions,
+    SchemaRegistry, Source, Subscription, SubscriptionSpec,
 };
 use bento_domain::Envelope;
 use futures::future::BoxFuture;
@@ -39,8 +40,9 @@ struct PublishTarget {
 /// - consumer lag, polled from [`MessageBus::consumer_lag`] where the backend can tell.
 /// - `health` says no once the bus is closed, and asks the backend otherwise.
 ///
-/// Every other method goes straight to the bus underneath. (A method added to the port with a
-/// default body must be forwarded here too, or the wrapped backend's own version is skipped.)
+/// Every other method, and the backend's capabilities, go straight to the bus underneath. (A
+/// method added to the port with a default body must be forwarded here too, or the wrapped
+/// backend's own version is skipped.)
 ///
 /// ```
 /// # use std::sync::Arc;
@@ -445,26 +447,31 @@ impl MessageBus for ObservedBus {
         self.inner.topic_for(event_type)
     }
 
-    async fn declare_schema(
-        &self,
-        schema: &bento_application::SchemaDefinition,
-    ) -> Result<(), BusError> {
-        self.inner.declare_schema(schema).await
-    }
-
     async fn close(&self) -> Result<(), BusError> {
         self.closed.store(true, Ordering::Release);
         self.inner.close().await
     }
 
+    /// Says no once the bus is closed, and asks the backend otherwise.
+    fn as_health_check(&self) -> Option<&dyn HealthCheck> {
+        Some(self)
+    }
+
+    fn as_consumer_lag(&self) -> Option<&dyn ConsumerLag> {
+        self.inner.as_consumer_lag()
+    }
+
+    fn as_schema_registry(&self) -> Option<&dyn SchemaRegistry> {
+        self.inner.as_schema_registry()
+    }
+}
+
+#[async_trait]
+impl HealthCheck for ObservedBus {
     async fn health(&self) -> Result<(), BusError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(BusError::Closed);
         }
         self.inner.health().await
-    }
-
-    async fn consumer_lag(&self, topic: &str, subscription: &str) -> Result<Option<u64>, BusError> {
-        self.inner.consumer_lag(topic, subscription).await
     }
 }

@@ -454,6 +454,22 @@ impl MessageBus for Telling {
     ) -> Result<bento_application::Subscription, bento_application::BusError> {
         self.memory.subscribe(spec, handler).await
     }
+    fn topic_for(&self, event_type: &str) -> String {
+        format!("persistent://test/{event_type}")
+    }
+    fn as_health_check(&self) -> Option<&dyn bento_application::HealthCheck> {
+        Some(self)
+    }
+    fn as_consumer_lag(&self) -> Option<&dyn bento_application::ConsumerLag> {
+        Some(self)
+    }
+    fn as_schema_registry(&self) -> Option<&dyn bento_application::SchemaRegistry> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl bento_application::SchemaRegistry for Telling {
     async fn declare_schema(
         &self,
         _schema: &bento_application::SchemaDefinition,
@@ -462,9 +478,10 @@ impl MessageBus for Telling {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
-    fn topic_for(&self, event_type: &str) -> String {
-        format!("persistent://test/{event_type}")
-    }
+}
+
+#[async_trait::async_trait]
+impl bento_application::HealthCheck for Telling {
     async fn health(&self) -> Result<(), bento_application::BusError> {
         if self.healthy.load(std::sync::atomic::Ordering::SeqCst) {
             Ok(())
@@ -476,6 +493,10 @@ impl MessageBus for Telling {
             })
         }
     }
+}
+
+#[async_trait::async_trait]
+impl bento_application::ConsumerLag for Telling {
     async fn consumer_lag(
         &self,
         topic: &str,

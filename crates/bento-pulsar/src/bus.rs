@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bento_application::backend::{self, DispatchSettings, OpenGate};
 use bento_application::{
-    BusError, EnvelopeHandler, MessageBus, PublishOptions, SchemaDefinition, Source, Subscription,
-    SubscriptionKind, SubscriptionSpec,
+    BusError, ConsumerLag, EnvelopeHandler, HealthCheck, MessageBus, PublishOptions,
+    SchemaDefinition, SchemaRegistry, Source, Subscription, SubscriptionKind, SubscriptionSpec,
 };
 use bento_domain::Envelope;
 use futures::future::BoxFuture;
@@ -256,6 +256,89 @@ fn sub_type(kind: SubscriptionKind) -> Result<SubType, BusError> {
 }
 
 #[async_trait]
+impl SchemaRegistry for PulsarBus {
+    /// Registers `schema` on the event type's topic by (re-)creating the topic's producer with
+    /// it: the broker checks it against the topic's registered versions with the namespace's
+    /// compatibility strategy and stores it as a new version if it differs. Later publishes to
+    /// the topic go through that producer.
+    ///
+    /// An incompatible schema fails with [`BusError::Backend`] naming the topic, the strategy
+    /// (read with the admin API when the broker refused) and the broker's reason.
+    async fn declare_schema(&self, definition: &SchemaDefinition) -> Result<(), BusError> {
+        self.check_open()?;
+        let topic = self.inner.topics.for_event_type(&definition.event_type);
+        match self
+            .inner
+            .producers
+            .declare(&topic, schema::to_pulsar(definition))
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(%topic, event_type = %definition.event_type, kind = %definition.kind, "schema declared");
+                Ok(())
+            }
+            Err(DeclareError::Incompatible(reason)) => {
+                let strategy = schema::strategy(&self.inner.config, &topic).await;
+                Err(schema::refused(&topic, definition, &strategy, &reason))
+            }
+            Err(DeclareError::Failed(reason)) => Err(BusError::Publish {
+                topic,
+                source: (format!(
+                    "declaring the {} schema of `{}`: {reason}",
+                    definition.kind, definition.event_type
+                ))
+                .into(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl HealthCheck for PulsarBus {
+    /// A topic lookup on the broker connection, within [`HEALTH_TIMEOUT`]: the pulsar crate
+    /// answers it only when a broker does, so a dead or unreachable broker reads as unhealthy
+    /// within that time, and a broker that came back as healthy on the next probe.
+    async fn health(&self) -> Result<(), BusError> {
+        self.check_open()?;
+        let probe = self.inner.topics.full(HEALTH_PROBE_TOPIC, None);
+        let unhealthy = |reason: String| BusError::Connection {
+            backend: "pulsar",
+            address: self.inner.config.service_url.clone(),
+            source: reason.into(),
+        };
+        match tokio::time::timeout(HEALTH_TIMEOUT, self.inner.client.lookup_topic(probe)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(unhealthy(format!(
+                "the broker did not answer a topic lookup: {}",
+                describe(&error)
+            ))),
+            Err(_) => Err(unhealthy(format!(
+                "no answer to a topic lookup within {HEALTH_TIMEOUT:?}"
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl ConsumerLag for PulsarBus {
+    /// The subscription's backlog from the admin API's topic stats (`msgBacklog`); `None`
+    /// (cannot tell) with OAuth2, which the admin client does not support.
+    async fn consumer_lag(&self, topic: &str, subscription: &str) -> Result<Option<u64>, BusError> {
+        if self.config().auth.oauth2.is_some() {
+            return Ok(None);
+        }
+        let admin = crate::admin::PulsarAdmin::new(self.config())?;
+        let stats = admin.topic_stats(topic).await.map_err(|error| {
+            BusError::backend("pulsar", format!("reading the stats of `{topic}`"), error)
+        })?;
+        Ok(stats
+            .subscriptions
+            .get(subscription)
+            .map(|sub| sub.msg_backlog.max(0) as u64))
+    }
+}
+
+#[async_trait]
 impl MessageBus for PulsarBus {
     fn backend(&self) -> &'static str {
         "pulsar"
@@ -334,78 +417,16 @@ impl MessageBus for PulsarBus {
         Ok(backend::spawn(stream, handler, settings, Some(closer)))
     }
 
-    /// Registers `schema` on the event type's topic by (re-)creating the topic's producer with
-    /// it: the broker checks it against the topic's registered versions with the namespace's
-    /// compatibility strategy and stores it as a new version if it differs. Later publishes to
-    /// the topic go through that producer.
-    ///
-    /// An incompatible schema fails with [`BusError::Backend`] naming the topic, the strategy
-    /// (read with the admin API when the broker refused) and the broker's reason.
-    async fn declare_schema(&self, definition: &SchemaDefinition) -> Result<(), BusError> {
-        self.check_open()?;
-        let topic = self.inner.topics.for_event_type(&definition.event_type);
-        match self
-            .inner
-            .producers
-            .declare(&topic, schema::to_pulsar(definition))
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(%topic, event_type = %definition.event_type, kind = %definition.kind, "schema declared");
-                Ok(())
-            }
-            Err(DeclareError::Incompatible(reason)) => {
-                let strategy = schema::strategy(&self.inner.config, &topic).await;
-                Err(schema::refused(&topic, definition, &strategy, &reason))
-            }
-            Err(DeclareError::Failed(reason)) => Err(BusError::Publish {
-                topic,
-                source: (format!(
-                    "declaring the {} schema of `{}`: {reason}",
-                    definition.kind, definition.event_type
-                ))
-                .into(),
-            }),
-        }
+    fn as_health_check(&self) -> Option<&dyn HealthCheck> {
+        Some(self)
     }
 
-    /// A topic lookup on the broker connection, within [`HEALTH_TIMEOUT`]: the pulsar crate
-    /// answers it only when a broker does, so a dead or unreachable broker reads as unhealthy
-    /// within that time, and a broker that came back as healthy on the next probe.
-    async fn health(&self) -> Result<(), BusError> {
-        self.check_open()?;
-        let probe = self.inner.topics.full(HEALTH_PROBE_TOPIC, None);
-        let unhealthy = |reason: String| BusError::Connection {
-            backend: "pulsar",
-            address: self.inner.config.service_url.clone(),
-            source: reason.into(),
-        };
-        match tokio::time::timeout(HEALTH_TIMEOUT, self.inner.client.lookup_topic(probe)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(unhealthy(format!(
-                "the broker did not answer a topic lookup: {}",
-                describe(&error)
-            ))),
-            Err(_) => Err(unhealthy(format!(
-                "no answer to a topic lookup within {HEALTH_TIMEOUT:?}"
-            ))),
-        }
+    fn as_consumer_lag(&self) -> Option<&dyn ConsumerLag> {
+        Some(self)
     }
 
-    /// The subscription's backlog from the admin API's topic stats (`msgBacklog`); `None`
-    /// (cannot tell) with OAuth2, which the admin client does not support.
-    async fn consumer_lag(&self, topic: &str, subscription: &str) -> Result<Option<u64>, BusError> {
-        if self.config().auth.oauth2.is_some() {
-            return Ok(None);
-        }
-        let admin = crate::admin::PulsarAdmin::new(self.config())?;
-        let stats = admin.topic_stats(topic).await.map_err(|error| {
-            BusError::backend("pulsar", format!("reading the stats of `{topic}`"), error)
-        })?;
-        Ok(stats
-            .subscriptions
-            .get(subscription)
-            .map(|sub| sub.msg_backlog.max(0) as u64))
+    fn as_schema_registry(&self) -> Option<&dyn SchemaRegistry> {
+        Some(self)
     }
 
     fn topic_for(&self, event_type: &str) -> String {
