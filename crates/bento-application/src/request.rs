@@ -133,7 +133,7 @@ impl<C: Codec> Requester<C> {
         let request_id = envelope.id.to_string();
         let (tx, rx) = oneshot::channel();
         self.waiting.lock().insert(request_id.clone(), tx);
-        if let Err(error) = self.bus.publish_envelopes(vec![envelope], options).await {
+        if let Err(error) = self.bus.publish_one(envelope, options).await {
             self.waiting.lock().remove(&request_id);
             return Err(error);
         }
@@ -207,7 +207,7 @@ impl<C: Codec> Bus<C> {
                     .envelope(&reply)?
                     .caused_by(ctx.envelope())
                     .with_header(wire::REQUEST_ID, ctx.message_id().to_string());
-                bus.publish_envelopes(vec![envelope], PublishOptions::default().to_topic(reply_to))
+                bus.publish_one(envelope, PublishOptions::default().to_topic(reply_to))
                     .await?;
                 Ok(())
             }

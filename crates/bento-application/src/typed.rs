@@ -105,9 +105,32 @@ impl<C: Codec> Bus<C> {
         envelopes: Vec<Envelope>,
         options: PublishOptions,
     ) -> Result<(), BusError> {
+        if self.publish_layers.is_empty() {
+            // No layer to run: straight to the backend, without boxing a publication.
+            let mut envelopes = envelopes;
+            return match (envelopes.pop(), envelopes.is_empty()) {
+                (Some(only), true) => self.inner.publish(only, options).await,
+                (last, _) => {
+                    envelopes.extend(last);
+                    self.inner.publish_batch(envelopes, options).await
+                }
+            };
+        }
         self.publisher
             .publish(Publication { envelopes, options })
             .await
+    }
+
+    /// Publishes one envelope through the publish layers.
+    pub(crate) async fn publish_one(
+        &self,
+        envelope: Envelope,
+        options: PublishOptions,
+    ) -> Result<(), BusError> {
+        if self.publish_layers.is_empty() {
+            return self.inner.publish(envelope, options).await;
+        }
+        self.publish_envelopes(vec![envelope], options).await
     }
 
     /// The untyped port underneath.
@@ -159,7 +182,7 @@ impl<C: Codec> Bus<C> {
     ) -> Result<MessageId, BusError> {
         let envelope = self.envelope(event)?;
         let id = envelope.id;
-        self.publish_envelopes(vec![envelope], options).await?;
+        self.publish_one(envelope, options).await?;
         Ok(id)
     }
 
@@ -172,7 +195,7 @@ impl<C: Codec> Bus<C> {
     ) -> Result<MessageId, BusError> {
         let envelope = self.envelope(event)?.caused_by(ctx.envelope());
         let id = envelope.id;
-        self.publish_envelopes(vec![envelope], PublishOptions::default())
+        self.publish_one(envelope, PublishOptions::default())
             .await?;
         Ok(id)
     }

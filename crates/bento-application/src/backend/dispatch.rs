@@ -26,7 +26,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 
 use crate::layer::retry::Policy;
-use crate::layer::{BoxHandler, CatchPanicLayer, Layer, Layers, RetryLayer, TimeoutLayer};
+use crate::layer::{BoxHandler, Layer, Layers, RetryLayer, TimeoutLayer};
 use crate::subscription::Closer;
 use crate::{
     BusError, Context, DeadLetter, DeadLetterPolicy, EnvelopeHandler, Outcome, Subscription,
@@ -159,8 +159,12 @@ impl DispatchSettings {
             Some(deadline) => Arc::new(TimeoutLayer::new(*deadline).layer(handler)),
             None => handler,
         };
-        let handler = Arc::new(CatchPanicLayer.layer(handler));
-        let handler = Arc::new(RetryLayer::shared(retry.clone()).layer(handler));
+        // Retry with panic catching inside it, in one future (`CatchPanicLayer` fused in).
+        let handler = Arc::new(
+            RetryLayer::shared(retry.clone())
+                .catching_panics()
+                .layer(handler),
+        );
         layers.wrap(handler)
     }
 }

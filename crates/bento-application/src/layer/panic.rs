@@ -31,17 +31,29 @@ pub struct CatchPanic<S> {
 
 impl<S: EnvelopeHandler> EnvelopeHandler for CatchPanic<S> {
     fn handle(&self, ctx: Context) -> BoxFuture<'static, Outcome> {
-        // The handler may panic when called (decoding, a synchronous prelude) or when polled.
-        let handling = match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.handle(ctx))) {
-            Ok(handling) => handling,
-            Err(panic) => return Box::pin(std::future::ready(panicked(&*panic))),
-        };
-        Box::pin(
-            AssertUnwindSafe(handling)
-                .catch_unwind()
-                .map(|polled| polled.unwrap_or_else(|panic| panicked(&*panic))),
-        )
+        match call(&self.inner, ctx) {
+            Ok(handling) => Box::pin(finish(handling)),
+            Err(outcome) => Box::pin(std::future::ready(outcome)),
+        }
     }
+}
+
+/// Calls `inner`, which may panic right away (decoding, a synchronous prelude): the panic is
+/// then the outcome.
+pub(crate) fn call<S: EnvelopeHandler + ?Sized>(
+    inner: &S,
+    ctx: Context,
+) -> Result<BoxFuture<'static, Outcome>, Outcome> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| inner.handle(ctx)))
+        .map_err(|panic| panicked(&*panic))
+}
+
+/// Runs a handler's future to its outcome; a panic while it runs is the outcome instead.
+pub(crate) async fn finish(handling: BoxFuture<'static, Outcome>) -> Outcome {
+    AssertUnwindSafe(handling)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| panicked(&*panic))
 }
 
 fn panicked(panic: &(dyn std::any::Any + Send)) -> Outcome {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tower_layer::Layer;
 
+use super::panic;
 use crate::{Context, EnvelopeHandler, FailureKind, HandlerError, Outcome, RetryPolicy};
 
 /// Decides whether a failed delivery gets another attempt, and after how long.
@@ -63,6 +64,7 @@ impl Policy for RetryPolicy {
 #[derive(Clone)]
 pub struct RetryLayer {
     policy: Arc<dyn Policy>,
+    catch_panics: bool,
 }
 
 impl std::fmt::Debug for RetryLayer {
@@ -81,7 +83,17 @@ impl RetryLayer {
 
     /// Retries per a policy shared with other subscriptions.
     pub fn shared(policy: Arc<dyn Policy>) -> Self {
-        Self { policy }
+        Self {
+            policy,
+            catch_panics: false,
+        }
+    }
+
+    /// This layer with a [`crate::layer::CatchPanicLayer`] fused inside it: one future per
+    /// delivery instead of two. Every subscription's stack uses it.
+    pub(crate) fn catching_panics(mut self) -> Self {
+        self.catch_panics = true;
+        self
     }
 }
 
@@ -92,6 +104,7 @@ impl<S> Layer<S> for RetryLayer {
         Retry {
             inner,
             policy: self.policy.clone(),
+            catch_panics: self.catch_panics,
         }
     }
 }
@@ -101,15 +114,26 @@ impl<S> Layer<S> for RetryLayer {
 pub struct Retry<S> {
     inner: S,
     policy: Arc<dyn Policy>,
+    catch_panics: bool,
 }
 
 impl<S: EnvelopeHandler> EnvelopeHandler for Retry<S> {
     fn handle(&self, ctx: Context) -> BoxFuture<'static, Outcome> {
         let attempt = ctx.attempt();
         let policy = self.policy.clone();
-        let handling = self.inner.handle(ctx);
+        let handling = if self.catch_panics {
+            panic::call(&self.inner, ctx)
+        } else {
+            Ok(self.inner.handle(ctx))
+        };
+        let catch_panics = self.catch_panics;
         Box::pin(async move {
-            match handling.await {
+            let outcome = match handling {
+                Ok(handling) if catch_panics => panic::finish(handling).await,
+                Ok(handling) => handling.await,
+                Err(panicked) => panicked,
+            };
+            match outcome {
                 Outcome::Retry { error, .. } => match policy.retry(attempt, &error) {
                     Some(delay) => Outcome::Retry {
                         error,
