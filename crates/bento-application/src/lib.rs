@@ -28,6 +28,7 @@ pub mod layer;
 mod outcome;
 mod policy;
 mod publish;
+mod registry;
 mod request;
 mod schema;
 mod subscriber;
@@ -49,6 +50,8 @@ pub use publish::{BoxPublisher, Publication, PublishLayers, Publisher};
 pub use request::Requester;
 pub use schema::{SchemaDefinition, SchemaKind};
 pub use subscriber::{HandlesEvent, Routes, State, Subscriber, WithState, with_state};
-pub use subscription::{Source, Subscription, SubscriptionKind, SubscriptionSpec};
+pub use subscription::{
+    DEFAULT_SHUTDOWN_GRACE, Source, Subscription, SubscriptionKind, SubscriptionSpec,
+};
 pub use typed::{Bus, TypedRouter};
 pub use uow::{Transaction, UnitOfWork, UnitOfWorkError};

@@ -1,11 +1,10 @@
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-use std::sync::Arc;
 
 use crate::layer::retry::Policy;
 use crate::layer::{BoxHandler, IntoBoxed, Layer, Layers};
@@ -76,6 +75,9 @@ pub struct SubscriptionSpec {
     pub layers: Layers,
     /// The longest one message may take, if bounded.
     pub timeout: Option<Duration>,
+    /// Whether this process runs several consumers of this subscription on purpose; otherwise
+    /// a second subscription with the same name through one bus is refused.
+    pub competing: bool,
 }
 
 impl fmt::Debug for SubscriptionSpec {
@@ -90,6 +92,7 @@ impl fmt::Debug for SubscriptionSpec {
             .field("schema", &self.schema)
             .field("layers", &self.layers)
             .field("timeout", &self.timeout)
+            .field("competing", &self.competing)
             .finish()
     }
 }
@@ -122,6 +125,7 @@ impl SubscriptionSpec {
             schema: None,
             layers: Layers::new(),
             timeout: None,
+            competing: false,
         }
     }
 
@@ -154,6 +158,15 @@ impl SubscriptionSpec {
         self
     }
 
+    /// Runs this consumer next to others of the same subscription in this process (competing
+    /// consumers, a failover standby). Without it, a second subscription with the same name
+    /// through one bus is refused: two handlers that share a name by mistake would split the
+    /// messages between them.
+    pub fn competing(mut self) -> Self {
+        self.competing = true;
+        self
+    }
+
     /// Gives each message at most `deadline`; a handler still running then fails with a
     /// retryable error.
     pub fn timeout(mut self, deadline: Duration) -> Self {
@@ -171,13 +184,45 @@ impl SubscriptionSpec {
 /// Closes a backend's consumer once the dispatcher has stopped.
 pub type Closer = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), BusError>> + Send>;
 
-/// A running subscription. Dropping it leaves it running; call [`Subscription::shutdown`] to
-/// stop it gracefully.
+/// How long [`Subscription::shutdown`] waits for in-flight handlers before giving up on them
+/// (their messages are then redelivered, never lost).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The shared controls of a running subscription: what stops it, and what says it stopped.
+#[derive(Debug)]
+pub(crate) struct Control {
+    stop: watch::Sender<bool>,
+    done: watch::Receiver<bool>,
+}
+
+impl Control {
+    /// Asks the dispatcher to stop (idempotent).
+    pub(crate) fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Whether the dispatcher has stopped.
+    pub(crate) fn is_done(&self) -> bool {
+        *self.done.borrow()
+    }
+
+    /// Resolves once the dispatcher has stopped.
+    pub(crate) async fn stopped(&self) {
+        let mut done = self.done.clone();
+        // An error means the dispatcher task is gone: stopped as well.
+        let _ = done.wait_for(|done| *done).await;
+    }
+}
+
+/// A running subscription. [`Subscription::shutdown`] stops it gracefully; dropping it stops it
+/// too (in-flight handlers finish in the background, unstarted messages go back to the broker).
 pub struct Subscription {
     name: String,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    control: Arc<Control>,
+    task: Option<JoinHandle<()>>,
     closer: Option<Closer>,
+    /// Holds the subscription's name in its bus's registry while it runs.
+    registration: Option<Box<dyn Send + Sync>>,
 }
 
 impl fmt::Debug for Subscription {
@@ -189,18 +234,21 @@ impl fmt::Debug for Subscription {
 }
 
 impl Subscription {
-    /// Wraps a running dispatcher task; `stop` tells it to stop, `closer` runs after it did.
+    /// Wraps a running dispatcher task; `stop` tells it to stop, `done` says it did, `closer`
+    /// runs after it did.
     pub(crate) fn new(
         name: impl Into<String>,
         stop: watch::Sender<bool>,
+        done: watch::Receiver<bool>,
         task: JoinHandle<()>,
         closer: Option<Closer>,
     ) -> Self {
         Self {
             name: name.into(),
-            stop,
-            task,
+            control: Arc::new(Control { stop, done }),
+            task: Some(task),
             closer,
+            registration: None,
         }
     }
 
@@ -209,28 +257,56 @@ impl Subscription {
         &self.name
     }
 
+    pub(crate) fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+
+    pub(crate) fn hold(&mut self, registration: Box<dyn Send + Sync>) {
+        self.registration = Some(registration);
+    }
+
     /// Stops receiving, waits for in-flight handlers to finish (their messages are settled),
-    /// hands back messages that were received but not started, and closes the consumer.
+    /// hands back messages that were received but not started, and closes the consumer; gives
+    /// up on handlers still running after [`DEFAULT_SHUTDOWN_GRACE`].
     pub async fn shutdown(self) -> Result<(), BusError> {
-        self.shutdown_within(Duration::MAX).await
+        self.shutdown_within(DEFAULT_SHUTDOWN_GRACE).await
     }
 
     /// Like [`Subscription::shutdown`], but gives up waiting for handlers after `grace`;
     /// unfinished messages are then redelivered later, never lost.
     pub async fn shutdown_within(mut self, grace: Duration) -> Result<(), BusError> {
-        let _ = self.stop.send(true);
-        let finished = if grace == Duration::MAX {
-            (&mut self.task).await.ok();
-            true
-        } else {
-            tokio::time::timeout(grace, &mut self.task).await.is_ok()
-        };
-        if !finished {
-            self.task.abort();
+        self.control.stop();
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(grace, &mut task).await.is_err()
+        {
+            tracing::warn!(subscription = %self.name, ?grace, "handlers still running after the shutdown grace period; their messages will be redelivered");
+            task.abort();
         }
         if let Some(close) = self.closer.take() {
             close().await?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if self.task.is_none() {
+            return;
+        }
+        // Dropped without a shutdown: stop it all the same, and close the consumer once the
+        // dispatcher is done, in the background.
+        self.control.stop();
+        if let (Some(close), Ok(runtime)) =
+            (self.closer.take(), tokio::runtime::Handle::try_current())
+        {
+            let control = self.control.clone();
+            runtime.spawn(async move {
+                control.stopped().await;
+                if let Err(error) = close().await {
+                    tracing::debug!(%error, "closing a dropped subscription's consumer failed");
+                }
+            });
+        }
     }
 }

@@ -1,9 +1,11 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use bento_domain::{DomainEvent, Envelope, MessageId, RecordedEvent};
 
 use crate::layer::{BoxHandler, IntoBoxed, Layer, Layers};
 use crate::publish::{BusPublisher, PublishLayers};
+use crate::registry::Registry;
 use crate::{
     BoxPublisher, BusError, Codec, Context, Encoded, EnvelopeHandler, Handler, MessageBus,
     Publication, PublishOptions, Router, Source, Subscriber, Subscription, SubscriptionSpec,
@@ -39,6 +41,8 @@ pub struct Bus<C> {
     publish_layers: PublishLayers,
     /// The backend inside `publish_layers`, built once.
     publisher: BoxPublisher,
+    /// The subscriptions made through this bus and its clones.
+    registry: Arc<Registry>,
 }
 
 impl<C> Clone for Bus<C> {
@@ -49,6 +53,7 @@ impl<C> Clone for Bus<C> {
             layers: self.layers.clone(),
             publish_layers: self.publish_layers.clone(),
             publisher: self.publisher.clone(),
+            registry: self.registry.clone(),
         }
     }
 }
@@ -70,6 +75,7 @@ impl<C: Codec> Bus<C> {
             codec: Arc::new(codec),
             layers: Layers::new(),
             publish_layers: PublishLayers::new(),
+            registry: Arc::default(),
         }
     }
 
@@ -272,8 +278,35 @@ impl<C: Codec> Bus<C> {
         handler: impl EnvelopeHandler,
     ) -> Result<Subscription, BusError> {
         let mut spec = spec;
+        let registration = self
+            .registry
+            .claim(&spec.name, spec.competing)
+            .map_err(|reason| BusError::Subscribe {
+                topic: match &spec.source {
+                    Source::Topic(topic) => topic.clone(),
+                    Source::EventType(event_type) => self.inner.topic_for(event_type),
+                },
+                subscription: spec.name.clone(),
+                source: reason.into(),
+            })?;
         spec.layers.wrapped_in(&self.layers);
-        self.inner.subscribe(spec, handler.boxed()).await
+        let mut subscription = self.inner.subscribe(spec, handler.boxed()).await?;
+        self.registry.attach(&registration, subscription.control());
+        subscription.hold(Box::new(registration));
+        Ok(subscription)
+    }
+
+    /// Stops every subscription made through this bus (and its clones) that still runs, and
+    /// waits up to `grace` for their in-flight handlers; messages not finished by then are
+    /// redelivered later. Their handles' own `shutdown` then only closes the consumers.
+    pub async fn shutdown_subscriptions(&self, grace: Duration) -> Result<(), BusError> {
+        match self.registry.stop_all(grace).await {
+            0 => Ok(()),
+            running => Err(BusError::Timeout {
+                operation: format!("stopping {running} subscription(s)"),
+                after: grace,
+            }),
+        }
     }
 
     /// A router for several event types on one subscription; add routes with

@@ -85,7 +85,9 @@ async fn eventually(what: &str, patience: Duration, mut check: impl FnMut() -> b
 async fn two_consumers_split_partitions_and_keep_key_order() {
     let (kafka, bus) = bus().await;
     let topic = common::unique("split");
-    let spec = SubscriptionSpec::topic(&topic, common::unique("group")).concurrency(4);
+    let spec = SubscriptionSpec::topic(&topic, common::unique("group"))
+        .concurrency(4)
+        .competing();
     type Seen = Arc<Mutex<BTreeMap<String, Vec<u32>>>>;
     let make = |seen: Seen, count: Arc<AtomicUsize>| {
         move |ctx: Context| {
@@ -471,7 +473,9 @@ async fn rebalance_during_processing_loses_nothing() {
     let (_kafka, bus) = bus().await;
     let topic = common::unique("rebalance");
     // Slow enough (10 ms, 2 at a time) that the stream is far from done when B joins.
-    let spec = SubscriptionSpec::topic(&topic, common::unique("group")).concurrency(2);
+    let spec = SubscriptionSpec::topic(&topic, common::unique("group"))
+        .concurrency(2)
+        .competing();
     let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
     let (a, b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let make = |count: Arc<AtomicUsize>| {

@@ -39,8 +39,11 @@ fn bus() -> (MemoryBus, Bus<Json>) {
     (memory, bus)
 }
 
+/// These tests run several consumers of one subscription on purpose: they compete.
 fn spec(name: &str, kind: SubscriptionKind) -> SubscriptionSpec {
-    SubscriptionSpec::event_type(Noted::EVENT_TYPE, name).kind(kind)
+    SubscriptionSpec::event_type(Noted::EVENT_TYPE, name)
+        .kind(kind)
+        .competing()
 }
 
 async fn publish_many(bus: &Bus<Json>, keys: &[&str], per_key: u32) {

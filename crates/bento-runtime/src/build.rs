@@ -1,8 +1,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bento_application::layer::{BoxHandler, IntoBoxed, Layer};
-use bento_application::{BoxPublisher, MessageBus};
+use bento_application::{BoxPublisher, DEFAULT_SHUTDOWN_GRACE, MessageBus};
 use bento_memory::{MemoryBus, MemoryConfig};
 use bento_observability::telemetry::TelemetryGuard;
 use bento_observability::{Metrics, Observability};
@@ -155,14 +156,23 @@ impl Bento {
         self.observability.metrics()
     }
 
-    /// Closes the bus (flushes producers), stops the metrics endpoint and flushes exported
-    /// spans. Shut subscriptions down first.
+    /// Stops the service's subscriptions (every one made through [`Bento::bus`]; in-flight
+    /// handlers get [`DEFAULT_SHUTDOWN_GRACE`] to finish), closes the bus (flushes producers),
+    /// stops the metrics endpoint and flushes exported spans.
     pub async fn shutdown(self) -> Result<(), RuntimeError> {
+        self.shutdown_within(DEFAULT_SHUTDOWN_GRACE).await
+    }
+
+    /// Like [`Bento::shutdown`], giving in-flight handlers `grace` to finish; messages not
+    /// finished by then are redelivered later, never lost.
+    pub async fn shutdown_within(self, grace: Duration) -> Result<(), RuntimeError> {
+        let stopped = self.bus.shutdown_subscriptions(grace).await;
         let closed = self.bus.message_bus().close().await;
         self.observability.shutdown().await;
         if let Some(telemetry) = self.telemetry {
             telemetry.shutdown()?;
         }
+        stopped?;
         closed?;
         Ok(())
     }

@@ -180,10 +180,14 @@ where
     S: Stream<Item = Delivery> + Send + Unpin + 'static,
 {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (done_tx, done_rx) = watch::channel(false);
     let name = settings.subscription.to_string();
     let handler = settings.wrap(handler);
-    let task = tokio::spawn(run(deliveries, handler, Arc::new(settings), stop_rx));
-    Subscription::new(name, stop_tx, task, closer)
+    let task = tokio::spawn(async move {
+        run(deliveries, handler, Arc::new(settings), stop_rx).await;
+        done_tx.send_replace(true);
+    });
+    Subscription::new(name, stop_tx, done_rx, task, closer)
 }
 
 /// Messages that may wait, received but not started, behind a busy key, per unit of
@@ -218,7 +222,7 @@ async fn run<S>(
                 return;
             }
         }
-        // The handle was dropped: the subscription runs on, detached.
+        // The stop signal is gone without a stop: run on until the stream ends.
         std::future::pending::<()>().await;
     };
     tokio::pin!(stop_requested);

@@ -108,7 +108,7 @@ pub async fn competing_consumers(backend: &dyn Backend) {
     let Some(s) = setup(backend, Case::CompetingConsumers, "competing").await else {
         return;
     };
-    let spec = s.spec("workers");
+    let spec = s.spec("workers").competing();
     let (a, b) = (Collector::new(), Collector::new());
     let sub_a = s
         .bus
