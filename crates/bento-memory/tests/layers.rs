@@ -339,3 +339,51 @@ async fn publish_layers_see_every_publish() {
         "{got:?}"
     );
 }
+
+#[tokio::test]
+async fn a_dead_letter_layer_skips_the_retries_of_poison() {
+    let bus = bus();
+    let dead = Collector::new();
+    let dlq = bus
+        .subscribe_envelopes(
+            SubscriptionSpec::topic("layers.poison-dlq", "dlq"),
+            dead.handler(),
+        )
+        .await
+        .expect("subscribe dlq");
+    let attempts = Arc::new(Mutex::new(0u32));
+    let sub = bus
+        .subscribe_with(
+            SubscriptionSpec::named("poisoned")
+                .retry(RetryPolicy::exponential(5, Duration::from_millis(10)))
+                .dead_letter(bento_application::DeadLetterPolicy::to_topic(
+                    "layers.poison-dlq",
+                ))
+                .layer(bento_application::layer::DeadLetterLayer::when(|error| {
+                    error
+                        .source()
+                        .is_some_and(|source| source.is::<std::num::ParseIntError>())
+                })),
+            {
+                let attempts = attempts.clone();
+                move |_: Noted, _ctx: Context| {
+                    *attempts.lock().expect("attempts") += 1;
+                    async {
+                        "not a number".parse::<u32>()?;
+                        Ok::<(), HandlerError>(())
+                    }
+                }
+            },
+        )
+        .await
+        .expect("subscribe");
+    bus.publish(&Noted { n: 1 }).await.expect("publish");
+    let letter = dead.wait_for(1, PATIENCE).await.remove(0).envelope;
+    assert_eq!(
+        letter.headers.get("bento-dlq-failure").map(String::as_str),
+        Some("permanent")
+    );
+    assert_eq!(*attempts.lock().expect("attempts"), 1, "poison was retried");
+    sub.shutdown().await.expect("shutdown");
+    dlq.shutdown().await.expect("shutdown");
+}

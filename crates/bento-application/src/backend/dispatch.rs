@@ -195,26 +195,13 @@ where
 const QUEUED_PER_SLOT: usize = 64;
 
 async fn run<S>(
-    mut deliveries: S,
+    deliveries: S,
     handler: Arc<dyn EnvelopeHandler>,
     settings: Arc<DispatchSettings>,
     mut stop: watch::Receiver<bool>,
 ) where
     S: Stream<Item = Delivery> + Unpin,
 {
-    let concurrency = settings.concurrency.max(1);
-    // With one handler at a time, arrival order is kept without tracking keys.
-    let track_keys = concurrency > 1;
-    let max_queued = concurrency * QUEUED_PER_SLOT;
-    let mut in_flight = FuturesUnordered::new();
-    // Keys with a handler in flight, and the messages waiting behind it in arrival order.
-    // Keyed by a hash of the ordering key: no copy of the key per message. Two keys that
-    // collide (64 bits) are merely serialized together, never reordered.
-    let mut busy: HashMap<u64, VecDeque<Delivery>> = HashMap::new();
-    let key_hasher = std::hash::RandomState::new();
-    let mut queued = 0usize;
-    let mut stopping = false;
-    let mut source_done = false;
     // Built once: re-creating a watch future on every message costs more than handling it.
     let stop_requested = async move {
         while stop.changed().await.is_ok() {
@@ -226,24 +213,60 @@ async fn run<S>(
         std::future::pending::<()>().await;
     };
     tokio::pin!(stop_requested);
+    if settings.concurrency <= 1 {
+        run_one_at_a_time(deliveries, handler, settings, stop_requested).await;
+    } else {
+        run_concurrently(deliveries, handler, settings, stop_requested).await;
+    }
+}
 
-    if concurrency == 1 {
-        // One at a time: handle each message inline, without the bookkeeping of the concurrent
-        // path. Order is arrival order; a stop request is seen between messages.
-        loop {
-            tokio::select! {
-                biased;
-                () = &mut stop_requested => return,
-                next = deliveries.next() => match next {
-                    Some(delivery) => {
-                        process(delivery, handler.clone(), settings.clone(), None).await;
-                    }
-                    None => return,
-                },
-            }
+/// One at a time: each message is handled inline, without the bookkeeping of the concurrent
+/// path. Order is arrival order; a stop request is seen between messages.
+async fn run_one_at_a_time<S, F>(
+    mut deliveries: S,
+    handler: Arc<dyn EnvelopeHandler>,
+    settings: Arc<DispatchSettings>,
+    mut stop_requested: std::pin::Pin<&mut F>,
+) where
+    S: Stream<Item = Delivery> + Unpin,
+    F: std::future::Future<Output = ()>,
+{
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stop_requested => return,
+            next = deliveries.next() => match next {
+                Some(delivery) => {
+                    process(delivery, handler.clone(), settings.clone(), None).await;
+                }
+                None => return,
+            },
         }
     }
+}
 
+/// Up to `concurrency` handlers at once, never two of one ordering key, each key's messages
+/// in arrival order.
+async fn run_concurrently<S, F>(
+    mut deliveries: S,
+    handler: Arc<dyn EnvelopeHandler>,
+    settings: Arc<DispatchSettings>,
+    mut stop_requested: std::pin::Pin<&mut F>,
+) where
+    S: Stream<Item = Delivery> + Unpin,
+    F: std::future::Future<Output = ()>,
+{
+    let concurrency = settings.concurrency;
+    let max_queued = concurrency * QUEUED_PER_SLOT;
+    let mut in_flight = FuturesUnordered::new();
+    // Keys with a handler in flight, and the messages waiting behind it in arrival order.
+    // Keyed by a hash of the ordering key: no copy of the key per message. Two keys that
+    // collide (64 bits) are merely serialized together, never reordered.
+    let mut busy: HashMap<u64, VecDeque<Delivery>> = HashMap::new();
+    let key_hasher = std::hash::RandomState::new();
+    let mut queued = 0usize;
+    let mut stopping = false;
+    let mut source_done = false;
     loop {
         let can_pull =
             !stopping && !source_done && in_flight.len() < concurrency && queued < max_queued;
@@ -272,7 +295,7 @@ async fn run<S>(
             },
             next = deliveries.next(), if can_pull => match next {
                 None => source_done = true,
-                Some(delivery) => match delivery.envelope.ordering_key.as_ref().filter(|_| track_keys) {
+                Some(delivery) => match delivery.envelope.ordering_key.as_ref() {
                     None => in_flight.push(process(delivery, handler.clone(), settings.clone(), None)),
                     Some(key) => match busy.entry(key_hasher.hash_one(key)) {
                         Entry::Occupied(mut waiting) => {
@@ -289,7 +312,6 @@ async fn run<S>(
             },
         }
     }
-
     for delivery in busy.into_values().flatten() {
         if let Err(error) = delivery.settle.release().await {
             tracing::warn!(%error, subscription = %settings.subscription, "could not release a message at shutdown; it will be redelivered");
