@@ -244,13 +244,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     publisher.abort();
     let _ = publisher.await;
-    for subscription in subscriptions {
-        let name = subscription.name().to_owned();
-        if let Err(error) = subscription.shutdown_within(SHUTDOWN_GRACE).await {
-            eprintln!("subscription {name} did not stop cleanly: {error}");
-        }
-    }
-    bento.shutdown().await?;
+    // Stops every subscription (running handlers get SHUTDOWN_GRACE), then closes the bus.
+    let stopped = bento.shutdown_within(SHUTDOWN_GRACE).await;
+    drop(subscriptions);
+    stopped?;
     println!("stopped");
     Ok(())
 }

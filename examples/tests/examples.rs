@@ -135,6 +135,83 @@ fn middleware_on_kafka() {
     middleware_on("kafka");
 }
 
+/// The service stops on SIGTERM: its subscriptions and the bus shut down within the grace
+/// period, and it exits cleanly.
+#[cfg(unix)]
+fn service_stops_on_sigterm(backend: &str) {
+    use std::time::{Duration, Instant};
+    let mut command = Command::new(example("service"));
+    command
+        .env("BENTO_MESSAGING__BACKEND", backend)
+        .env("BENTO_OBSERVABILITY__METRICS__ADDRESS", "127.0.0.1:0")
+        .env_remove("BENTO_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (test_var, config_var) in [
+        (
+            "BENTO_TEST_PULSAR_URL",
+            "BENTO_MESSAGING__PULSAR__SERVICE_URL",
+        ),
+        (
+            "BENTO_TEST_PULSAR_ADMIN_URL",
+            "BENTO_MESSAGING__PULSAR__ADMIN_URL",
+        ),
+        (
+            "BENTO_TEST_KAFKA_BOOTSTRAP",
+            "BENTO_MESSAGING__KAFKA__BOOTSTRAP_SERVERS",
+        ),
+    ] {
+        if let Some(value) = std::env::var_os(test_var) {
+            command.env(config_var, value);
+        }
+    }
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start the service example: {e}"));
+    // Let it register users and handle them for a while.
+    std::thread::sleep(Duration::from_secs(3));
+    let signalled = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("cannot send SIGTERM: {e}"));
+    assert!(killed.success());
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("waiting for the service: {e}"));
+    let took = signalled.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the service on {backend} failed to stop:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("SIGTERM: stopping") && stdout.contains("stopped"),
+        "{stdout}"
+    );
+    // The grace period is 5 s; closing the bus and the endpoint comes on top.
+    assert!(took < Duration::from_secs(15), "stopping took {took:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn service_stops_on_sigterm_on_memory() {
+    service_stops_on_sigterm("memory");
+}
+
+#[cfg(all(unix, feature = "pulsar"))]
+#[test]
+fn service_stops_on_sigterm_on_pulsar() {
+    service_stops_on_sigterm("pulsar");
+}
+
+#[cfg(all(unix, feature = "kafka"))]
+#[test]
+fn service_stops_on_sigterm_on_kafka() {
+    service_stops_on_sigterm("kafka");
+}
+
 #[test]
 fn quickstart_on_memory() {
     run_on("memory");
