@@ -364,19 +364,25 @@ async fn process(
         Outcome::Retry { error, after } => {
             let delay = after.unwrap_or_default();
             tracing::debug!(message_id = %envelope.id, event_type = %envelope.event_type, attempt, ?delay, %error, "handler failed, retrying");
+            drop(error);
             settle.retry(&envelope, attempt + 1, delay).await
         }
         Outcome::DeadLetter { failure, error } => {
-            let letter = DeadLetter {
-                failure,
-                reason: error.message().to_owned(),
-                attempts: attempt,
-                original_topic: settings.topic.to_string(),
-                subscription: settings.subscription.to_string(),
-                broker_message_id: broker_id,
+            // Built and dropped before the await, so that the future of every message does not
+            // carry room for a dead letter.
+            let dead = {
+                let letter = DeadLetter {
+                    failure,
+                    reason: error.message().to_owned(),
+                    attempts: attempt,
+                    original_topic: settings.topic.to_string(),
+                    subscription: settings.subscription.to_string(),
+                    broker_message_id: broker_id,
+                };
+                tracing::warn!(message_id = %envelope.id, event_type = %envelope.event_type, attempt, failure = %letter.failure, %error, topic = %settings.dead_letter_topic, "dead-lettering message");
+                wire::dead_letter_envelope(&envelope, &letter, &settings.dead_letter)
             };
-            tracing::warn!(message_id = %envelope.id, event_type = %envelope.event_type, attempt, failure = %letter.failure, %error, topic = %settings.dead_letter_topic, "dead-lettering message");
-            let dead = wire::dead_letter_envelope(&envelope, &letter, &settings.dead_letter);
+            drop(error);
             settle.dead_letter(dead, &settings.dead_letter_topic).await
         }
     };

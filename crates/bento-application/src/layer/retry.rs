@@ -121,31 +121,33 @@ impl<S: EnvelopeHandler> EnvelopeHandler for Retry<S> {
     fn handle(&self, ctx: Context) -> BoxFuture<'static, Outcome> {
         let attempt = ctx.attempt();
         let policy = self.policy.clone();
-        let handling = if self.catch_panics {
-            panic::call(&self.inner, ctx)
-        } else {
-            Ok(self.inner.handle(ctx))
-        };
-        let catch_panics = self.catch_panics;
-        Box::pin(async move {
-            let outcome = match handling {
-                Ok(handling) if catch_panics => panic::finish(handling).await,
-                Ok(handling) => handling.await,
-                Err(panicked) => panicked,
-            };
-            match outcome {
-                Outcome::Retry { error, .. } => match policy.retry(attempt, &error) {
-                    Some(delay) => Outcome::Retry {
-                        error,
-                        after: Some(delay),
-                    },
-                    None => Outcome::DeadLetter {
-                        failure: FailureKind::RetriesExhausted,
-                        error,
-                    },
-                },
-                decided => decided,
+        if !self.catch_panics {
+            let handling = self.inner.handle(ctx);
+            return Box::pin(async move { decide(&*policy, attempt, handling.await) });
+        }
+        match panic::call(&self.inner, ctx) {
+            Ok(handling) => {
+                Box::pin(async move { decide(&*policy, attempt, panic::finish(handling).await) })
             }
-        })
+            Err(panicked) => Box::pin(std::future::ready(decide(&*policy, attempt, panicked))),
+        }
+    }
+}
+
+/// What `policy` makes of the `outcome` of attempt `attempt`: a retry gets its delay, or
+/// becomes a dead letter once no attempt is left; anything else stays as it is.
+fn decide(policy: &dyn Policy, attempt: u32, outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Retry { error, .. } => match policy.retry(attempt, &error) {
+            Some(delay) => Outcome::Retry {
+                error,
+                after: Some(delay),
+            },
+            None => Outcome::DeadLetter {
+                failure: FailureKind::RetriesExhausted,
+                error,
+            },
+        },
+        decided => decided,
     }
 }
