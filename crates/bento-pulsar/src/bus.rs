@@ -13,6 +13,8 @@ use bento_domain::Envelope;
 use futures::future::BoxFuture;
 use pulsar::SubType;
 
+use crate::batch_acks::BatchAcknowledgement;
+use crate::config::BatchAckSetting;
 use crate::config::PulsarConfig;
 use crate::consumer::{ConsumerSpec, DeliverySender, SettleTarget, Worker};
 use crate::error::describe;
@@ -50,6 +52,8 @@ struct Inner {
     topics: Topics,
     producers: Arc<Producers>,
     gate: OpenGate,
+    /// How batches are acknowledged, decided at the first subscription.
+    batch_acks: tokio::sync::OnceCell<BatchAcknowledgement>,
 }
 
 impl std::fmt::Debug for PulsarBus {
@@ -78,8 +82,27 @@ impl PulsarBus {
                 client,
                 config,
                 gate: OpenGate::new(),
+                batch_acks: tokio::sync::OnceCell::new(),
             }),
         })
+    }
+
+    /// How this bus acknowledges the messages of a batch: as configured, or, with `auto`, by
+    /// index if the broker says (admin API, asked once) it takes acknowledgements by batch
+    /// index, the whole batch at once otherwise.
+    pub async fn batch_acknowledgement(&self) -> BatchAcknowledgement {
+        let config = &self.inner.config;
+        *self
+            .inner
+            .batch_acks
+            .get_or_init(|| async {
+                match config.consumer.batch_acknowledgement {
+                    BatchAckSetting::ByIndex => BatchAcknowledgement::ByIndex,
+                    BatchAckSetting::WholeBatch => BatchAcknowledgement::WholeBatch,
+                    BatchAckSetting::Auto => ask_the_broker(config).await,
+                }
+            })
+            .await
     }
 
     /// The configuration the bus runs with.
@@ -186,10 +209,12 @@ impl PulsarBus {
         deliveries: DeliverySender,
     ) -> Result<(Worker, Worker), BusError> {
         let inner = &self.inner;
+        let batch_acks = self.batch_acknowledgement().await;
         let consumer = |topic: &str, kind: SubType, only_event_type: Option<String>| ConsumerSpec {
             topic: topic.to_owned(),
             subscription: spec.name.clone(),
             kind,
+            batch_acks,
             receiver_queue_size: inner.config.consumer.receiver_queue_size,
             only_event_type,
             timeout: inner.config.connect_timeout(),
@@ -235,6 +260,39 @@ struct SubscriptionTopics {
     only_event_type: Option<String>,
     /// Where its dead letters go.
     dead_letter_topic: String,
+}
+
+/// Whether the broker takes acknowledgements by batch index
+/// (`acknowledgmentAtBatchIndexLevelEnabled`), from its runtime configuration. Anything but a
+/// clear yes means the whole batch at once, which is safe on any broker.
+async fn ask_the_broker(config: &PulsarConfig) -> BatchAcknowledgement {
+    if config.auth.oauth2.is_some() {
+        tracing::info!("the admin client does not support OAuth2: batches are acknowledged whole");
+        return BatchAcknowledgement::WholeBatch;
+    }
+    let answer = match crate::admin::PulsarAdmin::new(config) {
+        Ok(admin) => admin
+            .broker_configuration()
+            .await
+            .map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    match answer
+        .as_ref()
+        .map(|settings| settings.get("acknowledgmentAtBatchIndexLevelEnabled"))
+    {
+        Ok(Some(enabled)) if enabled == "true" => BatchAcknowledgement::ByIndex,
+        Ok(_) => {
+            tracing::info!(
+                "the broker does not take acknowledgements by batch index: batches are acknowledged whole"
+            );
+            BatchAcknowledgement::WholeBatch
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not ask the broker whether it takes acknowledgements by batch index: batches are acknowledged whole");
+            BatchAcknowledgement::WholeBatch
+        }
+    }
 }
 
 /// Pulsar's subscription type for `kind`; a kind newer than this backend is refused, not

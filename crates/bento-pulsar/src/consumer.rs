@@ -21,6 +21,7 @@ use pulsar::{ConsumerOptions, SubType, TokioExecutor};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::batch_acks::{BatchAcknowledgement, OpenBatches};
 use crate::error::{describe, is_unreachable, server_error};
 use crate::message_id::{ack_id, format_id};
 use crate::producer::{self, Client, Producers};
@@ -45,6 +46,8 @@ pub(crate) struct ConsumerSpec {
     pub(crate) subscription: String,
     /// Subscription type.
     pub(crate) kind: SubType,
+    /// How the messages of a batch are acknowledged.
+    pub(crate) batch_acks: BatchAcknowledgement,
     /// Flow permits and client-side queue.
     pub(crate) receiver_queue_size: u32,
     /// On a topic shared by several event types: the one this subscription handles; messages
@@ -213,6 +216,20 @@ struct State {
     dispatcher_gone: bool,
     /// Acknowledgements received while the consumer is gone, sent once it is back.
     unsent_acks: Vec<MessageIdData>,
+    /// Batches not fully settled yet, when batches are acknowledged whole.
+    batches: OpenBatches,
+}
+
+/// What to acknowledge for the settled message `id`, if anything yet.
+fn to_acknowledge(
+    batches: &mut OpenBatches,
+    spec: &ConsumerSpec,
+    id: MessageIdData,
+) -> Option<MessageIdData> {
+    match spec.batch_acks {
+        BatchAcknowledgement::ByIndex => Some(id),
+        BatchAcknowledgement::WholeBatch => batches.settled(id),
+    }
 }
 
 /// What to do with one received message.
@@ -234,6 +251,7 @@ impl Task {
             pending: None,
             dispatcher_gone: false,
             unsent_acks: Vec::new(),
+            batches: OpenBatches::default(),
         };
         loop {
             let turn = if state.consumer.is_some() {
@@ -264,7 +282,11 @@ impl Task {
         tokio::select! {
             biased;
             command = self.commands.recv() => match command {
-                Some(Command::Ack(id)) if state.unsent_acks.len() < MAX_UNSENT_ACKS => state.unsent_acks.push(id),
+                Some(Command::Ack(id)) if state.unsent_acks.len() < MAX_UNSENT_ACKS => {
+                    if let Some(id) = to_acknowledge(&mut state.batches, &self.spec, id) {
+                        state.unsent_acks.push(id);
+                    }
+                }
                 Some(Command::Ack(_) | Command::Nack(_)) => {}
                 Some(Command::Close(done)) => {
                     let _ = done.send(Ok(()));
@@ -280,6 +302,9 @@ impl Task {
                         for id in state.unsent_acks.drain(..) {
                             let _ = fresh.ack_with_id(&self.spec.topic, id).await;
                         }
+                        // The broker redelivers every batch not acknowledged: they are counted
+                        // afresh, and settlements of the earlier copies acknowledge nothing.
+                        state.batches = OpenBatches::default();
                         state.consumer = Some(fresh);
                         state.reconnect_delay = Duration::from_millis(200);
                     }
@@ -303,11 +328,14 @@ impl Task {
             biased;
             command = self.commands.recv() => match command {
                 Some(Command::Ack(id)) => {
-                    if let Err(error) = live.ack_with_id(&self.spec.topic, id).await {
+                    if let Some(id) = to_acknowledge(&mut state.batches, &self.spec, id)
+                        && let Err(error) = live.ack_with_id(&self.spec.topic, id).await
+                    {
                         tracing::warn!(topic = %self.spec.topic, %error, "could not acknowledge; the message will be redelivered");
                     }
                 }
                 Some(Command::Nack(id)) => {
+                    state.batches.released(&id);
                     if let Err(error) = live.nack_with_id(&self.spec.topic, id).await {
                         tracing::debug!(topic = %self.spec.topic, %error, "could not ask for a redelivery; it happens when the consumer closes");
                     }
@@ -333,13 +361,20 @@ impl Task {
                 }
             },
             next = live.next(), if state.pending.is_none() && !state.dispatcher_gone => match next {
-                Some(Ok(message)) => match self.incoming(message) {
-                    Incoming::Deliver(delivery) => state.pending = Some(delivery),
-                    Incoming::Hold(delivery, at) => self.hold(delivery, at),
-                    Incoming::Skip(id) => {
-                        let _ = live.ack_with_id(&self.spec.topic, id).await;
+                Some(Ok(message)) => {
+                    if self.spec.batch_acks == BatchAcknowledgement::WholeBatch {
+                        state.batches.received(&message.message_id.id, message.message_id.batch_size);
                     }
-                },
+                    match self.incoming(message) {
+                        Incoming::Deliver(delivery) => state.pending = Some(delivery),
+                        Incoming::Hold(delivery, at) => self.hold(delivery, at),
+                        Incoming::Skip(id) => {
+                            if let Some(id) = to_acknowledge(&mut state.batches, &self.spec, id) {
+                                let _ = live.ack_with_id(&self.spec.topic, id).await;
+                            }
+                        }
+                    }
+                }
                 Some(Err(error)) => {
                     tracing::warn!(topic = %self.spec.topic, subscription = %self.spec.subscription, %error, "consumer reported an error");
                 }
@@ -372,7 +407,14 @@ impl Task {
 
     fn incoming(&self, message: RawMessage) -> Incoming {
         let batch_size = message.message_id.batch_size;
-        let id = ack_id(message.message_id.id, batch_size);
+        let id = match self.spec.batch_acks {
+            BatchAcknowledgement::ByIndex => ack_id(message.message_id.id, batch_size),
+            // Plain ids: the open batches decide when the whole batch is acknowledged.
+            BatchAcknowledgement::WholeBatch => MessageIdData {
+                batch_size,
+                ..message.message_id.id
+            },
+        };
         let payload = message.payload;
         let deliver_at = payload.metadata.deliver_at_time;
         let properties = payload.metadata.properties;

@@ -32,6 +32,7 @@
 //! ```
 
 pub mod admin;
+mod batch_acks;
 mod bus;
 mod client;
 mod config;
@@ -47,11 +48,12 @@ mod schema;
 mod topics;
 
 pub use admin::{AdminError, PulsarAdmin};
+pub use batch_acks::BatchAcknowledgement;
 pub use bus::PulsarBus;
 pub use client::connect_client;
 pub use config::{
-    AuthConfig, CONFIG_PREFIX, Compression, ConsumerConfig, OAuth2Config, ProducerConfig,
-    PulsarConfig, TlsConfig, TopicsConfig,
+    AuthConfig, BatchAckSetting, CONFIG_PREFIX, Compression, ConsumerConfig, OAuth2Config,
+    ProducerConfig, PulsarConfig, TlsConfig, TopicsConfig,
 };
 pub use error::ConfigError;
 pub use topics::retry_topic;

@@ -12,7 +12,7 @@ use bento_application::{
     SubscriptionKind, SubscriptionSpec, wire,
 };
 use bento_domain::Envelope;
-use bento_pulsar::{Compression, PulsarBus, PulsarConfig};
+use bento_pulsar::{BatchAckSetting, BatchAcknowledgement, Compression, PulsarBus, PulsarConfig};
 use bento_testkit::Collector;
 use common::{PATIENCE, unique};
 use futures::StreamExt;
@@ -486,6 +486,98 @@ async fn messages_of_a_batch_are_acknowledged_one_by_one() {
         (1..10).all(|seq| bodies.contains(&format!("b:{seq}")))
     })
     .await;
+    sub.shutdown().await.expect("shutdown");
+}
+
+/// The dev-env broker takes acknowledgements by batch index, and `auto` finds that out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_asks_the_broker_how_to_acknowledge_batches() {
+    let bus = common::bus().await;
+    assert_eq!(
+        bus.batch_acknowledgement().await,
+        BatchAcknowledgement::ByIndex
+    );
+}
+
+/// Acknowledging whole batches (for brokers without batch-index acknowledgement): a batch
+/// whose messages are not all settled is not acknowledged at all, so all of it comes back;
+/// once all are settled, nothing does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_batches_are_acknowledged_once_all_their_messages_are_settled() {
+    let mut config = common::config();
+    config.producer.batching = true;
+    config.producer.batch_max_messages = 100;
+    config.producer.batch_max_delay_ms = 50;
+    config.consumer.batch_acknowledgement = BatchAckSetting::WholeBatch;
+    let bus = common::bus_with(config).await;
+    assert_eq!(
+        bus.batch_acknowledgement().await,
+        BatchAcknowledgement::WholeBatch
+    );
+    let topic = unique("whole-batch");
+    let spec = SubscriptionSpec::topic(&topic, unique("whole"));
+    let handled = Collector::new();
+    let handler = {
+        let handled = handled.clone();
+        move |ctx: Context| {
+            let handled = handled.clone();
+            async move {
+                if body(ctx.envelope()) == "b:0" {
+                    handled.record(&ctx);
+                    Ok(())
+                } else {
+                    // Never finishes: the message stays unsettled, and so does its batch.
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(())
+                }
+            }
+        }
+    };
+    let sub = bus
+        .subscribe(spec.clone(), Arc::new(handler))
+        .await
+        .expect("subscribe");
+    let batch: Vec<Envelope> = (0..10)
+        .map(|seq| {
+            Envelope::new(
+                "bento.it.ping",
+                1,
+                "text/plain",
+                format!("b:{seq}").into_bytes(),
+            )
+        })
+        .collect();
+    bus.publish_batch(batch, PublishOptions::default().to_topic(&topic))
+        .await
+        .expect("publish batch");
+    handled.wait_for(1, PATIENCE).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sub.shutdown_within(Duration::from_millis(200))
+        .await
+        .expect("shutdown");
+
+    // All ten come back, the one handled too: its acknowledgement would have been the batch's.
+    let (again, sub) = Collector::subscribe(&bus, spec.clone()).await;
+    wait_until("the whole batch again", || {
+        let bodies: HashSet<String> = again.seen().iter().map(|c| body(&c.envelope)).collect();
+        (0..10).all(|seq| bodies.contains(&format!("b:{seq}")))
+    })
+    .await;
+    // Let the acknowledgement of the now settled batch reach the broker.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sub.shutdown().await.expect("shutdown");
+
+    let (third, sub) = Collector::subscribe(&bus, spec).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        third.is_empty(),
+        "a settled batch came back: {:?}",
+        third
+            .seen()
+            .iter()
+            .map(|c| body(&c.envelope))
+            .collect::<Vec<_>>()
+    );
     sub.shutdown().await.expect("shutdown");
 }
 

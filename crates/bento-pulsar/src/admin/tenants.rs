@@ -6,6 +6,14 @@ use serde::Serialize;
 use super::{API, AdminError, PulsarAdmin, TenantInfo, segment};
 
 impl PulsarAdmin {
+    /// The broker's runtime configuration: every setting's name and value, as text.
+    pub async fn broker_configuration(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, String>, AdminError> {
+        self.get_json(format!("{API}/brokers/configuration/runtime"))
+            .await
+    }
+
     /// Names of the clusters of this Pulsar instance.
     pub async fn clusters(&self) -> Result<Vec<String>, AdminError> {
         self.get_json(format!("{API}/clusters")).await

@@ -183,14 +183,33 @@ impl Default for ProducerConfig {
 pub struct ConsumerConfig {
     /// Messages the broker may push to one consumer ahead of the handlers (flow permits).
     pub receiver_queue_size: u32,
+    /// How the messages of a batch are acknowledged (`consumer.batch_acknowledgement`).
+    pub batch_acknowledgement: BatchAckSetting,
 }
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
         Self {
             receiver_queue_size: 1000,
+            batch_acknowledgement: BatchAckSetting::Auto,
         }
     }
+}
+
+/// How the messages of a batch are acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchAckSetting {
+    /// Ask the broker (admin API) whether it takes acknowledgements by batch index, at the
+    /// first subscription; by index if it does, the whole batch at once otherwise (also when
+    /// it cannot be asked, e.g. with OAuth2).
+    #[default]
+    Auto,
+    /// By batch index: only for brokers with `acknowledgmentAtBatchIndexLevelEnabled=true`.
+    ByIndex,
+    /// The whole batch once all its messages are settled: safe on any broker, at the price of
+    /// redelivering a partly handled batch after a crash.
+    WholeBatch,
 }
 
 impl PulsarConfig {
