@@ -22,12 +22,8 @@ fn example(name: &str) -> PathBuf {
     binary
 }
 
-/// Runs an example on `backend`, pointed at the test brokers when `cargo xtask test` names them.
-fn example_on(name: &str, backend: &str) -> std::process::Output {
-    let mut command = Command::new(example(name));
-    command
-        .env("BENTO_MESSAGING__BACKEND", backend)
-        .env_remove("BENTO_CONFIG");
+/// Points `command` at the test brokers `cargo xtask test` names, where it names them.
+fn point_at_test_brokers(command: &mut Command) {
     for (test_var, config_var) in [
         (
             "BENTO_TEST_PULSAR_URL",
@@ -46,6 +42,15 @@ fn example_on(name: &str, backend: &str) -> std::process::Output {
             command.env(config_var, value);
         }
     }
+}
+
+/// Runs an example on `backend`, pointed at the test brokers when `cargo xtask test` names them.
+fn example_on(name: &str, backend: &str) -> std::process::Output {
+    let mut command = Command::new(example(name));
+    command
+        .env("BENTO_MESSAGING__BACKEND", backend)
+        .env_remove("BENTO_CONFIG");
+    point_at_test_brokers(&mut command);
     command
         .output()
         .unwrap_or_else(|e| panic!("cannot run the {name} example: {e}"))
@@ -147,24 +152,7 @@ fn service_stops_on_sigterm(backend: &str) {
         .env_remove("BENTO_CONFIG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    for (test_var, config_var) in [
-        (
-            "BENTO_TEST_PULSAR_URL",
-            "BENTO_MESSAGING__PULSAR__SERVICE_URL",
-        ),
-        (
-            "BENTO_TEST_PULSAR_ADMIN_URL",
-            "BENTO_MESSAGING__PULSAR__ADMIN_URL",
-        ),
-        (
-            "BENTO_TEST_KAFKA_BOOTSTRAP",
-            "BENTO_MESSAGING__KAFKA__BOOTSTRAP_SERVERS",
-        ),
-    ] {
-        if let Some(value) = std::env::var_os(test_var) {
-            command.env(config_var, value);
-        }
-    }
+    point_at_test_brokers(&mut command);
     let child = command
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start the service example: {e}"));

@@ -430,16 +430,10 @@ async fn retries_are_republished_to_the_retry_topic_with_a_delivery_time() {
     sub.shutdown().await.expect("shutdown");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn messages_of_a_batch_are_acknowledged_one_by_one() {
-    let mut config = common::config();
-    config.producer.batching = true;
-    config.producer.batch_max_messages = 100;
-    config.producer.batch_max_delay_ms = 50;
-    config.producer.compression = Compression::Lz4;
-    let bus = common::bus_with(config).await;
-    let topic = unique("batched");
-    let spec = SubscriptionSpec::topic(&topic, unique("one-by-one"));
+/// Publishes a batch of ten (`b:0`..`b:9`) to `topic` with a batching bus, while a
+/// subscription per `spec` handles `b:0` and never finishes the others; stops it once `b:0`
+/// is handled, so the others stay unsettled.
+async fn handle_only_the_first_of_a_batch(bus: &PulsarBus, topic: &str, spec: &SubscriptionSpec) {
     let handled = Collector::new();
     let handler = {
         let handled = handled.clone();
@@ -450,7 +444,7 @@ async fn messages_of_a_batch_are_acknowledged_one_by_one() {
                     handled.record(&ctx);
                     Ok(())
                 } else {
-                    // Never finishes: the message stays unacknowledged.
+                    // Never finishes: the message stays unsettled.
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                     Ok(())
                 }
@@ -471,7 +465,7 @@ async fn messages_of_a_batch_are_acknowledged_one_by_one() {
             )
         })
         .collect();
-    bus.publish_batch(batch, PublishOptions::default().to_topic(&topic))
+    bus.publish_batch(batch, PublishOptions::default().to_topic(topic))
         .await
         .expect("publish batch");
     handled.wait_for(1, PATIENCE).await;
@@ -479,6 +473,25 @@ async fn messages_of_a_batch_are_acknowledged_one_by_one() {
     sub.shutdown_within(Duration::from_millis(200))
         .await
         .expect("shutdown");
+}
+
+/// A bus whose producer batches, acknowledging batches as `acknowledgement` says.
+async fn batching_bus(acknowledgement: BatchAckSetting) -> PulsarBus {
+    let mut config = common::config();
+    config.producer.batching = true;
+    config.producer.batch_max_messages = 100;
+    config.producer.batch_max_delay_ms = 50;
+    config.producer.compression = Compression::Lz4;
+    config.consumer.batch_acknowledgement = acknowledgement;
+    common::bus_with(config).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_of_a_batch_are_acknowledged_one_by_one() {
+    let bus = batching_bus(BatchAckSetting::ByIndex).await;
+    let topic = unique("batched");
+    let spec = SubscriptionSpec::topic(&topic, unique("one-by-one"));
+    handle_only_the_first_of_a_batch(&bus, &topic, &spec).await;
 
     let (rest, sub) = Collector::subscribe(&bus, spec).await;
     wait_until("the 9 unacknowledged messages of the batch", || {
@@ -504,57 +517,14 @@ async fn auto_asks_the_broker_how_to_acknowledge_batches() {
 /// once all are settled, nothing does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_batches_are_acknowledged_once_all_their_messages_are_settled() {
-    let mut config = common::config();
-    config.producer.batching = true;
-    config.producer.batch_max_messages = 100;
-    config.producer.batch_max_delay_ms = 50;
-    config.consumer.batch_acknowledgement = BatchAckSetting::WholeBatch;
-    let bus = common::bus_with(config).await;
+    let bus = batching_bus(BatchAckSetting::WholeBatch).await;
     assert_eq!(
         bus.batch_acknowledgement().await,
         BatchAcknowledgement::WholeBatch
     );
     let topic = unique("whole-batch");
     let spec = SubscriptionSpec::topic(&topic, unique("whole"));
-    let handled = Collector::new();
-    let handler = {
-        let handled = handled.clone();
-        move |ctx: Context| {
-            let handled = handled.clone();
-            async move {
-                if body(ctx.envelope()) == "b:0" {
-                    handled.record(&ctx);
-                    Ok(())
-                } else {
-                    // Never finishes: the message stays unsettled, and so does its batch.
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                    Ok(())
-                }
-            }
-        }
-    };
-    let sub = bus
-        .subscribe(spec.clone(), Arc::new(handler))
-        .await
-        .expect("subscribe");
-    let batch: Vec<Envelope> = (0..10)
-        .map(|seq| {
-            Envelope::new(
-                "bento.it.ping",
-                1,
-                "text/plain",
-                format!("b:{seq}").into_bytes(),
-            )
-        })
-        .collect();
-    bus.publish_batch(batch, PublishOptions::default().to_topic(&topic))
-        .await
-        .expect("publish batch");
-    handled.wait_for(1, PATIENCE).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    sub.shutdown_within(Duration::from_millis(200))
-        .await
-        .expect("shutdown");
+    handle_only_the_first_of_a_batch(&bus, &topic, &spec).await;
 
     // All ten come back, the one handled too: its acknowledgement would have been the batch's.
     let (again, sub) = Collector::subscribe(&bus, spec.clone()).await;
