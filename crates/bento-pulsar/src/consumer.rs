@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bento_application::backend::{Delivery, Settle, due_in};
+use bento_application::backend::{Delivery, Settle, due_in, store_with_retries};
 use bento_application::{BusError, wire};
 use bento_domain::Envelope;
 use bytes::Bytes;
@@ -477,6 +477,18 @@ struct PulsarSettle {
 }
 
 impl PulsarSettle {
+    /// Acknowledges the message once its retry or dead letter is `stored`; hands it back to
+    /// the broker (a negative acknowledgement, so it comes again) when that failed.
+    fn acknowledge_if(&self, stored: Result<(), BusError>) -> Result<(), BusError> {
+        match stored {
+            Ok(()) => self.command(Command::Ack(self.id.clone())),
+            Err(error) => {
+                let _ = self.command(Command::Nack(self.id.clone()));
+                Err(error)
+            }
+        }
+    }
+
     fn command(&self, command: Command) -> Result<(), BusError> {
         self.worker.send(command).map_err(|_| BusError::Subscribe {
             topic: self.spec.topic.clone(),
@@ -498,13 +510,19 @@ impl Settle for PulsarSettle {
         next_attempt: u32,
         delay: Duration,
     ) -> Result<(), BusError> {
-        let message = producer::message(envelope.clone(), Some(due_in(delay)), Some(next_attempt));
+        let due = due_in(delay);
+        let topic = &self.target.retry_topic;
         // Stored first, acknowledged after: a crash in between means a redelivery, not a loss.
-        self.target
-            .producers
-            .publish(&self.target.retry_topic, message, true)
-            .await?;
-        self.command(Command::Ack(self.id.clone()))
+        let stored = store_with_retries(
+            &format!("a retry on `{topic}`"),
+            || true,
+            || {
+                let message = producer::message(envelope.clone(), Some(due), Some(next_attempt));
+                self.target.producers.publish(topic, message, true)
+            },
+        )
+        .await;
+        self.acknowledge_if(stored)
     }
 
     async fn dead_letter(
@@ -512,9 +530,16 @@ impl Settle for PulsarSettle {
         dead_letter: Envelope,
         topic: &str,
     ) -> Result<(), BusError> {
-        let message = producer::message(dead_letter, None, None);
-        self.target.producers.publish(topic, message, false).await?;
-        self.command(Command::Ack(self.id.clone()))
+        let stored = store_with_retries(
+            &format!("a dead letter on `{topic}`"),
+            || true,
+            || {
+                let message = producer::message(dead_letter.clone(), None, None);
+                self.target.producers.publish(topic, message, false)
+            },
+        )
+        .await;
+        self.acknowledge_if(stored)
     }
 
     async fn release(self: Box<Self>) -> Result<(), BusError> {

@@ -502,6 +502,65 @@ async fn messages_of_a_batch_are_acknowledged_one_by_one() {
     sub.shutdown().await.expect("shutdown");
 }
 
+/// A dead letter that cannot be stored (its topic terminated under the subscription) does not
+/// leave the message sitting unacknowledged: after the store's own attempts it is handed back
+/// to the broker, comes again, and the consumer goes on with other messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_that_cannot_be_stored_hands_the_message_back() {
+    let bus = common::bus().await;
+    let topic = unique("unsettled");
+    let dead_letters = unique("unsettled-dlq");
+    let spec = SubscriptionSpec::topic(&topic, unique("poisoned"))
+        .retry(RetryPolicy::none())
+        .dead_letter(DeadLetterPolicy::to_topic(&dead_letters));
+    let (poison_calls, good) = (
+        Arc::new(std::sync::atomic::AtomicU32::new(0)),
+        Collector::new(),
+    );
+    let handler = {
+        let (poison_calls, good) = (poison_calls.clone(), good.clone());
+        move |ctx: Context| {
+            let (poison_calls, good) = (poison_calls.clone(), good.clone());
+            async move {
+                if body(ctx.envelope()).starts_with("poison") {
+                    poison_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    return Err(HandlerError::permanent("poison"));
+                }
+                good.record(&ctx);
+                Ok(())
+            }
+        }
+    };
+    let sub = bus
+        .subscribe(spec, Arc::new(handler))
+        .await
+        .expect("subscribe");
+    // The subscription prepared its dead-letter producer; now the topic takes no more.
+    let (status, answer) = common::admin(
+        "POST",
+        &format!("/admin/v2/persistent/public/default/{dead_letters}/terminate"),
+        None,
+    )
+    .await;
+    assert!(
+        (200..300).contains(&status),
+        "terminating {dead_letters}: {status} {answer}"
+    );
+
+    publish(&bus, &topic, envelope("poison", 1)).await;
+    publish(&bus, &topic, envelope("good", 1)).await;
+    good.wait_for(1, PATIENCE).await;
+    wait_until("the poison message handed back and delivered again", || {
+        poison_calls.load(std::sync::atomic::Ordering::SeqCst) >= 2
+    })
+    .await;
+    publish(&bus, &topic, envelope("good", 2)).await;
+    good.wait_for(2, PATIENCE).await;
+    sub.shutdown_within(Duration::from_secs(5))
+        .await
+        .expect("shutdown");
+}
+
 /// The dev-env broker takes acknowledgements by batch index, and `auto` finds that out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_asks_the_broker_how_to_acknowledge_batches() {

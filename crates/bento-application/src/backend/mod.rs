@@ -104,6 +104,37 @@ impl OpenGate {
     }
 }
 
+/// Attempts at storing a retry or a dead letter before the message is handed back to the
+/// broker.
+pub const STORE_ATTEMPTS: u32 = 3;
+
+/// Stores a retry or a dead letter with `store`, up to [`STORE_ATTEMPTS`] times with a growing
+/// pause, as long as `still_ours` says the message is still this consumer's; the last error
+/// when all failed. The caller then hands the message back to the broker, so that it comes
+/// again rather than sitting unsettled.
+pub async fn store_with_retries<F, Fut>(
+    what: &str,
+    still_ours: impl Fn() -> bool,
+    mut store: F,
+) -> Result<(), BusError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), BusError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match store().await {
+            Ok(()) => return Ok(()),
+            Err(error) if attempt < STORE_ATTEMPTS && still_ours() => {
+                tracing::warn!(%error, attempt, "storing {what} failed; trying again");
+                tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// The instant `delay` from now, for a retry's due time; a delay past what a timestamp can
 /// hold is due at the end of time rather than an error.
 pub fn due_in(delay: Duration) -> DateTime<Utc> {
@@ -124,6 +155,39 @@ mod tests {
         assert!(gate.shut());
         assert!(!gate.shut(), "a second close finds it shut");
         assert!(matches!(gate.check(), Err(BusError::Closed)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_is_tried_again_then_given_up() {
+        let tries = std::cell::Cell::new(0);
+        let failing = store_with_retries(
+            "a dead letter",
+            || true,
+            || {
+                tries.set(tries.get() + 1);
+                std::future::ready(Err(BusError::Closed))
+            },
+        )
+        .await;
+        assert!(failing.is_err());
+        assert_eq!(tries.get(), STORE_ATTEMPTS);
+
+        tries.set(0);
+        let second_time_lucky = store_with_retries(
+            "a retry",
+            || true,
+            || {
+                tries.set(tries.get() + 1);
+                std::future::ready(if tries.get() < 2 {
+                    Err(BusError::Closed)
+                } else {
+                    Ok(())
+                })
+            },
+        )
+        .await;
+        assert!(second_time_lucky.is_ok());
+        assert_eq!(tries.get(), 2);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bento_application::backend::{Settle, due_in};
+use bento_application::backend::{Settle, due_in, store_with_retries};
 use bento_application::{BusError, wire};
 use bento_domain::Envelope;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -16,9 +16,6 @@ use super::{LeaseCell, Tp};
 use crate::headers;
 use crate::producer::{KafkaProducer, Outgoing};
 use crate::topics;
-
-/// Attempts at producing a retry or dead letter before giving the message back.
-const SETTLE_ATTEMPTS: u32 = 3;
 
 /// Everything a subscription's settlements need.
 pub(crate) struct Settler {
@@ -53,18 +50,12 @@ impl KafkaSettle {
 
     /// Produces `record` to `topic`, trying again while the partition is ours.
     async fn store(&self, topic: &str, record: Outgoing) -> Result<(), BusError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.settler.producer.send(topic, &record).await {
-                Ok(_) => return Ok(()),
-                Err(error) if attempt < SETTLE_ATTEMPTS && self.owned() => {
-                    tracing::warn!(group = %self.settler.group, %topic, %error, attempt, "storing a retry or dead letter failed; trying again");
-                    tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        store_with_retries(
+            &format!("a retry or dead letter on `{topic}`"),
+            || self.owned(),
+            || async { self.settler.producer.send(topic, &record).await.map(drop) },
+        )
+        .await
     }
 }
 
