@@ -211,6 +211,20 @@ pub fn run(args: TestArgs) -> Result<()> {
         }
     }
 
+    // `--all-targets` leaves the documentation's examples out (the README's among them): they
+    // need no broker, so they run here, before the brokers start. (`bento-cli` has no library,
+    // so no documentation examples.)
+    if packages.is_empty() || packages.iter().any(|p| p != "bento-cli") {
+        let mut doc = cargo();
+        doc.arg("test")
+            .args(scope_args(packages))
+            .arg("--doc")
+            .args(feature_args(packages));
+        if !run_step(doc)? {
+            bail!("the documentation's examples failed");
+        }
+    }
+
     let mut test = cargo();
     // Every test binary runs even after a failure, so one run shows everything that fails.
     test.arg("test")
