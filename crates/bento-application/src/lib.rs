@@ -51,7 +51,8 @@ pub use request::Requester;
 pub use schema::{SchemaDefinition, SchemaKind};
 pub use subscriber::{HandlesEvent, Routes, State, Subscriber, WithState, with_state};
 pub use subscription::{
-    DEFAULT_SHUTDOWN_GRACE, Source, Subscription, SubscriptionKind, SubscriptionSpec,
+    DEFAULT_SHUTDOWN_GRACE, SettleFailureHook, Source, Subscription, SubscriptionKind,
+    SubscriptionSpec,
 };
 pub use typed::{Bus, TypedRouter};
 pub use uow::{Transaction, UnitOfWork, UnitOfWorkError};

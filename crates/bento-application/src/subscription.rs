@@ -78,7 +78,13 @@ pub struct SubscriptionSpec {
     /// Whether this process runs several consumers of this subscription on purpose; otherwise
     /// a second subscription with the same name through one bus is refused.
     pub competing: bool,
+    /// Called when a message could not be settled on the broker (its retry or dead letter not
+    /// stored, its acknowledgement not sent): the message comes again, and this counts it.
+    pub on_settle_failure: Option<SettleFailureHook>,
 }
+
+/// What [`SubscriptionSpec::on_settle_failure`] calls, with the error.
+pub type SettleFailureHook = Arc<dyn Fn(&BusError) + Send + Sync>;
 
 impl fmt::Debug for SubscriptionSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -126,6 +132,7 @@ impl SubscriptionSpec {
             layers: Layers::new(),
             timeout: None,
             competing: false,
+            on_settle_failure: None,
         }
     }
 
@@ -164,6 +171,20 @@ impl SubscriptionSpec {
     /// messages between them.
     pub fn competing(mut self) -> Self {
         self.competing = true;
+        self
+    }
+
+    /// Calls `hook` whenever a message of this subscription cannot be settled on the broker
+    /// (after the backend's own attempts); a hook set before is called too. The metrics layer
+    /// counts these in `bento_settle_failures_total`.
+    pub fn on_settle_failure(mut self, hook: impl Fn(&BusError) + Send + Sync + 'static) -> Self {
+        self.on_settle_failure = Some(match self.on_settle_failure.take() {
+            None => Arc::new(hook),
+            Some(earlier) => Arc::new(move |error: &BusError| {
+                earlier(error);
+                hook(error);
+            }),
+        });
         self
     }
 

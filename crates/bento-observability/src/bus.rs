@@ -433,8 +433,11 @@ impl MessageBus for ObservedBus {
         ));
         let weak = Arc::downgrade(&observer);
         let name = spec.name.clone();
+        let mut spec = match observer.settle_failures() {
+            Some(counter) => spec.on_settle_failure(move |_| counter.inc()),
+            None => spec,
+        };
         // Outermost of all, so what is counted is the outcome the dispatcher settles.
-        let mut spec = spec;
         let mut outermost = bento_application::Layers::new();
         outermost.push(ObserveLayer::new(observer));
         spec.layers.wrapped_in(&outermost);

@@ -51,6 +51,13 @@ impl Observer {
     pub(crate) fn lag_gauge(&self) -> Option<prometheus::IntGauge> {
         self.metrics.as_ref().map(|m| m.subscription.lag())
     }
+
+    /// The counter of messages this subscription could not settle, if metrics are on.
+    pub(crate) fn settle_failures(&self) -> Option<prometheus::IntCounter> {
+        self.metrics
+            .as_ref()
+            .map(|m| m.subscription.settle_failures())
+    }
 }
 
 /// The outermost layer of an observed subscription: each delivery runs in a consumer span and

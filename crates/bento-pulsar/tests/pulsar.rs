@@ -531,7 +531,12 @@ async fn a_dead_letter_that_cannot_be_stored_hands_the_message_back() {
             }
         }
     };
-    let sub = bus
+    let metrics = bento_observability::Metrics::new(Default::default()).expect("metrics");
+    let observed = bento_observability::ObservedBus::builder(Arc::new(bus.clone()))
+        .metrics(&metrics)
+        .build();
+    let subscription = spec.name.clone();
+    let sub = observed
         .subscribe(spec, Arc::new(handler))
         .await
         .expect("subscribe");
@@ -559,6 +564,20 @@ async fn a_dead_letter_that_cannot_be_stored_hands_the_message_back() {
     sub.shutdown_within(Duration::from_secs(5))
         .await
         .expect("shutdown");
+    let exposition = metrics.encode().expect("encode");
+    let failures = bento_observability::testing::parse_exposition(&exposition)
+        .expect("parse")
+        .sum(
+            "bento_settle_failures_total",
+            &[
+                ("backend", "pulsar"),
+                ("subscription", subscription.as_str()),
+            ],
+        );
+    assert!(
+        failures >= 1.0,
+        "the failed settlement is counted:\n{exposition}"
+    );
 }
 
 /// The dev-env broker takes acknowledgements by batch index, and `auto` finds that out.

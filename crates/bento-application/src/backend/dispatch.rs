@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 use crate::layer::retry::Policy;
 use crate::layer::{BoxHandler, Layer, Layers, RetryLayer, TimeoutLayer};
-use crate::subscription::Closer;
+use crate::subscription::{Closer, SettleFailureHook};
 use crate::{
     BusError, Context, DeadLetter, DeadLetterPolicy, EnvelopeHandler, Outcome, Subscription,
     SubscriptionSpec, wire,
@@ -117,6 +117,8 @@ struct Stack {
     layers: Layers,
     retry: Arc<dyn Policy>,
     timeout: Option<Duration>,
+    /// Told of every message that could not be settled.
+    on_settle_failure: Option<SettleFailureHook>,
 }
 
 impl std::fmt::Debug for Stack {
@@ -143,6 +145,7 @@ impl DispatchSettings {
                 layers: spec.layers,
                 retry: spec.retry,
                 timeout: spec.timeout,
+                on_settle_failure: spec.on_settle_failure,
             },
         }
     }
@@ -154,6 +157,7 @@ impl DispatchSettings {
             layers,
             retry,
             timeout,
+            ..
         } = &self.stack;
         let handler = match timeout {
             Some(deadline) => Arc::new(TimeoutLayer::new(*deadline).layer(handler)),
@@ -388,6 +392,9 @@ async fn process(
     };
     if let Err(error) = settled {
         tracing::warn!(message_id = %envelope.id, %error, "could not settle message; the broker will redeliver it");
+        if let Some(hook) = &settings.stack.on_settle_failure {
+            hook(&error);
+        }
     }
     key
 }

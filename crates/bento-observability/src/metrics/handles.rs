@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bento_application::FailureKind;
 use parking_lot::Mutex;
-use prometheus::IntGauge;
+use prometheus::{IntCounter, IntGauge};
 
 use super::{Latency, Metrics};
 
@@ -95,6 +95,14 @@ impl SubscriptionHandles {
     /// The consumer-lag gauge (created on first use: only backends that can tell get one).
     pub(crate) fn lag(&self) -> IntGauge {
         self.metrics.inner.lag.with_label_values(&self.labels)
+    }
+
+    /// The counter of messages this subscription could not settle.
+    pub(crate) fn settle_failures(&self) -> IntCounter {
+        self.metrics
+            .inner
+            .settle_failures
+            .with_label_values(&self.labels)
     }
 
     /// The figures for messages of `event_type` on this subscription.

@@ -12,7 +12,7 @@ mod latency;
 
 use std::sync::Arc;
 
-use prometheus::{IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::ObservabilityError;
 use collector::{Collector, Store};
@@ -59,6 +59,7 @@ impl Default for MetricsOptions {
 /// | `bento_handler_duration_seconds` | histogram | backend, topic, subscription, event_type |
 /// | `bento_handlers_in_flight` | gauge | backend, topic, subscription |
 /// | `bento_consumer_lag_messages` | gauge | backend, topic, subscription |
+/// | `bento_settle_failures_total` | counter | backend, topic, subscription |
 ///
 /// The per-message figures are plain atomic counters, one set per label combination, that a
 /// collector turns into metric families when the registry is gathered: recording a delivery
@@ -81,6 +82,7 @@ struct Shared {
     registry: Registry,
     store: Arc<Store>,
     lag: IntGaugeVec,
+    settle_failures: IntCounterVec,
     topics: LabelLimit,
     event_types: LabelLimit,
     subscriptions: LabelLimit,
@@ -108,12 +110,22 @@ impl Metrics {
             &["backend", "topic", "subscription"],
         )?;
         registry.register(Box::new(lag.clone()))?;
+        let settle_failures = IntCounterVec::new(
+            Opts::new(
+                "bento_settle_failures_total",
+                "Messages that could not be settled on the broker (a retry or dead letter not \
+                 stored, an acknowledgement not sent); they come again.",
+            ),
+            &["backend", "topic", "subscription"],
+        )?;
+        registry.register(Box::new(settle_failures.clone()))?;
         let max = options.max_label_values.max(1);
         Ok(Self {
             inner: Arc::new(Shared {
                 registry: registry.clone(),
                 store,
                 lag,
+                settle_failures,
                 topics: LabelLimit::new(max),
                 event_types: LabelLimit::new(max),
                 subscriptions: LabelLimit::new(max),
