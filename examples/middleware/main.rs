@@ -79,7 +79,15 @@ impl<S: EnvelopeHandler> EnvelopeHandler for AllowTenants<S> {
 /// Every outcome of every delivery, per message id, in order: what a service-wide layer sees.
 #[derive(Clone, Default)]
 struct OutcomeLog {
-    seen: Arc<Mutex<BTreeMap<MessageId, Vec<String>>>>,
+    seen: Arc<Mutex<BTreeMap<MessageId, Trail>>>,
+}
+
+/// What became of one message so far.
+#[derive(Clone, Default)]
+struct Trail {
+    lines: Vec<String>,
+    /// Acknowledged or dead-lettered: it will not come again.
+    finished: bool,
 }
 
 /// The handler an [`OutcomeLog`] wraps.
@@ -120,7 +128,9 @@ impl<S: EnvelopeHandler> EnvelopeHandler for LogOutcomes<S> {
                 other => format!("attempt {attempt}: {}", other.as_str()),
             };
             if let Ok(mut seen) = seen.lock() {
-                seen.entry(id).or_default().push(line);
+                let trail = seen.entry(id).or_default();
+                trail.lines.push(line);
+                trail.finished = matches!(outcome, Outcome::Ack | Outcome::DeadLetter { .. });
             }
             outcome
         }))
@@ -129,17 +139,19 @@ impl<S: EnvelopeHandler> EnvelopeHandler for LogOutcomes<S> {
 
 impl OutcomeLog {
     fn finished(&self, id: &MessageId) -> bool {
-        self.seen.lock().is_ok_and(|seen| {
-            seen.get(id)
-                .and_then(|lines| lines.last())
-                .is_some_and(|last| last.contains("ack") || last.contains("dead letter"))
-        })
+        self.seen
+            .lock()
+            .is_ok_and(|seen| seen.get(id).is_some_and(|trail| trail.finished))
     }
 
     fn lines(&self, id: &MessageId) -> Vec<String> {
         self.seen
             .lock()
-            .map(|seen| seen.get(id).cloned().unwrap_or_default())
+            .map(|seen| {
+                seen.get(id)
+                    .map(|trail| trail.lines.clone())
+                    .unwrap_or_default()
+            })
             .unwrap_or_default()
     }
 }

@@ -82,18 +82,24 @@ impl BusPublisher {
 impl Publisher for BusPublisher {
     fn publish(&self, publication: Publication) -> BoxFuture<'static, Result<(), BusError>> {
         let bus = self.bus.clone();
-        let Publication {
-            mut envelopes,
-            options,
-        } = publication;
-        Box::pin(async move {
-            if envelopes.len() == 1
-                && let Some(envelope) = envelopes.pop()
-            {
-                bus.publish(envelope, options).await
-            } else {
-                bus.publish_batch(envelopes, options).await
-            }
-        })
+        Box::pin(async move { publish_to(&*bus, publication).await })
+    }
+}
+
+/// Hands `publication` to `bus`: one envelope as a single publish, several as a batch.
+pub(crate) async fn publish_to(
+    bus: &dyn MessageBus,
+    publication: Publication,
+) -> Result<(), BusError> {
+    let Publication {
+        mut envelopes,
+        options,
+    } = publication;
+    if envelopes.len() == 1
+        && let Some(envelope) = envelopes.pop()
+    {
+        bus.publish(envelope, options).await
+    } else {
+        bus.publish_batch(envelopes, options).await
     }
 }

@@ -1,5 +1,6 @@
 //! The subscriptions running through one bus: names held once, and stopped together.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use crate::subscription::Control;
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     live: Mutex<Vec<Live>>,
-    next_id: Mutex<u64>,
+    next_id: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -60,11 +61,7 @@ impl Registry {
                  consumers"
             ));
         }
-        let id = {
-            let mut next = self.next_id.lock();
-            *next += 1;
-            *next
-        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         live.push(Live {
             id,
             name: name.to_owned(),

@@ -4,7 +4,7 @@ use std::time::Duration;
 use bento_domain::{DomainEvent, Envelope, MessageId, RecordedEvent};
 
 use crate::layer::{BoxHandler, IntoBoxed, Layer, Layers};
-use crate::publish::{BusPublisher, PublishLayers};
+use crate::publish::{BusPublisher, PublishLayers, publish_to};
 use crate::registry::Registry;
 use crate::{
     BoxPublisher, BusError, Codec, Context, Encoded, EnvelopeHandler, Handler, MessageBus,
@@ -111,20 +111,12 @@ impl<C: Codec> Bus<C> {
         envelopes: Vec<Envelope>,
         options: PublishOptions,
     ) -> Result<(), BusError> {
+        let publication = Publication { envelopes, options };
         if self.publish_layers.is_empty() {
-            // No layer to run: straight to the backend, without boxing a publication.
-            let mut envelopes = envelopes;
-            return match (envelopes.pop(), envelopes.is_empty()) {
-                (Some(only), true) => self.inner.publish(only, options).await,
-                (last, _) => {
-                    envelopes.extend(last);
-                    self.inner.publish_batch(envelopes, options).await
-                }
-            };
+            // No layer to run: straight to the backend, without boxing a future.
+            return publish_to(&*self.inner, publication).await;
         }
-        self.publisher
-            .publish(Publication { envelopes, options })
-            .await
+        self.publisher.publish(publication).await
     }
 
     /// Publishes one envelope through the publish layers.

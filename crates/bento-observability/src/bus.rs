@@ -438,9 +438,7 @@ impl MessageBus for ObservedBus {
             None => spec,
         };
         // Outermost of all, so what is counted is the outcome the dispatcher settles.
-        let mut outermost = bento_application::Layers::new();
-        outermost.push(ObserveLayer::new(observer));
-        spec.layers.wrapped_in(&outermost);
+        spec.layers.push_outermost(ObserveLayer::new(observer));
         let subscription = self.inner.subscribe(spec, handler).await?;
         self.spawn_lag_poller(weak, topic, name);
         Ok(subscription)

@@ -95,7 +95,7 @@ pub trait Settle: Send + 'static {
 }
 
 /// Settings of one running dispatcher, taken from the subscription's spec.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DispatchSettings {
     /// The topic read, as the backend names it.
     pub topic: Arc<str>,
@@ -109,6 +109,21 @@ pub struct DispatchSettings {
     pub dead_letter_topic: String,
     /// The layers, retry policy and timeout the handler runs in.
     stack: Stack,
+    /// Told of every message that could not be settled.
+    on_settle_failure: Option<SettleFailureHook>,
+}
+
+impl std::fmt::Debug for DispatchSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatchSettings")
+            .field("topic", &self.topic)
+            .field("subscription", &self.subscription)
+            .field("concurrency", &self.concurrency)
+            .field("dead_letter", &self.dead_letter)
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("stack", &self.stack)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the dispatcher wraps around the handler.
@@ -117,8 +132,6 @@ struct Stack {
     layers: Layers,
     retry: Arc<dyn Policy>,
     timeout: Option<Duration>,
-    /// Told of every message that could not be settled.
-    on_settle_failure: Option<SettleFailureHook>,
 }
 
 impl std::fmt::Debug for Stack {
@@ -145,8 +158,8 @@ impl DispatchSettings {
                 layers: spec.layers,
                 retry: spec.retry,
                 timeout: spec.timeout,
-                on_settle_failure: spec.on_settle_failure,
             },
+            on_settle_failure: spec.on_settle_failure,
         }
     }
 
@@ -157,7 +170,6 @@ impl DispatchSettings {
             layers,
             retry,
             timeout,
-            ..
         } = &self.stack;
         let handler = match timeout {
             Some(deadline) => Arc::new(TimeoutLayer::new(*deadline).layer(handler)),
@@ -392,7 +404,7 @@ async fn process(
     };
     if let Err(error) = settled {
         tracing::warn!(message_id = %envelope.id, %error, "could not settle message; the broker will redeliver it");
-        if let Some(hook) = &settings.stack.on_settle_failure {
+        if let Some(hook) = &settings.on_settle_failure {
             hook(&error);
         }
     }

@@ -143,6 +143,15 @@ impl<B: 'static> Layers<B> {
         self.outermost_first.push(Arc::new(layer));
     }
 
+    /// Adds `layer` outside the layers already there.
+    pub fn push_outermost<L>(&mut self, layer: L)
+    where
+        L: Layer<B> + Send + Sync + 'static,
+        L::Service: IntoBoxed<B>,
+    {
+        self.outermost_first.insert(0, Arc::new(layer));
+    }
+
     /// Puts `outer`'s layers outside these.
     pub fn wrapped_in(&mut self, outer: &Layers<B>) {
         if outer.is_empty() {
