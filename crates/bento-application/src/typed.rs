@@ -270,6 +270,15 @@ impl<C: Codec> Bus<C> {
         handler: impl EnvelopeHandler,
     ) -> Result<Subscription, BusError> {
         let mut spec = spec;
+        if spec.source.is_unnamed() {
+            return Err(BusError::Subscribe {
+                topic: String::new(),
+                subscription: spec.name.clone(),
+                source: "an untyped handler has no event type to take the topic from: name it \
+                         with SubscriptionSpec::topic or SubscriptionSpec::event_type"
+                    .into(),
+            });
+        }
         let registration = self
             .registry
             .claim(&spec.name, spec.competing)

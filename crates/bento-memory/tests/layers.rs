@@ -148,6 +148,22 @@ async fn a_router_needs_a_topic_and_says_so() {
     );
 }
 
+#[tokio::test]
+async fn an_untyped_handler_needs_a_topic_and_says_so() {
+    let bus = bus();
+    let error = bus
+        .subscribe_envelopes(SubscriptionSpec::named("raw"), |_ctx: Context| async {
+            Ok::<(), HandlerError>(())
+        })
+        .await
+        .expect_err("a spec without a topic and a handler without an event type");
+    assert!(
+        matches!(&error, BusError::Subscribe { subscription, source, .. }
+            if subscription == "raw" && source.to_string().contains("SubscriptionSpec::topic")),
+        "{error}"
+    );
+}
+
 #[derive(Clone)]
 struct Ledger {
     lines: Arc<Mutex<Vec<u32>>>,
