@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 mod devenv;
+mod disk;
 mod docker;
 pub mod download;
 mod inspect;

@@ -106,10 +106,12 @@ fn overrides(ports: &Ports, security: &SecurityFiles) -> Vec<(&'static str, Stri
         ("allowEphemeralPorts", "true".to_string()),
         // The bookie turns read-only, and every publish fails with "Not enough non-faulty
         // bookies", once its disk is 95% full; a developer's disk (or a CI volume) often is,
-        // while the test data needs little. Refuse writes only when the disk is really full.
-        ("diskUsageThreshold", "0.995".to_string()),
-        ("diskUsageWarnThreshold", "0.99".to_string()),
-        ("diskUsageLwmThreshold", "0.99".to_string()),
+        // while the test data needs little. A ratio is the only knob, and on a large volume
+        // even 99.5% leaves gigabytes unused, so refuse writes only when the disk is really
+        // full; `up` checks for enough free space before it starts the broker.
+        ("diskUsageThreshold", "0.9999".to_string()),
+        ("diskUsageWarnThreshold", "0.9998".to_string()),
+        ("diskUsageLwmThreshold", "0.9998".to_string()),
     ];
     settings.extend(tls_and_auth(ports, security));
     settings
@@ -237,11 +239,22 @@ pub fn health(ports: &Ports) -> Result<(), String> {
     .map_err(|e| format!("binary port {}: {e:#}", ports.pulsar))?;
     // The broker's own check: produce and consume on a heartbeat topic. It fails while the
     // bookie is not writable yet (e.g. right after a restart), which the checks above miss.
-    let check = get("/admin/v2/brokers/health?topicVersion=V2")?;
+    let check = get("/admin/v2/brokers/health?topicVersion=V2").map_err(|e| explain_bookie(&e))?;
     if check.trim() != "ok" {
         return Err(format!("broker health check answered {check:?}"));
     }
     Ok(())
+}
+
+/// Adds what the disk looks like to a health failure caused by a bookie that takes no writes:
+/// the broker only says "Not enough non-faulty bookies", and a full disk is the usual cause.
+fn explain_bookie(reason: &str) -> String {
+    if !reason.contains("non-faulty bookies") {
+        return reason.to_string();
+    }
+    let disk = crate::disk::Usage::of(&crate::config::dev_env_home())
+        .map_or_else(|e| format!("unknown ({e:#})"), |u| u.describe());
+    format!("the bookie takes no writes yet (disk: {disk})")
 }
 
 /// Whether the log, from byte `offset` on, shows the bookie registration loop Pulsar can fall

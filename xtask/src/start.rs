@@ -131,6 +131,7 @@ fn up_native(env: &DevEnv, brokers: &[Broker]) -> Result<Vec<Pending>> {
     // Install everything first so a failed download starts nothing.
     let mut pulsar_dist = None;
     for &(broker, _) in &to_start {
+        crate::disk::ensure_room(broker.name(), &layout.home)?;
         match broker {
             Broker::Pulsar => pulsar_dist = Some(pulsar::install(layout)?),
             Broker::Kafka => {
