@@ -9,7 +9,7 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 
 use crate::layer::{BoxHandler, Layer};
-use crate::{Codec, HandlerError, Outcome};
+use crate::{Codec, Extensions, HandlerError, Outcome};
 
 /// What a handler knows about the message it is handling, besides the event itself.
 #[derive(Clone, Debug)]
@@ -18,6 +18,7 @@ pub struct Context {
     attempt: u32,
     topic: Arc<str>,
     subscription: Arc<str>,
+    extensions: Extensions,
 }
 
 impl Context {
@@ -33,7 +34,26 @@ impl Context {
             attempt,
             topic,
             subscription,
+            extensions: Extensions::default(),
         }
+    }
+
+    /// This context with `value` among its extensions: how a layer hands the handlers inside
+    /// it something it opened for this delivery, such as a database transaction.
+    #[must_use]
+    pub fn with_extension<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.extensions.insert(value);
+        self
+    }
+
+    /// The extension of type `T` a layer outside put in, if any.
+    pub fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.extensions.get()
+    }
+
+    /// Every extension.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
     }
 
     /// The whole envelope, payload included.
