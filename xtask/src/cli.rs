@@ -16,9 +16,9 @@ pub struct Cli {
 /// Top-level tasks.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Local Pulsar and Kafka brokers for development and tests.
+    /// Local Pulsar and Kafka brokers and PostgreSQL for development and tests.
     DevEnv(DevEnvArgs),
-    /// Format check, clippy, then the whole test suite against fresh brokers.
+    /// Format check, clippy, then the whole test suite against fresh brokers and PostgreSQL.
     Test(TestArgs),
 }
 
@@ -47,23 +47,26 @@ pub struct DevEnvArgs {
     pub action: Action,
 }
 
-/// Which brokers a command applies to.
+/// Which services a command applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Target {
     /// Only Pulsar.
     Pulsar,
     /// Only Kafka.
     Kafka,
-    /// Both brokers.
+    /// Only PostgreSQL.
+    Postgres,
+    /// Both brokers and PostgreSQL.
     All,
 }
 
 impl Target {
-    /// The brokers this target names.
+    /// The services this target names.
     pub fn brokers(self) -> Vec<Broker> {
         match self {
             Target::Pulsar => vec![Broker::Pulsar],
             Target::Kafka => vec![Broker::Kafka],
+            Target::Postgres => vec![Broker::Postgres],
             Target::All => Broker::ALL.to_vec(),
         }
     }
@@ -114,13 +117,13 @@ pub enum Action {
 /// `cargo xtask test ...`
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// Leave the brokers running after the tests.
+    /// Leave the brokers and PostgreSQL running after the tests.
     #[arg(long)]
     pub keep_running: bool,
-    /// Neither start nor stop brokers (use ones already running, or an external cluster).
+    /// Neither start nor stop brokers and PostgreSQL (use ones already running, or external ones).
     #[arg(long)]
     pub no_brokers: bool,
-    /// Keep broker data from earlier runs instead of starting from empty brokers.
+    /// Keep broker and database data from earlier runs instead of starting from empty ones.
     #[arg(long)]
     pub keep_data: bool,
     /// Check and test only these packages instead of the whole workspace (repeatable).

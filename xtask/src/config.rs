@@ -1,4 +1,7 @@
-//! Where the development environment lives, which brokers it knows and which loopback ports they use.
+//! Where the development environment lives, which services it knows and which loopback ports they use.
+//!
+//! "Broker" in xtask means any service of the development environment: the two message brokers
+//! and PostgreSQL, which is started, stopped, killed and reset the same way.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -13,7 +16,13 @@ pub const HOME_ENV: &str = "BENTO_DEV_ENV_HOME";
 /// The only address the brokers listen on and advertise.
 pub const LOOPBACK: &str = "127.0.0.1";
 
-/// A broker the development environment can run.
+/// The PostgreSQL superuser `initdb` creates (the cluster's only role).
+pub const POSTGRES_USER: &str = "bento";
+
+/// The database created in the dev-env cluster, for the tests.
+pub const POSTGRES_DATABASE: &str = "bento";
+
+/// A service the development environment can run: a message broker, or PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Broker {
@@ -21,25 +30,29 @@ pub enum Broker {
     Pulsar,
     /// Apache Kafka in KRaft combined mode (broker and controller in one JVM).
     Kafka,
+    /// PostgreSQL server from the machine's packages, with a private cluster (always native).
+    Postgres,
 }
 
 impl Broker {
-    /// Every broker, in start order.
-    pub const ALL: [Broker; 2] = [Broker::Pulsar, Broker::Kafka];
+    /// Every service, in start order.
+    pub const ALL: [Broker; 3] = [Broker::Pulsar, Broker::Kafka, Broker::Postgres];
 
     /// Lower-case name used in paths, state files and the command line.
     pub fn name(self) -> &'static str {
         match self {
             Broker::Pulsar => "pulsar",
             Broker::Kafka => "kafka",
+            Broker::Postgres => "postgres",
         }
     }
 
-    /// The pinned version of this broker.
+    /// The pinned version of this broker (for PostgreSQL only the major version is pinned).
     pub fn version(self) -> &'static str {
         match self {
             Broker::Pulsar => versions::PULSAR_VERSION,
             Broker::Kafka => versions::KAFKA_VERSION,
+            Broker::Postgres => versions::POSTGRES_VERSION,
         }
     }
 
@@ -49,12 +62,18 @@ impl Broker {
         match self {
             Broker::Pulsar => &["PulsarStandaloneStarter", "pulsar standalone"],
             Broker::Kafka => &["kafka.Kafka"],
+            // The postmaster keeps its command line (only its children retitle themselves).
+            Broker::Postgres => &["postgres -D"],
         }
     }
 
-    /// Name of the service in `deploy/docker/compose.dev.yaml`.
-    pub fn service(self) -> &'static str {
-        self.name()
+    /// Name of the service in `deploy/docker/compose.dev.yaml`; `None` for PostgreSQL, which
+    /// has none and always runs natively.
+    pub fn service(self) -> Option<&'static str> {
+        match self {
+            Broker::Pulsar | Broker::Kafka => Some(self.name()),
+            Broker::Postgres => None,
+        }
     }
 }
 
@@ -64,7 +83,7 @@ impl fmt::Display for Broker {
     }
 }
 
-/// Loopback ports of both brokers; each can be set by a flag or an environment variable.
+/// Loopback ports of every service; each can be set by a flag or an environment variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 pub struct Ports {
     /// Pulsar binary protocol port.
@@ -132,6 +151,17 @@ pub struct Ports {
         global = true
     )]
     pub kafka_controller: u16,
+    /// PostgreSQL port: 5433, next to PostgreSQL's usual 5432, so that a system server (which
+    /// Debian's package starts on 5432) and the dev-env one can run side by side.
+    #[arg(
+        long = "postgres-port",
+        value_name = "PORT",
+        env = "BENTO_POSTGRES_PORT",
+        default_value_t = 5433,
+        global = true
+    )]
+    #[serde(default = "default_postgres")]
+    pub postgres: u16,
 }
 
 // State files written before the TLS ports existed lack them.
@@ -141,6 +171,11 @@ fn default_pulsar_tls() -> u16 {
 
 fn default_pulsar_https() -> u16 {
     Ports::default().pulsar_https
+}
+
+// State files written before PostgreSQL joined lack its port.
+fn default_postgres() -> u16 {
+    Ports::default().postgres
 }
 
 impl Default for Ports {
@@ -153,6 +188,7 @@ impl Default for Ports {
             pulsar_https: 8443,
             kafka: 9092,
             kafka_controller: 9093,
+            postgres: 5433,
         }
     }
 }
@@ -175,10 +211,11 @@ impl Ports {
             pulsar_https: port("BENTO_PULSAR_HTTPS_PORT", d.pulsar_https),
             kafka: port("BENTO_KAFKA_PORT", d.kafka),
             kafka_controller: port("BENTO_KAFKA_CONTROLLER_PORT", d.kafka_controller),
+            postgres: port("BENTO_POSTGRES_PORT", d.postgres),
         }
     }
 
-    /// The named ports a broker listens on.
+    /// The named ports a service listens on.
     pub fn of(&self, broker: Broker) -> Vec<(&'static str, u16)> {
         match broker {
             Broker::Pulsar => {
@@ -194,6 +231,7 @@ impl Ports {
                 ("broker", self.kafka),
                 ("controller", self.kafka_controller),
             ],
+            Broker::Postgres => vec![("postgres", self.postgres)],
         }
     }
 
@@ -221,6 +259,15 @@ impl Ports {
     /// `127.0.0.1:<port>`: the Kafka bootstrap servers.
     pub fn kafka_bootstrap(&self) -> String {
         format!("{LOOPBACK}:{}", self.kafka)
+    }
+
+    /// `postgres://bento@127.0.0.1:<port>/bento`: the dev-env database, as its superuser (no
+    /// password: the cluster trusts every connection, and listens on loopback only).
+    pub fn postgres_url(&self) -> String {
+        format!(
+            "postgres://{}@{LOOPBACK}:{}/{}",
+            POSTGRES_USER, self.postgres, POSTGRES_DATABASE
+        )
     }
 }
 
@@ -306,6 +353,12 @@ impl Layout {
         self.broker_dir(Broker::Pulsar).join("security")
     }
 
+    /// The directory of PostgreSQL's Unix socket and its lock file (not `/var/run/postgresql`,
+    /// which belongs to the system's server and may not exist).
+    pub fn postgres_run(&self) -> PathBuf {
+        self.broker_dir(Broker::Postgres).join("run")
+    }
+
     /// The Kafka jars (broker and command-line tools with their dependencies).
     pub fn kafka_libs(&self) -> PathBuf {
         self.broker_dir(Broker::Kafka).join("libs")
@@ -330,5 +383,25 @@ mod tests {
         assert_eq!(ports, Ports::default());
         assert_eq!(ports.pulsar_tls_url(), "pulsar+ssl://localhost:6651");
         assert_eq!(ports.pulsar_https_url(), "https://localhost:8443");
+    }
+
+    #[test]
+    fn postgres_url_names_the_user_port_and_database() {
+        let ports = Ports {
+            postgres: 15433,
+            ..Ports::default()
+        };
+        assert_eq!(
+            ports.postgres_url(),
+            "postgres://bento@127.0.0.1:15433/bento"
+        );
+        assert_eq!(Ports::default().of(Broker::Postgres), [("postgres", 5433)]);
+    }
+
+    #[test]
+    fn only_the_brokers_have_a_compose_service() {
+        assert_eq!(Broker::Pulsar.service(), Some("pulsar"));
+        assert_eq!(Broker::Kafka.service(), Some("kafka"));
+        assert_eq!(Broker::Postgres.service(), None);
     }
 }

@@ -1,17 +1,18 @@
-//! `cargo xtask dev-env`: start, inspect and stop the local brokers.
+//! `cargo xtask dev-env`: start, inspect and stop the local brokers and PostgreSQL.
 
 use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use nix::sys::signal::Signal;
 
 use crate::cli::{Action, DevEnvArgs, ModeArgs};
 use crate::config::{Broker, Layout, Ports};
 use crate::download::remove_path;
 use crate::process::{self, is_alive};
 use crate::state::{Mode, State};
-use crate::{docker, inspect, kafka, pulsar, start};
+use crate::{docker, inspect, kafka, postgres, pulsar, start};
 
 /// What every dev-env operation needs: where things live, which ports, which mode.
 #[derive(Debug, Clone)]
@@ -135,10 +136,12 @@ pub fn health(broker: Broker, ports: &Ports) -> Result<(), String> {
     match broker {
         Broker::Pulsar => pulsar::health(ports),
         Broker::Kafka => kafka::health(ports),
+        Broker::Postgres => postgres::health(ports),
     }
 }
 
-/// Stops one natively run broker (SIGTERM, then SIGKILL) and waits for its ports to close.
+/// Stops one natively run broker (SIGTERM, or SIGINT to PostgreSQL's postmaster; SIGKILL after
+/// 30 s) and waits for its ports to close.
 pub(crate) fn stop_native(env: &DevEnv, broker: Broker) -> Result<()> {
     let Some(state) = State::load(&env.layout, broker) else {
         return Ok(());
@@ -146,7 +149,12 @@ pub(crate) fn stop_native(env: &DevEnv, broker: Broker) -> Result<()> {
     if let Some(pid) = state.pid.filter(|&pid| owned(broker, pid)) {
         println!("{broker}: stopping pid {pid}");
         let started = Instant::now();
-        process::terminate_tree(pid, Duration::from_secs(30))?;
+        let grace = Duration::from_secs(30);
+        match broker {
+            // SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for every client to leave.
+            Broker::Postgres => process::stop_root(pid, Signal::SIGINT, grace)?,
+            Broker::Pulsar | Broker::Kafka => process::terminate_tree(pid, grace)?,
+        }
         process::wait_ports_closed(&state.ports.of(broker), Duration::from_secs(30))?;
         println!(
             "{broker}: stopped in {:.1}s",
@@ -167,7 +175,7 @@ pub fn down(env: &DevEnv, brokers: &[Broker]) -> Result<()> {
                 scope.spawn(move || match State::load(&env.layout, broker) {
                     Some(s) if s.mode == Mode::Docker => docker::down(env, broker),
                     Some(_) => stop_native(env, broker),
-                    None if env.mode.docker => docker::down(env, broker),
+                    None if env.mode.docker && broker.service().is_some() => docker::down(env, broker),
                     None => {
                         let open: Vec<_> = env.ports.of(broker).into_iter().filter(|(_, p)| process::port_open(*p)).collect();
                         if open.is_empty() {
@@ -220,6 +228,10 @@ pub fn wipe(env: &DevEnv, brokers: &[Broker]) -> Result<()> {
     for &broker in brokers {
         remove_path(&env.layout.data_dir(broker))?;
         remove_path(&env.layout.logs_dir(broker))?;
+        if broker == Broker::Postgres {
+            // The socket's lock file of a killed server would otherwise outlive its cluster.
+            remove_path(&env.layout.postgres_run())?;
+        }
     }
     Ok(())
 }

@@ -1,9 +1,10 @@
-//! Docker mode: the same brokers from `deploy/docker/compose.dev.yaml`.
+//! Docker mode: the same brokers from `deploy/docker/compose.dev.yaml` (PostgreSQL has no service
+//! there and runs natively in either mode).
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::config::{Broker, workspace_root};
 use crate::devenv::DevEnv;
@@ -20,6 +21,13 @@ pub fn engine_available() -> bool {
     let mut cmd = Command::new("docker");
     cmd.arg("info").stdin(Stdio::null());
     matches!(output_with_timeout(cmd, Duration::from_secs(15)), Ok(out) if out.status.success())
+}
+
+/// The compose service of `broker`; an error for PostgreSQL, which has none.
+fn service(broker: Broker) -> Result<&'static str> {
+    broker.service().with_context(|| {
+        format!("{broker} has no service in deploy/docker/compose.dev.yaml; it runs natively")
+    })
 }
 
 /// `docker compose -f deploy/docker/compose.dev.yaml -p bento-dev`, with the ports in its env.
@@ -67,9 +75,12 @@ pub fn up(env: &DevEnv, brokers: &[Broker]) -> Result<Vec<Pending>> {
         // The container mounts them: TLS certificates and the token key, as in native mode.
         crate::security::ensure(&env.layout)?;
     }
+    let services = brokers
+        .iter()
+        .map(|&b| service(b))
+        .collect::<Result<Vec<_>>>()?;
     let mut cmd = compose(env);
-    cmd.args(["up", "-d"])
-        .args(brokers.iter().map(|b| b.service()));
+    cmd.args(["up", "-d"]).args(services);
     run_checked(
         cmd,
         "`docker compose up` (needs a running Docker engine and Docker Compose v2)",
@@ -91,7 +102,7 @@ pub fn up(env: &DevEnv, brokers: &[Broker]) -> Result<Vec<Pending>> {
 /// Stops and removes a broker's container (its volume stays).
 pub fn down(env: &DevEnv, broker: Broker) -> Result<()> {
     let mut cmd = compose(env);
-    cmd.args(["rm", "--stop", "--force", broker.service()]);
+    cmd.args(["rm", "--stop", "--force", service(broker)?]);
     run_checked(cmd, "docker compose rm")?;
     State::remove(&env.layout, broker)
 }
@@ -99,7 +110,7 @@ pub fn down(env: &DevEnv, broker: Broker) -> Result<()> {
 /// SIGKILLs a broker's container (its volume stays; `up` starts it again).
 pub fn kill(env: &DevEnv, broker: Broker) -> Result<()> {
     let mut cmd = compose(env);
-    cmd.args(["kill", "-s", "SIGKILL", broker.service()]);
+    cmd.args(["kill", "-s", "SIGKILL", service(broker)?]);
     run_checked(cmd, "docker compose kill")
 }
 
@@ -110,7 +121,7 @@ pub fn logs(env: &DevEnv, broker: Broker, follow: bool, lines: usize) -> Result<
     if follow {
         cmd.arg("--follow");
     }
-    cmd.arg(broker.service());
+    cmd.arg(service(broker)?);
     run_checked(cmd, "docker compose logs")
 }
 
@@ -119,7 +130,7 @@ pub fn reset(env: &DevEnv) -> Result<()> {
     let mut cmd = compose(env);
     cmd.args(["down", "--volumes", "--remove-orphans"]);
     run_checked(cmd, "docker compose down")?;
-    for broker in Broker::ALL {
+    for broker in Broker::ALL.into_iter().filter(|b| b.service().is_some()) {
         State::remove(&env.layout, broker)?;
     }
     Ok(())

@@ -17,8 +17,8 @@ use crate::state::{Mode, State};
 pub fn status(env: &DevEnv) -> Result<()> {
     println!("dev-env home: {}", env.layout.home.display());
     println!(
-        "{:<7} {:<8} {:<7} {:<8} {:<62} {:<9} {:<8} STATE",
-        "BROKER", "VERSION", "MODE", "PID", "PORTS (127.0.0.1)", "MEMORY", "UPTIME"
+        "{:<8} {:<8} {:<7} {:<8} {:<62} {:<9} {:<8} STATE",
+        "SERVICE", "VERSION", "MODE", "PID", "PORTS (127.0.0.1)", "MEMORY", "UPTIME"
     );
     for broker in Broker::ALL {
         let state = State::load(&env.layout, broker);
@@ -81,7 +81,7 @@ pub fn status(env: &DevEnv) -> Result<()> {
             }
         };
         println!(
-            "{:<7} {:<8} {:<7} {:<8} {:<62} {:<9} {:<8} {verdict}",
+            "{:<8} {:<8} {:<7} {:<8} {:<62} {:<9} {:<8} {verdict}",
             broker.name(),
             broker.version(),
             mode,

@@ -1,7 +1,8 @@
 //! Developer tasks for the Bento workspace (`cargo xtask`).
 //!
 //! * `cargo xtask dev-env up|status|logs|down|kill|reset`: local Apache Pulsar and Apache Kafka
-//!   brokers, run natively from Maven Central downloads or with Docker Compose.
+//!   brokers, run natively from Maven Central downloads or with Docker Compose, and a PostgreSQL
+//!   server from the machine's packages.
 //! * `cargo xtask test`: format check, clippy and the whole test suite against fresh brokers.
 //!
 //! The library part exists so the smoke tests in `tests/` can share the probes and paths.
@@ -14,6 +15,7 @@ mod docker;
 pub mod download;
 mod inspect;
 mod kafka;
+pub mod postgres;
 mod prereq;
 pub mod probe;
 pub mod process;

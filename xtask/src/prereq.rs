@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 
 use crate::config;
 use crate::process::{output_with_timeout, run_checked};
-use crate::versions::MIN_JAVA_MAJOR;
+use crate::versions::{MIN_JAVA_MAJOR, POSTGRES_DEBIAN_PACKAGE, POSTGRES_MAJOR};
 
 /// A tool that must be on the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub enum Tool {
     Java,
     /// Apache Maven, to download the brokers from Maven Central.
     Maven,
+    /// The PostgreSQL server programs of the pinned major version (see [`crate::postgres`]).
+    Postgres,
 }
 
 impl Tool {
@@ -26,6 +28,10 @@ impl Tool {
                 format!("Java {MIN_JAVA_MAJOR}+ (a JDK or JRE; `java` on PATH or JAVA_HOME)")
             }
             Tool::Maven => "Apache Maven (`mvn` on PATH)".to_string(),
+            Tool::Postgres => format!(
+                "PostgreSQL {POSTGRES_MAJOR} (initdb, postgres, pg_isready and psql; Debian's \
+                 {POSTGRES_DEBIAN_PACKAGE})"
+            ),
         }
     }
 
@@ -34,15 +40,23 @@ impl Tool {
         match self {
             Tool::Java => &["openjdk-17-jre-headless", "default-jre-headless"],
             Tool::Maven => &["maven"],
+            Tool::Postgres => &[POSTGRES_DEBIAN_PACKAGE],
         }
     }
 
-    fn hint(self) -> &'static str {
+    fn hint(self) -> String {
         match self {
             Tool::Java => {
                 "Debian/Ubuntu: apt-get install openjdk-17-jre-headless; macOS: brew install openjdk@17"
+                    .to_string()
             }
-            Tool::Maven => "Debian/Ubuntu: apt-get install maven; macOS: brew install maven",
+            Tool::Maven => {
+                "Debian/Ubuntu: apt-get install maven; macOS: brew install maven".to_string()
+            }
+            Tool::Postgres => format!(
+                "Debian/Ubuntu: apt-get install {POSTGRES_DEBIAN_PACKAGE}; macOS: brew install \
+                 postgresql@{POSTGRES_MAJOR}"
+            ),
         }
     }
 
@@ -57,6 +71,7 @@ impl Tool {
                 }
             }),
             Tool::Maven => runs(Command::new("mvn").arg("-v")),
+            Tool::Postgres => crate::postgres::bin_dir().map(|_| ()),
         }
     }
 }

@@ -208,6 +208,29 @@ pub fn terminate_tree(root: u32, grace: Duration) -> Result<()> {
     kill_tree(root)
 }
 
+/// Stops a server that shuts down its own children: `signal` to the root process alone, SIGKILL
+/// to the whole tree after `grace`.
+///
+/// PostgreSQL's postmaster does a fast shutdown (ends sessions, checkpoints) on SIGINT; a signal
+/// to every process of the tree, as [`terminate_tree`] sends, would reach its helper processes
+/// in the middle of that.
+pub fn stop_root(root: u32, signal: Signal, grace: Duration) -> Result<()> {
+    let p = pid(root)?;
+    if let Err(err) = kill(p, signal)
+        && err != Errno::ESRCH
+    {
+        return Err(err).with_context(|| format!("sending {signal} to pid {root}"));
+    }
+    if wait_tree_gone(root, grace) {
+        return Ok(());
+    }
+    println!(
+        "  still running after {}s: sending SIGKILL",
+        grace.as_secs()
+    );
+    kill_tree(root)
+}
+
 /// SIGKILLs a process tree at once (a simulated crash) and waits until it is gone.
 pub fn kill_tree(root: u32) -> Result<()> {
     signal_tree(root, Signal::SIGKILL);

@@ -1,4 +1,4 @@
-//! `dev-env up`: install, start, wait until ready, report where the brokers run.
+//! `dev-env up`: install, start, wait until ready, report where the brokers and PostgreSQL run.
 
 use std::fs;
 use std::path::Path;
@@ -15,7 +15,7 @@ use crate::process::{self, is_alive};
 use crate::progress::{self, Heartbeat};
 use crate::security::SecurityFiles;
 use crate::state::{Mode, State};
-use crate::{docker, kafka, pulsar};
+use crate::{docker, kafka, postgres, pulsar};
 
 fn port_env(broker: Broker, name: &str) -> &'static str {
     match (broker, name) {
@@ -26,6 +26,7 @@ fn port_env(broker: Broker, name: &str) -> &'static str {
         (Broker::Pulsar, _) => "BENTO_PULSAR_BOOKIE_PORT",
         (Broker::Kafka, "broker") => "BENTO_KAFKA_PORT",
         (Broker::Kafka, _) => "BENTO_KAFKA_CONTROLLER_PORT",
+        (Broker::Postgres, _) => "BENTO_POSTGRES_PORT",
     }
 }
 
@@ -59,10 +60,23 @@ pub struct Pending {
 /// Starts the brokers (idempotent), waits until they are ready and prints where they run.
 pub fn up(env: &DevEnv, brokers: &[Broker]) -> Result<()> {
     let started = Instant::now();
-    let pending = match env.mode_for_up(brokers) {
-        Mode::Docker => docker::up(env, brokers)?,
-        Mode::Native => up_native(env, brokers)?,
-    };
+    // PostgreSQL has no compose service: it runs natively beside brokers in either mode.
+    let composed: Vec<Broker> = brokers
+        .iter()
+        .copied()
+        .filter(|b| b.service().is_some())
+        .collect();
+    let docker_mode = !composed.is_empty() && env.mode_for_up(&composed) == Mode::Docker;
+    let (in_docker, native): (Vec<Broker>, Vec<Broker>) = brokers
+        .iter()
+        .partition(|b| docker_mode && b.service().is_some());
+    let mut pending = Vec::new();
+    if !in_docker.is_empty() {
+        pending.extend(docker::up(env, &in_docker)?);
+    }
+    if !native.is_empty() {
+        pending.extend(up_native(env, &native)?);
+    }
     let started_pulsar: Vec<(Ports, u64)> = pending
         .iter()
         .filter(|p| p.broker == Broker::Pulsar && p.child.is_some())
@@ -81,7 +95,14 @@ pub fn up(env: &DevEnv, brokers: &[Broker]) -> Result<()> {
 }
 
 fn up_native(env: &DevEnv, brokers: &[Broker]) -> Result<Vec<Pending>> {
-    prereq::ensure(&[Tool::Java])?;
+    let mut tools = Vec::new();
+    if brokers.iter().any(|&b| b != Broker::Postgres) {
+        tools.push(Tool::Java);
+    }
+    if brokers.contains(&Broker::Postgres) {
+        tools.push(Tool::Postgres);
+    }
+    prereq::ensure(&tools)?;
     let layout = &env.layout;
     let mut pending = Vec::new();
     let mut to_start = Vec::new();
@@ -137,6 +158,8 @@ fn up_native(env: &DevEnv, brokers: &[Broker]) -> Result<Vec<Pending>> {
             Broker::Kafka => {
                 kafka::install(layout)?;
             }
+            // No download: the cluster itself (initdb on the first start, ownership).
+            Broker::Postgres => postgres::prepare(layout)?,
         }
     }
     for (broker, ports) in to_start {
@@ -165,6 +188,7 @@ fn spawn(
             kafka::format_storage(layout, &server, &log4j)?;
             kafka::spawn(layout, &server, &log4j)?
         }
+        (Broker::Postgres, _) => postgres::spawn(layout, &ports)?,
     };
     let pid = child.id();
     State::new(broker, Mode::Native, Some(pid), ports, Some(log.clone())).save(layout)?;
@@ -212,6 +236,8 @@ fn start_timeout(broker: Broker) -> Duration {
     match broker {
         Broker::Pulsar => Duration::from_secs(300),
         Broker::Kafka => Duration::from_secs(180),
+        // Seconds normally; crash recovery replays the WAL written since the last checkpoint.
+        Broker::Postgres => Duration::from_secs(120),
     }
 }
 
@@ -326,6 +352,7 @@ fn print_summary(env: &DevEnv, brokers: &[Broker]) {
                 }
             }
             Broker::Kafka => println!("  bootstrap    {}", p.kafka_bootstrap()),
+            Broker::Postgres => println!("  URL          {}", p.postgres_url()),
         }
         if state.mode == Mode::Native {
             println!("  data         {}", env.layout.data_dir(broker).display());

@@ -30,7 +30,8 @@ pub const TEST_FEATURES: &[&str] = &[
 /// Environment variables exported to the tests (also printed by `dev-env up`).
 ///
 /// * `BENTO_TEST_PULSAR_URL`, `BENTO_TEST_PULSAR_ADMIN_URL`, `BENTO_TEST_KAFKA_BOOTSTRAP`: where the
-///   brokers are.
+///   brokers are; `BENTO_TEST_POSTGRES_URL`: the PostgreSQL database
+///   (`postgres://bento@127.0.0.1:<port>/bento`, no password).
 /// * `BENTO_TEST_PULSAR_TLS_URL`, `BENTO_TEST_PULSAR_HTTPS_URL`: the Pulsar TLS ports;
 ///   `BENTO_TEST_PULSAR_CA_CERT`: the CA that signed the broker certificate;
 ///   `BENTO_TEST_PULSAR_TOKEN_SECRET`: the HMAC key the broker checks tokens with.
@@ -53,6 +54,7 @@ pub fn test_env(layout: &Layout, ports: &Ports) -> Vec<(String, String)> {
             "BENTO_TEST_KAFKA_BOOTSTRAP".to_string(),
             ports.kafka_bootstrap(),
         ),
+        ("BENTO_TEST_POSTGRES_URL".to_string(), ports.postgres_url()),
         (HOME_ENV.to_string(), layout.home.display().to_string()),
         (
             "BENTO_TEST_PULSAR_TLS_URL".to_string(),
@@ -76,7 +78,7 @@ pub fn test_env(layout: &Layout, ports: &Ports) -> Vec<(String, String)> {
 }
 
 /// `BENTO_*_PORT` variables for `ports`.
-fn port_env(ports: &Ports) -> [(&'static str, String); 7] {
+fn port_env(ports: &Ports) -> [(&'static str, String); 8] {
     [
         ("BENTO_PULSAR_PORT", ports.pulsar.to_string()),
         ("BENTO_PULSAR_HTTP_PORT", ports.pulsar_http.to_string()),
@@ -88,6 +90,7 @@ fn port_env(ports: &Ports) -> [(&'static str, String); 7] {
             "BENTO_KAFKA_CONTROLLER_PORT",
             ports.kafka_controller.to_string(),
         ),
+        ("BENTO_POSTGRES_PORT", ports.postgres.to_string()),
     ]
 }
 
@@ -171,7 +174,7 @@ pub fn run(args: TestArgs) -> Result<()> {
     let managed = !args.no_brokers;
     // Building needs no protoc on the machine: `xtask/protoc` falls back to a bundled one.
     if managed {
-        prereq::ensure(&[Tool::Java])?;
+        prereq::ensure(&[Tool::Java, Tool::Postgres])?;
     }
 
     let packages = &args.packages;
@@ -235,14 +238,16 @@ pub fn run(args: TestArgs) -> Result<()> {
     if managed {
         let lock = devenv::lock(&env.layout)?;
         if !args.keep_data {
-            println!("\n==> fresh brokers: stopping any running ones and wiping their data");
+            println!(
+                "\n==> fresh brokers and PostgreSQL: stopping any running ones and wiping their data"
+            );
             devenv::down(&env, &Broker::ALL)?;
             devenv::wipe(&env, &Broker::ALL)?;
         }
         println!("\n==> cargo xtask dev-env up");
         if let Err(err) = start::up(&env, &Broker::ALL) {
             let _ = devenv::down(&env, &Broker::ALL);
-            return Err(err.context("starting the brokers"));
+            return Err(err.context("starting the brokers and PostgreSQL"));
         }
         // Tests take the lock themselves when they kill or restart a broker.
         drop(lock);
@@ -266,7 +271,7 @@ pub fn run(args: TestArgs) -> Result<()> {
 
     let mut stopped = Ok(());
     if managed && !args.keep_running {
-        println!("\n==> stopping the brokers");
+        println!("\n==> stopping the brokers and PostgreSQL");
         stopped = devenv::lock(&env.layout).and_then(|_lock| devenv::down(&env, &Broker::ALL));
     } else if managed {
         println!(

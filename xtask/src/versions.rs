@@ -27,6 +27,17 @@ pub const KAFKA_IMAGE: &str = "apache/kafka:4.1.1";
 /// Maven plugin used to fetch artifacts (pinned so every machine runs the same one).
 pub const MAVEN_DEPENDENCY_PLUGIN: &str = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1";
 
+/// PostgreSQL major version of the dev-env database. It is not downloaded: the server comes from
+/// the machine's packages (Debian's [`POSTGRES_DEBIAN_PACKAGE`]), and a cluster can only be run by
+/// the major version that created it.
+pub const POSTGRES_MAJOR: u32 = 15;
+
+/// [`POSTGRES_MAJOR`] as text, for `dev-env status` and the state file.
+pub const POSTGRES_VERSION: &str = "15";
+
+/// Debian package with the PostgreSQL server programs (`/usr/lib/postgresql/15/bin`).
+pub const POSTGRES_DEBIAN_PACKAGE: &str = "postgresql-15";
+
 /// Oldest Java major version both brokers support.
 pub const MIN_JAVA_MAJOR: u32 = 17;
 
@@ -39,6 +50,15 @@ mod tests {
         assert!(PULSAR_ARTIFACT.contains(&format!(":{PULSAR_VERSION}:")));
         assert!(PULSAR_IMAGE.ends_with(&format!(":{PULSAR_VERSION}")));
         assert!(KAFKA_IMAGE.ends_with(&format!(":{KAFKA_VERSION}")));
+    }
+
+    #[test]
+    fn postgres_version_and_package_agree_with_the_major() {
+        assert_eq!(POSTGRES_VERSION, POSTGRES_MAJOR.to_string());
+        assert_eq!(
+            POSTGRES_DEBIAN_PACKAGE,
+            format!("postgresql-{POSTGRES_MAJOR}")
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Smoke tests proving the development brokers are the real thing.
 //!
-//! They talk to Pulsar and Kafka through the addresses in `BENTO_TEST_PULSAR_URL`,
-//! `BENTO_TEST_PULSAR_ADMIN_URL` and `BENTO_TEST_KAFKA_BOOTSTRAP` (set by `cargo xtask test`;
-//! the `dev-env` defaults otherwise). A missing broker fails these tests loudly: start the
-//! brokers with `cargo xtask dev-env up` or run everything with `cargo xtask test`.
+//! They talk to Pulsar, Kafka and PostgreSQL through the addresses in `BENTO_TEST_PULSAR_URL`,
+//! `BENTO_TEST_PULSAR_ADMIN_URL`, `BENTO_TEST_KAFKA_BOOTSTRAP` and `BENTO_TEST_POSTGRES_URL` (set
+//! by `cargo xtask test`; the `dev-env` defaults otherwise). A missing broker fails these tests
+//! loudly: start them with `cargo xtask dev-env up` or run everything with `cargo xtask test`.
 
 mod common;
 
@@ -134,4 +134,22 @@ fn kafka_round_trips_a_record_with_its_own_cli() {
         stdout.lines().any(|l| l.trim() == record),
         "consumed {stdout:?}, expected {record:?}"
     );
+}
+
+#[test]
+fn postgres_is_the_pinned_major_and_serves_the_bento_database() {
+    let version: u32 = psql("show server_version_num")
+        .parse()
+        .expect("server_version_num is a number");
+    assert_eq!(
+        version / 10_000,
+        versions::POSTGRES_MAJOR,
+        "server {version}"
+    );
+    assert_eq!(
+        psql("select current_user || ' ' || current_database()"),
+        "bento bento"
+    );
+    // The crash tests rely on committed rows surviving a SIGKILL.
+    assert_eq!(psql("show fsync"), "on");
 }

@@ -14,8 +14,8 @@ use xtask::probe;
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What to do when a broker is missing.
-pub const HINT: &str =
-    "start the brokers with `cargo xtask dev-env up`, or run the suite with `cargo xtask test`";
+pub const HINT: &str = "start the brokers and PostgreSQL with `cargo xtask dev-env up`, or run \
+                        the suite with `cargo xtask test`";
 
 pub fn var_or(name: &str, default: String) -> String {
     std::env::var(name)
@@ -44,6 +44,18 @@ pub fn kafka_bootstrap() -> String {
         "BENTO_TEST_KAFKA_BOOTSTRAP",
         Ports::from_env().kafka_bootstrap(),
     )
+}
+
+/// The dev-env database: `BENTO_TEST_POSTGRES_URL`, else the one on the configured port.
+pub fn postgres_url() -> String {
+    var_or("BENTO_TEST_POSTGRES_URL", Ports::from_env().postgres_url())
+}
+
+/// Runs `sql` in the dev-env database with `psql`; returns the bare values it prints.
+pub fn psql(sql: &str) -> String {
+    let url = postgres_url();
+    xtask::postgres::query(&url, sql)
+        .unwrap_or_else(|err| panic!("PostgreSQL at {url}: {err:#}\n{HINT}"))
 }
 
 pub fn unique(prefix: &str) -> String {
