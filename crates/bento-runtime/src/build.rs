@@ -8,6 +8,7 @@ use bento_memory::{MemoryBus, MemoryConfig};
 use bento_observability::telemetry::TelemetryGuard;
 use bento_observability::{Metrics, Observability};
 
+use crate::store::Stores;
 use crate::{BackendKind, Bus, Config, RuntimeError};
 
 /// Builds the message bus `config` names.
@@ -63,6 +64,7 @@ pub struct Bento {
     bus: Bus,
     observability: Observability,
     telemetry: Option<TelemetryGuard>,
+    stores: Stores,
 }
 
 impl Bento {
@@ -88,6 +90,8 @@ impl Bento {
         let backend = build_message_bus(&config).await?;
         let observability = Observability::start(&config.observability, backend).await?;
         let bus = Bus::new(observability.bus(), config.codec.codecs());
+        let mut stores = Stores::open(&config, &bus).await?;
+        stores.start(&config);
         tracing::info!(
             backend = config.messaging.backend.as_str(),
             metrics = ?observability.metrics_address(),
@@ -98,6 +102,7 @@ impl Bento {
             bus,
             observability,
             telemetry,
+            stores,
         })
     }
 
@@ -156,6 +161,29 @@ impl Bento {
         self.observability.metrics()
     }
 
+    /// The transactional outbox of `[outbox]`: begin a unit of work with
+    /// `bento.outbox()?.begin().await?`, write through it, record events, commit. The relay
+    /// starts with the first call, publishing through the bus as it is then (layers included).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub fn outbox(
+        &self,
+    ) -> Result<bento_sqlx::Outbox<sqlx::Any, bento_codec::Codecs>, RuntimeError> {
+        self.stores.outbox(&self.bus)
+    }
+
+    /// The durable inbox of `[inbox]`: add `bento.inbox()?.layer()` to a subscription, and
+    /// its handler writes through `InboxTransaction::of(&ctx)`.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub fn inbox(&self) -> Result<&bento_sqlx::DurableInbox<sqlx::Any>, RuntimeError> {
+        self.stores.inbox()
+    }
+
+    /// What the outbox relay did so far, once it runs.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub fn relay_stats(&self) -> Option<bento_sqlx::RelaySnapshot> {
+        self.stores.relay_stats()
+    }
+
     /// Stops the service's subscriptions (every one made through [`Bento::bus`]; in-flight
     /// handlers get [`DEFAULT_SHUTDOWN_GRACE`] to finish), closes the bus (flushes producers),
     /// stops the metrics endpoint and flushes exported spans.
@@ -167,6 +195,7 @@ impl Bento {
     /// finished by then are redelivered later, never lost.
     pub async fn shutdown_within(self, grace: Duration) -> Result<(), RuntimeError> {
         let stopped = self.bus.shutdown_subscriptions(grace).await;
+        self.stores.shutdown().await;
         let closed = self.bus.message_bus().close().await;
         self.observability.shutdown().await;
         if let Some(telemetry) = self.telemetry {

@@ -16,7 +16,13 @@ pub const CONFIG_PATH_VAR: &str = "BENTO_CONFIG";
 pub const DEFAULT_CONFIG_PATH: &str = "bento.toml";
 
 /// Top-level sections; `BENTO_` variables outside them (like `BENTO_CONFIG`) are not config.
-const SECTIONS: [&str; 3] = ["messaging__", "codec__", "observability__"];
+const SECTIONS: [&str; 5] = [
+    "messaging__",
+    "codec__",
+    "observability__",
+    "outbox__",
+    "inbox__",
+];
 
 /// A Bento service's configuration. Unknown keys are rejected, so a typo fails at startup.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -28,6 +34,12 @@ pub struct Config {
     pub codec: CodecConfig,
     /// Metrics, tracing, logs and the metrics/health endpoint (`[observability]`).
     pub observability: ObservabilityConfig,
+    /// The transactional outbox (`[outbox]`); absent: the service has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<OutboxConfig>,
+    /// The durable inbox (`[inbox]`); absent: the service has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inbox: Option<InboxConfig>,
     /// Where the values came from, so that backend sections are read with their sources and
     /// errors name the file or variable.
     #[serde(skip)]
@@ -94,6 +106,62 @@ impl BackendKind {
             BackendKind::Kafka => "kafka",
         }
     }
+}
+
+/// `[outbox]`: events stored with the business data and relayed to the bus after the commit
+/// (docs/outbox.md). Needs the `sqlite` or `postgres` cargo feature.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// `sqlite://path/to/file.db` (created if missing) or `postgres://user@host:port/db`.
+    pub database_url: String,
+    /// Create or update Bento's tables at start-up.
+    pub migrate: bool,
+    /// Run the relay in this process (several processes may; one publishes at a time).
+    pub relay: bool,
+    /// Rows the relay publishes per round.
+    pub batch_size: usize,
+    /// How often the relay looks for rows nothing told it about, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// How long published rows are kept, in seconds.
+    pub retention_secs: u64,
+    /// On SQLite, how long the relay's lease lasts without renewal, in milliseconds.
+    pub lease_ttl_ms: u64,
+    /// Connections in the pool.
+    pub max_connections: u32,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://bento.db".to_string(),
+            migrate: true,
+            relay: true,
+            batch_size: 500,
+            poll_interval_ms: 500,
+            retention_secs: 3600,
+            lease_ttl_ms: 10_000,
+            max_connections: 10,
+        }
+    }
+}
+
+/// `[inbox]`: handlers run inside a transaction that records their message, so a message
+/// delivered twice has its effects once (docs/outbox.md). Needs the `sqlite` or `postgres`
+/// cargo feature.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboxConfig {
+    /// The database; absent: the outbox's (handlers then write where the service's data is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// Create or update Bento's tables at start-up (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migrate: Option<bool>,
+    /// How long a handled message is remembered, in seconds (default 7 days): keep it longer
+    /// than any redelivery or replay can take.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_secs: Option<u64>,
 }
 
 /// `[messaging.memory]`.
@@ -254,6 +322,35 @@ mod tests {
                 bento_observability::ConsumerParent::Link
             );
             assert_eq!(observability.tracing.otlp_endpoint, None);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn outbox_and_inbox_sections() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "bento.toml",
+                "[outbox]\ndatabase_url = \"sqlite://orders.db\"\nbatch_size = 100\n[inbox]\n",
+            )?;
+            jail.set_env("BENTO_OUTBOX__DATABASE_URL", "postgres://app@db/orders");
+            let config = Config::from_figment(Config::figment(Path::new("bento.toml")))
+                .map_err(|e| e.to_string())?;
+            let outbox = config.outbox.clone().unwrap_or_default();
+            assert_eq!(outbox.database_url, "postgres://app@db/orders");
+            assert_eq!(outbox.batch_size, 100);
+            assert!(outbox.relay && outbox.migrate);
+            assert!(
+                config
+                    .inbox
+                    .is_some_and(|inbox| inbox.database_url.is_none())
+            );
+            jail.create_file("typo.toml", "[outbox]\ndatabase_ulr = \"x\"\n")?;
+            let error = Config::from_figment(Config::figment(Path::new("typo.toml")))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(error.contains("database_ulr"), "{error}");
             Ok(())
         });
     }

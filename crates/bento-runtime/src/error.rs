@@ -16,6 +16,20 @@ pub enum RuntimeError {
         /// The feature that enables it.
         feature: &'static str,
     },
+    /// The configuration has an `[outbox]` or `[inbox]` but no database is compiled in.
+    #[error(
+        "the configuration has an `[{section}]` section but bento-runtime was built without a \
+         database: enable its `sqlite` or `postgres` cargo feature"
+    )]
+    StoreNotCompiled {
+        /// The section found.
+        section: &'static str,
+    },
+    /// The outbox or inbox database could not be opened or set up; the message names the key,
+    /// the URL (without password) or the table.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[error(transparent)]
+    Store(#[from] bento_sqlx::SqlError),
     /// The backend could not be started (e.g. the broker is unreachable).
     #[error(transparent)]
     Bus(#[from] bento_application::BusError),

@@ -18,6 +18,7 @@
 mod build;
 mod config;
 mod error;
+mod store;
 
 pub use bento_codec::{AvroCodec, Codecs, Format, ProtobufCodec};
 /// Metrics, tracing and the metrics endpoint (`[observability]`).
@@ -25,8 +26,13 @@ pub use bento_observability as observability;
 pub use bento_observability::{
     ConsumerParent, MetricsConfig, ObservabilityConfig, SpanLevel, TracingConfig,
 };
+/// The outbox and the durable inbox (`[outbox]`, `[inbox]`), with the sqlx driver they use.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use bento_sqlx as sqlx;
 pub use build::{Bento, build_message_bus};
-pub use config::{BackendKind, CodecConfig, Config, MemorySettings, MessagingConfig};
+pub use config::{
+    BackendKind, CodecConfig, Config, InboxConfig, MemorySettings, MessagingConfig, OutboxConfig,
+};
 pub use error::RuntimeError;
 
 /// The typed bus a service gets from the runtime; its codec is [`Codecs`] as configured in

@@ -142,10 +142,16 @@ impl<DB: OutboxDatabase, C: Codec> Outbox<DB, C> {
     /// Starts the relay that publishes committed events in this process. Several processes may
     /// each run one: one at a time publishes, the others stand by.
     pub fn relay(&self, config: RelayConfig) -> Relay {
+        self.relay_through(self.bus.clone(), config)
+    }
+
+    /// Starts the relay publishing through `bus` (the same backend with the publish layers the
+    /// service added after this outbox was made).
+    pub fn relay_through(&self, bus: Bus<C>, config: RelayConfig) -> Relay {
         Relay::start(
             self.pool.clone(),
             self.dialect,
-            self.bus.clone(),
+            bus,
             self.committed.clone(),
             self.url.clone(),
             config,
