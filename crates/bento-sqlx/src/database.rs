@@ -40,6 +40,14 @@ impl Dialect {
         }
     }
 
+    /// The database's own name: "SQLite" or "PostgreSQL".
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SQLite",
+            Self::Postgres => "PostgreSQL",
+        }
+    }
+
     fn of_backend_name(name: &str) -> Self {
         if name.eq_ignore_ascii_case("PostgreSQL") {
             Self::Postgres
