@@ -406,3 +406,70 @@ async fn typed_sqlite_outbox_publishes() {
     seen.wait_for(1, PATIENCE).await;
     relay.shutdown().await;
 }
+
+/// On PostgreSQL, a unit of work with an ordering key waits, before its rows get their `seq`,
+/// for the earlier unit of work with that key to commit: `seq` order is commit order per key,
+/// so a relay reading in `seq` order publishes each key's events in commit order. Other keys
+/// do not wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_gives_a_key_its_seq_in_commit_order() {
+    let db = TestDb::postgres().await;
+    let bus = memory_bus();
+    let (seen, _subscription) = Collector::subscribe(
+        &**bus.message_bus(),
+        SubscriptionSpec::event_type("outbox-test.placed", "seen"),
+    )
+    .await;
+    let outbox = outbox(&db, bus.clone()).await;
+    let event = |key: &str, n: u64| {
+        bus.envelope(&Placed {
+            key: key.to_string(),
+            n,
+        })
+        .expect("encodes")
+    };
+
+    let mut first = outbox.begin().await.expect("begins");
+    outbox
+        .store(&mut first, &[event("k", 1)])
+        .await
+        .expect("stores");
+    let second = tokio::spawn({
+        let (outbox, envelope) = (outbox.clone(), event("k", 2));
+        async move {
+            let mut second = outbox.begin().await.expect("begins");
+            outbox
+                .store(&mut second, &[envelope])
+                .await
+                .expect("stores");
+            second.commit().await.expect("commits");
+        }
+    });
+    let mut other_key = outbox.begin().await.expect("begins");
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        outbox.store(&mut other_key, &[event("other", 1)]),
+    )
+    .await
+    .expect("another key does not wait")
+    .expect("stores");
+    other_key.commit().await.expect("commits");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !second.is_finished(),
+        "the second unit of work waits for the first"
+    );
+    first.commit().await.expect("commits");
+    second.await.expect("the second unit of work ends");
+
+    let relay = outbox.relay(quick());
+    let got = seen.wait_for(3, PATIENCE).await;
+    let of_k: Vec<u64> = got
+        .iter()
+        .map(|c| serde_json::from_slice::<Placed>(&c.envelope.payload).expect("json"))
+        .filter(|p| p.key == "k")
+        .map(|p| p.n)
+        .collect();
+    assert_eq!(of_k, [1, 2], "commit order");
+    relay.shutdown().await;
+}
