@@ -79,14 +79,21 @@ fn config_with_defaults(dir: &std::path::Path) -> Result<Config> {
     Ok(config)
 }
 
-fn scratch_dir() -> Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("bento-orders-{}", std::process::id()));
+/// Where the demo keeps its SQLite files: a directory of its own per run (`per_run`), or one
+/// shared by every run, so that `place` and `ship` started again find their data.
+fn scratch_dir(per_run: bool) -> Result<std::path::PathBuf> {
+    let name = if per_run {
+        format!("bento-orders-{}", std::process::id())
+    } else {
+        "bento-orders".to_string()
+    };
+    let dir = std::env::temp_dir().join(name);
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
 
 async fn demo() -> Result {
-    let dir = scratch_dir()?;
+    let dir = scratch_dir(true)?;
     let bento = Bento::from_config(config_with_defaults(&dir)?).await?;
     let backend = bento.config().messaging.backend.as_str();
     let outbox = bento.outbox()?;
@@ -171,7 +178,7 @@ async fn demo() -> Result {
 /// Orders 1 to `count`: every tenth is refused. Resumes after the highest number stored, so
 /// a run killed at any point and started again ends with the same orders.
 async fn place(count: i64) -> Result {
-    let dir = scratch_dir()?;
+    let dir = scratch_dir(false)?;
     let bento = Bento::from_config(config_with_defaults(&dir)?).await?;
     let outbox = bento.outbox()?;
     create_order_tables(&outbox).await?;
@@ -201,7 +208,7 @@ async fn place(count: i64) -> Result {
 
 /// Ships until SIGTERM or Ctrl-C.
 async fn ship() -> Result {
-    let dir = scratch_dir()?;
+    let dir = scratch_dir(false)?;
     let bento = Bento::from_config(config_with_defaults(&dir)?).await?;
     let inbox = bento.inbox()?;
     create_shipping_tables(inbox.pool()).await?;

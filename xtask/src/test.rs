@@ -25,6 +25,10 @@ pub const TEST_FEATURES: &[&str] = &[
     "bento-examples/pulsar",
     "bento-examples/kafka",
     "bento-pulsar/oauth2",
+    "bento-runtime/sqlite",
+    "bento-runtime/postgres",
+    "bento-sqlx/postgres",
+    "bento-examples/postgres",
 ];
 
 /// Environment variables exported to the tests (also printed by `dev-env up`).

@@ -127,6 +127,9 @@ pub struct OutboxConfig {
     pub retention_secs: u64,
     /// On SQLite, how long the relay's lease lasts without renewal, in milliseconds.
     pub lease_ttl_ms: u64,
+    /// The longest pause of the relay between attempts while the broker or the database
+    /// fails, in milliseconds.
+    pub max_backoff_ms: u64,
     /// Connections in the pool.
     pub max_connections: u32,
 }
@@ -141,6 +144,7 @@ impl Default for OutboxConfig {
             poll_interval_ms: 500,
             retention_secs: 3600,
             lease_ttl_ms: 10_000,
+            max_backoff_ms: 10_000,
             max_connections: 10,
         }
     }

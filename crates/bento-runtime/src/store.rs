@@ -36,7 +36,12 @@ mod enabled {
         pub async fn open(config: &Config, bus: &Bus) -> Result<Self, RuntimeError> {
             let mut stores = Self::default();
             if let Some(settings) = &config.outbox {
-                let outbox = Outbox::connect(&settings.database_url, bus.clone()).await?;
+                let outbox = Outbox::connect_with(
+                    &settings.database_url,
+                    bus.clone(),
+                    settings.max_connections,
+                )
+                .await?;
                 if settings.migrate {
                     outbox.migrate().await?;
                 }
@@ -131,6 +136,7 @@ mod enabled {
             .poll_interval(Duration::from_millis(settings.poll_interval_ms))
             .retention(Duration::from_secs(settings.retention_secs))
             .lease_ttl(Duration::from_millis(settings.lease_ttl_ms))
+            .max_backoff(Duration::from_millis(settings.max_backoff_ms))
     }
 }
 

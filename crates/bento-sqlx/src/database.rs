@@ -327,7 +327,7 @@ macro_rules! impl_database {
                 Box::pin(async move {
                     let done = sqlx::query(
                         "DELETE FROM bento_outbox \
-                         WHERE published_at IS NOT NULL AND published_at < $1",
+                         WHERE published_at > 0 AND published_at < $1",
                     )
                     .bind(cutoff)
                     .execute(&mut *conn)

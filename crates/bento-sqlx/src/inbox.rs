@@ -63,8 +63,13 @@ impl<DB: OutboxDatabase> std::fmt::Debug for DurableInbox<DB> {
 impl<DB: OutboxDatabase> DurableInbox<DB> {
     /// Connects to `url` (`sqlite://file.db`, created if missing, or `postgres://...`).
     pub async fn connect(url: &str) -> Result<Self, SqlError> {
+        Self::connect_with(url, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// [`DurableInbox::connect`] with a pool of at most `max_connections` connections.
+    pub async fn connect_with(url: &str, max_connections: u32) -> Result<Self, SqlError> {
         let (pool, dialect) =
-            pool::connect::<DB>("inbox.database_url", url, DEFAULT_MAX_CONNECTIONS).await?;
+            pool::connect::<DB>("inbox.database_url", url, max_connections.max(1)).await?;
         Ok(Self::with_pool(pool, dialect))
     }
 
@@ -134,6 +139,12 @@ impl<DB: OutboxDatabase> DurableInbox<DB> {
             }
         })
     }
+}
+
+/// 200 ms doubling per attempt, at most 30 s: the wait after the inbox's own database failed.
+fn database_backoff(attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(8);
+    Duration::from_millis(200 << exponent).min(Duration::from_secs(30))
 }
 
 /// The transaction a [`DurableInboxLayer`] opened for the delivery being handled. It commits
@@ -209,8 +220,8 @@ impl<DB: OutboxDatabase> DerefMut for InboxConnection<DB> {
 }
 
 /// Runs the handler inside a transaction that records the message; see [`DurableInbox`].
-/// Place it inside the retry layer (as subscription layers are), so every attempt gets a
-/// transaction of its own.
+/// Every delivery gets a transaction of its own: an acknowledged one commits, a retried or
+/// dead-lettered one rolls back (with the handler's writes).
 pub struct DurableInboxLayer<DB: OutboxDatabase> {
     inbox: DurableInbox<DB>,
 }
@@ -260,9 +271,12 @@ impl<S: EnvelopeHandler, DB: OutboxDatabase> EnvelopeHandler for DurableInboxSer
         let inner = self.inner.clone();
         let inbox = self.inbox.clone();
         Box::pin(async move {
+            // The database failed, not the handler: come back after a pause that grows with
+            // the attempts, as a retry policy would (this layer runs outside the retry layer).
+            let pause = database_backoff(ctx.attempt());
             let retry = |what: &str, error: SqlError| Outcome::Retry {
                 error: HandlerError::retryable(format!("durable inbox: {what}")).with_source(error),
-                after: None,
+                after: Some(pause),
             };
             let mut transaction = match begin(&inbox.pool, inbox.dialect).await {
                 Ok(transaction) => transaction,

@@ -72,8 +72,17 @@ impl<DB: OutboxDatabase, C: Codec> Outbox<DB, C> {
     /// Connects to `url` (`sqlite://file.db`, created if missing, or `postgres://...`);
     /// events are encoded with `bus`'s codec and the relay publishes through `bus`.
     pub async fn connect(url: &str, bus: Bus<C>) -> Result<Self, SqlError> {
+        Self::connect_with(url, bus, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// [`Outbox::connect`] with a pool of at most `max_connections` connections.
+    pub async fn connect_with(
+        url: &str,
+        bus: Bus<C>,
+        max_connections: u32,
+    ) -> Result<Self, SqlError> {
         let (pool, dialect) =
-            pool::connect::<DB>("outbox.database_url", url, DEFAULT_MAX_CONNECTIONS).await?;
+            pool::connect::<DB>("outbox.database_url", url, max_connections.max(1)).await?;
         let mut outbox = Self::with_pool(pool, dialect, bus);
         outbox.url = Some(url.to_string());
         Ok(outbox)

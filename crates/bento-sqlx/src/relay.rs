@@ -296,7 +296,8 @@ impl<DB: OutboxDatabase, C: Codec> Worker<DB, C> {
             }
         }
         if !corrupt.is_empty() {
-            // Marked at time 0: never published, never cleaned up, there to be looked at.
+            // Marked at time 0: never published, and kept by cleanup (which deletes only rows
+            // published at a real time), there to be looked at.
             if DB::mark_published(&mut conn, &corrupt, 0).await.is_err() {
                 return Round::Failed;
             }
