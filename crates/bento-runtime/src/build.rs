@@ -91,7 +91,7 @@ impl Bento {
         let observability = Observability::start(&config.observability, backend).await?;
         let bus = Bus::new(observability.bus(), config.codec.codecs());
         let mut stores = Stores::open(&config, &bus).await?;
-        stores.start(&config);
+        stores.start(&config, observability.metrics())?;
         tracing::info!(
             backend = config.messaging.backend.as_str(),
             metrics = ?observability.metrics_address(),

@@ -10,11 +10,13 @@ pub use disabled::Stores;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod enabled {
-    use std::sync::OnceLock;
+    use std::sync::{Arc, OnceLock};
     use std::time::Duration;
 
     use bento_codec::Codecs;
-    use bento_sqlx::{DurableInbox, Outbox, Relay, RelayConfig, RelaySnapshot};
+    use bento_observability::Metrics;
+    use bento_sqlx::{DurableInbox, Outbox, Relay, RelayConfig, RelaySnapshot, RelayStats};
+    use prometheus::{Gauge, IntCounter, IntGauge, Opts};
     use sqlx::Any;
 
     use super::{Config, RuntimeError};
@@ -28,8 +30,10 @@ mod enabled {
     pub struct Stores {
         outbox: Option<(Outbox<Any, Codecs>, OutboxConfig)>,
         relay: OnceLock<Relay>,
+        /// The relay's counters once it runs, for the metrics task.
+        relay_stats: Arc<OnceLock<Arc<RelayStats>>>,
         inbox: Option<DurableInbox<Any>>,
-        cleanup: Option<tokio::task::JoinHandle<()>>,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
     }
 
     impl Stores {
@@ -77,14 +81,24 @@ mod enabled {
             Ok(inbox)
         }
 
-        /// Starts inbox cleanup; called once the runtime is up.
-        pub fn start(&mut self, config: &Config) {
+        /// Starts inbox cleanup and the outbox metrics; called once the runtime is up.
+        pub fn start(
+            &mut self,
+            config: &Config,
+            metrics: Option<&Metrics>,
+        ) -> Result<(), RuntimeError> {
             if let (Some(inbox), Some(settings)) = (&self.inbox, &config.inbox) {
                 let retention = settings
                     .retention_secs
                     .map_or(DEFAULT_INBOX_RETENTION, Duration::from_secs);
-                self.cleanup = Some(inbox.spawn_cleanup(retention));
+                self.tasks.push(inbox.spawn_cleanup(retention));
             }
+            if let (Some((outbox, _)), Some(metrics)) = (&self.outbox, metrics) {
+                let gauges = OutboxMetrics::register(metrics)?;
+                self.tasks
+                    .push(gauges.spawn(outbox.clone(), self.relay_stats.clone()));
+            }
+            Ok(())
         }
 
         /// The outbox; its relay starts with the first call (so that it publishes through
@@ -98,8 +112,10 @@ mod enabled {
                 )
             })?;
             if settings.relay {
-                self.relay
+                let relay = self
+                    .relay
                     .get_or_init(|| outbox.relay_through(bus.clone(), relay_config(settings)));
+                let _ = self.relay_stats.set(relay.stats_handle());
             }
             Ok(outbox.clone())
         }
@@ -121,12 +137,121 @@ mod enabled {
 
         /// Stops the relay after its round in progress, and the inbox cleanup.
         pub async fn shutdown(mut self) {
-            if let Some(cleanup) = self.cleanup.take() {
-                cleanup.abort();
+            for task in self.tasks.drain(..) {
+                task.abort();
             }
             if let Some(relay) = self.relay.take() {
                 relay.shutdown().await;
             }
+        }
+    }
+
+    /// The outbox's state as Prometheus metrics, read every [`OutboxMetrics::EVERY`].
+    struct OutboxMetrics {
+        depth: IntGauge,
+        oldest_age: Gauge,
+        relay_lag: Gauge,
+        published: IntCounter,
+        publish_failures: IntCounter,
+        leader: IntGauge,
+    }
+
+    impl OutboxMetrics {
+        const EVERY: Duration = Duration::from_secs(1);
+
+        fn register(metrics: &Metrics) -> Result<Self, RuntimeError> {
+            let registry = metrics.registry();
+            let fail = |e: prometheus::Error| {
+                RuntimeError::Config(format!("registering the outbox metrics: {e}"))
+            };
+            let gauges = Self {
+                depth: IntGauge::with_opts(Opts::new(
+                    "bento_outbox_depth",
+                    "Committed events the relay has not published yet.",
+                ))
+                .map_err(fail)?,
+                oldest_age: Gauge::with_opts(Opts::new(
+                    "bento_outbox_oldest_age_seconds",
+                    "Age of the oldest event waiting in the outbox (0 when none waits).",
+                ))
+                .map_err(fail)?,
+                relay_lag: Gauge::with_opts(Opts::new(
+                    "bento_outbox_relay_lag_seconds",
+                    "From the commit of the newest event of the relay's last batch to the \
+                     broker's receipt.",
+                ))
+                .map_err(fail)?,
+                published: IntCounter::with_opts(Opts::new(
+                    "bento_outbox_published_total",
+                    "Events this process's relay published.",
+                ))
+                .map_err(fail)?,
+                publish_failures: IntCounter::with_opts(Opts::new(
+                    "bento_outbox_publish_failures_total",
+                    "Relay rounds whose publish failed (their events are published again).",
+                ))
+                .map_err(fail)?,
+                leader: IntGauge::with_opts(Opts::new(
+                    "bento_outbox_relay_leader",
+                    "1 while this process's relay is the one publishing.",
+                ))
+                .map_err(fail)?,
+            };
+            registry
+                .register(Box::new(gauges.depth.clone()))
+                .map_err(fail)?;
+            registry
+                .register(Box::new(gauges.oldest_age.clone()))
+                .map_err(fail)?;
+            registry
+                .register(Box::new(gauges.relay_lag.clone()))
+                .map_err(fail)?;
+            registry
+                .register(Box::new(gauges.published.clone()))
+                .map_err(fail)?;
+            registry
+                .register(Box::new(gauges.publish_failures.clone()))
+                .map_err(fail)?;
+            registry
+                .register(Box::new(gauges.leader.clone()))
+                .map_err(fail)?;
+            Ok(gauges)
+        }
+
+        fn spawn(
+            self,
+            outbox: Outbox<Any, Codecs>,
+            relay: Arc<OnceLock<Arc<RelayStats>>>,
+        ) -> tokio::task::JoinHandle<()> {
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(Self::EVERY);
+                loop {
+                    ticks.tick().await;
+                    if let Ok(backlog) = outbox.backlog().await {
+                        self.depth
+                            .set(i64::try_from(backlog.depth).unwrap_or(i64::MAX));
+                        let age_ms = backlog.oldest_age_ms.unwrap_or(0);
+                        #[allow(clippy::cast_precision_loss)]
+                        self.oldest_age.set(age_ms as f64 / 1000.0);
+                    }
+                    if let Some(stats) = relay.get() {
+                        self.record(stats.snapshot());
+                    }
+                }
+            })
+        }
+
+        fn record(&self, relay: RelaySnapshot) {
+            #[allow(clippy::cast_precision_loss)]
+            self.relay_lag.set(relay.last_lag_ms.max(0) as f64 / 1000.0);
+            self.published
+                .inc_by(relay.published.saturating_sub(self.published.get()));
+            self.publish_failures.inc_by(
+                relay
+                    .publish_failures
+                    .saturating_sub(self.publish_failures.get()),
+            );
+            self.leader.set(i64::from(relay.leader));
         }
     }
 
@@ -161,7 +286,13 @@ mod disabled {
             Err(RuntimeError::StoreNotCompiled { section })
         }
 
-        pub fn start(&mut self, _config: &Config) {}
+        pub fn start(
+            &mut self,
+            _config: &Config,
+            _metrics: Option<&bento_observability::Metrics>,
+        ) -> Result<(), RuntimeError> {
+            Ok(())
+        }
 
         pub async fn shutdown(self) {}
     }

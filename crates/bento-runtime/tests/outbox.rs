@@ -78,6 +78,25 @@ async fn configured_outbox_and_inbox_carry_an_event_from_commit_to_one_effect()
             .await?
     );
     assert_eq!(bento.relay_stats().map(|s| s.published), Some(1));
+    let metrics = bento.metrics().ok_or("metrics are on by default")?;
+    let mut text = String::new();
+    while tokio::time::Instant::now() < deadline + Duration::from_secs(5) {
+        text = metrics.encode()?;
+        if text.contains("bento_outbox_published_total 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for line in [
+        "bento_outbox_published_total 1",
+        "bento_outbox_depth 0",
+        "bento_outbox_oldest_age_seconds 0",
+        "bento_outbox_relay_leader 1",
+        "bento_outbox_publish_failures_total 0",
+    ] {
+        assert!(text.contains(line), "no `{line}` in\n{text}");
+    }
+    assert!(text.contains("bento_outbox_relay_lag_seconds "), "{text}");
     bento.shutdown().await?;
     Ok(())
 }
