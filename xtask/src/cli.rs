@@ -20,6 +20,8 @@ pub enum Command {
     DevEnv(DevEnvArgs),
     /// Format check, clippy, then the whole test suite against fresh brokers and PostgreSQL.
     Test(TestArgs),
+    /// The long failure drills: services and brokers killed under load, at full size.
+    Chaos(ChaosArgs),
 }
 
 /// How to run the brokers.
@@ -112,6 +114,20 @@ pub enum Action {
     },
     /// Stop everything and delete broker data and logs (installs are kept).
     Reset,
+}
+
+/// `cargo xtask chaos ...`
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    /// Run the drills at the size `cargo xtask test` uses.
+    #[arg(long)]
+    pub quick: bool,
+    /// Docker or native mode.
+    #[command(flatten)]
+    pub mode: ModeArgs,
+    /// Loopback ports.
+    #[command(flatten)]
+    pub ports: Ports,
 }
 
 /// `cargo xtask test ...`

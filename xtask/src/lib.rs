@@ -7,6 +7,7 @@
 //!
 //! The library part exists so the smoke tests in `tests/` can share the probes and paths.
 
+mod chaos;
 pub mod cli;
 pub mod config;
 mod devenv;
@@ -38,5 +39,6 @@ pub fn run() -> Result<()> {
     match cli.command {
         cli::Command::DevEnv(args) => devenv::run(args),
         cli::Command::Test(args) => test::run(args),
+        cli::Command::Chaos(args) => chaos::run(args),
     }
 }

@@ -82,7 +82,7 @@ pub fn test_env(layout: &Layout, ports: &Ports) -> Vec<(String, String)> {
 }
 
 /// `BENTO_*_PORT` variables for `ports`.
-fn port_env(ports: &Ports) -> [(&'static str, String); 8] {
+pub(crate) fn port_env(ports: &Ports) -> [(&'static str, String); 8] {
     [
         ("BENTO_PULSAR_PORT", ports.pulsar.to_string()),
         ("BENTO_PULSAR_HTTP_PORT", ports.pulsar_http.to_string()),
@@ -98,12 +98,12 @@ fn port_env(ports: &Ports) -> [(&'static str, String); 8] {
     ]
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))
 }
 
 /// `--features ...` for the selected packages (all of [`TEST_FEATURES`] for the whole workspace).
-fn feature_args(packages: &[String]) -> Vec<String> {
+pub(crate) fn feature_args(packages: &[String]) -> Vec<String> {
     let features: Vec<&str> = TEST_FEATURES
         .iter()
         .copied()
@@ -148,7 +148,7 @@ fn show(cmd: &Command) -> String {
 }
 
 /// Runs a command to completion; on Ctrl-C gives it a few seconds to stop, then kills it.
-fn run_step(mut cmd: Command) -> Result<bool> {
+pub(crate) fn run_step(mut cmd: Command) -> Result<bool> {
     println!("\n==> {}", show(&cmd));
     let mut child = cmd.spawn().context("starting cargo")?;
     loop {
@@ -258,6 +258,8 @@ pub fn run(args: TestArgs) -> Result<()> {
         test.envs(test_env(&env.layout, &env.ports));
         // So that `$BENTO_XTASK_BIN dev-env ...` in a test addresses the same brokers.
         test.envs(port_env(&env.ports));
+        // The kill -9 drills at suite size; `cargo xtask chaos` runs them at full size.
+        test.envs(crate::chaos::QUICK.iter().copied());
     } else {
         // Values set by the caller win (e.g. an external cluster); the rest point at the defaults.
         for (key, value) in test_env(&env.layout, &env.ports) {
