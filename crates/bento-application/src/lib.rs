@@ -57,4 +57,4 @@ pub use subscription::{
     SubscriptionSpec,
 };
 pub use typed::{Bus, TypedRouter};
-pub use uow::{Transaction, UnitOfWork, UnitOfWorkError};
+pub use uow::{RecordedEvents, Transaction, UnitOfWork, UnitOfWorkError};

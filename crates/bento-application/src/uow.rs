@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use bento_domain::{AggregateRoot, DomainEvent, MessageId, RecordedEvent};
+use bento_domain::{AggregateRoot, DomainEvent, Envelope, MessageId, RecordedEvent};
 
 use crate::{BoxError, Bus, BusError, Codec, Context, PublishOptions};
 
@@ -49,6 +49,85 @@ pub enum UnitOfWorkError {
     },
 }
 
+/// The events one business operation recorded, in order, waiting to be encoded: what a unit
+/// of work collects, whether it publishes after its commit ([`UnitOfWork`]) or stores them in
+/// its transaction (an outbox).
+#[derive(Default)]
+pub struct RecordedEvents {
+    events: Vec<Box<dyn RecordedEvent>>,
+    envelopes: Vec<Envelope>,
+    cause: Option<Context>,
+}
+
+impl std::fmt::Debug for RecordedEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordedEvents")
+            .field("pending", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecordedEvents {
+    /// Marks every event as caused by the message handled in `ctx`.
+    pub fn caused_by(&mut self, ctx: &Context) {
+        self.cause = Some(ctx.clone());
+    }
+
+    /// Takes the events `aggregate` recorded so far.
+    pub fn collect(&mut self, aggregate: &mut impl AggregateRoot) {
+        self.events.extend(aggregate.take_events());
+    }
+
+    /// Adds an event that no aggregate recorded.
+    pub fn record<E: DomainEvent>(&mut self, event: E) {
+        self.events.push(Box::new(event));
+    }
+
+    /// Adds an envelope built already; its id is kept.
+    pub fn record_envelope(&mut self, envelope: Envelope) {
+        self.envelopes.push(envelope);
+    }
+
+    /// How many events wait.
+    pub fn len(&self) -> usize {
+        self.events.len() + self.envelopes.len()
+    }
+
+    /// Whether none waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every event.
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.envelopes.clear();
+    }
+
+    /// Encodes the events with `bus`'s codec, in the order they were recorded (envelopes added
+    /// ready-made last), each marked with the cause if one was given; leaves none behind.
+    pub fn encode<C: Codec>(&mut self, bus: &Bus<C>) -> Result<Vec<Envelope>, UnitOfWorkError> {
+        let mut envelopes = Vec::with_capacity(self.len());
+        for event in self.events.drain(..) {
+            let envelope = bus.recorded_envelope(event.as_ref()).map_err(|source| {
+                UnitOfWorkError::Encode {
+                    event_type: event.event_type(),
+                    source,
+                }
+            })?;
+            envelopes.push(envelope);
+        }
+        envelopes.append(&mut self.envelopes);
+        Ok(match &self.cause {
+            Some(cause) => envelopes
+                .into_iter()
+                .map(|envelope| envelope.caused_by(cause.envelope()))
+                .collect(),
+            None => envelopes,
+        })
+    }
+}
+
 /// Collects the events that aggregates record during one business operation and publishes
 /// them only after the operation's transaction committed. Dropping it, or calling
 /// [`UnitOfWork::rollback`], publishes nothing.
@@ -66,8 +145,7 @@ pub enum UnitOfWorkError {
 pub struct UnitOfWork<C: Codec> {
     bus: Bus<C>,
     transaction: Option<Box<dyn Transaction>>,
-    events: Vec<Box<dyn RecordedEvent>>,
-    cause: Option<Context>,
+    events: RecordedEvents,
 }
 
 impl<C: Codec> std::fmt::Debug for UnitOfWork<C> {
@@ -85,8 +163,7 @@ impl<C: Codec> UnitOfWork<C> {
         Self {
             bus,
             transaction: None,
-            events: Vec::new(),
-            cause: None,
+            events: RecordedEvents::default(),
         }
     }
 
@@ -100,19 +177,19 @@ impl<C: Codec> UnitOfWork<C> {
 
     /// Marks every event of this unit as caused by the message handled in `ctx`.
     pub fn caused_by(&mut self, ctx: &Context) -> &mut Self {
-        self.cause = Some(ctx.clone());
+        self.events.caused_by(ctx);
         self
     }
 
     /// Takes the events `aggregate` recorded so far.
     pub fn collect(&mut self, aggregate: &mut impl AggregateRoot) -> &mut Self {
-        self.events.extend(aggregate.take_events());
+        self.events.collect(aggregate);
         self
     }
 
     /// Adds an event that no aggregate recorded.
     pub fn record<E: DomainEvent>(&mut self, event: E) -> &mut Self {
-        self.events.push(Box::new(event));
+        self.events.record(event);
         self
     }
 
@@ -124,20 +201,7 @@ impl<C: Codec> UnitOfWork<C> {
     /// Encodes the events, commits the transaction, then publishes them in order and returns
     /// their ids. Encoding happens first so that a bad event fails the work before it commits.
     pub async fn commit(mut self) -> Result<Vec<MessageId>, UnitOfWorkError> {
-        let mut envelopes = Vec::with_capacity(self.events.len());
-        for event in self.events.drain(..) {
-            let envelope = self
-                .bus
-                .recorded_envelope(event.as_ref())
-                .map_err(|source| UnitOfWorkError::Encode {
-                    event_type: event.event_type(),
-                    source,
-                })?;
-            envelopes.push(match &self.cause {
-                Some(ctx) => envelope.caused_by(ctx.envelope()),
-                None => envelope,
-            });
-        }
+        let envelopes = self.events.encode(&self.bus)?;
         if let Some(transaction) = self.transaction.take() {
             transaction
                 .commit()

@@ -3,8 +3,8 @@
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use bento_application::domain::{AggregateRoot, DomainEvent, Envelope, MessageId, RecordedEvent};
-use bento_application::{Bus, Codec, Context, UnitOfWorkError};
+use bento_application::domain::{AggregateRoot, DomainEvent, Envelope, MessageId};
+use bento_application::{Bus, Codec, Context, RecordedEvents, UnitOfWorkError};
 use tokio::sync::Notify;
 
 use crate::database::{Dialect, OutboxDatabase};
@@ -124,9 +124,7 @@ impl<DB: OutboxDatabase, C: Codec> Outbox<DB, C> {
         Ok(OutboxWork {
             transaction: Some(transaction),
             outbox: self.clone(),
-            events: Vec::new(),
-            envelopes: Vec::new(),
-            cause: None,
+            events: RecordedEvents::default(),
         })
     }
 
@@ -231,15 +229,13 @@ pub(crate) fn missing_table_or(operation: &str, source: sqlx::Error) -> SqlError
 pub struct OutboxWork<DB: OutboxDatabase, C> {
     transaction: Option<sqlx::Transaction<'static, DB>>,
     outbox: Outbox<DB, C>,
-    events: Vec<Box<dyn RecordedEvent>>,
-    envelopes: Vec<Envelope>,
-    cause: Option<Context>,
+    events: RecordedEvents,
 }
 
 impl<DB: OutboxDatabase, C> std::fmt::Debug for OutboxWork<DB, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OutboxWork")
-            .field("events", &(self.events.len() + self.envelopes.len()))
+            .field("events", &self.events.len())
             .finish_non_exhaustive()
     }
 }
@@ -247,31 +243,31 @@ impl<DB: OutboxDatabase, C> std::fmt::Debug for OutboxWork<DB, C> {
 impl<DB: OutboxDatabase, C: Codec> OutboxWork<DB, C> {
     /// Marks every event of this unit as caused by the message handled in `ctx`.
     pub fn caused_by(&mut self, ctx: &Context) -> &mut Self {
-        self.cause = Some(ctx.clone());
+        self.events.caused_by(ctx);
         self
     }
 
     /// Takes the events `aggregate` recorded so far.
     pub fn collect(&mut self, aggregate: &mut impl AggregateRoot) -> &mut Self {
-        self.events.extend(aggregate.take_events());
+        self.events.collect(aggregate);
         self
     }
 
     /// Adds an event that no aggregate recorded.
     pub fn record<E: DomainEvent>(&mut self, event: E) -> &mut Self {
-        self.events.push(Box::new(event));
+        self.events.record(event);
         self
     }
 
     /// Adds an envelope built already (its id is kept).
     pub fn record_envelope(&mut self, envelope: Envelope) -> &mut Self {
-        self.envelopes.push(envelope);
+        self.events.record_envelope(envelope);
         self
     }
 
     /// Events this unit will store.
     pub fn pending(&self) -> usize {
-        self.events.len() + self.envelopes.len()
+        self.events.len()
     }
 
     /// Encodes the events, stores them in the transaction, commits, and wakes the relay.
@@ -279,25 +275,7 @@ impl<DB: OutboxDatabase, C: Codec> OutboxWork<DB, C> {
     /// anything is written; after `Ok`, the events will be published even if this process
     /// dies the next instant.
     pub async fn commit(mut self) -> Result<Vec<MessageId>, UnitOfWorkError> {
-        let mut envelopes = Vec::with_capacity(self.pending());
-        for event in self.events.drain(..) {
-            let envelope = self
-                .outbox
-                .bus
-                .recorded_envelope(event.as_ref())
-                .map_err(|source| UnitOfWorkError::Encode {
-                    event_type: event.event_type(),
-                    source,
-                })?;
-            envelopes.push(envelope);
-        }
-        envelopes.append(&mut self.envelopes);
-        if let Some(cause) = &self.cause {
-            envelopes = envelopes
-                .into_iter()
-                .map(|envelope| envelope.caused_by(cause.envelope()))
-                .collect();
-        }
+        let envelopes = self.events.encode(&self.outbox.bus)?;
         let ids = envelopes.iter().map(|e| e.id).collect();
         let Some(mut transaction) = self.transaction.take() else {
             return Ok(Vec::new());
@@ -323,7 +301,6 @@ impl<DB: OutboxDatabase, C: Codec> OutboxWork<DB, C> {
     /// Rolls the transaction back: none of the writes and none of the events remain.
     pub async fn rollback(mut self) -> Result<(), UnitOfWorkError> {
         self.events.clear();
-        self.envelopes.clear();
         if let Some(transaction) = self.transaction.take() {
             transaction
                 .rollback()
