@@ -1,8 +1,12 @@
 //! Runs the example binaries on every backend compiled in and checks their account of what
 //! happened. The broker backends need `cargo xtask dev-env up` (done by `cargo xtask test`).
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
+
+use common::point_at_test_brokers;
 
 /// An example binary cargo built next to this test.
 fn example(name: &str) -> PathBuf {
@@ -20,28 +24,6 @@ fn example(name: &str) -> PathBuf {
         binary.display()
     );
     binary
-}
-
-/// Points `command` at the test brokers `cargo xtask test` names, where it names them.
-fn point_at_test_brokers(command: &mut Command) {
-    for (test_var, config_var) in [
-        (
-            "BENTO_TEST_PULSAR_URL",
-            "BENTO_MESSAGING__PULSAR__SERVICE_URL",
-        ),
-        (
-            "BENTO_TEST_PULSAR_ADMIN_URL",
-            "BENTO_MESSAGING__PULSAR__ADMIN_URL",
-        ),
-        (
-            "BENTO_TEST_KAFKA_BOOTSTRAP",
-            "BENTO_MESSAGING__KAFKA__BOOTSTRAP_SERVERS",
-        ),
-    ] {
-        if let Some(value) = std::env::var_os(test_var) {
-            command.env(config_var, value);
-        }
-    }
 }
 
 /// Runs an example on `backend`, pointed at the test brokers when `cargo xtask test` names them.

@@ -14,18 +14,19 @@
 
 #![cfg(all(feature = "sqlite", feature = "postgres"))]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bento_runtime::sqlx::sqlx::{self, Connection as _};
 
 /// One drill at a time: they share brokers, and each kills one.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -230,24 +231,7 @@ fn orders_command(backend: &str, config: &Path, args: &[&str]) -> Command {
         .args(args)
         .env("BENTO_CONFIG", config)
         .env("BENTO_MESSAGING__BACKEND", backend);
-    for (test_var, config_var) in [
-        (
-            "BENTO_TEST_PULSAR_URL",
-            "BENTO_MESSAGING__PULSAR__SERVICE_URL",
-        ),
-        (
-            "BENTO_TEST_PULSAR_ADMIN_URL",
-            "BENTO_MESSAGING__PULSAR__ADMIN_URL",
-        ),
-        (
-            "BENTO_TEST_KAFKA_BOOTSTRAP",
-            "BENTO_MESSAGING__KAFKA__BOOTSTRAP_SERVERS",
-        ),
-    ] {
-        if let Some(value) = std::env::var_os(test_var) {
-            command.env(config_var, value);
-        }
-    }
+    common::point_at_test_brokers(&mut command);
     command
 }
 
@@ -275,7 +259,7 @@ async fn shipped(shipping: &sqlx::AnyPool) -> BTreeMap<String, i64> {
 }
 
 async fn drill(backend: &str, database: Database) {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     bento_testkit::broker_lock::own(backend);
     let commands = setting("BENTO_DRILL_COMMANDS", 10_000);
     let kills = setting("BENTO_DRILL_KILLS", 10);

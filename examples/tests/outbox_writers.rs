@@ -180,7 +180,7 @@ async fn writers_on(backend: &str) {
         "{backend}: {expected} events committed by {WRITERS} writers in {committed_in:?}, all handled after {:?}",
         started.elapsed()
     );
-    let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
     assert_eq!(seen.total, expected, "every committed event arrived");
     for (key, ns) in &seen.per_key {
         let in_commit_order: Vec<i64> = (1..=i64::try_from(ns.len()).expect("fits")).collect();
@@ -189,7 +189,6 @@ async fn writers_on(backend: &str) {
             "key {key}: arrival order is commit order, with no gap"
         );
     }
-    drop(seen);
     subscription.shutdown().await.expect("stops");
     bento.shutdown().await.expect("stops");
 }
