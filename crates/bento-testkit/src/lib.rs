@@ -8,6 +8,9 @@
 //! A backend that cannot support a case says so through [`Backend::unsupported`], with the
 //! reason; the case then prints that reason and does nothing else, visibly.
 //!
+//! [`testing`] is the harness for a service's own tests: an in-memory bus that records what
+//! was published, handled and dead-lettered, and waits for it (also under paused time).
+//!
 //! [`workload`] is the end-to-end workload the in-memory benchmarks share; [`broker_lock`] keeps
 //! tests that kill a broker away from the tests that use it.
 
@@ -16,6 +19,7 @@ pub mod cases;
 mod collect;
 pub mod layers;
 pub mod request_reply;
+pub mod testing;
 pub mod workload;
 
 use std::sync::Arc;
