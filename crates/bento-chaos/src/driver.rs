@@ -1,0 +1,649 @@
+//! `bento-chaos suite`: runs each scenario, injects its fault, and reports.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use bento_application::PublishOptions;
+use bento_domain::Envelope;
+use bento_runtime::{Bento, Config};
+use clap::ValueEnum;
+use serde_json::json;
+
+use crate::fixtures::{self, ConsumerChild, PulsarProxy};
+use crate::report::{self, Consumed, Event, Report};
+use crate::toxiproxy::{self, Toxiproxy};
+
+/// Which backends to run the scenarios on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backends {
+    /// Apache Pulsar.
+    Pulsar,
+    /// Apache Kafka.
+    Kafka,
+    /// Both.
+    All,
+}
+
+/// The scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// toxiproxy adds 100 ms (±50 ms) each way for a while.
+    Latency,
+    /// toxiproxy limits each direction to 64 KiB/s for a while.
+    Bandwidth,
+    /// toxiproxy resets every connection 500 ms after it opens, for a while.
+    Reset,
+    /// toxiproxy refuses and closes every connection: the broker unreachable.
+    Outage,
+    /// The broker SIGKILLed mid-stream and started again.
+    BrokerKill,
+    /// The consumer process SIGKILLed at random points and started again.
+    ConsumerKill,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 6] = [
+        Scenario::Latency,
+        Scenario::Bandwidth,
+        Scenario::Reset,
+        Scenario::Outage,
+        Scenario::BrokerKill,
+        Scenario::ConsumerKill,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Latency => "latency",
+            Scenario::Bandwidth => "bandwidth",
+            Scenario::Reset => "reset",
+            Scenario::Outage => "outage",
+            Scenario::BrokerKill => "broker-kill",
+            Scenario::ConsumerKill => "consumer-kill",
+        }
+    }
+
+    fn through_proxy(self) -> bool {
+        !matches!(self, Scenario::BrokerKill | Scenario::ConsumerKill)
+    }
+}
+
+/// `bento-chaos suite ...`
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Which backends.
+    #[arg(value_enum, default_value_t = Backends::All)]
+    pub backends: Backends,
+    /// Events per scenario.
+    #[arg(long, env = "BENTO_CHAOS_EVENTS", default_value_t = 100_000)]
+    pub events: u64,
+    /// Concurrent publishers.
+    #[arg(long, env = "BENTO_CHAOS_PUBLISHERS", default_value_t = 8)]
+    pub publishers: u64,
+    /// How long latency, bandwidth and reset faults last, in seconds.
+    #[arg(long, env = "BENTO_CHAOS_FAULT_SECS", default_value_t = 20)]
+    pub fault_secs: u64,
+    /// How long the broker is unreachable in the outage scenario, in seconds.
+    #[arg(long, env = "BENTO_CHAOS_OUTAGE_SECS", default_value_t = 30)]
+    pub outage_secs: u64,
+    /// How many times the consumer is SIGKILLed.
+    #[arg(long, env = "BENTO_CHAOS_CONSUMER_KILLS", default_value_t = 5)]
+    pub consumer_kills: u64,
+    /// The scenarios to run (comma-separated; default: all).
+    #[arg(long, env = "BENTO_CHAOS_SCENARIOS", value_enum, value_delimiter = ',')]
+    pub scenarios: Vec<Scenario>,
+    /// The toxiproxy server binary (`cargo xtask chaos` builds it).
+    #[arg(long, env = "BENTO_CHAOS_TOXIPROXY")]
+    pub toxiproxy: PathBuf,
+    /// Where the files of the run go (default: a new directory under the system's temp dir).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Also write the report table (Markdown) to this file.
+    #[arg(long, env = "BENTO_CHAOS_REPORT")]
+    pub report: Option<PathBuf>,
+    /// The size label the report gives (`full` or `quick`).
+    #[arg(long, env = "BENTO_CHAOS_SIZE", default_value = "full")]
+    pub size: String,
+}
+
+/// Where the brokers are, from the variables `cargo xtask` exports.
+struct Brokers {
+    pulsar_url: String,
+    pulsar_admin: String,
+    kafka: String,
+    /// The Kafka broker's chaos listener, which advertises `kafka_chaos_proxy`.
+    kafka_chaos: String,
+    kafka_chaos_proxy: String,
+    dev_env: PathBuf,
+}
+
+fn var(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+impl Brokers {
+    fn from_env() -> Self {
+        Self {
+            pulsar_url: var("BENTO_TEST_PULSAR_URL", "pulsar://127.0.0.1:6650"),
+            pulsar_admin: var("BENTO_TEST_PULSAR_ADMIN_URL", "http://127.0.0.1:8080"),
+            kafka: var("BENTO_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+            kafka_chaos: var("BENTO_TEST_KAFKA_CHAOS_LISTENER", "127.0.0.1:9094"),
+            kafka_chaos_proxy: var("BENTO_TEST_KAFKA_CHAOS_ADVERTISED", "127.0.0.1:9095"),
+            dev_env: PathBuf::from(var("BENTO_DEV_ENV_HOME", "target/dev-env")),
+        }
+    }
+}
+
+/// What one run of the suite shares between scenarios.
+struct Suite {
+    args: Args,
+    brokers: Brokers,
+    work: PathBuf,
+    toxiproxy: Toxiproxy,
+    /// Started for the first Pulsar scenario through the proxy.
+    pulsar_proxy: Option<(PulsarProxy, u16)>,
+    run: String,
+}
+
+/// Runs the scenarios, prints the table, fails if an invariant did not hold.
+pub async fn run(args: Args) -> Result<()> {
+    let run = format!("{:08x}", fastrand::u32(..));
+    let work = match &args.work_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("bento-chaos-{run}")),
+    };
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    println!("bento-chaos: run {run}, files in {}", work.display());
+    let toxiproxy = Toxiproxy::start(&args.toxiproxy, &work.join("toxiproxy.log"))?;
+    let backends: Vec<&str> = match args.backends {
+        Backends::Pulsar => vec!["pulsar"],
+        Backends::Kafka => vec!["kafka"],
+        Backends::All => vec!["pulsar", "kafka"],
+    };
+    let scenarios = if args.scenarios.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        args.scenarios.clone()
+    };
+    let mut suite = Suite {
+        args,
+        brokers: Brokers::from_env(),
+        work,
+        toxiproxy,
+        pulsar_proxy: None,
+        run,
+    };
+    let mut reports = Vec::new();
+    for backend in backends {
+        for &scenario in &scenarios {
+            println!("\n==> {backend}: {}", scenario.name());
+            let report = match suite.scenario(backend, scenario).await {
+                Ok(report) => report,
+                Err(error) => {
+                    let mut report = Report::new(&[], &Consumed::default());
+                    report
+                        .failures
+                        .push(format!("the scenario failed: {error:#}"));
+                    report
+                }
+            };
+            let report = Report {
+                backend: backend.to_string(),
+                scenario: scenario.name().to_string(),
+                events: suite.args.events,
+                ..report
+            };
+            for note in &report.notes {
+                println!("    {note}");
+            }
+            for failure in &report.failures {
+                println!("    FAILED: {failure}");
+            }
+            reports.push(report);
+        }
+    }
+    let table = report::table(&reports);
+    println!("\n{table}");
+    if let Some(path) = &suite.args.report {
+        std::fs::write(path, &table).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let failed = reports.iter().filter(|r| !r.failures.is_empty()).count();
+    if failed > 0 {
+        bail!("{failed} of {} scenario(s) failed", reports.len());
+    }
+    println!("{} passed, 0 failed", reports.len());
+    Ok(())
+}
+
+impl Suite {
+    /// The address clients of `backend` use in `scenario`, setting up the proxy if it needs one.
+    fn endpoint(&mut self, backend: &str, scenario: Scenario) -> Result<String> {
+        if !scenario.through_proxy() {
+            return Ok(match backend {
+                "pulsar" => self.brokers.pulsar_url.clone(),
+                _ => self.brokers.kafka.clone(),
+            });
+        }
+        if backend == "pulsar" {
+            let port = match &self.pulsar_proxy {
+                Some((_, port)) => *port,
+                None => {
+                    let (port, web) = (toxiproxy::free_port()?, toxiproxy::free_port()?);
+                    println!("    starting a Pulsar proxy on port {port}");
+                    let proxy = PulsarProxy::start(
+                        &self.brokers.dev_env,
+                        &self.work,
+                        port,
+                        web,
+                        &self.brokers.pulsar_url,
+                        &self.brokers.pulsar_admin,
+                    )?;
+                    self.pulsar_proxy = Some((proxy, port));
+                    port
+                }
+            };
+            let listen = format!("127.0.0.1:{}", toxiproxy::free_port()?);
+            self.toxiproxy
+                .proxy("pulsar", &listen, &format!("127.0.0.1:{port}"))?;
+            Ok(format!("pulsar://{listen}"))
+        } else {
+            // The broker advertises the proxy's address on its chaos listener, so the port is
+            // fixed by the broker's configuration.
+            fixtures::wait_for_port(&self.brokers.kafka_chaos, Duration::from_secs(1)).context(
+                "the Kafka broker has no chaos listener: restart it with `cargo xtask chaos`",
+            )?;
+            self.toxiproxy.proxy(
+                "kafka",
+                &self.brokers.kafka_chaos_proxy,
+                &self.brokers.kafka_chaos,
+            )?;
+            Ok(self.brokers.kafka_chaos_proxy.clone())
+        }
+    }
+
+    fn write_config(&self, backend: &str, endpoint: &str, name: &str) -> Result<PathBuf> {
+        let path = self.work.join(format!("{name}.toml"));
+        let text = match backend {
+            "pulsar" => format!(
+                r#"[messaging]
+backend = "pulsar"
+
+[messaging.pulsar]
+service_url = "{endpoint}"
+admin_url = "{admin}"
+operation_timeout_ms = 10000
+"#,
+                admin = self.brokers.pulsar_admin
+            ),
+            _ => format!(
+                r#"[messaging]
+backend = "kafka"
+
+[messaging.kafka]
+bootstrap_servers = "{endpoint}"
+# A consumer killed with -9 stays in its group until its session times out.
+subscribe_timeout_ms = 120000
+
+[messaging.kafka.consumer]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+"#
+            ),
+        };
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+
+    async fn scenario(&mut self, backend: &str, scenario: Scenario) -> Result<Report> {
+        let exclusive = scenario == Scenario::BrokerKill;
+        let lock = tokio::task::spawn_blocking({
+            let backend = backend.to_string();
+            move || fixtures::lock_broker(&backend, exclusive)
+        })
+        .await
+        .context("taking the broker lock")??;
+        let endpoint = self.endpoint(backend, scenario)?;
+        let name = format!("chaos-{}-{backend}-{}", scenario.name(), self.run);
+        let config = self.write_config(backend, &endpoint, &name)?;
+        let out = self.work.join(format!("{name}.handled"));
+        let log = self.work.join(format!("{name}.consumer.log"));
+        let consumer_args = vec![
+            "--config".to_string(),
+            config.display().to_string(),
+            "--topic".to_string(),
+            name.clone(),
+            "--subscription".to_string(),
+            format!("{name}-sub"),
+            "--out".to_string(),
+            out.display().to_string(),
+        ];
+        let start_consumer = {
+            let (args, log) = (consumer_args.clone(), log.clone());
+            move || ConsumerChild::start(&args, &log)
+        };
+        let consumer = tokio::task::spawn_blocking(start_consumer.clone())
+            .await
+            .context("starting the consumer")??;
+
+        let bento = Bento::from_config(
+            Config::from_figment(Config::figment(&config)).context("reading the configuration")?,
+        )
+        .await
+        .context("starting the publishers' Bento")?;
+        let publishing = Publishing::start(&bento, &name, self.args.events, self.args.publishers);
+        let started = Instant::now();
+
+        let mut consumer = Some(consumer);
+        let mut notes = Vec::new();
+        let mut failures = Vec::new();
+        let fault_from = self.args.events / 5;
+        let mut fault_done = false;
+        let mut kills: Vec<u64> = (0..self.args.consumer_kills)
+            .map(|_| fastrand::u64(self.args.events / 10..self.args.events * 9 / 10))
+            .collect();
+        kills.sort_unstable();
+        let mut kills = kills.into_iter().peekable();
+        let drain_deadline = Duration::from_secs(300);
+        let mut published_at: Option<Instant> = None;
+        let mut lines_seen = 0u64;
+
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if let Some(c) = consumer.as_mut() {
+                c.check()?;
+            }
+            let acked = publishing.acked.load(Ordering::Relaxed);
+            if !fault_done && acked >= fault_from {
+                fault_done = true;
+                let note = self
+                    .inject(backend, scenario, &publishing)
+                    .await
+                    .with_context(|| format!("injecting {}", scenario.name()))?;
+                notes.push(note);
+            }
+            if scenario == Scenario::ConsumerKill && kills.peek().is_some() {
+                lines_seen = count_lines(&out);
+                // Once publishing is over, the kills not yet made happen now, so every run has
+                // all of them.
+                let force = published_at.is_some();
+                while kills.peek().is_some_and(|&at| force || lines_seen >= at) {
+                    kills.next();
+                    if let Some(mut c) = consumer.take() {
+                        c.sigkill();
+                        let peak = c.peak_kib;
+                        let mut next = tokio::task::spawn_blocking(start_consumer.clone())
+                            .await
+                            .context("restarting the consumer")??;
+                        next.peak_kib = peak;
+                        consumer = Some(next);
+                        notes.push(format!(
+                            "consumer SIGKILLed after {lines_seen} handled lines, restarted"
+                        ));
+                    }
+                }
+            }
+            if publishing.failed.load(Ordering::Relaxed) {
+                bail!("a publisher gave up (an event kept failing for 5 minutes)");
+            }
+            if publishing.done() && published_at.is_none() {
+                published_at = Some(Instant::now());
+                if scenario == Scenario::ConsumerKill && kills.peek().is_some() {
+                    notes.push(format!(
+                        "publishing ended before {} of the kills (at {lines_seen} handled lines); \
+                         the remaining kills happen now",
+                        kills.len()
+                    ));
+                }
+            }
+            if let Some(at) = published_at {
+                let consumed = Consumed::parse(&std::fs::read_to_string(&out).unwrap_or_default());
+                if consumed.complete(&publishing.acked_events()) {
+                    break;
+                }
+                if at.elapsed() > drain_deadline {
+                    failures.push(format!(
+                        "not everything was consumed within {drain_deadline:?} of the last publish"
+                    ));
+                    break;
+                }
+            }
+        }
+        let seconds = started.elapsed().as_secs();
+        // A moment for late duplicates, then a clean stop.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut consumer_peak = 0;
+        if let Some(c) = consumer.take() {
+            consumer_peak = c.peak_kib;
+            if let Err(error) = tokio::task::spawn_blocking(move || c.stop(Duration::from_secs(60)))
+                .await
+                .context("stopping the consumer")?
+            {
+                failures.push(format!("{error:#}"));
+            }
+        }
+        bento
+            .shutdown()
+            .await
+            .context("stopping the publishers' Bento")?;
+        drop(lock);
+        if scenario.through_proxy() {
+            let _ = self.toxiproxy.remove(backend);
+        }
+
+        let acked = publishing.acked_events();
+        let consumed = Consumed::parse(
+            &std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?,
+        );
+        let mut report = Report::new(&acked, &consumed);
+        report.injected = self.injected(scenario);
+        report.publish_retries = publishing.retries.load(Ordering::Relaxed);
+        report.consumer_peak_mib = consumer_peak.div_ceil(1024);
+        report.publisher_peak_mib = fixtures::own_peak_rss_kib().div_ceil(1024);
+        report.seconds = seconds;
+        report.notes.extend(notes);
+        report.notes.push(format!(
+            "{} publish attempt(s) failed and were retried",
+            report.publish_retries
+        ));
+        report.failures.extend(failures);
+        if report.acked != self.args.events {
+            report.failures.push(format!(
+                "{} of {} publishes acknowledged",
+                report.acked, self.args.events
+            ));
+        }
+        if scenario == Scenario::BrokerKill {
+            let after = publishing.acked_after_restart.load(Ordering::Relaxed);
+            report
+                .notes
+                .push(format!("{after} publishes acknowledged after the restart"));
+            if after == 0 {
+                report
+                    .failures
+                    .push("no publish was acknowledged after the broker restarted".to_string());
+            }
+        }
+        Ok(report)
+    }
+
+    fn injected(&self, scenario: Scenario) -> String {
+        let secs = self.args.fault_secs;
+        match scenario {
+            Scenario::Latency => format!("toxiproxy: +100 ms ±50 ms each way for {secs} s"),
+            Scenario::Bandwidth => format!("toxiproxy: 64 KiB/s each way for {secs} s"),
+            Scenario::Reset => {
+                format!("toxiproxy: every connection reset 500 ms after it opens, for {secs} s")
+            }
+            Scenario::Outage => format!(
+                "toxiproxy: broker unreachable (connections cut and refused) for {} s",
+                self.args.outage_secs
+            ),
+            Scenario::BrokerKill => "broker SIGKILLed, restarted with its data".to_string(),
+            Scenario::ConsumerKill => format!(
+                "consumer process SIGKILLed {} times at random points, restarted",
+                self.args.consumer_kills
+            ),
+        }
+    }
+
+    /// Injects the fault, waits for it to end, removes it; returns what happened, for the notes.
+    async fn inject(
+        &self,
+        backend: &str,
+        scenario: Scenario,
+        publishing: &Publishing,
+    ) -> Result<String> {
+        let hold = Duration::from_secs(self.args.fault_secs);
+        let proxy = &self.toxiproxy;
+        let at = publishing.acked.load(Ordering::Relaxed);
+        match scenario {
+            Scenario::Latency => {
+                proxy.add_toxic(backend, "latency", json!({ "latency": 100, "jitter": 50 }))?;
+                tokio::time::sleep(hold).await;
+                proxy.remove_toxic(backend, "latency")?;
+            }
+            Scenario::Bandwidth => {
+                proxy.add_toxic(backend, "bandwidth", json!({ "rate": 64 }))?;
+                tokio::time::sleep(hold).await;
+                proxy.remove_toxic(backend, "bandwidth")?;
+            }
+            Scenario::Reset => {
+                proxy.add_toxic(backend, "reset_peer", json!({ "timeout": 500 }))?;
+                tokio::time::sleep(hold).await;
+                proxy.remove_toxic(backend, "reset_peer")?;
+            }
+            Scenario::Outage => {
+                proxy.enable(backend, false)?;
+                tokio::time::sleep(Duration::from_secs(self.args.outage_secs)).await;
+                proxy.enable(backend, true)?;
+            }
+            Scenario::BrokerKill => {
+                let broker = backend.to_string();
+                tokio::task::spawn_blocking(move || -> Result<()> {
+                    fixtures::xtask(&["dev-env", "kill", &broker])?;
+                    std::thread::sleep(Duration::from_secs(2));
+                    fixtures::xtask(&["dev-env", "up", &broker])
+                })
+                .await
+                .context("killing and restarting the broker")??;
+                publishing.mark_restart();
+            }
+            Scenario::ConsumerKill => return Ok(String::from("consumer kills planned")),
+        }
+        let after = publishing.acked.load(Ordering::Relaxed);
+        Ok(format!(
+            "fault injected after {at} acknowledged publishes; {after} acknowledged when it ended"
+        ))
+    }
+}
+
+fn count_lines(path: &Path) -> u64 {
+    std::fs::read(path)
+        .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count() as u64)
+        .unwrap_or(0)
+}
+
+/// The publishers: each owns the keys `k` with `k % publishers == p` and publishes their
+/// events in order, each one retried until the broker acknowledges it.
+struct Publishing {
+    acked: Arc<AtomicU64>,
+    retries: Arc<AtomicU64>,
+    failed: Arc<AtomicBool>,
+    acked_after_restart: Arc<AtomicU64>,
+    restarted: Arc<AtomicBool>,
+    acked_list: Arc<std::sync::Mutex<Vec<u64>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Publishing {
+    fn start(bento: &Bento, topic: &str, events: u64, publishers: u64) -> Self {
+        let publishing = Self {
+            acked: Arc::default(),
+            retries: Arc::default(),
+            failed: Arc::default(),
+            acked_after_restart: Arc::default(),
+            restarted: Arc::default(),
+            acked_list: Arc::default(),
+            tasks: Vec::new(),
+        };
+        let tasks = (0..publishers)
+            .map(|p| {
+                let bus = bento.bus();
+                let topic = topic.to_string();
+                let (acked, retries, failed) = (
+                    publishing.acked.clone(),
+                    publishing.retries.clone(),
+                    publishing.failed.clone(),
+                );
+                let (after, restarted, list) = (
+                    publishing.acked_after_restart.clone(),
+                    publishing.restarted.clone(),
+                    publishing.acked_list.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut index = p;
+                    while index < events {
+                        let event = Event { index };
+                        let deadline = Instant::now() + Duration::from_secs(300);
+                        loop {
+                            let envelope =
+                                Envelope::new("bento.chaos.event", 1, "text/plain", event.payload())
+                                    .with_aggregate("chaos", event.key().to_string());
+                            match bus
+                                .publish_envelopes(
+                                    vec![envelope],
+                                    PublishOptions::default().to_topic(&topic),
+                                )
+                                .await
+                            {
+                                Ok(()) => break,
+                                Err(error) => {
+                                    let n = retries.fetch_add(1, Ordering::Relaxed) + 1;
+                                    if n % 50 == 1 {
+                                        eprintln!(
+                                            "    publish of event {index} failed ({n} failures so far), retrying: {error}"
+                                        );
+                                    }
+                                    if Instant::now() > deadline {
+                                        failed.store(true, Ordering::Relaxed);
+                                        return;
+                                    }
+                                    tokio::time::sleep(Duration::from_millis(250)).await;
+                                }
+                            }
+                        }
+                        list.lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .push(index);
+                        acked.fetch_add(1, Ordering::Relaxed);
+                        if restarted.load(Ordering::Relaxed) {
+                            after.fetch_add(1, Ordering::Relaxed);
+                        }
+                        index += publishers;
+                    }
+                })
+            })
+            .collect();
+        Self {
+            tasks,
+            ..publishing
+        }
+    }
+
+    fn mark_restart(&self) {
+        self.restarted.store(true, Ordering::Relaxed);
+    }
+
+    fn done(&self) -> bool {
+        self.tasks.iter().all(|t| t.is_finished())
+    }
+
+    fn acked_events(&self) -> Vec<u64> {
+        self.acked_list
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
