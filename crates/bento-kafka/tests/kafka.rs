@@ -574,3 +574,46 @@ async fn exclusive_is_unsupported_failover_is_a_group() {
     collector.wait_for(1, Duration::from_secs(30)).await;
     sub.shutdown().await.expect("shutdown");
 }
+
+/// A message delayed by a second is not held back by one delayed by an hour ahead of it in
+/// the same partition of the delayed topic; the hour-long one stays parked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_delay_is_not_held_back_by_a_long_one() {
+    let (_kafka, bus) = bus().await;
+    let topic = common::unique("mixed-delays");
+    let seen = Collector::new();
+    let sub = bus
+        .subscribe_envelopes(
+            SubscriptionSpec::topic(&topic, common::unique("patient")),
+            {
+                let seen = seen.clone();
+                move |ctx: Context| {
+                    seen.record(&ctx);
+                    async { Ok::<(), HandlerError>(()) }
+                }
+            },
+        )
+        .await
+        .expect("subscribe");
+    // Same key: the same partition of `<topic>.delayed`, the long one first.
+    for (seq, delay) in [(0, Duration::from_secs(3600)), (1, Duration::from_secs(1))] {
+        bus.publish_with(
+            &tick("k", seq),
+            PublishOptions::deliver_after(delay).to_topic(&topic),
+        )
+        .await
+        .expect("publish delayed");
+    }
+    let sent = Instant::now();
+    let got = seen.wait_for(1, Duration::from_secs(30)).await;
+    let first: Tick = serde_json::from_slice(&got[0].envelope.payload).expect("a Tick");
+    assert_eq!(first.seq, 1, "the one-second message came first");
+    assert!(
+        got[0].at - sent < Duration::from_secs(20),
+        "and soon: after {:?}",
+        got[0].at - sent
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(seen.len(), 1, "the hour-long one is still waiting");
+    sub.shutdown().await.expect("shutdown");
+}

@@ -1,7 +1,7 @@
 //! The poller: receives a subscription's records, decodes them, parks those not due yet and
 //! hands the rest to the dispatcher, committing finished offsets as it goes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,11 @@ use crate::headers;
 
 /// Records taken from librdkafka in one go, while it has them at hand.
 const RECEIVE_BURST: usize = 64;
+
+/// Records of one partition held until they are due. Below this the partition keeps being
+/// read, so that a message due soon is not stuck behind one due in an hour; at this many the
+/// partition pauses until half of them left (back-pressure, never dropping).
+const MAX_PARKED: usize = 10_000;
 
 /// A received record, decoded.
 struct Incoming {
@@ -98,10 +103,12 @@ pub(crate) struct Poller {
     pub(crate) commit_interval: Duration,
 }
 
-/// Records of one partition waiting for their due time, in offset order.
+/// Records of one partition waiting for their due time, soonest first.
 struct Parked {
     lease: u64,
-    queue: VecDeque<(DateTime<Utc>, Delivery)>,
+    queue: BTreeMap<(DateTime<Utc>, i64), Delivery>,
+    /// Whether the partition is paused because `queue` is full.
+    paused: bool,
 }
 
 impl Poller {
@@ -130,7 +137,7 @@ impl Poller {
         loop {
             let next_due = parked
                 .values()
-                .filter_map(|p| p.queue.front().map(|(at, _)| *at))
+                .filter_map(|p| p.queue.first_key_value().map(|((at, _), _)| *at))
                 .min();
             let wait = next_due.map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
             tokio::select! {
@@ -218,32 +225,28 @@ impl Poller {
             return;
         };
         let incoming = decode(message, tp, lease, cell);
-        let waiting = match parked.get(&incoming.tp) {
-            Some(lot) if lot.lease != lease => {
-                parked.remove(&incoming.tp);
-                false
-            }
-            Some(lot) => !lot.queue.is_empty(),
-            None => false,
-        };
-        let due = incoming.due.filter(|at| *at > Utc::now());
-        if due.is_none() && !waiting {
+        let Some(due) = incoming.due.filter(|at| *at > Utc::now()) else {
             ready.push_back(self.delivery(incoming));
             return;
-        }
-        let tp = incoming.tp.clone();
+        };
+        let (tp, offset) = (incoming.tp.clone(), incoming.offset);
         let delivery = self.delivery(incoming);
-        parked
-            .entry(tp.clone())
-            .or_insert_with(|| Parked {
+        let lot = parked.entry(tp.clone()).or_insert_with(|| Parked {
+            lease,
+            queue: BTreeMap::new(),
+            paused: false,
+        });
+        if lot.lease != lease {
+            // Held under an earlier assignment: their settlements would do nothing.
+            *lot = Parked {
                 lease,
-                queue: VecDeque::new(),
-            })
-            .queue
-            .push_back((due.unwrap_or_else(Utc::now), delivery));
-        if !waiting {
-            // Stop fetching this partition until its head is due; librdkafka resumes
-            // after the last record it handed out.
+                queue: BTreeMap::new(),
+                paused: false,
+            };
+        }
+        lot.queue.insert((due, offset), delivery);
+        if lot.queue.len() >= MAX_PARKED && !lot.paused {
+            lot.paused = true;
             self.pause(&tp, true);
         }
     }
@@ -275,35 +278,37 @@ impl Poller {
         }
     }
 
-    /// Moves parked records that are due to `ready`, resuming partitions whose queue emptied.
+    /// Moves parked records that are due to `ready`, soonest first, resuming partitions that
+    /// were paused for holding too many.
     fn release_due(&self, parked: &mut HashMap<Tp, Parked>, ready: &mut VecDeque<Delivery>) {
         let now = Utc::now();
-        let mut emptied = Vec::new();
-        for (tp, lot) in parked.iter_mut() {
+        let mut resume = Vec::new();
+        parked.retain(|tp, lot| {
             let owned = lot
                 .queue
-                .front()
+                .first_key_value()
                 .is_none_or(|(_, delivery)| delivery.settle.is_current());
             if !owned {
                 // Revoked: drop them; the new owner reads them again.
-                lot.queue.clear();
-                emptied.push((tp.clone(), false));
-                continue;
+                return false;
             }
-            while lot.queue.front().is_some_and(|(at, _)| *at <= now) {
-                if let Some((_, delivery)) = lot.queue.pop_front() {
+            while lot
+                .queue
+                .first_key_value()
+                .is_some_and(|((at, _), _)| *at <= now)
+            {
+                if let Some((_, delivery)) = lot.queue.pop_first() {
                     ready.push_back(delivery);
                 }
             }
-            if lot.queue.is_empty() {
-                emptied.push((tp.clone(), true));
+            if lot.paused && lot.queue.len() <= MAX_PARKED / 2 {
+                lot.paused = false;
+                resume.push(tp.clone());
             }
-        }
-        for (tp, owned) in emptied {
-            parked.remove(&tp);
-            if owned {
-                self.pause(&tp, false);
-            }
+            !lot.queue.is_empty()
+        });
+        for tp in resume {
+            self.pause(&tp, false);
         }
     }
 
