@@ -116,12 +116,51 @@ pub enum Action {
     Reset,
 }
 
+/// Which backends `cargo xtask chaos` runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChaosTarget {
+    /// Only Pulsar.
+    Pulsar,
+    /// Only Kafka.
+    Kafka,
+    /// Both.
+    All,
+}
+
+impl ChaosTarget {
+    /// The name the bus suite takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChaosTarget::Pulsar => "pulsar",
+            ChaosTarget::Kafka => "kafka",
+            ChaosTarget::All => "all",
+        }
+    }
+
+    /// The one broker it names, if it names one.
+    pub fn broker_name(self) -> Option<&'static str> {
+        match self {
+            ChaosTarget::All => None,
+            one => Some(one.name()),
+        }
+    }
+}
+
 /// `cargo xtask chaos ...`
 #[derive(Debug, Args)]
 pub struct ChaosArgs {
-    /// Run the drills at the size `cargo xtask test` uses.
+    /// Which backends.
+    #[arg(value_enum, default_value_t = ChaosTarget::All)]
+    pub target: ChaosTarget,
+    /// Run the drills and the bus scenarios at the size `cargo xtask test` uses.
     #[arg(long)]
     pub quick: bool,
+    /// Leave out the outbox drills (only the bus scenarios).
+    #[arg(long, conflicts_with = "no_bus")]
+    pub no_drills: bool,
+    /// Leave out the bus scenarios (only the outbox drills).
+    #[arg(long)]
+    pub no_bus: bool,
     /// Docker or native mode.
     #[command(flatten)]
     pub mode: ModeArgs,

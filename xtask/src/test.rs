@@ -29,6 +29,8 @@ pub const TEST_FEATURES: &[&str] = &[
     "bento-runtime/postgres",
     "bento-sqlx/postgres",
     "bento-examples/postgres",
+    "bento-chaos/pulsar",
+    "bento-chaos/kafka",
 ];
 
 /// Environment variables exported to the tests (also printed by `dev-env up`).
@@ -240,6 +242,9 @@ pub fn run(args: TestArgs) -> Result<()> {
         .arg("--no-fail-fast")
         .args(feature_args(packages));
     if managed {
+        // Before the brokers start, so that a failed toxiproxy build leaves nothing running.
+        let chaos_env =
+            crate::chaos::bus_env(&env.layout, &env.ports, crate::chaos::QUICK_BUS)?;
         let lock = devenv::lock(&env.layout)?;
         if !args.keep_data {
             println!(
@@ -260,6 +265,8 @@ pub fn run(args: TestArgs) -> Result<()> {
         test.envs(port_env(&env.ports));
         // The kill -9 drills at suite size; `cargo xtask chaos` runs them at full size.
         test.envs(crate::chaos::QUICK.iter().copied());
+        // The bus chaos scenarios too (crates/bento-chaos/tests/quick.rs), with toxiproxy.
+        test.envs(chaos_env);
     } else {
         // Values set by the caller win (e.g. an external cluster); the rest point at the defaults.
         for (key, value) in test_env(&env.layout, &env.ports) {

@@ -75,3 +75,8 @@ mod tests {
         }
     }
 }
+
+/// toxiproxy (`github.com/Shopify/toxiproxy/v2`), built with `go install` by `cargo xtask chaos`
+/// for the network faults of the chaos suite. v2.5.0 is the newest the Go module proxy serves
+/// here; its server command is the package `cmd/server`.
+pub const TOXIPROXY_VERSION: &str = "v2.5.0";
