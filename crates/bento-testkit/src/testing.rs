@@ -39,7 +39,7 @@
 //! The [`Recorder`] alone works on any backend: add it to a bus (or a `Bento`) as a handler
 //! layer and a publish layer, and it records what goes through, on memory, Pulsar or Kafka.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -50,7 +50,7 @@ use bento_application::{
     BoxPublisher, Bus, BusError, Codec, Context, EnvelopeHandler, Outcome, Publication, Publisher,
 };
 use bento_codec::Codecs;
-use bento_domain::{DomainEvent, Envelope};
+use bento_domain::{DomainEvent, Envelope, MessageId};
 use bento_memory::{MemoryBus, MemoryConfig};
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
@@ -98,6 +98,7 @@ pub struct Delivery {
 #[derive(Default)]
 struct Log {
     published: Vec<Envelope>,
+    published_ids: HashSet<MessageId>,
     deliveries: Vec<Delivery>,
 }
 
@@ -118,6 +119,7 @@ pub struct Recorder {
     shared: Arc<Shared>,
     codecs: Arc<Codecs>,
     patience: Duration,
+    only_own: bool,
 }
 
 impl Default for Recorder {
@@ -149,7 +151,16 @@ impl Recorder {
             shared: Arc::default(),
             codecs,
             patience: DEFAULT_PATIENCE,
+            only_own: false,
         }
+    }
+
+    /// Records only deliveries of messages published through this recorder (their dead
+    /// letters too, which keep the message's id): on a broker a durable subscription may still
+    /// hold messages of an earlier run or of another service, which a test should not count.
+    pub fn only_own_messages(mut self) -> Self {
+        self.only_own = true;
+        self
     }
 
     /// How long [`Recorder::wait_for`] waits when the expectation does not say
@@ -348,6 +359,12 @@ impl Recorder {
             .collect()
     }
 
+    /// Before a publish: a message may be delivered before its publish returns.
+    fn record_publishing(&self, envelopes: &[Envelope]) {
+        let mut log = self.shared.log.lock();
+        log.published_ids.extend(envelopes.iter().map(|e| e.id));
+    }
+
     fn record_published(&self, envelopes: &[Envelope]) {
         self.shared
             .log
@@ -358,7 +375,12 @@ impl Recorder {
     }
 
     fn record_delivery(&self, delivery: Delivery) {
-        self.shared.log.lock().deliveries.push(delivery);
+        let mut log = self.shared.log.lock();
+        if self.only_own && !log.published_ids.contains(&delivery.envelope.id) {
+            return;
+        }
+        log.deliveries.push(delivery);
+        drop(log);
         self.shared.changed.notify_waiters();
     }
 }
@@ -576,6 +598,7 @@ pub struct RecordPublishes {
 impl Publisher for RecordPublishes {
     fn publish(&self, publication: Publication) -> BoxFuture<'static, Result<(), BusError>> {
         let envelopes = publication.envelopes.clone();
+        self.recorder.record_publishing(&envelopes);
         let publishing = self.inner.publish(publication);
         let recorder = self.recorder.clone();
         Box::pin(async move {

@@ -186,3 +186,28 @@ async fn paused_time_runs_long_backoffs_at_once() -> TestResult {
     );
     Ok(())
 }
+
+/// With `only_own_messages`, messages that were not published through the recorder's bus (on
+/// a broker: a backlog of an earlier run) are not counted.
+#[tokio::test]
+async fn only_own_messages_ignores_a_backlog() -> TestResult {
+    let harness = TestHarness::new();
+    let outsider = harness.bus();
+    let own = bento_testkit::testing::Recorder::new().only_own_messages();
+    // Both recorders see this bus's subscriptions; only the harness's sees the outsider's
+    // publish.
+    let bus = own.attach(harness.bus());
+    let _billing = bus.subscribe("harness.own-billing", ok).await?;
+    outsider.publish(&order("earlier-run")).await?;
+    bus.publish(&order("this-run")).await?;
+
+    own.wait_for(Expect::consumed::<OrderPlaced>(1).by("harness.own-billing"))
+        .await?;
+    // The outsider's message was handled too (the harness saw both), but not counted here.
+    harness
+        .wait_for(Expect::consumed::<OrderPlaced>(2).by("harness.own-billing"))
+        .await?;
+    assert_eq!(own.consumed::<OrderPlaced>(), [order("this-run")]);
+    assert_eq!(own.published::<OrderPlaced>(), [order("this-run")]);
+    Ok(())
+}
