@@ -1,6 +1,7 @@
 //! One task per Pulsar consumer: it owns the consumer, turns its messages into
 //! [`Delivery`]s for the dispatcher, and applies the settlements the dispatcher sends back.
 
+use std::collections::BTreeMap;
 use std::future::{Future, poll_fn};
 use std::ops::ControlFlow;
 use std::pin::Pin;
@@ -12,9 +13,9 @@ use bento_application::backend::{Delivery, Settle, due_in, store_with_retries};
 use bento_application::{BusError, wire};
 use bento_domain::Envelope;
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::channel::mpsc as delivery_channel;
-use futures::{Sink, SinkExt, StreamExt};
+use futures::{Sink, StreamExt};
 use pulsar::consumer::InitialPosition;
 use pulsar::proto::MessageIdData;
 use pulsar::{ConsumerOptions, SubType, TokioExecutor};
@@ -36,6 +37,10 @@ pub(crate) type DeliverySender = delivery_channel::Sender<Delivery>;
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 /// Acknowledgements kept while the consumer reconnects, sent once it is back.
 const MAX_UNSENT_ACKS: usize = 100_000;
+/// Messages delivered before their time (exclusive and failover subscriptions ignore delivery
+/// times) held until it comes. At this many the consumer stops receiving until the soonest is
+/// due: back-pressure, never dropping, and the memory they take stays bounded.
+const MAX_HELD: usize = 10_000;
 
 /// What one consumer reads and how.
 #[derive(Clone, Debug)]
@@ -218,6 +223,24 @@ struct State {
     unsent_acks: Vec<MessageIdData>,
     /// Batches not fully settled yet, when batches are acknowledged whole.
     batches: OpenBatches,
+    /// Messages that came before their time, soonest first (the number breaks ties).
+    held: BTreeMap<(DateTime<Utc>, u64), Delivery>,
+    /// The number of the next held message.
+    held_seq: u64,
+}
+
+impl State {
+    /// Keeps `delivery` until `at`.
+    fn hold(&mut self, delivery: Delivery, at: DateTime<Utc>) {
+        self.held_seq += 1;
+        self.held.insert((at, self.held_seq), delivery);
+    }
+
+    /// How long until the soonest held message is due, if one is held.
+    fn next_due(&self) -> Option<Duration> {
+        let ((at, _), _) = self.held.first_key_value()?;
+        Some((*at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+    }
 }
 
 /// What to acknowledge for the settled message `id`, if anything yet.
@@ -252,6 +275,8 @@ impl Task {
             dispatcher_gone: false,
             unsent_acks: Vec::new(),
             batches: OpenBatches::default(),
+            held: BTreeMap::new(),
+            held_seq: 0,
         };
         loop {
             let turn = if state.consumer.is_some() {
@@ -305,6 +330,8 @@ impl Task {
                         // The broker redelivers every batch not acknowledged: they are counted
                         // afresh, and settlements of the earlier copies acknowledge nothing.
                         state.batches = OpenBatches::default();
+                        // Held ones too come again, and are held anew.
+                        state.held.clear();
                         state.consumer = Some(fresh);
                         state.reconnect_delay = Duration::from_millis(200);
                     }
@@ -321,6 +348,7 @@ impl Task {
     /// One turn with a live consumer: a command, a delivery handed to the dispatcher, or a
     /// message received.
     async fn serve(&mut self, state: &mut State) -> ControlFlow<()> {
+        let next_due = state.next_due();
         let Some(live) = state.consumer.as_mut() else {
             return ControlFlow::Continue(());
         };
@@ -360,14 +388,21 @@ impl Task {
                     state.dispatcher_gone = true;
                 }
             },
-            next = live.next(), if state.pending.is_none() && !state.dispatcher_gone => match next {
+            () = tokio::time::sleep(next_due.unwrap_or_default()),
+                if state.pending.is_none() && next_due.is_some() =>
+            {
+                state.pending = state.held.pop_first().map(|(_, delivery)| delivery);
+            }
+            next = live.next(),
+                if state.pending.is_none() && !state.dispatcher_gone && state.held.len() < MAX_HELD =>
+            match next {
                 Some(Ok(message)) => {
                     if self.spec.batch_acks == BatchAcknowledgement::WholeBatch {
                         state.batches.received(&message.message_id.id, message.message_id.batch_size);
                     }
                     match self.incoming(message) {
                         Incoming::Deliver(delivery) => state.pending = Some(delivery),
-                        Incoming::Hold(delivery, at) => self.hold(delivery, at),
+                        Incoming::Hold(delivery, at) => state.hold(delivery, at),
                         Incoming::Skip(id) => {
                             if let Some(id) = to_acknowledge(&mut state.batches, &self.spec, id) {
                                 let _ = live.ack_with_id(&self.spec.topic, id).await;
@@ -453,18 +488,6 @@ impl Task {
             Some(at) if at > Utc::now() => Incoming::Hold(delivery, at),
             _ => Incoming::Deliver(delivery),
         }
-    }
-
-    /// Keeps a message the broker delivered early (it may, by up to its delayed-delivery tick,
-    /// and exclusive or failover subscriptions ignore delivery times) until its time.
-    fn hold(&self, delivery: Delivery, at: chrono::DateTime<Utc>) {
-        let mut deliveries = self.deliveries.clone();
-        let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            // If the dispatcher has stopped, the unacknowledged message is redelivered later.
-            let _ = deliveries.send(delivery).await;
-        });
     }
 }
 
