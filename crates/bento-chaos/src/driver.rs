@@ -207,6 +207,9 @@ pub async fn run(args: Args) -> Result<()> {
     let table = report::table(&reports);
     println!("\n{table}");
     if let Some(path) = &suite.args.report {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         std::fs::write(path, &table).with_context(|| format!("writing {}", path.display()))?;
     }
     let failed = reports.iter().filter(|r| !r.failures.is_empty()).count();
@@ -372,6 +375,9 @@ subscribe_timeout_ms = 120000
                     kills.next();
                     if let Some(mut c) = consumer.take() {
                         c.sigkill();
+                        // A marker in the file, so that a reader sees which generation of the
+                        // consumer handled what.
+                        mark(&out, &format!("K {lines_seen}\n"));
                         let peak = c.peak_kib;
                         let mut next = tokio::task::spawn_blocking(start_consumer.clone())
                             .await
@@ -536,6 +542,13 @@ subscribe_timeout_ms = 120000
         Ok(format!(
             "fault injected after {at} acknowledged publishes; {after} acknowledged when it ended"
         ))
+    }
+}
+
+fn mark(path: &Path, line: &str) {
+    use std::io::Write as _;
+    if let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(path) {
+        let _ = file.write_all(line.as_bytes());
     }
 }
 

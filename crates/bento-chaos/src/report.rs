@@ -122,6 +122,8 @@ impl Consumed {
                     }
                 }
                 (Some("D"), _) => consumed.dead_unreadable += 1,
+                // The suite's marks of consumer kills.
+                (Some("K"), _) => {}
                 _ => consumed.garbled += 1,
             }
         }
