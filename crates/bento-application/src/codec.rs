@@ -30,9 +30,19 @@ pub trait Codec: Send + Sync + 'static {
     fn decode<E: DomainEvent>(&self, content_type: &str, payload: &[u8]) -> Result<E, CodecError>;
 
     /// The schema `E` is encoded with, for backends with a schema registry; `None` when the
-    /// codec has no schema for it (plain JSON of an unregistered type).
-    fn schema<E: DomainEvent>(&self) -> Option<SchemaDefinition> {
-        None
+    /// codec has no schema for it (the default, and event types configured without one); an
+    /// error when it should have one and cannot describe it.
+    fn schema<E: DomainEvent>(&self) -> Result<Option<SchemaDefinition>, CodecError> {
+        Ok(None)
+    }
+
+    /// [`Codec::schema`] of an event recorded by an aggregate, whose concrete type is erased.
+    fn recorded_schema(
+        &self,
+        event: &dyn RecordedEvent,
+    ) -> Result<Option<SchemaDefinition>, CodecError> {
+        let _ = event;
+        Ok(None)
     }
 
     /// Decodes the event an envelope carries. Codecs with schema evolution override this to

@@ -31,6 +31,16 @@ pub enum CodecError {
         /// What the encoder said.
         reason: String,
     },
+    /// The codec cannot describe the event type's schema for a schema registry.
+    #[error(
+        "cannot describe the schema of `{event_type}` for the broker's schema registry: {reason}"
+    )]
+    Schema {
+        /// The event type.
+        event_type: String,
+        /// Why, and what to do about it.
+        reason: String,
+    },
 }
 
 /// Any error, boxed, as the cause kept inside Bento's errors.

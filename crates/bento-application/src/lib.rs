@@ -21,6 +21,7 @@
 pub mod backend;
 mod bus;
 mod codec;
+mod declarations;
 mod error;
 mod extensions;
 mod handler;

@@ -8,7 +8,7 @@ use bento_domain::DomainEvent;
 use crate::handler::Typed;
 use crate::layer::BoxHandler;
 use crate::typed::TypedRouter;
-use crate::{Codec, Context, Handler, HandlerError, Router, SchemaDefinition};
+use crate::{Codec, CodecError, Context, Handler, HandlerError, Router, SchemaDefinition};
 
 /// Anything [`crate::Bus::subscribe`] accepts: a typed handler (an `async fn(Event, Context)`,
 /// or one [`with_state`]), a [`Router`] or a [`TypedRouter`]. `M` only tells the impls apart;
@@ -19,7 +19,7 @@ pub trait Subscriber<C, M>: Send + 'static {
     fn event_type(&self) -> Option<&'static str>;
 
     /// The schema of what it reads, from `codec`, for backends with a registry to check.
-    fn schema(&self, codec: &C) -> Option<SchemaDefinition>;
+    fn schema(&self, codec: &C) -> Result<Option<SchemaDefinition>, CodecError>;
 
     /// The handler the subscription's stack wraps.
     fn into_handler(self, codec: &Arc<C>) -> BoxHandler;
@@ -43,7 +43,7 @@ where
         Some(E::EVENT_TYPE)
     }
 
-    fn schema(&self, codec: &C) -> Option<SchemaDefinition> {
+    fn schema(&self, codec: &C) -> Result<Option<SchemaDefinition>, CodecError> {
         codec.schema::<E>()
     }
 
@@ -57,8 +57,8 @@ impl<C> Subscriber<C, Routes> for Router {
         None
     }
 
-    fn schema(&self, _codec: &C) -> Option<SchemaDefinition> {
-        None
+    fn schema(&self, _codec: &C) -> Result<Option<SchemaDefinition>, CodecError> {
+        Ok(None)
     }
 
     fn into_handler(self, _codec: &Arc<C>) -> BoxHandler {
@@ -71,8 +71,8 @@ impl<C: Codec> Subscriber<C, Routes> for TypedRouter<C> {
         None
     }
 
-    fn schema(&self, _codec: &C) -> Option<SchemaDefinition> {
-        None
+    fn schema(&self, _codec: &C) -> Result<Option<SchemaDefinition>, CodecError> {
+        Ok(None)
     }
 
     fn into_handler(self, _codec: &Arc<C>) -> BoxHandler {

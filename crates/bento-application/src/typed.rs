@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use bento_domain::{DomainEvent, Envelope, MessageId, RecordedEvent};
 
+use crate::declarations::Declarations;
 use crate::layer::{BoxHandler, IntoBoxed, Layer, Layers};
 use crate::publish::{BusPublisher, PublishLayers, publish_to};
 use crate::registry::Registry;
@@ -43,6 +44,8 @@ pub struct Bus<C> {
     publisher: BoxPublisher,
     /// The subscriptions made through this bus and its clones.
     registry: Arc<Registry>,
+    /// The schemas of the event types this bus encoded, declared before their first publish.
+    declarations: Arc<Declarations>,
 }
 
 impl<C> Clone for Bus<C> {
@@ -54,6 +57,7 @@ impl<C> Clone for Bus<C> {
             publish_layers: self.publish_layers.clone(),
             publisher: self.publisher.clone(),
             registry: self.registry.clone(),
+            declarations: self.declarations.clone(),
         }
     }
 }
@@ -71,6 +75,7 @@ impl<C: Codec> Bus<C> {
     pub fn new(inner: Arc<dyn MessageBus>, codec: C) -> Self {
         Self {
             publisher: Arc::new(BusPublisher::new(inner.clone())),
+            declarations: Arc::new(Declarations::new(inner.as_ref())),
             inner,
             codec: Arc::new(codec),
             layers: Layers::new(),
@@ -111,6 +116,9 @@ impl<C: Codec> Bus<C> {
         envelopes: Vec<Envelope>,
         options: PublishOptions,
     ) -> Result<(), BusError> {
+        self.declarations
+            .declare_for(self.inner.as_ref(), &envelopes)
+            .await?;
         let publication = Publication { envelopes, options };
         if self.publish_layers.is_empty() {
             // No layer to run: straight to the backend, without boxing a future.
@@ -126,6 +134,9 @@ impl<C: Codec> Bus<C> {
         options: PublishOptions,
     ) -> Result<(), BusError> {
         if self.publish_layers.is_empty() {
+            self.declarations
+                .declare_for(self.inner.as_ref(), [&envelope])
+                .await?;
             return self.inner.publish(envelope, options).await;
         }
         self.publish_envelopes(vec![envelope], options).await
@@ -142,8 +153,13 @@ impl<C: Codec> Bus<C> {
     }
 
     /// Encodes `event` into a new envelope (new id, now, aggregate, ordering key).
+    ///
+    /// On a backend with a schema registry, the first envelope of each event type also notes
+    /// the type's schema (from the codec), which the first publish of the type declares.
     pub fn envelope<E: DomainEvent>(&self, event: &E) -> Result<Envelope, BusError> {
         let encoded = self.codec.encode(event)?;
+        self.declarations
+            .note(E::EVENT_TYPE, || self.codec.schema::<E>())?;
         Ok(wrap(
             encoded,
             E::EVENT_TYPE,
@@ -155,8 +171,11 @@ impl<C: Codec> Bus<C> {
     }
 
     /// Encodes an event recorded by an aggregate into a new envelope.
+    /// Its schema is noted as with [`Bus::envelope`].
     pub fn recorded_envelope(&self, event: &dyn RecordedEvent) -> Result<Envelope, BusError> {
         let encoded = self.codec.encode_recorded(event)?;
+        self.declarations
+            .note(event.event_type(), || self.codec.recorded_schema(event))?;
         Ok(wrap(
             encoded,
             event.event_type(),
@@ -208,11 +227,22 @@ impl<C: Codec> Bus<C> {
             .await
     }
 
-    /// Registers `E`'s schema (from the codec) with the backend's schema registry, so that an
-    /// incompatible schema fails at start-up. A no-op where there is no schema or no registry.
+    /// Registers `E`'s schema (from the codec) with the backend's schema registry now, so that
+    /// an incompatible schema fails at start-up. A no-op where there is no schema or no
+    /// registry.
+    ///
+    /// Publishing declares the schema of each event type before the first publish of the type
+    /// anyway; declaring at start-up makes a mismatch fail before the service takes work.
     pub async fn declare<E: DomainEvent>(&self) -> Result<(), BusError> {
-        match self.codec.schema::<E>() {
-            Some(schema) => self.inner.declare_schema(&schema).await,
+        if !self.declarations.active() {
+            return Ok(());
+        }
+        match self.codec.schema::<E>()? {
+            Some(schema) => {
+                self.inner.declare_schema(&schema).await?;
+                self.declarations.declared(E::EVENT_TYPE, schema);
+                Ok(())
+            }
             None => Ok(()),
         }
     }
@@ -257,7 +287,9 @@ impl<C: Codec> Bus<C> {
             spec.source = Source::EventType(event_type.to_owned());
         }
         if spec.schema.is_none() {
-            spec.schema = handler.schema(&self.codec);
+            if self.declarations.active() {
+                spec.schema = handler.schema(&self.codec)?;
+            }
         }
         let handler = handler.into_handler(&self.codec);
         self.subscribe_envelopes(spec, handler).await

@@ -1,5 +1,5 @@
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -119,6 +119,10 @@ impl<E: DomainEvent> Entry for Registered<E> {
 pub struct Codecs {
     default: Format,
     overrides: HashMap<String, Format>,
+    /// Event types published without a schema in a broker's registry.
+    without_schema: HashSet<String>,
+    /// JSON schemas derived from serde types, by Rust type: derived once, at the first publish.
+    derived: RwLock<HashMap<TypeId, Result<SchemaDefinition, String>>>,
     by_type: RwLock<HashMap<TypeId, Arc<dyn Entry>>>,
     by_name: RwLock<HashMap<&'static str, Arc<dyn Entry>>>,
     /// Lets the all-JSON service skip the lookups entirely.
@@ -136,6 +140,7 @@ impl fmt::Debug for Codecs {
         f.debug_struct("Codecs")
             .field("default", &self.default)
             .field("overrides", &self.overrides)
+            .field("without_schema", &self.without_schema)
             .field("registered", &registered)
             .finish()
     }
@@ -154,6 +159,8 @@ impl Codecs {
         Self {
             default,
             overrides: HashMap::new(),
+            without_schema: HashSet::new(),
+            derived: RwLock::new(HashMap::new()),
             by_type: RwLock::new(HashMap::new()),
             by_name: RwLock::new(HashMap::new()),
             any_registered: AtomicBool::new(false),
@@ -164,6 +171,20 @@ impl Codecs {
     pub fn with_format(mut self, event_type: impl Into<String>, format: Format) -> Self {
         self.overrides.insert(event_type.into(), format);
         self
+    }
+
+    /// Publishes `event_type` without a schema in the broker's registry (`schema = "none"` in
+    /// configuration): [`Codec::schema`] is `None` for it, whatever its format. By default
+    /// every event type has one: JSON types the schema derived from their serde
+    /// implementation ([`Json::schema_of`]), Avro and Protobuf types their codec's.
+    pub fn without_schema(mut self, event_type: impl Into<String>) -> Self {
+        self.without_schema.insert(event_type.into());
+        self
+    }
+
+    /// Whether `event_type` goes without a schema ([`Codecs::without_schema`]).
+    pub fn is_without_schema(&self, event_type: &str) -> bool {
+        self.without_schema.contains(event_type)
     }
 
     /// The format selected for `event_type`.
@@ -264,15 +285,29 @@ impl Codec for Codecs {
         self.decode_versioned(content_type, E::VERSION, payload)
     }
 
-    fn schema<E: DomainEvent>(&self) -> Option<SchemaDefinition> {
-        let format = self.selected(E::EVENT_TYPE);
-        let entry = self.by_name.read().get(E::EVENT_TYPE).cloned()?;
-        let (kind, definition) = entry.schema(format)?;
-        Some(SchemaDefinition {
-            event_type: E::EVENT_TYPE.to_owned(),
-            kind,
-            definition,
-        })
+    fn schema<E: DomainEvent>(&self) -> Result<Option<SchemaDefinition>, CodecError> {
+        match self.described(E::EVENT_TYPE) {
+            Described::Nothing => Ok(None),
+            Described::By(schema) => Ok(Some(schema)),
+            Described::Derive => self
+                .derived(E::EVENT_TYPE, TypeId::of::<E>(), Json::schema_of::<E>)
+                .map(Some),
+        }
+    }
+
+    fn recorded_schema(
+        &self,
+        event: &dyn RecordedEvent,
+    ) -> Result<Option<SchemaDefinition>, CodecError> {
+        match self.described(event.event_type()) {
+            Described::Nothing => Ok(None),
+            Described::By(schema) => Ok(Some(schema)),
+            Described::Derive => self
+                .derived(event.event_type(), Any::type_id(event.as_any()), || {
+                    Json::recorded_schema_of(event)
+                })
+                .map(Some),
+        }
     }
 
     fn decode_envelope<E: DomainEvent>(&self, envelope: &Envelope) -> Result<E, CodecError> {
@@ -280,7 +315,62 @@ impl Codec for Codecs {
     }
 }
 
+/// Where the schema of an event type comes from.
+enum Described {
+    /// It has none: configured without, or its format's codec is not registered (encoding
+    /// fails then anyway).
+    Nothing,
+    /// Its registered codec's.
+    By(SchemaDefinition),
+    /// Derived from its serde implementation (JSON).
+    Derive,
+}
+
 impl Codecs {
+    fn described(&self, event_type: &str) -> Described {
+        if self.without_schema.contains(event_type) {
+            return Described::Nothing;
+        }
+        let format = self.selected(event_type);
+        let entry = self.by_name.read().get(event_type).cloned();
+        if let Some((kind, definition)) = entry.and_then(|entry| entry.schema(format)) {
+            return Described::By(SchemaDefinition {
+                event_type: event_type.to_owned(),
+                kind,
+                definition,
+            });
+        }
+        match format {
+            Format::Json => Described::Derive,
+            Format::Avro | Format::Protobuf => Described::Nothing,
+        }
+    }
+
+    /// The JSON schema of the Rust type `type_id`, derived once.
+    fn derived(
+        &self,
+        event_type: &str,
+        type_id: TypeId,
+        derive: impl FnOnce() -> Result<SchemaDefinition, CodecError>,
+    ) -> Result<SchemaDefinition, CodecError> {
+        let known = self.derived.read().get(&type_id).cloned();
+        let result = match known {
+            Some(result) => result,
+            None => {
+                let result = derive().map_err(|error| match error {
+                    CodecError::Schema { reason, .. } => reason,
+                    other => other.to_string(),
+                });
+                self.derived.write().insert(type_id, result.clone());
+                result
+            }
+        };
+        result.map_err(|reason| CodecError::Schema {
+            event_type: event_type.to_owned(),
+            reason,
+        })
+    }
+
     /// Decodes a payload of `content_type` written with schema `version` of `E`.
     pub fn decode_versioned<E: DomainEvent>(
         &self,

@@ -1,10 +1,16 @@
 use std::borrow::Cow;
 
-use bento_application::{Codec, CodecError, Encoded};
+use bento_application::{Codec, CodecError, Encoded, SchemaDefinition, SchemaKind};
 use bento_domain::{DomainEvent, RecordedEvent};
 use bytes::Bytes;
 
-/// JSON through serde_json: readable, schemaless, every language reads it.
+use crate::json_schema;
+
+/// JSON through serde_json: readable, every language reads it.
+///
+/// For a broker with a schema registry it describes each event type with the Avro record
+/// schema of its JSON form (Pulsar's `JSON` schema type), derived from the type's serde
+/// implementation; see [`Json::schema_of`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Json;
 
@@ -16,6 +22,52 @@ impl Json {
     pub fn reads(content_type: &str) -> bool {
         let media = content_type.split(';').next().unwrap_or_default().trim();
         media.eq_ignore_ascii_case(Self::CONTENT_TYPE) || media.ends_with("+json")
+    }
+
+    /// The Avro record schema (JSON text) that `E`'s JSON form follows, derived from `E`'s
+    /// `Deserialize` implementation, so that serde's attributes (`rename`, `skip`, ...) count.
+    ///
+    /// Fails, naming the field, for what no such schema describes: a field of a type known
+    /// only from its value (`serde_json::Value`, untagged or internally tagged enums,
+    /// `#[serde(flatten)]`), a field name that is not an Avro name (`user-id`), an event that
+    /// is not a struct. Such an event type can go without a schema (`schema = "none"` in
+    /// `[codec.event_types]`), or be given one: register an
+    /// [`AvroCodec`](crate::AvroCodec) for it and keep JSON selected.
+    pub fn schema_of<E: DomainEvent>() -> Result<SchemaDefinition, CodecError> {
+        json_schema::of::<E>()
+            .map(|definition| Self::definition(E::EVENT_TYPE, definition))
+            .map_err(|reason| Self::schema_error(E::EVENT_TYPE, reason))
+    }
+
+    /// [`Json::schema_of`] for an event recorded by an aggregate.
+    pub fn recorded_schema_of(event: &dyn RecordedEvent) -> Result<SchemaDefinition, CodecError> {
+        json_schema::derive(|tracer| {
+            let mut erased = <dyn erased_serde::Deserializer>::erase(tracer);
+            event
+                .deserialize_type(&mut erased)
+                .map_err(|e| e.to_string())
+        })
+        .map(|definition| Self::definition(event.event_type(), definition))
+        .map_err(|reason| Self::schema_error(event.event_type(), reason))
+    }
+
+    fn definition(event_type: &str, definition: String) -> SchemaDefinition {
+        SchemaDefinition {
+            event_type: event_type.to_owned(),
+            kind: SchemaKind::Json,
+            definition,
+        }
+    }
+
+    fn schema_error(event_type: &str, reason: String) -> CodecError {
+        CodecError::Schema {
+            event_type: event_type.to_owned(),
+            reason: format!(
+                "{reason}. Give the type a schema by registering an AvroCodec for it (JSON stays \
+                 selected), or publish it without one: `\"{event_type}\" = {{ schema = \"none\" }}` \
+                 in [codec.event_types]"
+            ),
+        }
     }
 
     fn encoded(payload: Vec<u8>) -> Encoded {
@@ -56,6 +108,17 @@ impl Codec for Json {
             event_type: E::EVENT_TYPE.to_owned(),
             reason: error.to_string(),
         })
+    }
+
+    fn schema<E: DomainEvent>(&self) -> Result<Option<SchemaDefinition>, CodecError> {
+        Self::schema_of::<E>().map(Some)
+    }
+
+    fn recorded_schema(
+        &self,
+        event: &dyn RecordedEvent,
+    ) -> Result<Option<SchemaDefinition>, CodecError> {
+        Self::recorded_schema_of(event).map(Some)
     }
 }
 

@@ -14,6 +14,7 @@
 mod avro;
 mod codecs;
 mod json;
+mod json_schema;
 mod protobuf;
 
 pub use avro::AvroCodec;

@@ -242,7 +242,9 @@ fn codecs_describe_schemas_for_a_registry() -> Result<(), CodecError> {
     use bento_application::SchemaKind;
     let avro = Codecs::new(Format::Avro);
     avro.register(AvroCodec::<UserCreated>::derived()?);
-    let schema = avro.schema::<UserCreated>().map(|s| (s.kind, s.definition));
+    let schema = avro
+        .schema::<UserCreated>()?
+        .map(|s| (s.kind, s.definition));
     assert!(
         matches!(&schema, Some((SchemaKind::Avro, d)) if d.contains("\"UserCreated\"") && d.contains("age")),
         "{schema:?}"
@@ -251,14 +253,8 @@ fn codecs_describe_schemas_for_a_registry() -> Result<(), CodecError> {
     let json = Codecs::new(Format::Json);
     json.register(AvroCodec::<UserCreated>::derived()?);
     assert_eq!(
-        json.schema::<UserCreated>().map(|s| s.kind),
+        json.schema::<UserCreated>()?.map(|s| s.kind),
         Some(SchemaKind::Json)
-    );
-
-    assert_eq!(
-        Codecs::default().schema::<UserCreated>(),
-        None,
-        "plain JSON has no schema"
     );
 
     let proto = Codecs::new(Format::Protobuf);
@@ -267,10 +263,80 @@ fn codecs_describe_schemas_for_a_registry() -> Result<(), CodecError> {
         "orders.Shipped",
         "orders.proto",
     ));
-    let native = proto.schema::<Shipped>().map(|s| (s.kind, s.definition));
+    let native = proto.schema::<Shipped>()?.map(|s| (s.kind, s.definition));
     assert!(
         matches!(&native, Some((SchemaKind::ProtobufNative, d)) if d.contains("orders.Shipped") && d.contains("CgA=")),
         "{native:?}"
     );
     Ok(())
+}
+
+#[test]
+fn plain_json_types_get_the_schema_of_their_serde_form() -> Result<(), CodecError> {
+    use bento_application::SchemaKind;
+    let codecs = Codecs::default();
+    let schema = codecs
+        .schema::<UserCreated>()?
+        .ok_or_else(|| CodecError::Decode {
+            event_type: "users.user-created".into(),
+            reason: "no schema".into(),
+        })?;
+    assert_eq!(schema.kind, SchemaKind::Json);
+    assert_eq!(schema.event_type, "users.user-created");
+    // The same record apache-avro derives for the type, so JSON and Avro readers agree.
+    let ours =
+        apache_avro::Schema::parse_str(&schema.definition).map_err(|e| CodecError::Decode {
+            event_type: "users.user-created".into(),
+            reason: e.to_string(),
+        })?;
+    assert_eq!(
+        ours.canonical_form(),
+        UserCreated::get_schema().canonical_form()
+    );
+    // An event recorded by an aggregate (type erased) gets the same schema.
+    let recorded: Box<dyn bento_domain::RecordedEvent> = Box::new(user());
+    assert_eq!(
+        codecs.recorded_schema(recorded.as_ref())?,
+        Some(schema.clone())
+    );
+    assert_eq!(bento_codec::Json.schema::<UserCreated>()?, Some(schema));
+
+    // Opting out, per event type.
+    let without = Codecs::default().without_schema(UserCreated::EVENT_TYPE);
+    assert_eq!(without.schema::<UserCreated>()?, None);
+    assert_eq!(without.recorded_schema(recorded.as_ref())?, None);
+    Ok(())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Untyped {
+    id: String,
+    details: serde_json::Value,
+}
+
+impl DomainEvent for Untyped {
+    const EVENT_TYPE: &'static str = "misc.untyped";
+    const AGGREGATE_TYPE: &'static str = "misc";
+    fn aggregate_id(&self) -> String {
+        self.id.clone()
+    }
+}
+
+#[test]
+fn a_type_no_schema_describes_fails_naming_the_field_and_the_way_out() {
+    let error = Codecs::default()
+        .schema::<Untyped>()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(error.contains("misc.untyped"), "{error}");
+    assert!(error.contains("`details`"), "{error}");
+    assert!(error.contains("schema = \"none\""), "{error}");
+    assert_eq!(
+        Codecs::default()
+            .without_schema(Untyped::EVENT_TYPE)
+            .schema::<Untyped>()
+            .ok(),
+        Some(None)
+    );
 }

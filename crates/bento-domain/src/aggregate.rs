@@ -20,6 +20,20 @@ pub trait RecordedEvent: Send + Sync + fmt::Debug {
     fn as_serialize(&self) -> &dyn erased_serde::Serialize;
     /// The event itself, for codecs that need the concrete type (e.g. Protobuf).
     fn as_any(&self) -> &dyn Any;
+    /// Runs the event type's `Deserialize` implementation against `deserializer` and drops
+    /// what it builds: how a codec learns the shape of a type it does not know (to derive a
+    /// schema for a broker's registry, say). The default, for types that are not
+    /// [`DomainEvent`]s, says it cannot.
+    fn deserialize_type(
+        &self,
+        deserializer: &mut dyn erased_serde::Deserializer<'_>,
+    ) -> Result<(), erased_serde::Error> {
+        let _ = deserializer;
+        Err(serde::de::Error::custom(format!(
+            "`{}` does not say how to read it",
+            self.event_type()
+        )))
+    }
 }
 
 impl<E: DomainEvent> RecordedEvent for E {
@@ -43,6 +57,12 @@ impl<E: DomainEvent> RecordedEvent for E {
     }
     fn as_any(&self) -> &dyn Any {
         self
+    }
+    fn deserialize_type(
+        &self,
+        deserializer: &mut dyn erased_serde::Deserializer<'_>,
+    ) -> Result<(), erased_serde::Error> {
+        erased_serde::deserialize::<E>(deserializer).map(drop)
     }
 }
 
