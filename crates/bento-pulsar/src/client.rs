@@ -13,6 +13,9 @@ use crate::config::PulsarConfig;
 use crate::diagnose;
 use crate::error::{ConfigError, describe, invalid};
 
+/// How long, after the connect timeout, the bus looks for why it got no connection.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Validates `config` and connects a [`pulsar`] client to its broker with the settings
 /// [`PulsarBus`](crate::PulsarBus) uses: the token or OAuth2 credentials of `auth`, the `tls`
 /// options, `connect_timeout_ms` and `operation_timeout_ms`, and the bus's reconnect and retry
@@ -58,9 +61,19 @@ pub async fn connect_client(config: &PulsarConfig) -> Result<Pulsar<TokioExecuto
             };
             Err(unreachable(reason))
         }
-        Err(_) => Err(unreachable(format!(
-            "no connection within {timeout:?} (connect_timeout_ms)"
-        ))),
+        Err(_) => {
+            // The client retries a refused connection until the timeout: say why, if a
+            // quick look finds out (nothing listening, a TLS port behind a plaintext URL).
+            let cause = tokio::time::timeout(PROBE_TIMEOUT, diagnose::connect_failure(config))
+                .await
+                .ok()
+                .flatten();
+            let waited = format!("no connection within {timeout:?} (connect_timeout_ms)");
+            Err(unreachable(match cause {
+                Some(cause) => format!("{cause}; {waited}"),
+                None => waited,
+            }))
+        }
     }
 }
 

@@ -5,6 +5,10 @@
 //! cause). After such a failure the bus repeats the handshake itself, once, with the same
 //! settings: TCP, then TLS for `pulsar+ssl://`, then the protocol's `CONNECT` with the
 //! configured credentials, and reports what the TLS library or the broker answered.
+//!
+//! It also names the two mistakes the client reports only as a timeout or a fatal error: a
+//! port where nothing listens ("connection refused"), and a plaintext `pulsar://` URL pointed
+//! at a port that speaks TLS.
 
 use bytes::BytesMut;
 use pulsar::message::proto::{self, ServerError, base_command::Type as CommandType};
@@ -16,21 +20,41 @@ use tokio_util::codec::{Decoder, Encoder};
 use crate::config::PulsarConfig;
 
 /// The cause of a failed connection to `config.service_url`, when the handshake shows one:
-/// a TLS error, credentials that could not be obtained, or the broker's refusal. `None` when
-/// the handshake gets as far as `CONNECTED` or fails in a way that says no more than the
-/// client's own error (e.g. nothing listens).
+/// nothing listening, a TLS port behind a plaintext URL, a TLS error, credentials that could
+/// not be obtained, or the broker's refusal. `None` when the handshake gets as far as
+/// `CONNECTED` or fails in a way that says no more than the client's own error.
 pub(crate) async fn connect_failure(config: &PulsarConfig) -> Option<String> {
     let (tls, host, port) = endpoint(&config.service_url)?;
-    let stream = TcpStream::connect((host.as_str(), port)).await.ok()?;
+    let stream = match TcpStream::connect((host.as_str(), port)).await {
+        Ok(stream) => stream,
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Some(format!(
+                "connection refused by {host}:{port}: nothing listens there (is the broker \
+                 running, and is this its port?)"
+            ));
+        }
+        Err(_) => return None,
+    };
     if !tls {
-        return handshake(stream, config).await;
+        return match handshake(stream, config).await {
+            Answer::Refused(why) => Some(why),
+            Answer::Connected => None,
+            Answer::Nothing if speaks_tls(&host, port).await => Some(format!(
+                "{host}:{port} speaks TLS but the service URL is plaintext: use \
+                 `pulsar+ssl://{host}:{port}` (and `tls.trust_cert_path` for the broker's CA)"
+            )),
+            Answer::Nothing => None,
+        };
     }
     let connector = match tls_connector(config) {
         Ok(connector) => connector,
         Err(why) => return Some(why),
     };
     match connector.connect(&host, stream).await {
-        Ok(stream) => handshake(stream, config).await,
+        Ok(stream) => match handshake(stream, config).await {
+            Answer::Refused(why) => Some(why),
+            Answer::Connected | Answer::Nothing => None,
+        },
         Err(error) => Some(format!(
             "the TLS handshake with {host}:{port} failed: {error}{}",
             if config.tls.trust_cert_path.is_none() && !config.tls.allow_insecure {
@@ -96,15 +120,56 @@ fn tls_connector(config: &PulsarConfig) -> Result<tokio_native_tls::TlsConnector
         .map_err(|e| format!("cannot set up TLS: {e}"))
 }
 
+/// Whether `host:port` completes a TLS handshake (any certificate accepted: this only asks
+/// whether the port speaks TLS).
+async fn speaks_tls(host: &str, port: u16) -> bool {
+    let Ok(stream) = TcpStream::connect((host, port)).await else {
+        return false;
+    };
+    let Ok(connector) = native_tls::TlsConnector::builder()
+        .danger_accept_invalid_certs(true)
+        .danger_accept_invalid_hostnames(true)
+        .build()
+    else {
+        return false;
+    };
+    tokio_native_tls::TlsConnector::from(connector)
+        .connect(host, stream)
+        .await
+        .is_ok()
+}
+
+/// What the broker said to `CONNECT`.
+enum Answer {
+    /// `CONNECTED`.
+    Connected,
+    /// An error, or credentials that could not be obtained: why, in words.
+    Refused(String),
+    /// No Pulsar answer: the connection closed, or what came back is not Pulsar's protocol.
+    Nothing,
+}
+
 /// Sends `CONNECT` with the configured credentials and reads the broker's answer.
 async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     config: &PulsarConfig,
-) -> Option<String> {
+) -> Answer {
+    match answer(&mut stream, config).await {
+        Some(Ok(())) => Answer::Connected,
+        Some(Err(why)) => Answer::Refused(why),
+        None => Answer::Nothing,
+    }
+}
+
+/// `handshake`, with `None` for no answer.
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    config: &PulsarConfig,
+) -> Option<Result<(), String>> {
     let (auth_method_name, auth_data) = match credentials(config).await {
         Ok(Some((name, data))) => (Some(name), Some(data)),
         Ok(None) => (None, None),
-        Err(why) => return Some(why),
+        Err(why) => return Some(Err(why)),
     };
     let connect = Message {
         command: proto::BaseCommand {
@@ -126,17 +191,21 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream.flush().await.ok()?;
     buffer.clear();
     let answer = loop {
-        if let Ok(Some(message)) = Codec.decode(&mut buffer) {
-            break message.command;
+        match Codec.decode(&mut buffer) {
+            Ok(Some(message)) => break message.command,
+            Ok(None) => {}
+            Err(_) => return None, // not Pulsar's framing
         }
         if stream.read_buf(&mut buffer).await.ok()? == 0 {
             return None;
         }
     };
-    let error = answer.error?;
+    let Some(error) = answer.error else {
+        return Some(Ok(()));
+    };
     let code = ServerError::try_from(error.error).ok();
     let message = error.message;
-    Some(match code {
+    Some(Err(match code {
         Some(ServerError::AuthenticationError) => {
             format!("authentication failed: the broker refused the credentials ({message})")
         }
@@ -145,7 +214,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             code.as_str_name()
         ),
         None => format!("the broker refused the connection ({message})"),
-    })
+    }))
 }
 
 /// The configured credentials as the protocol carries them: method name and data.

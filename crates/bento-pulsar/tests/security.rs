@@ -200,6 +200,54 @@ async fn tls_without_the_ca_is_refused_naming_the_url_within_the_timeout() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_url_on_the_tls_port_is_named() {
+    let _ = ca_cert(); // the dev-env broker with its TLS port
+    let tls = tls_url();
+    let authority = tls
+        .strip_prefix("pulsar+ssl://")
+        .unwrap_or_else(|| panic!("unexpected TLS URL {tls}"));
+    let url = format!("pulsar://{authority}");
+    let config = PulsarConfig {
+        service_url: url.clone(),
+        ..common::config()
+    };
+    let text = expect_refused(config, "the port speaks TLS")
+        .await
+        .to_string();
+    assert!(text.contains(&url), "the error names the URL: {text}");
+    assert!(
+        text.contains("speaks TLS but the service URL is plaintext")
+            && text.contains(&format!(
+                "use `pulsar+ssl://{}",
+                authority.trim_end_matches('/')
+            )),
+        "the error says to use pulsar+ssl://: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_says_connection_refused() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .unwrap_or_else(|e| panic!("finding a free port: {e}"));
+    let url = format!("pulsar://127.0.0.1:{port}");
+    let config = PulsarConfig {
+        service_url: url.clone(),
+        ..common::config()
+    };
+    let text = expect_refused(config, "nothing listens on the port")
+        .await
+        .to_string();
+    assert!(text.contains(&url), "the error names the URL: {text}");
+    assert!(
+        text.contains(&format!("connection refused by 127.0.0.1:{port}")),
+        "the error says the connection was refused: {text}"
+    );
+}
+
 // ----------------------------------------------------------------------------------- token
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
