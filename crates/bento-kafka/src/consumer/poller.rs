@@ -26,9 +26,10 @@ use crate::headers;
 /// Records taken from librdkafka in one go, while it has them at hand.
 const RECEIVE_BURST: usize = 64;
 
-/// Records of one partition held until they are due. Below this the partition keeps being
-/// read, so that a message due soon is not stuck behind one due in an hour; at this many the
-/// partition pauses until half of them left (back-pressure, never dropping).
+/// Records a subscription holds until they are due. Below this its partitions keep being read,
+/// so that a message due soon is not stuck behind one due in an hour; at this many, partitions
+/// that bring more not-yet-due records pause until half of them left (back-pressure, never
+/// dropping), which bounds the memory they take.
 const MAX_PARKED: usize = 10_000;
 
 /// A received record, decoded.
@@ -107,8 +108,13 @@ pub(crate) struct Poller {
 struct Parked {
     lease: u64,
     queue: BTreeMap<(DateTime<Utc>, i64), Delivery>,
-    /// Whether the partition is paused because `queue` is full.
+    /// Whether the partition is paused because the subscription holds [`MAX_PARKED`].
     paused: bool,
+}
+
+/// How many records `parked` holds in all.
+fn parked_count(parked: &HashMap<Tp, Parked>) -> usize {
+    parked.values().map(|lot| lot.queue.len()).sum()
 }
 
 impl Poller {
@@ -245,8 +251,11 @@ impl Poller {
             };
         }
         lot.queue.insert((due, offset), delivery);
-        if lot.queue.len() >= MAX_PARKED && !lot.paused {
-            lot.paused = true;
+        let paused = lot.paused;
+        if !paused && parked_count(parked) >= MAX_PARKED {
+            if let Some(lot) = parked.get_mut(&tp) {
+                lot.paused = true;
+            }
             self.pause(&tp, true);
         }
     }
@@ -282,8 +291,7 @@ impl Poller {
     /// were paused for holding too many.
     fn release_due(&self, parked: &mut HashMap<Tp, Parked>, ready: &mut VecDeque<Delivery>) {
         let now = Utc::now();
-        let mut resume = Vec::new();
-        parked.retain(|tp, lot| {
+        parked.retain(|_, lot| {
             let owned = lot
                 .queue
                 .first_key_value()
@@ -301,14 +309,20 @@ impl Poller {
                     ready.push_back(delivery);
                 }
             }
-            if lot.paused && lot.queue.len() <= MAX_PARKED / 2 {
-                lot.paused = false;
-                resume.push(tp.clone());
-            }
-            !lot.queue.is_empty()
+            !lot.queue.is_empty() || lot.paused
         });
-        for tp in resume {
-            self.pause(&tp, false);
+        if parked_count(parked) <= MAX_PARKED / 2 {
+            let mut emptied = Vec::new();
+            for (tp, lot) in parked.iter_mut().filter(|(_, lot)| lot.paused) {
+                lot.paused = false;
+                self.pause(tp, false);
+                if lot.queue.is_empty() {
+                    emptied.push(tp.clone());
+                }
+            }
+            for tp in emptied {
+                parked.remove(&tp);
+            }
         }
     }
 
