@@ -603,7 +603,11 @@ impl Publishing {
                         loop {
                             let envelope =
                                 Envelope::new("bento.chaos.event", 1, "text/plain", event.payload())
-                                    .with_aggregate("chaos", event.key().to_string());
+                                    .with_aggregate("chaos", event.key().to_string())
+                                    // A raw envelope has no ordering key unless given one (the
+                                    // typed bus sets the aggregate id): without it, Kafka
+                                    // spreads a key's events over every partition.
+                                    .with_ordering_key(event.key().to_string());
                             match bus
                                 .publish_envelopes(
                                     vec![envelope],
