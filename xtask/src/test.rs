@@ -31,6 +31,7 @@ pub const TEST_FEATURES: &[&str] = &[
     "bento-examples/postgres",
     "bento-chaos/pulsar",
     "bento-chaos/kafka",
+    "bento-runtime/testing",
 ];
 
 /// Environment variables exported to the tests (also printed by `dev-env up`).
