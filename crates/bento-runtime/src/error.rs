@@ -1,5 +1,17 @@
 /// Why the runtime could not start.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` is its message followed by the causes the message does not already say, as
+/// anyhow and eyre print errors, so that
+/// `main() -> Result<(), Box<dyn std::error::Error>>` (whose error Rust prints with `Debug`)
+/// reports a start-up failure in words:
+///
+/// ```text
+/// Error: the Pulsar bus could not start: ...
+///
+/// Caused by:
+///     connection refused ...
+/// ```
+#[derive(thiserror::Error)]
 pub enum RuntimeError {
     /// The configuration could not be read or has an invalid value; the message names the key.
     #[error("invalid configuration: {0}")]
@@ -38,6 +50,28 @@ pub enum RuntimeError {
     Observability(#[from] bento_observability::ObservabilityError),
 }
 
+impl std::fmt::Debug for RuntimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.to_string();
+        f.write_str(&shown)?;
+        let mut first = true;
+        for cause in std::iter::successors(std::error::Error::source(self), |e| e.source()) {
+            let cause = cause.to_string();
+            // Most messages end with their cause's: say each thing once.
+            if shown.contains(&cause) {
+                continue;
+            }
+            if first {
+                f.write_str("\n\nCaused by:")?;
+                first = false;
+            }
+            write!(f, "\n    {cause}")?;
+            shown.push_str(&cause);
+        }
+        Ok(())
+    }
+}
+
 impl From<figment::Error> for RuntimeError {
     fn from(error: figment::Error) -> Self {
         Self::from_errors(error)
@@ -71,5 +105,53 @@ fn describe(error: &figment::Error) -> String {
         format!("{}{source}", error.kind)
     } else {
         format!("`{key}`: {}{source}", error.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_reads_as_the_message() {
+        let error = RuntimeError::BackendNotCompiled {
+            backend: "kafka",
+            feature: "kafka",
+        };
+        // What `main() -> Result<(), Box<dyn Error>>` prints after `Error: `.
+        let boxed: Box<dyn std::error::Error> = Box::new(error);
+        let printed = format!("{boxed:?}");
+        assert!(
+            printed.starts_with(
+                "messaging.backend = \"kafka\" but bento-runtime was built without its `kafka` \
+                 cargo feature"
+            ),
+            "{printed}"
+        );
+        assert!(!printed.contains("BackendNotCompiled"), "{printed}");
+        assert!(!printed.contains("Caused by"), "{printed}");
+    }
+
+    /// A client error whose message does not repeat its own cause.
+    #[derive(Debug, thiserror::Error)]
+    #[error("handshake failed")]
+    struct Handshake(#[source] std::io::Error);
+
+    #[test]
+    fn debug_lists_the_causes_not_said_yet() {
+        let error = RuntimeError::Bus(bento_application::BusError::Connection {
+            backend: "pulsar",
+            address: "pulsar://127.0.0.1:6651".into(),
+            source: Box::new(Handshake(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the server answered with TLS",
+            ))),
+        });
+        let printed = format!("{error:?}");
+        assert_eq!(
+            printed,
+            "cannot reach the pulsar broker at pulsar://127.0.0.1:6651: handshake failed\n\n\
+             Caused by:\n    the server answered with TLS"
+        );
     }
 }

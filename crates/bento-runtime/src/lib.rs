@@ -8,19 +8,25 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), bento_runtime::RuntimeError> {
 //! let bento = bento_runtime::Bento::from_env().await?;
-//! let bus = bento.bus(); // Bus<Json> over memory, Pulsar or Kafka, as configured
+//! let bus = bento.bus(); // a Bus<Codecs> over memory, Pulsar or Kafka, as configured
 //! # Ok(()) }
 //! ```
 //!
 //! Backends other than memory are cargo features (`pulsar`, `kafka`); a configuration naming
 //! one that is not compiled in fails at startup with an error naming the feature.
+//!
+//! [`prelude`] has what a service needs in one import. With the `testing` feature,
+//! [`testing`] is the test harness: an in-memory service that records what was published,
+//! consumed and dead-lettered and waits for it, under tokio's paused time too (see
+//! `docs/testing.md`).
 
 mod build;
 mod config;
 mod error;
 mod store;
 
-pub use bento_codec::{AvroCodec, Codecs, Format, ProtobufCodec};
+pub use bento_codec::{AvroCodec, Codecs, Format, Json, ProtobufCodec};
+pub use bento_memory::{MemoryBus, MemoryConfig};
 /// Metrics, tracing and the metrics endpoint (`[observability]`).
 pub use bento_observability as observability;
 pub use bento_observability::{
@@ -29,29 +35,45 @@ pub use bento_observability::{
 /// The outbox and the durable inbox (`[outbox]`, `[inbox]`), with the sqlx driver they use.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use bento_sqlx as sqlx;
+/// The test harness and the recorder (`testing` feature): see [`bento_testkit::testing`].
+#[cfg(feature = "testing")]
+pub use bento_testkit::testing;
 pub use build::{Bento, build_message_bus};
 pub use config::{
     BackendKind, CodecConfig, Config, InboxConfig, MemorySettings, MessagingConfig, OutboxConfig,
 };
 pub use error::RuntimeError;
 
-/// The typed bus a service gets from the runtime; its codec is [`Codecs`] as configured in
-/// `[codec]` (register Avro or Protobuf event types with `bus.codec().register(..)`).
-pub type Bus = bento_application::Bus<Codecs>;
+/// The typed bus, [`bento_application::Bus`] itself: `Bus` alone is the bus a service gets
+/// from the runtime ([`Bento::bus`]), whose codec is [`Codecs`] as configured in `[codec]`
+/// (register Avro or Protobuf event types with `bus.codec().register(..)`); `Bus::new(port,
+/// Json)` builds one with another codec, a `Bus<Json>`.
+pub type Bus<C = Codecs> = bento_application::Bus<C>;
 
-/// Everything a service usually needs, in one import.
+/// Everything a service usually needs, in one import: the runtime and its bus, events and
+/// aggregates, handlers and their policies, the unit of work, layers, and (with the `testing`
+/// feature) the test harness.
 pub mod prelude {
-    pub use crate::{Bento, Bus, RuntimeError};
+    pub use crate::{Bento, Bus, Codecs, RuntimeError};
     pub use bento_application::layer::{self, Layer};
     pub use bento_application::{
-        BusError, Context, DeadLetterPolicy, EnvelopeHandler, HandlerError, MessageBus, Outcome,
-        PublishOptions, RetryPolicy, State, Subscription, SubscriptionKind, SubscriptionSpec,
-        UnitOfWork, with_state,
+        BusError, Context, DeadLetterPolicy, EnvelopeHandler, Handler, HandlerError, MessageBus,
+        Outcome, PublishOptions, RetryPolicy, Router, State, Subscription, SubscriptionKind,
+        SubscriptionSpec, Transaction, UnitOfWork, UnitOfWorkError, with_state,
     };
     pub use bento_domain::{AggregateRoot, DomainEvent, Envelope, EventRecorder, MessageId};
+
+    #[cfg(feature = "testing")]
+    pub use crate::testing::{Expect, Recorder, TestHarness};
 }
 
 /// The README's code sample, compiled as a doctest so it cannot rot.
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// docs/testing.md and docs/memory.md, compiled (and run) as doctests.
+#[doc = include_str!("../../../docs/testing.md")]
+#[doc = include_str!("../../../docs/memory.md")]
+#[cfg(all(doctest, feature = "testing"))]
+pub struct TestingDocs;
