@@ -41,6 +41,11 @@ pub const POSTGRES_DEBIAN_PACKAGE: &str = "postgresql-15";
 /// Oldest Java major version both brokers support.
 pub const MIN_JAVA_MAJOR: u32 = 17;
 
+/// toxiproxy (`github.com/Shopify/toxiproxy/v2`), built with `go install` by `cargo xtask chaos`
+/// for the network faults of the chaos suite. v2.5.0 is the newest the Go module proxy serves
+/// here; its server command is the package `cmd/server`.
+pub const TOXIPROXY_VERSION: &str = "v2.5.0";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,8 +80,3 @@ mod tests {
         }
     }
 }
-
-/// toxiproxy (`github.com/Shopify/toxiproxy/v2`), built with `go install` by `cargo xtask chaos`
-/// for the network faults of the chaos suite. v2.5.0 is the newest the Go module proxy serves
-/// here; its server command is the package `cmd/server`.
-pub const TOXIPROXY_VERSION: &str = "v2.5.0";
