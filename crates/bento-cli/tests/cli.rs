@@ -250,6 +250,10 @@ async fn dead_letters_are_listed_and_replayed(
                 .is_some_and(|t| t.ends_with('Z')),
             "{letter:#}"
         );
+        assert!(
+            letter["replayed_at"].is_null(),
+            "not replayed yet: {letter:#}"
+        );
     }
     // The table an operator reads.
     let table = bento_ok(backend, &["dlq", "list", dlq, "--idle-ms", "1500"]).await;
@@ -301,6 +305,31 @@ async fn dead_letters_are_listed_and_replayed(
         received, ids,
         "the fixed handler got other messages than the dead letters"
     );
+
+    // `dlq list` still shows the three, each with when it was replayed and where to.
+    let listed = bento_json(backend, &["dlq", "list", dlq, "--idle-ms", "1500"]).await;
+    let letters = listed["dead_letters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(letters.len(), 3, "{listed:#}");
+    for letter in &letters {
+        assert!(
+            letter["replayed_at"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z')),
+            "replayed, with the time: {letter:#}"
+        );
+        let to = letter["replayed_to"].as_str().unwrap_or_default();
+        assert!(
+            to.contains(subscription),
+            "replayed to its subscription's topic: {letter:#}"
+        );
+    }
+    let table = bento_ok(backend, &["dlq", "list", dlq, "--idle-ms", "1500"]).await;
+    assert!(table.contains("REPLAYED AT"), "{table}");
+    let replayed_at = letters[0]["replayed_at"].as_str().unwrap_or("?");
+    assert!(table.contains(replayed_at), "{table}");
 
     // Replayed once: a second replay finds nothing left.
     let again = bento_json(backend, &["dlq", "replay", dlq, "--idle-ms", "1500"]).await;
@@ -454,8 +483,9 @@ async fn kafka_dead_letters_are_listed_and_replayed_to_the_original_subscription
     delete_kafka_topics(&bus, &topic, &dlq).await
 }
 
-/// Deletes a test's Kafka topics: `topic`, its dead-letter topic `dlq`, and every topic named
-/// `<topic>.*` (its delay topic and the retry tiers of its subscriptions).
+/// Deletes a test's Kafka topics: `topic`, its dead-letter topic `dlq` and its replay log
+/// (`<dlq>-REPLAYED`), and every topic named `<topic>.*` (its delay topic and the retry tiers
+/// of its subscriptions).
 async fn delete_kafka_topics(bus: &KafkaBus, topic: &str, dlq: &str) -> TestResult {
     let prefix = format!("{topic}.");
     let topics: Vec<String> = bus
@@ -463,7 +493,7 @@ async fn delete_kafka_topics(bus: &KafkaBus, topic: &str, dlq: &str) -> TestResu
         .list_topics()
         .await?
         .into_iter()
-        .filter(|t| t == dlq || t == topic || t.starts_with(&prefix))
+        .filter(|t| t == dlq || t == topic || t.starts_with(&prefix) || t.starts_with(dlq))
         .collect();
     bus.admin().delete_topics(&topics).await?;
     Ok(())

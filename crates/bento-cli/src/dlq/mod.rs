@@ -1,10 +1,15 @@
 //! `bento dlq list` and `bento dlq replay`: reading a dead-letter topic on either backend and
 //! `list` are here, `replay` republishes.
+//!
+//! Each replay is recorded on the dead-letter topic's replay log, the topic `<dlq>-REPLAYED`
+//! (one small JSON message per replayed dead letter: where it sat, where it went, when), which
+//! `list` reads to show which letters were replayed and when, on Pulsar and Kafka alike.
 
 mod kafka;
 mod pulsar;
 mod replay;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bento_application::wire;
@@ -136,6 +141,78 @@ impl Source {
     }
 }
 
+/// The replay log of dead-letter topic `topic`: one [`Replayed`] per dead letter replayed.
+pub fn replay_log_topic(topic: &str) -> String {
+    format!("{topic}-REPLAYED")
+}
+
+/// The event type of the replay log's messages.
+const REPLAYED_EVENT_TYPE: &str = "bento.dlq-replayed";
+
+/// One dead letter replayed, as the replay log records it.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Replayed {
+    /// The dead letter's message id.
+    pub message_id: String,
+    /// Where the dead letter sat on its topic ([`Letter::position`]), which tells two dead
+    /// letters of one message apart.
+    pub position: String,
+    /// Where it was republished.
+    pub to_topic: String,
+    /// When (RFC 3339, UTC).
+    pub replayed_at: String,
+}
+
+impl Replayed {
+    /// The replay log message for `letter`, republished to `to_topic` now.
+    fn envelope(letter: &Letter, to_topic: &str) -> Result<Envelope, CliError> {
+        let record = Replayed {
+            message_id: letter.envelope.id.to_string(),
+            position: letter.position.clone(),
+            to_topic: to_topic.to_owned(),
+            replayed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        };
+        let payload = serde_json::to_vec(&record)
+            .map_err(|e| CliError::Broker(format!("encoding a replay record: {e}")))?;
+        Ok(Envelope::new(
+            REPLAYED_EVENT_TYPE,
+            1,
+            "application/json",
+            payload,
+        ))
+    }
+}
+
+/// The replays recorded for dead-letter topic `topic`, by position; none when it has no
+/// replay log yet.
+async fn replays(
+    loaded: &Loaded,
+    topic: &str,
+    idle: Duration,
+) -> Result<HashMap<String, Replayed>, CliError> {
+    let mut replays = HashMap::new();
+    let mut source = match Source::open(loaded, &replay_log_topic(topic), None).await {
+        Ok((source, _)) => source,
+        Err(CliError::Usage(_)) => return Ok(replays), // no replay yet: no log
+        Err(error) => return Err(error),
+    };
+    let result = loop {
+        match source.next(idle).await {
+            Ok(Some(record)) if record.envelope.event_type == REPLAYED_EVENT_TYPE => {
+                // A record that does not parse is not ours: leave it out.
+                if let Ok(replayed) = serde_json::from_slice::<Replayed>(&record.envelope.payload) {
+                    replays.insert(replayed.position.clone(), replayed);
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => break Ok(replays),
+            Err(error) => break Err(error),
+        }
+    };
+    source.close().await;
+    result
+}
+
 /// Runs one `bento dlq` command.
 pub async fn run(command: Dlq, loaded: &Loaded, out: Output) -> Result<(), CliError> {
     match command {
@@ -165,6 +242,10 @@ pub struct LetterRow {
     pub failed_at: Option<String>,
     /// Where it sits on the dead-letter topic.
     pub position: String,
+    /// When `bento dlq replay` replayed it (RFC 3339), if it did.
+    pub replayed_at: Option<String>,
+    /// Where that replay republished it.
+    pub replayed_to: Option<String>,
 }
 
 impl LetterRow {
@@ -181,6 +262,8 @@ impl LetterRow {
             subscription: header(wire::DLQ_SUBSCRIPTION),
             failed_at: header(wire::DLQ_FAILED_AT),
             position: letter.position.clone(),
+            replayed_at: None,
+            replayed_to: None,
         }
     }
 }
@@ -209,6 +292,13 @@ async fn list(args: DlqListArgs, loaded: &Loaded, out: Output) -> Result<(), Cli
     };
     source.close().await;
     result?;
+    let mut replays = replays(loaded, &topic, idle).await?;
+    for row in &mut rows {
+        if let Some(replayed) = replays.remove(&row.position) {
+            row.replayed_at = Some(replayed.replayed_at);
+            row.replayed_to = Some(replayed.to_topic);
+        }
+    }
     let listing = Listing {
         topic: &topic,
         count: rows.len(),
@@ -222,6 +312,7 @@ async fn list(args: DlqListArgs, loaded: &Loaded, out: Output) -> Result<(), Cli
             "ATTEMPTS",
             "ORIGINAL TOPIC",
             "FAILED AT",
+            "REPLAYED AT",
             "REASON",
         ]);
         let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
@@ -233,6 +324,7 @@ async fn list(args: DlqListArgs, loaded: &Loaded, out: Output) -> Result<(), Cli
                 row.attempts.map_or_else(|| "-".into(), |a| a.to_string()),
                 dash(&row.original_topic),
                 dash(&row.failed_at),
+                dash(&row.replayed_at),
                 dash(&row.reason),
             ]);
         }

@@ -9,7 +9,7 @@ use bento_application::{MessageBus, PublishOptions, wire};
 use bento_domain::Envelope;
 use serde::Serialize;
 
-use super::{Letter, Source};
+use super::{Letter, Replayed, Source, replay_log_topic};
 use crate::cli::DlqReplayArgs;
 use crate::config::Loaded;
 use crate::error::CliError;
@@ -74,7 +74,8 @@ pub(super) async fn replay(
         }
     };
     let mut progress = Progress::default();
-    let result = replay_letters(&args, &mut source, bus.as_ref(), idle, &mut progress).await;
+    let log = replay_log_topic(&topic);
+    let result = replay_letters(&args, &mut source, bus.as_ref(), &log, idle, &mut progress).await;
     let source_stops = !source.can_leave_behind();
     source.close().await;
     if let Some(bus) = &bus {
@@ -113,6 +114,7 @@ async fn replay_letters(
     args: &DlqReplayArgs,
     source: &mut Source,
     bus: Option<&Arc<dyn MessageBus>>,
+    log: &str,
     idle: Duration,
     progress: &mut Progress,
 ) -> Result<(), CliError> {
@@ -123,7 +125,7 @@ async fn replay_letters(
         let Some(letter) = source.next(idle).await? else {
             return Ok(());
         };
-        if replay_letter(args, source, bus, &letter, progress)
+        if replay_letter(args, source, bus, log, &letter, progress)
             .await?
             .is_break()
         {
@@ -138,6 +140,7 @@ async fn replay_letter(
     args: &DlqReplayArgs,
     source: &mut Source,
     bus: Option<&Arc<dyn MessageBus>>,
+    log: &str,
     letter: &Letter,
     progress: &mut Progress,
 ) -> Result<ControlFlow<()>, CliError> {
@@ -193,7 +196,15 @@ async fn replay_letter(
                 ))
             })?;
             source.ack(letter).await?;
-            row.status = "replayed".into();
+            // Recorded for `dlq list`; the replay itself is done whatever becomes of this.
+            let record = Replayed::envelope(letter, &to_topic)?;
+            row.status = match bus
+                .publish(record, PublishOptions::default().to_topic(log))
+                .await
+            {
+                Ok(()) => "replayed".into(),
+                Err(e) => format!("replayed (not recorded on {log}: {e})"),
+            };
         }
     }
     progress.replayed += 1;
