@@ -617,3 +617,118 @@ async fn a_short_delay_is_not_held_back_by_a_long_one() {
     assert_eq!(seen.len(), 1, "the hour-long one is still waiting");
     sub.shutdown().await.expect("shutdown");
 }
+
+/// A dead letter the broker refuses (here: larger than its topic allows) leaves its record
+/// unfinished, so the commit point does not pass it, while the records behind it are handled;
+/// the failure is reported to the subscription's hook; and once the topic takes it, the dead
+/// letter is stored in the background and the commit point moves on, with nothing restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_that_cannot_be_stored_is_stored_once_it_can() {
+    use rdkafka::admin::{
+        AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+    };
+    use rdkafka::client::DefaultClientContext;
+
+    let (kafka, bus) = bus().await;
+    let topic = common::unique("unstorable");
+    let dlq = common::unique("small-dlq");
+    let group = common::unique("group");
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", common::bootstrap())
+        .create()
+        .expect("admin client");
+    let options = AdminOptions::new();
+    let created = admin
+        .create_topics(
+            &[
+                NewTopic::new(&topic, 1, TopicReplication::Fixed(1)),
+                NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "256"),
+            ],
+            &options,
+        )
+        .await
+        .expect("create topics");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+
+    let failures = Arc::new(AtomicUsize::new(0));
+    let handled = Collector::new();
+    let handler = {
+        let handled = handled.clone();
+        move |ctx: Context| {
+            let poison = decode(&ctx).key.starts_with("poison");
+            if !poison {
+                handled.record(&ctx);
+            }
+            async move {
+                if poison {
+                    Err(HandlerError::permanent("poison"))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    };
+    let sub = bus
+        .subscribe_envelopes(
+            SubscriptionSpec::topic(&topic, &group)
+                .concurrency(4)
+                .retry(RetryPolicy::none())
+                .dead_letter(DeadLetterPolicy::to_topic(&dlq))
+                .on_settle_failure({
+                    let failures = failures.clone();
+                    move |_| {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                }),
+            handler,
+        )
+        .await
+        .expect("subscribe");
+    let mut events = vec![tick(&format!("poison-{}", "x".repeat(400)), 0)];
+    events.extend((0..9).map(|i| tick(&format!("fine-{i}"), 0)));
+    publish_all(&bus, &topic, &events).await;
+    handled.wait_for(9, Duration::from_secs(30)).await;
+    eventually(
+        "the failed dead letter to be reported",
+        Duration::from_secs(30),
+        || failures.load(Ordering::SeqCst) >= 1,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let lag = kafka.admin().group_lag(&group, &topic).await.expect("lag");
+    assert_eq!(
+        lag[0].committed.unwrap_or(0),
+        0,
+        "the commit point waits at the record whose dead letter is not stored"
+    );
+
+    let alter =
+        AlterConfig::new(ResourceSpecifier::Topic(&dlq)).set("max.message.bytes", "1048576");
+    let altered = admin
+        .alter_configs(&[alter], &options)
+        .await
+        .expect("alter the dead-letter topic");
+    assert!(altered.iter().all(Result::is_ok), "{altered:?}");
+    let mut committed = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while committed != Some(10) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        committed = kafka.admin().group_lag(&group, &topic).await.expect("lag")[0].committed;
+    }
+    assert_eq!(
+        committed,
+        Some(10),
+        "committed past it once the dead letter was stored"
+    );
+    let stored: i64 = kafka
+        .admin()
+        .describe_topic(&dlq)
+        .await
+        .expect("describe")
+        .partitions
+        .iter()
+        .map(|p| p.high_watermark)
+        .sum();
+    assert_eq!(stored, 1, "one dead letter in {dlq}");
+    sub.shutdown().await.expect("shutdown");
+}

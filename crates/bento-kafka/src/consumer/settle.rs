@@ -48,16 +48,63 @@ impl KafkaSettle {
         self.state.finish(&self.tp, self.lease, self.offset);
     }
 
-    /// Produces `record` to `topic`, trying again while the partition is ours.
-    async fn store(&self, topic: &str, record: Outgoing) -> Result<(), BusError> {
-        store_with_retries(
+    /// Produces `record` to `topic` and finishes the record, trying again a few times while
+    /// the partition is ours. When that fails the record stays unfinished (the commit point must
+    /// not pass it) and a task keeps storing it, with a growing pause, until it succeeds or the
+    /// partition is revoked: the other records go on meanwhile, and the commit point moves again
+    /// as soon as the store does. The error is returned, so the failure is counted and logged.
+    async fn store_and_finish(
+        self: Box<Self>,
+        topic: &str,
+        record: Outgoing,
+    ) -> Result<(), BusError> {
+        let stored = store_with_retries(
             &format!("a retry or dead letter on `{topic}`"),
             || self.owned(),
             || async { self.settler.producer.send(topic, &record).await.map(drop) },
         )
-        .await
+        .await;
+        match stored {
+            Ok(()) => {
+                self.finish();
+                Ok(())
+            }
+            Err(error) => {
+                if self.owned() {
+                    tokio::spawn(self.keep_storing(topic.to_owned(), record));
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn keep_storing(self: Box<Self>, topic: String, record: Outgoing) {
+        let mut pause = KEEP_STORING_FIRST_PAUSE;
+        while self.owned() {
+            tokio::time::sleep(pause).await;
+            if !self.owned() {
+                break;
+            }
+            match self.settler.producer.send(&topic, &record).await {
+                Ok(_) => {
+                    tracing::info!(%topic, group = %self.settler.group, offset = self.offset, "a retry or dead letter that could not be stored is stored now");
+                    self.finish();
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%topic, %error, offset = self.offset, "storing a retry or dead letter still fails; the record stays unfinished and is tried again");
+                    pause = (pause * 2).min(KEEP_STORING_MAX_PAUSE);
+                }
+            }
+        }
+        // Revoked: the partition's new owner reads the record again.
     }
 }
+
+/// The first pause before a failed retry or dead letter is stored again in the background.
+const KEEP_STORING_FIRST_PAUSE: Duration = Duration::from_secs(1);
+/// The longest pause between those attempts.
+const KEEP_STORING_MAX_PAUSE: Duration = Duration::from_secs(30);
 
 /// `at` as the `bento-kafka-deliver-at` header writes it: RFC 3339 with milliseconds, rounded
 /// up, so that a delayed message is never due before the instant asked for.
@@ -106,9 +153,7 @@ impl Settle for KafkaSettle {
             .header(headers::DELIVER_AT, format_due(due))
             .header(headers::ORIGINAL_PARTITION, self.origin.0.to_string())
             .header(headers::ORIGINAL_OFFSET, self.origin.1.to_string());
-        self.store(&topic, record).await?;
-        self.finish();
-        Ok(())
+        self.store_and_finish(&topic, record).await
     }
 
     async fn dead_letter(
@@ -122,9 +167,7 @@ impl Settle for KafkaSettle {
         let record = Outgoing::from_envelope(&dead_letter)
             .header(headers::DLQ_ORIGINAL_PARTITION, self.origin.0.to_string())
             .header(headers::DLQ_ORIGINAL_OFFSET, self.origin.1.to_string());
-        self.store(topic, record).await?;
-        self.finish();
-        Ok(())
+        self.store_and_finish(topic, record).await
     }
 
     async fn release(self: Box<Self>) -> Result<(), BusError> {
