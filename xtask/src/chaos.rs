@@ -33,6 +33,7 @@ pub const FULL: &[(&str, &str)] = &[
     ("BENTO_DRILL_COMMANDS", "10000"),
     ("BENTO_DRILL_KILLS", "10"),
     ("BENTO_DRILL_BROKER_DOWN_SECS", "30"),
+    ("BENTO_DRILL_BROKER_KILL", "all"),
     ("BENTO_WRITERS_EVENTS", "50000"),
 ];
 
@@ -41,6 +42,7 @@ pub const QUICK: &[(&str, &str)] = &[
     ("BENTO_DRILL_COMMANDS", "2000"),
     ("BENTO_DRILL_KILLS", "6"),
     ("BENTO_DRILL_BROKER_DOWN_SECS", "10"),
+    ("BENTO_DRILL_BROKER_KILL", "postgres"),
     ("BENTO_WRITERS_EVENTS", "8000"),
 ];
 
