@@ -17,10 +17,13 @@
 //!   graceful shutdown) and the pieces every backend shares.
 //! - [`UnitOfWork`]: publishes what aggregates recorded, only after the commit succeeded.
 //! - [`wire`]: the header names every backend writes, so other languages can read them.
+//! - [`Contract`]: what a service declared through its bus (what it sends, what it reads), for
+//!   machine-readable contracts such as AsyncAPI.
 
 pub mod backend;
 mod bus;
 mod codec;
+mod contract;
 mod declarations;
 mod error;
 mod extensions;
@@ -42,6 +45,7 @@ pub mod wire;
 pub use bento_domain as domain;
 pub use bus::{ConsumerLag, DeliverAt, HealthCheck, MessageBus, PublishOptions, SchemaRegistry};
 pub use codec::{Codec, Encoded};
+pub use contract::{Contract, MessageContract, ReceiveContract, SendContract};
 pub use error::{BoxError, BusError, CodecError, ErrorKind, HandlerError};
 pub use extensions::Extensions;
 pub use handler::{Context, EnvelopeHandler, Handler, Router};

@@ -8,7 +8,9 @@ use bento_domain::DomainEvent;
 use crate::handler::Typed;
 use crate::layer::BoxHandler;
 use crate::typed::TypedRouter;
-use crate::{Codec, CodecError, Context, Handler, HandlerError, Router, SchemaDefinition};
+use crate::{
+    Codec, CodecError, Context, Handler, HandlerError, MessageContract, Router, SchemaDefinition,
+};
 
 /// Anything [`crate::Bus::subscribe`] accepts: a typed handler (an `async fn(Event, Context)`,
 /// or one [`with_state`]), a [`Router`] or a [`TypedRouter`]. `M` only tells the impls apart;
@@ -23,6 +25,16 @@ pub trait Subscriber<C, M>: Send + 'static {
 
     /// The handler the subscription's stack wraps.
     fn into_handler(self, codec: &Arc<C>) -> BoxHandler;
+
+    /// The event types it reads, as the service's [`crate::Contract`] describes them (by
+    /// default: [`Subscriber::event_type`], by name only).
+    fn messages(&self, codec: &C) -> Vec<MessageContract> {
+        let _ = codec;
+        self.event_type()
+            .map(MessageContract::named)
+            .into_iter()
+            .collect()
+    }
 }
 
 /// Marks the [`Subscriber`] impl of typed handlers of `E`.
@@ -50,6 +62,21 @@ where
     fn into_handler(self, codec: &Arc<C>) -> BoxHandler {
         Arc::new(Typed::<E, H, C>::new(self, codec.clone()))
     }
+
+    fn messages(&self, codec: &C) -> Vec<MessageContract> {
+        let (schema, schema_error) = match codec.schema::<E>() {
+            Ok(schema) => (schema, None),
+            Err(error) => (None, Some(error.to_string())),
+        };
+        vec![MessageContract {
+            event_type: E::EVENT_TYPE.to_owned(),
+            version: Some(E::VERSION),
+            aggregate_type: Some(E::AGGREGATE_TYPE.to_owned()),
+            content_type: None,
+            schema,
+            schema_error,
+        }]
+    }
 }
 
 impl<C> Subscriber<C, Routes> for Router {
@@ -64,6 +91,15 @@ impl<C> Subscriber<C, Routes> for Router {
     fn into_handler(self, _codec: &Arc<C>) -> BoxHandler {
         Arc::new(self)
     }
+
+    fn messages(&self, _codec: &C) -> Vec<MessageContract> {
+        let mut event_types: Vec<&str> = self.event_types().collect();
+        event_types.sort_unstable();
+        event_types
+            .into_iter()
+            .map(MessageContract::named)
+            .collect()
+    }
 }
 
 impl<C: Codec> Subscriber<C, Routes> for TypedRouter<C> {
@@ -77,6 +113,16 @@ impl<C: Codec> Subscriber<C, Routes> for TypedRouter<C> {
 
     fn into_handler(self, _codec: &Arc<C>) -> BoxHandler {
         Arc::new(self.build())
+    }
+
+    fn messages(&self, codec: &C) -> Vec<MessageContract> {
+        let _ = codec;
+        let mut event_types: Vec<&str> = self.event_types().collect();
+        event_types.sort_unstable();
+        event_types
+            .into_iter()
+            .map(MessageContract::named)
+            .collect()
     }
 }
 

@@ -3,13 +3,15 @@ use std::time::Duration;
 
 use bento_domain::{DomainEvent, Envelope, MessageId, RecordedEvent};
 
+use crate::contract::ContractLog;
 use crate::declarations::Declarations;
 use crate::layer::{BoxHandler, IntoBoxed, Layer, Layers};
 use crate::publish::{BusPublisher, PublishLayers, publish_to};
 use crate::registry::Registry;
 use crate::{
-    BoxPublisher, BusError, Codec, Context, Encoded, EnvelopeHandler, Handler, MessageBus,
-    Publication, PublishOptions, Router, Source, Subscriber, Subscription, SubscriptionSpec,
+    BoxPublisher, BusError, Codec, Context, Contract, Encoded, EnvelopeHandler, Handler,
+    MessageBus, MessageContract, Publication, PublishOptions, ReceiveContract, Router, Source,
+    Subscriber, Subscription, SubscriptionSpec,
 };
 
 /// The typed face of a [`MessageBus`]: publish events, subscribe handlers.
@@ -46,6 +48,8 @@ pub struct Bus<C> {
     registry: Arc<Registry>,
     /// The schemas of the event types this bus encoded, declared before their first publish.
     declarations: Arc<Declarations>,
+    /// What this bus and its clones were used to send and read: the service's contract.
+    contract: Arc<ContractLog>,
 }
 
 impl<C> Clone for Bus<C> {
@@ -58,6 +62,7 @@ impl<C> Clone for Bus<C> {
             publisher: self.publisher.clone(),
             registry: self.registry.clone(),
             declarations: self.declarations.clone(),
+            contract: self.contract.clone(),
         }
     }
 }
@@ -81,6 +86,7 @@ impl<C: Codec> Bus<C> {
             layers: Layers::new(),
             publish_layers: PublishLayers::new(),
             registry: Arc::default(),
+            contract: Arc::default(),
         }
     }
 
@@ -160,6 +166,17 @@ impl<C: Codec> Bus<C> {
         let encoded = self.codec.encode(event)?;
         self.declarations
             .note(E::EVENT_TYPE, || self.codec.schema::<E>())?;
+        if !self.contract.knows(E::EVENT_TYPE) {
+            let codec = self.codec.clone();
+            self.contract.send(
+                E::EVENT_TYPE,
+                self.inner.topic_for(E::EVENT_TYPE),
+                E::VERSION,
+                E::AGGREGATE_TYPE,
+                Some(encoded.content_type.to_string()),
+                Arc::new(move || codec.schema::<E>()),
+            );
+        }
         Ok(wrap(
             encoded,
             E::EVENT_TYPE,
@@ -176,6 +193,16 @@ impl<C: Codec> Bus<C> {
         let encoded = self.codec.encode_recorded(event)?;
         self.declarations
             .note(event.event_type(), || self.codec.recorded_schema(event))?;
+        if !self.contract.knows(event.event_type()) {
+            self.contract.send_known(
+                event.event_type(),
+                self.inner.topic_for(event.event_type()),
+                event.version(),
+                event.aggregate_type(),
+                Some(encoded.content_type.to_string()),
+                self.codec.recorded_schema(event),
+            );
+        }
         Ok(wrap(
             encoded,
             event.event_type(),
@@ -233,7 +260,19 @@ impl<C: Codec> Bus<C> {
     ///
     /// Publishing declares the schema of each event type before the first publish of the type
     /// anyway; declaring at start-up makes a mismatch fail before the service takes work.
+    ///
+    /// A declared type is also part of the service's [`Contract`] as one it sends.
     pub async fn declare<E: DomainEvent>(&self) -> Result<(), BusError> {
+        if !self.contract.knows(E::EVENT_TYPE) {
+            self.contract.send_known(
+                E::EVENT_TYPE,
+                self.inner.topic_for(E::EVENT_TYPE),
+                E::VERSION,
+                E::AGGREGATE_TYPE,
+                None,
+                self.codec.schema::<E>(),
+            );
+        }
         if !self.declarations.active() {
             return Ok(());
         }
@@ -286,13 +325,12 @@ impl<C: Codec> Bus<C> {
             })?;
             spec.source = Source::EventType(event_type.to_owned());
         }
-        if spec.schema.is_none() {
-            if self.declarations.active() {
-                spec.schema = handler.schema(&self.codec)?;
-            }
+        if spec.schema.is_none() && self.declarations.active() {
+            spec.schema = handler.schema(&self.codec)?;
         }
+        let messages = handler.messages(&self.codec);
         let handler = handler.into_handler(&self.codec);
-        self.subscribe_envelopes(spec, handler).await
+        self.subscribe_noted(spec, handler, Some(messages)).await
     }
 
     /// Subscribes an untyped handler per `spec`, which names what it reads.
@@ -300,6 +338,17 @@ impl<C: Codec> Bus<C> {
         &self,
         spec: SubscriptionSpec,
         handler: impl EnvelopeHandler,
+    ) -> Result<Subscription, BusError> {
+        self.subscribe_noted(spec, handler.boxed(), None).await
+    }
+
+    /// Subscribes, noting the subscription in the contract with `messages` (for an untyped
+    /// handler: the event type it was subscribed to, if any).
+    async fn subscribe_noted(
+        &self,
+        spec: SubscriptionSpec,
+        handler: BoxHandler,
+        messages: Option<Vec<MessageContract>>,
     ) -> Result<Subscription, BusError> {
         let mut spec = spec;
         if spec.source.is_unnamed() {
@@ -322,8 +371,27 @@ impl<C: Codec> Bus<C> {
                 subscription: spec.name.clone(),
                 source: reason.into(),
             })?;
+        let topic = match &spec.source {
+            Source::Topic(topic) => topic.clone(),
+            Source::EventType(event_type) => self.inner.topic_for(event_type),
+        };
+        let messages = messages.unwrap_or_else(|| match &spec.source {
+            Source::EventType(event_type) => vec![MessageContract {
+                schema: spec.schema.clone(),
+                ..MessageContract::named(event_type.clone())
+            }],
+            Source::Topic(_) => Vec::new(),
+        });
+        let receive = ReceiveContract {
+            dead_letter_topic: spec.dead_letter.topic_for(&topic, &spec.name),
+            subscription: spec.name.clone(),
+            topic,
+            kind: spec.kind,
+            messages,
+        };
         spec.layers.wrapped_in(&self.layers);
-        let mut subscription = self.inner.subscribe(spec, handler.boxed()).await?;
+        let mut subscription = self.inner.subscribe(spec, handler).await?;
+        self.contract.receive(receive);
         self.registry.attach(&registration, subscription.control());
         subscription.hold(Box::new(registration));
         Ok(subscription)
@@ -340,6 +408,14 @@ impl<C: Codec> Bus<C> {
                 after: grace,
             }),
         }
+    }
+
+    /// What this bus (and its clones) was used to send and read so far: the event types it
+    /// declared ([`Bus::declare`]) or encoded for a publish, with their topics, and the
+    /// subscriptions made through it. Schemas of published types are asked of the codec now.
+    /// `bento-asyncapi` turns it into an AsyncAPI document.
+    pub fn contract(&self) -> Contract {
+        self.contract.snapshot(self.inner.backend())
     }
 
     /// A router for several event types on one subscription; add routes with
@@ -373,6 +449,11 @@ impl<C: Codec> TypedRouter<C> {
     {
         self.router = self.router.route_layer(layer);
         self
+    }
+
+    /// The event types routed so far.
+    pub fn event_types(&self) -> impl Iterator<Item = &str> {
+        self.router.event_types()
     }
 
     /// The finished router.

@@ -14,10 +14,12 @@
 //! [`workload`] is the end-to-end workload the in-memory benchmarks share; [`broker_lock`] keeps
 //! tests that kill a broker away from the tests that use it.
 
+pub mod asyncapi;
 pub mod broker_lock;
 pub mod cases;
 mod collect;
 pub mod layers;
+pub mod pulsar_cli;
 pub mod request_reply;
 pub mod testing;
 pub mod workload;
