@@ -1,6 +1,8 @@
 //! Bento's quickstart: a `CreateUser` use case publishes `UserCreated` after its unit of work
 //! commits; a welcome-email handler and an audit log receive it on two subscriptions; a
-//! handler that keeps failing shows retries and the dead-letter topic.
+//! handler that keeps failing shows retries and the dead-letter topic. A
+//! [`Recorder`](bento_runtime::testing::Recorder) (the one a service's tests use) tells `main`
+//! when every message was handled, on any backend: no counters, no polling.
 //!
 //! Runs on the in-memory bus by default:
 //!
@@ -22,64 +24,42 @@
 //! ```
 
 use std::process::ExitCode;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bento_application::wire;
 use bento_examples::users::{CreateUser, UserCreated, UserRepository, create_user};
 use bento_runtime::prelude::*;
-use tokio::sync::mpsc;
-
-/// What the handlers report back to `main`, so it can tell the story and know when it is over.
-#[derive(Debug)]
-enum Step {
-    Welcomed(String),
-    Audited(String),
-    CrmFailed(String),
-    DeadLettered {
-        email: String,
-        reason: String,
-        attempts: String,
-    },
-}
-
-static JOURNAL: OnceLock<mpsc::UnboundedSender<Step>> = OnceLock::new();
-
-fn journal(step: Step) {
-    if let Some(tx) = JOURNAL.get() {
-        let _ = tx.send(step);
-    }
-}
+use bento_runtime::testing::{Expect, Recorder};
 
 /// Sends the welcome email (here: prints it).
 async fn send_welcome_email(event: UserCreated, ctx: Context) -> Result<(), HandlerError> {
-    journal(Step::Welcomed(format!(
-        "Hello {}! sent to {} (message {})",
+    println!(
+        "   [welcome-email] Hello {}! sent to {} (message {})",
         event.name,
         event.email,
         ctx.message_id()
-    )));
+    );
     Ok(())
 }
 
 /// Keeps an audit trail of every registration.
 async fn audit_log(event: UserCreated, ctx: Context) -> Result<(), HandlerError> {
-    journal(Step::Audited(format!(
-        "user {} <{}> registered at {}",
+    println!(
+        "   [audit-log]     user {} <{}> registered at {}",
         event.user_id,
         event.email,
         ctx.occurred_at().format("%H:%M:%S%.3f")
-    )));
+    );
     Ok(())
 }
 
 /// Pushes the user to a CRM that is down: a retryable failure, every time.
 async fn sync_to_crm(event: UserCreated, ctx: Context) -> Result<(), HandlerError> {
-    journal(Step::CrmFailed(format!(
-        "attempt {} of {CRM_ATTEMPTS} for {} failed: CRM unreachable",
+    println!(
+        "   [crm-sync]      attempt {} of {CRM_ATTEMPTS} for {} failed: CRM unreachable",
         ctx.attempt(),
         event.email
-    )));
+    );
     Err(HandlerError::retryable(
         "CRM unreachable (connection refused)",
     ))
@@ -87,20 +67,18 @@ async fn sync_to_crm(event: UserCreated, ctx: Context) -> Result<(), HandlerErro
 
 /// Reads the dead-letter topic, as an operator's tool would.
 async fn dead_letter_inspector(ctx: Context) -> Result<(), HandlerError> {
-    let envelope = ctx.envelope();
-    let event: UserCreated = serde_json::from_slice(&envelope.payload)
+    let event: UserCreated = serde_json::from_slice(&ctx.envelope().payload)
         .map_err(|e| HandlerError::permanent(format!("dead letter is not a UserCreated: {e}")))?;
-    let header = |name: &str| envelope.headers.get(name).cloned().unwrap_or_default();
-    journal(Step::DeadLettered {
-        email: event.email,
-        reason: header(wire::DLQ_REASON),
-        attempts: header(wire::DLQ_ATTEMPTS),
-    });
+    println!("   [dlq-inspector] dead letter for {} arrived", event.email);
     Ok(())
 }
 
 const USERS: usize = 2;
 const CRM_ATTEMPTS: u32 = 3;
+const WELCOME: &str = "quickstart.welcome-email";
+const AUDIT: &str = "quickstart.audit-log";
+const CRM: &str = "quickstart.crm-sync";
+const DLQ_INSPECTOR: &str = "quickstart.dlq-inspector";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -120,10 +98,16 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let (tx, mut steps) = mpsc::unbounded_channel();
-    let _ = JOURNAL.set(tx);
-
     let bento = Bento::from_env().await?;
+    // Records every publish and every delivery's outcome, so `main` can wait for them. On a
+    // broker the durable subscriptions may still hold messages of an earlier run: count only
+    // this run's. Brokers may take a while to start a subscription, hence the patience.
+    let recorder = Recorder::with_codecs(bento.bus().codec().clone())
+        .patience(Duration::from_secs(60))
+        .only_own_messages();
+    let bento = bento
+        .layer(recorder.clone())
+        .publish_layer(recorder.clone());
     let bus = bento.bus();
     println!(
         "Bento quickstart on the `{}` backend\n",
@@ -134,17 +118,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let dead_letters = "quickstart.crm-sync.dlq";
     let subscriptions = vec![
         bus.subscribe_with(
-            SubscriptionSpec::event_type(users, "quickstart.welcome-email"),
+            SubscriptionSpec::event_type(users, WELCOME),
             send_welcome_email,
         )
         .await?,
+        bus.subscribe_with(SubscriptionSpec::event_type(users, AUDIT), audit_log)
+            .await?,
         bus.subscribe_with(
-            SubscriptionSpec::event_type(users, "quickstart.audit-log"),
-            audit_log,
-        )
-        .await?,
-        bus.subscribe_with(
-            SubscriptionSpec::event_type(users, "quickstart.crm-sync")
+            SubscriptionSpec::event_type(users, CRM)
                 .retry(RetryPolicy::exponential(
                     CRM_ATTEMPTS,
                     Duration::from_millis(100),
@@ -154,7 +135,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?,
         bus.subscribe_envelopes(
-            SubscriptionSpec::topic(dead_letters, "quickstart.dlq-inspector"),
+            SubscriptionSpec::topic(dead_letters, DLQ_INSPECTOR),
             dead_letter_inspector,
         )
         .await?,
@@ -171,7 +152,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!(
-        "2. CreateUser for Ada and Grace: each unit of work commits, then publishes UserCreated"
+        "2. CreateUser for Ada and Grace: each unit of work commits, then publishes UserCreated;\n   \
+         the subscribers, each on its own subscription, handle it as it arrives:"
     );
     for (email, name) in [("ada@example.com", "Ada"), ("grace@example.com", "Grace")] {
         let command = CreateUser {
@@ -186,48 +168,31 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             published.len()
         );
     }
-    println!("\n3. The subscribers, each on its own subscription, as their messages arrive:");
 
-    let (mut welcomed, mut audited, mut crm_attempts) = (0, 0, 0);
-    let mut dead = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while welcomed < USERS || audited < USERS || dead.len() < USERS {
-        let step = tokio::time::timeout_at(deadline, steps.recv())
-            .await
-            .map_err(|_| {
-                format!(
-                    "timed out: {welcomed} welcomed, {audited} audited, {} dead letters",
-                    dead.len()
-                )
-            })?
-            .ok_or("journal closed")?;
-        match step {
-            Step::Welcomed(line) => {
-                welcomed += 1;
-                println!("   [welcome-email] {line}");
-            }
-            Step::Audited(line) => {
-                audited += 1;
-                println!("   [audit-log]     {line}");
-            }
-            Step::CrmFailed(line) => {
-                crm_attempts += 1;
-                println!("   [crm-sync]      {line}");
-            }
-            Step::DeadLettered {
-                email,
-                reason,
-                attempts,
-            } => {
-                println!("   [dlq-inspector] dead letter for {email} arrived");
-                dead.push((email, reason, attempts));
-            }
-        }
+    // Until every user is welcomed and audited and the CRM sync's dead letters came back.
+    for subscription in [WELCOME, AUDIT, DLQ_INSPECTOR] {
+        recorder
+            .wait_for(Expect::consumed::<UserCreated>(USERS).by(subscription))
+            .await?;
     }
 
-    println!("\n4. The dead-letter topic `{dead_letters}` holds what the CRM sync could not do:");
-    for (email, reason, attempts) in &dead {
-        println!("   -> UserCreated for {email}: gave up after {attempts} attempts: {reason}");
+    println!("\n3. The dead-letter topic `{dead_letters}` holds what the CRM sync could not do:");
+    let dead = recorder.consumed_by(DLQ_INSPECTOR);
+    for letter in &dead {
+        let header = |name| {
+            letter
+                .envelope
+                .headers
+                .get(name)
+                .map_or("?", String::as_str)
+        };
+        let event: UserCreated = serde_json::from_slice(&letter.envelope.payload)?;
+        println!(
+            "   -> UserCreated for {}: gave up after {} attempts: {}",
+            event.email,
+            header(wire::DLQ_ATTEMPTS),
+            header(wire::DLQ_REASON)
+        );
     }
 
     for subscription in subscriptions {
@@ -235,9 +200,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     bento.shutdown().await?;
     println!(
-        "\nDone: {} users stored, {welcomed} welcome emails, {audited} audit entries, {crm_attempts} CRM attempts, {} dead letters.",
+        "\nDone: {} users stored, {} welcome emails, {} audit entries, {} CRM attempts, {} dead letters.",
         repository.count(),
-        dead.len()
+        recorder.consumed_by(WELCOME).len(),
+        recorder.consumed_by(AUDIT).len(),
+        recorder.deliveries_to(CRM).len(),
+        recorder.dead_lettered().len()
     );
     Ok(())
 }
