@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bento_runtime::prelude::*;
+use bento_runtime::testing::{Expect, Recorder};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -86,8 +87,6 @@ struct OutcomeLog {
 #[derive(Clone, Default)]
 struct Trail {
     lines: Vec<String>,
-    /// Acknowledged or dead-lettered: it will not come again.
-    finished: bool,
 }
 
 /// The handler an [`OutcomeLog`] wraps.
@@ -128,9 +127,7 @@ impl<S: EnvelopeHandler> EnvelopeHandler for LogOutcomes<S> {
                 other => format!("attempt {attempt}: {}", other.as_str()),
             };
             if let Ok(mut seen) = seen.lock() {
-                let trail = seen.entry(id).or_default();
-                trail.lines.push(line);
-                trail.finished = matches!(outcome, Outcome::Ack | Outcome::DeadLetter { .. });
+                seen.entry(id).or_default().lines.push(line);
             }
             outcome
         }))
@@ -138,12 +135,6 @@ impl<S: EnvelopeHandler> EnvelopeHandler for LogOutcomes<S> {
 }
 
 impl OutcomeLog {
-    fn finished(&self, id: &MessageId) -> bool {
-        self.seen
-            .lock()
-            .is_ok_and(|seen| seen.get(id).is_some_and(|trail| trail.finished))
-    }
-
     fn lines(&self, id: &MessageId) -> Vec<String> {
         self.seen
             .lock()
@@ -180,7 +171,16 @@ async fn place(bus: &Bus, tenant: &str, order: OrderPlaced) -> Result<MessageId,
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let log = OutcomeLog::default();
-    let bento = Bento::from_env().await?.layer(log.clone());
+    let bento = Bento::from_env().await?;
+    // Tells `main` when every order was settled (outside the log, so the log is complete by
+    // then), counting only this run's messages.
+    let recorder = Recorder::with_codecs(bento.bus().codec().clone())
+        .patience(Duration::from_secs(30))
+        .only_own_messages();
+    let bento = bento
+        .layer(recorder.clone())
+        .publish_layer(recorder.clone())
+        .layer(log.clone());
     let bus = bento.bus();
     println!(
         "Bento middleware on the `{}` backend",
@@ -211,13 +211,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let id = place(&bus, tenant, OrderPlaced { order_id, cents }).await?;
         placed.push((tenant, cents, id));
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !placed.iter().all(|(_, _, id)| log.finished(id)) {
-        if tokio::time::Instant::now() > deadline {
-            return Err("the orders were not all settled within 30 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let billing_name = "middleware-example.billing";
+    recorder
+        .wait_for(Expect::consumed::<OrderPlaced>(2).by(billing_name))
+        .await?;
+    recorder
+        .wait_for(Expect::dead_lettered(1).by(billing_name))
+        .await?;
     for (tenant, cents, id) in &placed {
         println!("order of {tenant} ({cents} cents):");
         for line in log.lines(id) {
