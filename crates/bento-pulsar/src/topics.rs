@@ -133,6 +133,21 @@ pub fn retry_topic(topic: &str, subscription: &str) -> String {
     format!("{topic}-{subscription}-RETRY")
 }
 
+impl PulsarConfig {
+    /// The full topic `event_type` is published to, as [`crate::PulsarBus`] built from this
+    /// configuration names it, without connecting (for a service's contract, see
+    /// `bento-asyncapi`).
+    pub fn event_type_topic(&self, event_type: &str) -> String {
+        Topics::new(self).for_event_type(event_type)
+    }
+
+    /// The full name of `topic` as [`crate::PulsarBus::topic_name`] gives it, without
+    /// connecting.
+    pub fn full_topic_name(&self, topic: &str) -> String {
+        Topics::new(self).full(topic, None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,6 +65,8 @@ pub struct Bento {
     observability: Observability,
     telemetry: Option<TelemetryGuard>,
     stores: Stores,
+    /// Built offline, to print the service's AsyncAPI document ([`crate::asyncapi`]).
+    offline: bool,
 }
 
 impl Bento {
@@ -79,7 +81,13 @@ impl Bento {
     /// `observability.tracing.otlp_endpoint` asks for it), then the bus is built and wrapped
     /// in the observability layers, and the metrics endpoint started if
     /// `observability.metrics.address` is set.
+    ///
+    /// When the service is asked for its AsyncAPI document (`BENTO_ASYNCAPI=1` or
+    /// `--asyncapi`, see [`crate::asyncapi`]), it is built [`Bento::offline`] instead.
     pub async fn from_config(config: Config) -> Result<Self, RuntimeError> {
+        if crate::asyncapi::requested() {
+            return Self::offline(config).await;
+        }
         let telemetry = if config.observability.wants_subscriber() {
             Some(bento_observability::telemetry::install(
                 &config.observability,
@@ -103,7 +111,36 @@ impl Bento {
             observability,
             telemetry,
             stores,
+            offline: false,
         })
+    }
+
+    /// Builds the service as `config` describes it, but without a broker: the bus is the
+    /// in-memory one naming topics as the configured backend does, no metrics endpoint is
+    /// served and no span exported (the outbox and inbox databases are opened as configured).
+    /// For printing the service's contract ([`Bento::asyncapi`]) where no broker runs.
+    pub async fn offline(config: Config) -> Result<Self, RuntimeError> {
+        let backend = crate::asyncapi::offline_bus(&config)?;
+        let mut observability_config = config.observability.clone();
+        observability_config.metrics.address = None;
+        observability_config.tracing.otlp_endpoint = None;
+        let observability = Observability::start(&observability_config, backend).await?;
+        let bus = Bus::new(observability.bus(), config.codec.codecs());
+        let stores = Stores::open(&config, &bus).await?;
+        Ok(Self {
+            config,
+            bus,
+            observability,
+            telemetry: None,
+            stores,
+            offline: true,
+        })
+    }
+
+    /// Whether the service was built [`Bento::offline`]: it was asked for its AsyncAPI
+    /// document, which it should print ([`Bento::asyncapi`]) before exiting.
+    pub fn is_offline(&self) -> bool {
+        self.offline
     }
 
     /// Adds `layer` around the handler stack of every subscription made through [`Bento::bus`]

@@ -15,11 +15,15 @@
 //! Backends other than memory are cargo features (`pulsar`, `kafka`); a configuration naming
 //! one that is not compiled in fails at startup with an error naming the feature.
 //!
+//! [`Bento::asyncapi`] is the service's AsyncAPI document; with `BENTO_ASYNCAPI=1` the service
+//! is built offline to print it (see [`asyncapi`]).
+//!
 //! [`prelude`] has what a service needs in one import. With the `testing` feature,
 //! [`testing`] is the test harness: an in-memory service that records what was published,
 //! consumed and dead-lettered and waits for it, under tokio's paused time too (see
 //! `docs/testing.md`).
 
+pub mod asyncapi;
 mod build;
 mod config;
 mod error;
