@@ -145,9 +145,7 @@ pub fn bus_env(
 
 /// The broker test lock the test binaries share (`bento_testkit::broker_lock`).
 fn broker_lock(broker: Broker) -> Result<fs::File> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
+    let target = target_dir();
     let path = target.join(format!("bento-{broker}-broker.lock"));
     fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
     fs::OpenOptions::new()
@@ -196,7 +194,14 @@ fn bus_scenarios(env: &DevEnv, target: ChaosTarget, sizes: &[(&str, &str)]) -> R
 }
 
 fn report_path() -> PathBuf {
-    workspace_root().join("target").join("chaos-report.md")
+    target_dir().join("chaos-report.md")
+}
+
+/// Cargo's target directory (`CARGO_TARGET_DIR`, else the workspace's `target`).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// Builds the examples, starts what is not running, runs the drills and the bus scenarios,
