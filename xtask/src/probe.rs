@@ -29,17 +29,31 @@ pub fn http_put(url: &str) -> Result<(u16, String)> {
     http(ureq::http::Method::PUT, url, HTTP_TIMEOUT)
 }
 
+/// `POST url` with the JSON `body`; returns the status code and the body of the answer.
+pub fn http_post_json(url: &str, body: &str) -> Result<(u16, String)> {
+    send(ureq::http::Method::POST, url, HTTP_TIMEOUT, body.to_owned())
+}
+
 fn http(method: ureq::http::Method, url: &str, timeout: Duration) -> Result<(u16, String)> {
+    send(method, url, timeout, String::new())
+}
+
+fn send(
+    method: ureq::http::Method,
+    url: &str,
+    timeout: Duration,
+    body: String,
+) -> Result<(u16, String)> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .build()
         .into();
-    let request = ureq::http::Request::builder()
-        .method(method)
-        .uri(url)
-        .body(())
-        .context("building request")?;
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    if !body.is_empty() {
+        request = request.header("content-type", "application/json");
+    }
+    let request = request.body(body).context("building request")?;
     let mut response = agent
         .run(request)
         .with_context(|| format!("requesting {url}"))?;

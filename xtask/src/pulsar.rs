@@ -98,6 +98,10 @@ fn overrides(ports: &Ports, security: &SecurityFiles) -> Vec<(&'static str, Stri
         ("allowAutoTopicCreation", "true".to_string()),
         ("allowAutoTopicCreationType", "non-partitioned".to_string()),
         ("acknowledgmentAtBatchIndexLevelEnabled", "true".to_string()),
+        // A producer without a schema is refused on a topic that has one, as production
+        // clusters should refuse it (docs/pulsar.md, "One topic, one encoding"); namespaces
+        // created later (by tests, or `create_namespaces`) inherit it.
+        ("schemaValidationEnforced", "true".to_string()),
         // Topics must not vanish between the steps of a slow test.
         ("brokerDeleteInactiveTopicsEnabled", "false".to_string()),
         // The embedded bookie reads this file too. Without these it binds 0.0.0.0 on a random port.
@@ -242,6 +246,30 @@ pub fn health(ports: &Ports) -> Result<(), String> {
     let check = get("/admin/v2/brokers/health?topicVersion=V2").map_err(|e| explain_bookie(&e))?;
     if check.trim() != "ok" {
         return Err(format!("broker health check answered {check:?}"));
+    }
+    Ok(())
+}
+
+/// The namespaces the dev-env broker comes with, for services to use.
+pub const NAMESPACES: &[&str] = &["public/default"];
+
+/// Sets `schemaValidationEnforced` on [`NAMESPACES`], as `pulsar-admin namespaces
+/// set-schema-validation-enforced` does: a producer without a schema is refused on a topic
+/// that has one. The broker-wide setting in `overrides` does the same for every namespace,
+/// but only once the broker restarts with it; the namespace policy takes effect at once, on a
+/// broker started before the setting was added too. Idempotent.
+pub fn enforce_schema_validation(ports: &Ports) -> Result<()> {
+    for namespace in NAMESPACES {
+        let url = format!(
+            "{}/admin/v2/namespaces/{namespace}/schemaValidationEnforced",
+            ports.pulsar_admin_url()
+        );
+        let (status, body) = probe::http_post_json(&url, "true")?;
+        ensure!(
+            (200..300).contains(&status),
+            "setting schemaValidationEnforced on {namespace}: POST {url} answered {status}: {}",
+            body.trim()
+        );
     }
     Ok(())
 }

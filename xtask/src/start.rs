@@ -86,6 +86,14 @@ pub fn up(env: &DevEnv, brokers: &[Broker]) -> Result<()> {
     for (ports, log_offset) in started_pulsar {
         fix_pulsar_registration_loop(env, ports, log_offset)?;
     }
+    if brokers.contains(&Broker::Pulsar) {
+        let ports = State::load(&env.layout, Broker::Pulsar).map_or(env.ports, |s| s.ports);
+        pulsar::enforce_schema_validation(&ports)?;
+        println!(
+            "pulsar: schema validation enforced on {}",
+            pulsar::NAMESPACES.join(", ")
+        );
+    }
     println!(
         "dev-env up finished in {:.1}s",
         started.elapsed().as_secs_f64()

@@ -1,5 +1,6 @@
 //! [`PulsarBus`]: the [`MessageBus`] on Apache Pulsar.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use bento_application::{
 };
 use bento_domain::Envelope;
 use futures::future::BoxFuture;
+use parking_lot::RwLock;
 use pulsar::SubType;
 
 use crate::batch_acks::BatchAcknowledgement;
@@ -18,8 +20,8 @@ use crate::config::BatchAckSetting;
 use crate::config::PulsarConfig;
 use crate::consumer::{ConsumerSpec, DeliverySender, SettleTarget, Worker};
 use crate::error::describe;
-use crate::producer::{self, Client, DeclareError, Producers};
-use crate::schema;
+use crate::producer::{self, Client, DeclareError, Producers, Sending};
+use crate::schema::{self, Registered, TopicSchema};
 use crate::topics::{self, Topics};
 
 /// Deliveries buffered between the consumers of one subscription and its dispatcher.
@@ -54,6 +56,9 @@ struct Inner {
     gate: OpenGate,
     /// How batches are acknowledged, decided at the first subscription.
     batch_acks: tokio::sync::OnceCell<BatchAcknowledgement>,
+    /// The schemas declared by event type, for the topics other than the type's own that its
+    /// events are published to (an explicit topic, another tenant's).
+    by_event_type: RwLock<HashMap<String, TopicSchema>>,
 }
 
 impl std::fmt::Debug for PulsarBus {
@@ -83,6 +88,7 @@ impl PulsarBus {
                 config,
                 gate: OpenGate::new(),
                 batch_acks: tokio::sync::OnceCell::new(),
+                by_event_type: RwLock::new(HashMap::new()),
             }),
         })
     }
@@ -124,6 +130,45 @@ impl PulsarBus {
 
     fn check_open(&self) -> Result<(), BusError> {
         self.inner.gate.check()
+    }
+
+    /// The schema declared for `event_type`, for its events on `topic` (not the type's own
+    /// topic, which has it already): none on a topic several event types share, which one
+    /// schema cannot describe.
+    fn preferred(&self, event_type: &str, topic: &str) -> Option<TopicSchema> {
+        if self.inner.topics.is_shared(topic) {
+            return None;
+        }
+        self.inner.by_event_type.read().get(event_type).cloned()
+    }
+
+    /// The schema a subscription's consumer carries, so the broker checks it against the
+    /// topic's: the codec's schema for the handler's event type, when the topic has a schema
+    /// of that type. A topic with a schema of another type is refused, naming both; a topic
+    /// without a schema gets none from a consumer (its producers register it), since the
+    /// broker refuses a consumer's schema on a topic that already holds messages without one.
+    async fn consumer_schema(
+        &self,
+        spec: &SubscriptionSpec,
+        topic: &str,
+    ) -> Result<Option<pulsar::proto::Schema>, BusError> {
+        let Some(definition) = &spec.schema else {
+            return Ok(None);
+        };
+        match self.inner.producers.registered(topic).await {
+            Registered::Schema(info) => {
+                schema::check_against(topic, &info, definition).map_err(|reason| {
+                    BusError::Subscribe {
+                        topic: topic.to_owned(),
+                        subscription: spec.name.clone(),
+                        source: reason.into(),
+                    }
+                })?;
+                Ok(Some(schema::to_pulsar(definition)))
+            }
+            Registered::Nothing => Ok(None),
+            Registered::Unknown => Ok(Some(schema::to_pulsar(definition))),
+        }
     }
 
     fn destination(
@@ -182,6 +227,12 @@ impl PulsarBus {
         let dead_letter_topic = inner
             .topics
             .full(&spec.dead_letter.topic_for(&topic, &spec.name), None);
+        // Retries and dead letters are copies of the topic's messages: their topics carry the
+        // topic's schema, so that readers of them find the messages described too.
+        inner.producers.copies_of(&dead_letter_topic, &topic);
+        inner
+            .producers
+            .copies_of(&topics::retry_topic(&topic, &spec.name), &topic);
         // A dead-letter topic that cannot be written fails the subscription now, not its first
         // poison message (the retry topic is checked by creating its consumer below).
         if let Err(error) = inner.producers.prepare(&dead_letter_topic).await {
@@ -220,10 +271,10 @@ impl PulsarBus {
             timeout: inner.config.connect_timeout(),
             schema: None,
         };
-        // The main consumer carries the spec's schema, so the broker checks it against the
-        // topic's now; the retry topic is written by Bento's schema-less producers.
+        // The main consumer carries the codec's schema, so the broker checks it against the
+        // topic's now; the retry topic's consumer reads whatever its copies carry.
         let main_consumer = ConsumerSpec {
-            schema: spec.schema.as_ref().map(schema::to_pulsar),
+            schema: self.consumer_schema(spec, topic).await?,
             ..consumer(topic, sub_type(spec.kind)?, only_event_type)
         };
         let main = Worker::start(
@@ -320,18 +371,45 @@ impl SchemaRegistry for PulsarBus {
     /// compatibility strategy and stores it as a new version if it differs. Later publishes to
     /// the topic go through that producer.
     ///
-    /// An incompatible schema fails with [`BusError::Backend`] naming the topic, the strategy
-    /// (read with the admin API when the broker refused) and the broker's reason.
+    /// First the topic's registered schema (read with the admin API) is compared with it: a
+    /// topic whose schema is of another type (an `AVRO` topic for a JSON event), or describes
+    /// another record, is refused with [`BusError::Backend`] naming the topic, the event type,
+    /// the registered type and the codec, whether or not the broker would have let it pass.
+    /// An incompatible schema of the same type fails with [`BusError::Backend`] naming the
+    /// topic, the strategy and the broker's reason.
+    ///
+    /// On a topic several event types share (`topics.shared`, or types mapped to one topic)
+    /// nothing is registered: one Pulsar schema describes one record type.
     async fn declare_schema(&self, definition: &SchemaDefinition) -> Result<(), BusError> {
         self.check_open()?;
         let topic = self.inner.topics.for_event_type(&definition.event_type);
-        match self
-            .inner
-            .producers
-            .declare(&topic, schema::to_pulsar(definition))
-            .await
+        let declared = TopicSchema::declared(definition);
+        let remember = |declared: TopicSchema| {
+            self.inner
+                .by_event_type
+                .write()
+                .insert(definition.event_type.clone(), declared);
+        };
+        if self.inner.topics.is_shared(&topic) {
+            tracing::info!(%topic, event_type = %definition.event_type, "several event types share the topic: no schema is registered on it");
+            remember(declared);
+            return Ok(());
+        }
+        if let Registered::Schema(info) = self.inner.producers.registered(&topic).await
+            && let Err(reason) = schema::check_against(&topic, &info, definition)
         {
+            return Err(BusError::backend(
+                "pulsar",
+                format!(
+                    "registering the {} schema of `{}` on topic `{topic}`",
+                    definition.kind, definition.event_type
+                ),
+                reason,
+            ));
+        }
+        match self.inner.producers.declare(&topic, declared.clone()).await {
             Ok(()) => {
+                remember(declared);
                 tracing::info!(%topic, event_type = %definition.event_type, kind = %definition.kind, "schema declared");
                 Ok(())
             }
@@ -407,9 +485,15 @@ impl MessageBus for PulsarBus {
         let topic = self.destination(&envelope, &options)?;
         let deliver_at = options.deliver.map(|at| at.instant());
         let message = producer::message(envelope, deliver_at, None);
+        let preferred = |event_type: &str| self.preferred(event_type, &topic);
         self.inner
             .producers
-            .publish(&topic, message, deliver_at.is_some())
+            .publish(
+                &topic,
+                message,
+                deliver_at.is_some(),
+                Sending::Publish(Some(&preferred)),
+            )
             .await
     }
 
@@ -436,8 +520,15 @@ impl MessageBus for PulsarBus {
                 envelopes.next_if(|e| e.event_type == event_type && e.tenant == tenant)
             });
             let messages = run.map(|envelope| producer::message(envelope, deliver_at, None));
+            let preferred = |event_type: &str| self.preferred(event_type, &topic);
             producers
-                .send_all(&topic, messages, delayed, &mut pending)
+                .send_all(
+                    &topic,
+                    messages,
+                    delayed,
+                    Sending::Publish(Some(&preferred)),
+                    &mut pending,
+                )
                 .await?;
         }
         producers.confirm_all(pending).await

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use crate::batch_acks::{BatchAcknowledgement, OpenBatches};
 use crate::error::{describe, is_unreachable, server_error};
 use crate::message_id::{ack_id, format_id};
-use crate::producer::{self, Client, Producers};
+use crate::producer::{self, Client, Producers, Sending};
 
 type RawConsumer = pulsar::Consumer<Vec<u8>, TokioExecutor>;
 type RawMessage = pulsar::consumer::Message<Vec<u8>>;
@@ -541,7 +541,9 @@ impl Settle for PulsarSettle {
             || true,
             || {
                 let message = producer::message(envelope.clone(), Some(due), Some(next_attempt));
-                self.target.producers.publish(topic, message, true)
+                self.target
+                    .producers
+                    .publish(topic, message, true, Sending::Copy)
             },
         )
         .await;
@@ -558,7 +560,9 @@ impl Settle for PulsarSettle {
             || true,
             || {
                 let message = producer::message(dead_letter.clone(), None, None);
-                self.target.producers.publish(topic, message, false)
+                self.target
+                    .producers
+                    .publish(topic, message, false, Sending::Copy)
             },
         )
         .await;

@@ -1,6 +1,9 @@
-//! Schemas in Pulsar's schema registry through `MessageBus::declare_schema` / `Bus::declare`,
-//! against the real broker (`cargo xtask dev-env up pulsar`). Every test works in a namespace of
-//! its own (`public/<unique>`), so that it can set the compatibility strategy freely.
+//! Schemas in Pulsar's schema registry through `MessageBus::declare_schema` / `Bus::declare`
+//! and the first publish of each event type, against the real broker (`cargo xtask dev-env up
+//! pulsar`): registration, compatibility, and "one topic, one encoding" (a topic's schema type
+//! is checked against the codec of what is published to it or read from it). Every test works
+//! in a namespace of its own (`public/<unique>`), so that it can set the compatibility strategy
+//! and schema validation freely.
 
 mod common;
 
@@ -8,9 +11,14 @@ use std::error::Error;
 use std::sync::Arc;
 
 use apache_avro::AvroSchema;
-use bento_application::{Bus, MessageBus, SubscriptionSpec};
+use std::time::Duration;
+
+use bento_application::{
+    Bus, Context, DeadLetterPolicy, HandlerError, MessageBus, PublishOptions, RetryPolicy,
+    SubscriptionSpec,
+};
 use bento_codec::{AvroCodec, Codecs, Format, ProtobufCodec};
-use bento_domain::DomainEvent;
+use bento_domain::{DomainEvent, Envelope};
 use bento_pulsar::PulsarBus;
 use bento_pulsar::admin::{PulsarAdmin, SchemaCompatibility};
 use serde::{Deserialize, Serialize};
@@ -109,6 +117,16 @@ fn admin() -> PulsarAdmin {
 
 /// A fresh namespace `public/<unique>` with `strategy`, and a bus whose plain topics live there.
 async fn scratch(what: &str, strategy: SchemaCompatibility) -> (String, PulsarBus) {
+    scratch_with(what, Some(strategy), false).await
+}
+
+/// A fresh namespace `public/<unique>` with `strategy` (or the broker's default), enforcing
+/// schema validation or not, and a bus whose plain topics live there.
+async fn scratch_with(
+    what: &str,
+    strategy: Option<SchemaCompatibility>,
+    enforced: bool,
+) -> (String, PulsarBus) {
     let admin = admin();
     let namespace = format!("public/{}", common::unique(what));
     admin.create_namespace(&namespace).await.unwrap_or_else(|e| {
@@ -118,10 +136,22 @@ async fn scratch(what: &str, strategy: SchemaCompatibility) -> (String, PulsarBu
             admin.url()
         )
     });
-    admin
-        .set_schema_compatibility(&namespace, &strategy)
-        .await
-        .unwrap_or_else(|e| panic!("setting the compatibility strategy of {namespace}: {e}"));
+    if let Some(strategy) = strategy {
+        admin
+            .set_schema_compatibility(&namespace, &strategy)
+            .await
+            .unwrap_or_else(|e| panic!("setting the compatibility strategy of {namespace}: {e}"));
+    }
+    let (status, body) = common::admin(
+        "POST",
+        &format!("/admin/v2/namespaces/{namespace}/schemaValidationEnforced"),
+        Some(enforced.to_string()),
+    )
+    .await;
+    assert!(
+        (200..300).contains(&status),
+        "setting schemaValidationEnforced={enforced} on {namespace}: {status} {body}"
+    );
     let mut config = common::config();
     config.namespace = namespace
         .split_once('/')
@@ -180,8 +210,8 @@ async fn avro_schema_is_registered_and_messages_round_trip() -> TestResult {
     assert_eq!(got, event);
     assert_eq!(ctx.envelope().content_type, "application/avro");
 
-    // A bus that declared nothing publishes to the topic too (Bento's schema-less producers are
-    // accepted: the broker does not enforce schema validation by default).
+    // Another bus (another process of the service) publishes to the topic too: it declares the
+    // schema before its first publish of the type, which the broker finds registered already.
     let other = common::bus_with(pulsar.config().clone()).await;
     let plain = Bus::new(Arc::new(other.clone()), avro_v1());
     let second = AccountOpened {
@@ -334,6 +364,333 @@ async fn protobuf_native_schema_is_stored_and_messages_round_trip() -> TestResul
     assert_eq!(got, event);
     assert_eq!(ctx.envelope().content_type, "application/x-protobuf");
     subscription.shutdown().await?;
+    pulsar.close().await?;
+    Ok(())
+}
+
+fn account(id: &str) -> AccountOpened {
+    AccountOpened {
+        account_id: id.into(),
+        owner: "Ada".into(),
+        credit: 42,
+    }
+}
+
+/// Asserts that `error` names the topic, the event type, the registered schema type and the
+/// codec.
+fn names_everything(error: &str, topic: &str, registered: &str, codec: &str) {
+    assert!(error.contains(topic), "names the topic `{topic}`: {error}");
+    assert!(
+        error.contains(AccountOpened::EVENT_TYPE),
+        "names the event type: {error}"
+    );
+    assert!(
+        error.contains(registered),
+        "names the registered type {registered}: {error}"
+    );
+    assert!(error.contains(codec), "names the codec `{codec}`: {error}");
+}
+
+/// Every schema version `topic` has: their types.
+async fn schema_types(topic: &str) -> Vec<String> {
+    admin()
+        .schema_versions(topic)
+        .await
+        .unwrap_or_else(|e| panic!("reading the schemas of {topic}: {e}"))
+        .into_iter()
+        .map(|v| v.kind)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_on_an_avro_topic_is_refused_naming_topic_event_type_registered_type_and_codec()
+-> TestResult {
+    // Bento refuses it itself, before the broker would (which does not without enforcement).
+    for enforced in [false, true] {
+        let (_namespace, pulsar) = scratch_with("one-encoding", None, enforced).await;
+        let topic = pulsar.topic_for(AccountOpened::EVENT_TYPE);
+        // The first service publishes Avro: its first publish registers the AVRO schema.
+        let avro = Bus::new(Arc::new(pulsar.clone()), avro_v1());
+        avro.publish(&account("a-1")).await?;
+        assert_eq!(schema_types(&topic).await, ["AVRO"]);
+
+        // A second service, with the default codec (JSON), each check on a bus of its own as
+        // in another process.
+        let json_bus = common::bus_with(pulsar.config().clone()).await;
+        let json = Bus::new(Arc::new(json_bus.clone()), Codecs::default());
+        let error = json
+            .publish(&account("a-2"))
+            .await
+            .expect_err("JSON on an AVRO topic")
+            .to_string();
+        names_everything(&error, &topic, "AVRO", "json codec");
+
+        // ... and subscribing: the consumer's codec is checked the same way.
+        let error = json
+            .subscribe_with(
+                SubscriptionSpec::event_type(AccountOpened::EVENT_TYPE, "json-reader"),
+                common::forward::<AccountOpened>(mpsc::unbounded_channel().0),
+            )
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        names_everything(&error, &topic, "AVRO", "json codec");
+
+        // Without a schema of its own (`schema = "none"`), JSON is still not what the topic
+        // holds.
+        let none_bus = common::bus_with(pulsar.config().clone()).await;
+        let none = Bus::new(
+            Arc::new(none_bus.clone()),
+            Codecs::default().without_schema(AccountOpened::EVENT_TYPE),
+        );
+        let error = none
+            .publish(&account("a-3"))
+            .await
+            .expect_err("schema-less JSON on an AVRO topic")
+            .to_string();
+        names_everything(&error, &topic, "AVRO", "json codec");
+
+        // Nor is a raw envelope of another encoding.
+        let raw_bus = common::bus_with(pulsar.config().clone()).await;
+        let envelope = Envelope::new(
+            AccountOpened::EVENT_TYPE,
+            1,
+            "application/json",
+            &br#"{"account_id":"a-4","owner":"x","credit":1}"#[..],
+        );
+        let error = raw_bus
+            .publish(envelope, PublishOptions::default())
+            .await
+            .expect_err("a raw JSON envelope on an AVRO topic")
+            .to_string();
+        names_everything(&error, &topic, "AVRO", "json codec");
+
+        // The topic holds one encoding: AVRO only, and only the Avro message.
+        assert_eq!(schema_types(&topic).await, ["AVRO"]);
+        let stats = admin().topic_stats(&topic).await?;
+        assert_eq!(stats.msg_in_counter, 1, "only the Avro message was stored");
+        for bus in [json_bus, none_bus, raw_bus, pulsar] {
+            bus.close().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Another record on the topic: the same schema type, another event type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct CardIssued {
+    card_id: String,
+}
+
+impl DomainEvent for CardIssued {
+    const EVENT_TYPE: &'static str = "accounts.card-issued";
+    const AGGREGATE_TYPE: &'static str = "card";
+    fn aggregate_id(&self) -> String {
+        self.card_id.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_record_type_on_a_topic_is_refused_naming_both() -> TestResult {
+    let (_namespace, pulsar) = scratch_with("one-record", None, true).await;
+    let topic = pulsar.topic_for(AccountOpened::EVENT_TYPE);
+    let accounts = Bus::new(Arc::new(pulsar.clone()), Codecs::default());
+    accounts.publish(&account("a-1")).await?;
+    // A service that maps its own event type onto that topic.
+    let mut config = pulsar.config().clone();
+    config
+        .topics
+        .event_types
+        .insert(CardIssued::EVENT_TYPE.into(), topic.clone());
+    let cards_bus = common::bus_with(config).await;
+    let cards = Bus::new(Arc::new(cards_bus.clone()), Codecs::default());
+    let error = cards
+        .publish(&CardIssued {
+            card_id: "c-1".into(),
+        })
+        .await
+        .expect_err("another record on the topic")
+        .to_string();
+    assert!(error.contains(&topic), "{error}");
+    assert!(error.contains("`AccountOpened`"), "{error}");
+    assert!(error.contains("`CardIssued`"), "{error}");
+    assert!(error.contains(CardIssued::EVENT_TYPE), "{error}");
+    cards_bus.close().await?;
+    pulsar.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_event_registers_its_schema_on_first_publish() -> TestResult {
+    let (_namespace, pulsar) = scratch_with("json-schema", None, true).await;
+    let topic = pulsar.topic_for(AccountOpened::EVENT_TYPE);
+    let bus = Bus::new(Arc::new(pulsar.clone()), Codecs::default());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let subscription = bus
+        .subscribe_with(
+            SubscriptionSpec::event_type(AccountOpened::EVENT_TYPE, "reader"),
+            common::forward::<AccountOpened>(tx),
+        )
+        .await?;
+    bus.publish(&account("a-1")).await?;
+    let (got, ctx) = common::next(&mut rx, "JSON event").await;
+    assert_eq!(got, account("a-1"));
+    assert_eq!(ctx.envelope().content_type, "application/json");
+
+    let stored = admin().schema(&topic).await?;
+    assert_eq!(stored.kind, "JSON");
+    // The record apache-avro derives for the type: JSON and Avro readers see one record.
+    let parsed = apache_avro::Schema::parse_str(&stored.data)?;
+    assert_eq!(
+        parsed.canonical_form(),
+        AccountOpened::get_schema().canonical_form()
+    );
+
+    // The broker enforces schemas here; a bus that declares nothing still publishes JSON to
+    // the topic, with the topic's registered schema.
+    let other = common::bus_with(pulsar.config().clone()).await;
+    let raw = Envelope::new(
+        AccountOpened::EVENT_TYPE,
+        1,
+        "application/json",
+        &br#"{"account_id":"a-2","owner":"Py","credit":7}"#[..],
+    );
+    other.publish(raw, PublishOptions::default()).await?;
+    assert_eq!(
+        common::next(&mut rx, "raw JSON envelope")
+            .await
+            .0
+            .account_id,
+        "a-2"
+    );
+    // ... but not text.
+    let text = Envelope::new(AccountOpened::EVENT_TYPE, 1, "text/plain", &b"a-3"[..]);
+    let error = other
+        .publish(text, PublishOptions::default())
+        .await
+        .expect_err("text on a JSON topic")
+        .to_string();
+    assert!(
+        error.contains("text/plain") && error.contains("JSON") && error.contains(&topic),
+        "{error}"
+    );
+    assert_eq!(schema_types(&topic).await, ["JSON"]);
+    subscription.shutdown().await?;
+    other.close().await?;
+    pulsar.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_none_publishes_without_registering_a_schema() -> TestResult {
+    let (_namespace, pulsar) = scratch_with("schema-none", None, true).await;
+    let topic = pulsar.topic_for(AccountOpened::EVENT_TYPE);
+    let codecs = Codecs::default().without_schema(AccountOpened::EVENT_TYPE);
+    let bus = Bus::new(Arc::new(pulsar.clone()), codecs);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let subscription = bus
+        .subscribe_with(
+            SubscriptionSpec::event_type(AccountOpened::EVENT_TYPE, "reader"),
+            common::forward::<AccountOpened>(tx),
+        )
+        .await?;
+    bus.publish(&account("a-1")).await?;
+    assert_eq!(
+        common::next(&mut rx, "schema-less JSON").await.0,
+        account("a-1")
+    );
+    let error = admin().schema(&topic).await.err();
+    assert!(
+        error.as_ref().is_some_and(|e| e.is_not_found()),
+        "no schema registered: {error:?}"
+    );
+    subscription.shutdown().await?;
+    pulsar.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_and_dead_letter_topics_carry_the_topic_schema() -> TestResult {
+    let (_namespace, pulsar) = scratch_with("copies", None, true).await;
+    let topic = pulsar.topic_for(AccountOpened::EVENT_TYPE);
+    let bus = Bus::new(Arc::new(pulsar.clone()), Codecs::default());
+    let dead_letters = pulsar.topic_name("copies-dlq");
+    let failing = |_event: AccountOpened, _ctx: Context| async {
+        Err::<(), _>(HandlerError::retryable("always"))
+    };
+    let subscription = bus
+        .subscribe_with(
+            SubscriptionSpec::event_type(AccountOpened::EVENT_TYPE, "failing")
+                .retry(RetryPolicy::exponential(2, Duration::from_millis(50)))
+                .dead_letter(DeadLetterPolicy::to_topic(&dead_letters)),
+            failing,
+        )
+        .await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let forward = move |ctx: Context| {
+        let _ = tx.send(ctx.envelope().clone());
+        std::future::ready(Ok::<(), HandlerError>(()))
+    };
+    let inspector = bus
+        .subscribe_envelopes(SubscriptionSpec::topic(&dead_letters, "inspector"), forward)
+        .await?;
+    bus.publish(&account("a-1")).await?;
+    let dead = common::next(&mut rx, "dead letter").await;
+    assert_eq!(dead.content_type, "application/json");
+
+    let registered = admin().schema(&topic).await?;
+    for copies in [pulsar.retry_topic(&topic, "failing"), dead_letters] {
+        let schema = admin().schema(&copies).await?;
+        assert_eq!(
+            (schema.kind.as_str(), schema.data.as_str()),
+            (registered.kind.as_str(), registered.data.as_str()),
+            "{copies} carries the schema of {topic}"
+        );
+    }
+    inspector.shutdown().await?;
+    subscription.shutdown().await?;
+    pulsar.close().await?;
+    Ok(())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Loose {
+    id: String,
+    details: serde_json::Value,
+}
+
+impl DomainEvent for Loose {
+    const EVENT_TYPE: &'static str = "misc.loose";
+    const AGGREGATE_TYPE: &'static str = "misc";
+    fn aggregate_id(&self) -> String {
+        self.id.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_no_schema_describes_fails_to_publish_saying_how_to_opt_out() -> TestResult {
+    let (_namespace, pulsar) = scratch_with("loose", None, true).await;
+    let bus = Bus::new(Arc::new(pulsar.clone()), Codecs::default());
+    let event = Loose {
+        id: "l-1".into(),
+        details: serde_json::json!({"any": "thing"}),
+    };
+    let error = bus
+        .publish(&event)
+        .await
+        .expect_err("serde_json::Value has no schema")
+        .to_string();
+    assert!(
+        error.contains("misc.loose") && error.contains("`details`"),
+        "{error}"
+    );
+    assert!(error.contains(r#"schema = "none""#), "{error}");
+    let opted_out = Bus::new(
+        Arc::new(pulsar.clone()),
+        Codecs::default().without_schema(Loose::EVENT_TYPE),
+    );
+    opted_out.publish(&event).await?;
     pulsar.close().await?;
     Ok(())
 }

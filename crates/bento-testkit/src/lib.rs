@@ -12,13 +12,15 @@
 //! was published, handled and dead-lettered, and waits for it (also under paused time).
 //!
 //! [`workload`] is the end-to-end workload the in-memory benchmarks share; [`broker_lock`] keeps
-//! tests that kill a broker away from the tests that use it.
+//! tests that kill a broker away from the tests that use it; [`pulsar_cli`] runs Pulsar's own
+//! Java client (`pulsar-client` of the dev-env's distribution) to read what Bento wrote.
 
 pub mod asyncapi;
 pub mod broker_lock;
 pub mod cases;
 mod collect;
 pub mod layers;
+pub mod pulsar_cli;
 pub mod pulsar_cli;
 pub mod request_reply;
 pub mod testing;

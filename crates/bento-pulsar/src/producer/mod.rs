@@ -3,7 +3,7 @@
 
 mod message;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,12 +12,13 @@ use bento_application::BusError;
 use parking_lot::RwLock;
 use pulsar::producer::{Message, SendFuture};
 use pulsar::proto::ServerError;
-use pulsar::{ProducerOptions, TokioExecutor, proto};
+use pulsar::{ProducerOptions, TokioExecutor};
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::config::{Compression, PulsarConfig};
 use crate::error::{describe, server_error};
 use crate::namespaces::Namespaces;
+use crate::schema::{Registered, Registry, TopicSchema};
 
 pub(crate) use message::message;
 
@@ -39,6 +40,8 @@ struct Slot {
 /// delayed messages always use because a batch carries no per-message delivery time.
 struct TopicProducers {
     topic: String,
+    /// The schema both carry (`None`: none), decided before the first of them is created.
+    schema: OnceCell<Option<TopicSchema>>,
     batching: Slot,
     plain: Slot,
     /// Publishes on their way into the batching producer. The last one in flushes the batch:
@@ -56,7 +59,15 @@ pub(crate) struct Producers {
     receipt_timeout: Duration,
     topics: RwLock<HashMap<String, Arc<TopicProducers>>>,
     /// Declared schemas by full topic name; every producer of such a topic carries its schema.
-    schemas: RwLock<HashMap<String, proto::Schema>>,
+    declared: RwLock<HashMap<String, TopicSchema>>,
+    /// Retry and dead-letter topics, with the topic whose messages they hold copies of: their
+    /// producers carry that topic's schema.
+    copies: RwLock<HashMap<String, String>>,
+    /// Copy topics whose producer the broker refused with their source's schema (the copy
+    /// topic has another already): they keep their own.
+    own_schema: RwLock<HashSet<String>>,
+    /// Reads the schemas topics have registered.
+    registry: Registry,
     /// Creates missing tenants and namespaces before first use, when configured to.
     namespaces: Namespaces,
     closed: AtomicBool,
@@ -100,7 +111,10 @@ impl Producers {
             // reconnect meanwhile); this bound only guards against one that never resolves.
             receipt_timeout: config.operation_timeout() + config.connect_timeout(),
             topics: RwLock::new(HashMap::new()),
-            schemas: RwLock::new(HashMap::new()),
+            declared: RwLock::new(HashMap::new()),
+            copies: RwLock::new(HashMap::new()),
+            own_schema: RwLock::new(HashSet::new()),
+            registry: Registry::new(config),
             namespaces: Namespaces::new(config),
             closed: AtomicBool::new(false),
         }
@@ -114,9 +128,10 @@ impl Producers {
         topic: &str,
         message: Message,
         delayed: bool,
+        kind: Sending<'_>,
     ) -> Result<Pending, BusError> {
         let mut pending = Vec::with_capacity(1);
-        self.send_all(topic, std::iter::once(message), delayed, &mut pending)
+        self.send_all(topic, std::iter::once(message), delayed, kind, &mut pending)
             .await?;
         pending.pop().ok_or_else(|| BusError::Publish {
             topic: topic.to_owned(),
@@ -126,22 +141,55 @@ impl Producers {
 
     /// Like [`Producers::send`] for several messages to one topic, handed over in order under
     /// one lock of the producer, so that no other publish comes between them.
+    ///
+    /// New messages ([`Sending::Publish`]) must be of the topic's schema type: one that is not
+    /// (a JSON event for a topic of Avro records) is refused, with the messages after it.
     pub(crate) async fn send_all(
         &self,
         topic: &str,
         messages: impl IntoIterator<Item = Message>,
         delayed: bool,
+        kind: Sending<'_>,
         pending: &mut Vec<Pending>,
     ) -> Result<(), BusError> {
         let batching = self.batching.is_some() && !delayed;
         let producers = self.topic(topic);
-        let producer = self.producer(&producers, batching).await?;
+        let (check, preferred) = match kind {
+            Sending::Publish(preferred) => (true, preferred),
+            Sending::Copy => (false, None),
+        };
+        let mut messages = messages.into_iter().peekable();
+        let schema = match producers.schema.get() {
+            Some(schema) => schema,
+            None => {
+                let first_event_type = messages
+                    .peek()
+                    .and_then(|m| m.properties.get(bento_application::wire::EVENT_TYPE))
+                    .cloned()
+                    .unwrap_or_default();
+                self.schema_of(&producers, preferred, &first_event_type)
+                    .await?
+            }
+        };
+        let producer = self.producer(&producers, schema, batching).await?;
         if batching {
             producers.arriving.fetch_add(1, Ordering::AcqRel);
         }
         let mut producer = producer.lock().await;
         let mut handed = Ok(());
+        let mut refused = false;
         for message in messages {
+            if check
+                && let Some(schema) = schema
+                && let Err(reason) = admits(topic, schema, &message)
+            {
+                handed = Err(BusError::Publish {
+                    topic: topic.to_owned(),
+                    source: reason.into(),
+                });
+                refused = true;
+                break;
+            }
             match producer.send_non_blocking(message).await {
                 Ok(receipt) => pending.push(Pending {
                     producers: producers.clone(),
@@ -162,20 +210,118 @@ impl Producers {
             handed = Err(publish_error(topic, &error));
         }
         drop(producer);
-        if handed.is_err() {
+        if handed.is_err() && !refused {
             self.evict(&producers);
         }
         handed
     }
 
+    /// The schema the producers of `producers` carry, decided on first use: see
+    /// [`Producers::resolve`].
+    async fn schema_of<'p>(
+        &self,
+        producers: &'p TopicProducers,
+        preferred: Option<Preferred<'_>>,
+        event_type: &str,
+    ) -> Result<&'p Option<TopicSchema>, BusError> {
+        if let Some(schema) = producers.schema.get() {
+            return Ok(schema);
+        }
+        let preferred = preferred.and_then(|preferred| preferred(event_type));
+        producers
+            .schema
+            .get_or_try_init(|| self.resolve(&producers.topic, preferred))
+            .await
+    }
+
+    /// The schema for the producers of `topic`, in this order:
+    ///
+    /// 1. the schema this bus declared for the topic;
+    /// 2. for a retry or dead-letter topic, the schema of the topic it holds copies of
+    ///    (declared by this bus, or registered), unless the broker refused that one here;
+    /// 3. `preferred` (the schema this bus declared for the event type of the first message,
+    ///    given for a topic that is not the type's own, nor shared), checked against the
+    ///    topic's registered schema type;
+    /// 4. the schema registered on the topic, so that publishes of the same encoding pass a
+    ///    broker that enforces schemas and readers of the topic find the messages described;
+    /// 5. none.
+    async fn resolve(
+        &self,
+        topic: &str,
+        preferred: Option<TopicSchema>,
+    ) -> Result<Option<TopicSchema>, BusError> {
+        if let Some(schema) = self.declared.read().get(topic) {
+            return Ok(Some(schema.clone()));
+        }
+        // The namespace first: asked about a topic of a namespace that does not exist yet,
+        // the broker keeps stale bundle data for it once it is created.
+        if let Err(reason) = self.ensure_namespace(topic).await {
+            return Err(BusError::Publish {
+                topic: topic.to_owned(),
+                source: reason.into(),
+            });
+        }
+        let source = self.copies.read().get(topic).cloned();
+        if let Some(source) = source
+            && !self.own_schema.read().contains(topic)
+        {
+            let declared = self.declared.read().get(&source).cloned();
+            if let Some(schema) = declared {
+                return Ok(Some(schema.of_source(&source)));
+            }
+            if let Registered::Schema(info) = self.registry.lookup(&source).await {
+                return Ok(Some(
+                    TopicSchema::registered(&source, &info).of_source(&source),
+                ));
+            }
+        }
+        let registered = self.registry.lookup(topic).await;
+        if let Some(preferred) = preferred {
+            if let (Registered::Schema(info), Some(definition)) =
+                (&registered, &preferred.definition)
+                && let Err(reason) = crate::schema::check_against(topic, info, definition)
+            {
+                return Err(BusError::Publish {
+                    topic: topic.to_owned(),
+                    source: reason.into(),
+                });
+            }
+            return Ok(Some(preferred));
+        }
+        Ok(match registered {
+            Registered::Schema(info) => Some(TopicSchema::registered(topic, &info)),
+            Registered::Nothing | Registered::Unknown => None,
+        })
+    }
+
+    /// Marks `topic` as holding copies of `source`'s messages (a retry or dead-letter topic):
+    /// its producers carry `source`'s schema.
+    pub(crate) fn copies_of(&self, topic: &str, source: &str) {
+        self.copies
+            .write()
+            .insert(topic.to_owned(), source.to_owned());
+    }
+
+    /// What the broker has registered for `topic`.
+    pub(crate) async fn registered(&self, topic: &str) -> Registered {
+        self.registry.lookup(topic).await
+    }
+
     /// Creates, now, the producer a (not delayed) publish to `topic` would use, so that a topic
     /// that cannot be written (missing with topic auto-creation off, no permission) fails here
     /// rather than at the first message sent to it.
+    ///
+    /// A copy topic prepared without a schema (its source has none yet) is let go again, so
+    /// that its first real message finds the schema its source has by then.
     pub(crate) async fn prepare(&self, topic: &str) -> Result<(), BusError> {
         let producers = self.topic(topic);
-        self.producer(&producers, self.batching.is_some())
-            .await
-            .map(drop)
+        let schema = self.schema_of(&producers, None, "").await?;
+        self.producer(&producers, schema, self.batching.is_some())
+            .await?;
+        if schema.is_none() && self.copies.read().contains_key(topic) {
+            self.evict(&producers);
+        }
+        Ok(())
     }
 
     /// The batching or plain producer of `producers`, created on first use; a failed creation
@@ -183,6 +329,7 @@ impl Producers {
     async fn producer<'p>(
         &self,
         producers: &'p Arc<TopicProducers>,
+        schema: &Option<TopicSchema>,
         batching: bool,
     ) -> Result<&'p Mutex<RawProducer>, BusError> {
         if self.closed.load(Ordering::Acquire) {
@@ -196,7 +343,7 @@ impl Producers {
         let topic = &producers.topic;
         match slot
             .producer
-            .get_or_init(|| self.create(topic, batching))
+            .get_or_init(|| self.create(topic, schema.as_ref(), batching))
             .await
         {
             Ok(producer) => Ok(producer),
@@ -231,9 +378,10 @@ impl Producers {
         topic: &str,
         message: Message,
         delayed: bool,
+        kind: Sending<'_>,
     ) -> Result<(), BusError> {
         let publish = async {
-            let pending = self.send(topic, message, delayed).await?;
+            let pending = self.send(topic, message, delayed, kind).await?;
             self.confirm(pending).await
         };
         match tokio::time::timeout(self.receipt_timeout, publish).await {
@@ -255,6 +403,7 @@ impl Producers {
             .or_insert_with(|| {
                 Arc::new(TopicProducers {
                     topic: topic.to_owned(),
+                    schema: OnceCell::new(),
                     batching: Slot::default(),
                     plain: Slot::default(),
                     arriving: AtomicUsize::new(0),
@@ -282,25 +431,18 @@ impl Producers {
     pub(crate) async fn declare(
         &self,
         topic: &str,
-        schema: proto::Schema,
+        schema: TopicSchema,
     ) -> Result<(), DeclareError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(DeclareError::Failed("the bus is closed".into()));
         }
-        let previous = self.schemas.write().insert(topic.to_owned(), schema);
-        let producer = match self.build(topic, false).await {
-            Ok(producer) => producer,
-            Err(error) => {
-                let mut schemas = self.schemas.write();
-                match previous {
-                    Some(previous) => schemas.insert(topic.to_owned(), previous),
-                    None => schemas.remove(topic),
-                };
-                return Err(error);
-            }
-        };
+        let producer = self.build(topic, Some(&schema), false).await?;
+        self.declared
+            .write()
+            .insert(topic.to_owned(), schema.clone());
         let fresh = Arc::new(TopicProducers {
             topic: topic.to_owned(),
+            schema: OnceCell::new_with(Some(Some(schema))),
             batching: Slot::default(),
             plain: Slot {
                 producer: OnceCell::new_with(Some(Ok(Mutex::new(producer)))),
@@ -312,10 +454,32 @@ impl Producers {
         Ok(())
     }
 
-    async fn create(&self, topic: &str, batching: bool) -> Result<Mutex<RawProducer>, String> {
-        match self.build(topic, batching).await {
+    async fn create(
+        &self,
+        topic: &str,
+        schema: Option<&TopicSchema>,
+        batching: bool,
+    ) -> Result<Mutex<RawProducer>, String> {
+        match self.build(topic, schema, batching).await {
             Ok(producer) => Ok(Mutex::new(producer)),
-            Err(DeclareError::Incompatible(reason) | DeclareError::Failed(reason)) => Err(reason),
+            Err(DeclareError::Incompatible(reason)) => {
+                if schema.is_some() && self.copies.read().contains_key(topic) {
+                    // The copy topic has a schema of its own: the next try takes that one.
+                    self.own_schema.write().insert(topic.to_owned());
+                }
+                Err(match schema {
+                    Some(schema) => format!(
+                        "the broker refused the producer's {} schema ({}): {reason}",
+                        schema.kind, schema.origin
+                    ),
+                    None => format!(
+                        "the broker refused a producer without a schema ({reason}): the topic \
+                         has a schema and the broker enforces schema validation, and this bus \
+                         could not read the topic's schema to publish with it"
+                    ),
+                })
+            }
+            Err(DeclareError::Failed(reason)) => Err(reason),
         }
     }
 
@@ -325,7 +489,12 @@ impl Producers {
         self.namespaces.ensure(topic).await
     }
 
-    async fn build(&self, topic: &str, batching: bool) -> Result<RawProducer, DeclareError> {
+    async fn build(
+        &self,
+        topic: &str,
+        schema: Option<&TopicSchema>,
+        batching: bool,
+    ) -> Result<RawProducer, DeclareError> {
         self.ensure_namespace(topic)
             .await
             .map_err(DeclareError::Failed)?;
@@ -333,7 +502,7 @@ impl Producers {
             (true, Some(options)) => options.clone(),
             _ => self.plain.clone(),
         };
-        options.schema = self.schemas.read().get(topic).cloned();
+        options.schema = schema.map(|schema| schema.schema.clone());
         // Unique per producer instance: with broker deduplication on, a producer that reused an
         // earlier name would start again at sequence id 0 and the broker would drop its
         // messages as duplicates.
@@ -408,6 +577,37 @@ impl Producers {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// The schema a bus declared for an event type, asked with the type's name.
+pub(crate) type Preferred<'a> = &'a (dyn Fn(&str) -> Option<TopicSchema> + Sync);
+
+/// How messages handed to a topic's producer are treated.
+#[derive(Clone, Copy)]
+pub(crate) enum Sending<'a> {
+    /// New messages, which must be of the topic's schema type. The function gives the schema
+    /// this bus declared for an event type (that of the first message), when that should apply
+    /// to the topic (see [`Producers::resolve`]); it is asked once per topic.
+    Publish(Option<Preferred<'a>>),
+    /// Copies of messages already on a topic (retries, dead letters): not checked again.
+    Copy,
+}
+
+/// Whether `message` is of `schema`'s type; the error names the topic, the event type, the
+/// schema type and the codec.
+fn admits(topic: &str, schema: &TopicSchema, message: &Message) -> Result<(), String> {
+    let property = |name: &str| {
+        message
+            .properties
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default()
+    };
+    schema.admits(
+        topic,
+        property(bento_application::wire::EVENT_TYPE),
+        property(bento_application::wire::CONTENT_TYPE),
+    )
 }
 
 /// Whether `error` says the producer's connection is gone.
