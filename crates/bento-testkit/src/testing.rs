@@ -217,8 +217,7 @@ impl Recorder {
         self.select(|d| d.subscription == subscription && d.settled == Settled::Consumed)
     }
 
-    /// The deliveries given up on (sent to the dead-letter topic, or dropped where the
-    /// subscription has no dead-letter policy), in order.
+    /// The deliveries given up on (sent to the subscription's dead-letter topic), in order.
     pub fn dead_lettered(&self) -> Vec<Delivery> {
         self.select(|d| matches!(d.settled, Settled::DeadLettered { .. }))
     }
