@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --example codecs
 //! BENTO_MESSAGING__BACKEND=pulsar cargo run --example codecs --features pulsar
+//! cargo run --example codecs -- --asyncapi     # its AsyncAPI document, no broker needed
 //! ```
 
 use std::process::ExitCode;
@@ -44,10 +45,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     bus.codec().register(order_shipped_codec());
     bus.declare::<UserCreated>().await?;
     bus.declare::<OrderShipped>().await?;
-    println!(
-        "Codecs example on the `{}` backend: schemas declared",
-        bus.message_bus().backend()
-    );
+    if !bento.is_offline() {
+        println!(
+            "Codecs example on the `{}` backend: schemas declared",
+            bus.message_bus().backend()
+        );
+    }
 
     let (tx, mut seen) = mpsc::unbounded_channel::<String>();
     let users = {
@@ -85,6 +88,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?,
     ];
+    if bento_examples::print_asyncapi_if_asked(&bento, "codecs")? {
+        return Ok(());
+    }
 
     bus.publish(&UserCreated {
         user_id: "u-7".into(),

@@ -109,10 +109,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .layer(recorder.clone())
         .publish_layer(recorder.clone());
     let bus = bento.bus();
-    println!(
-        "Bento quickstart on the `{}` backend\n",
-        bus.message_bus().backend()
-    );
+    if !bento.is_offline() {
+        println!(
+            "Bento quickstart on the `{}` backend\n",
+            bus.message_bus().backend()
+        );
+    }
 
     let users = UserCreated::EVENT_TYPE;
     let dead_letters = "quickstart.crm-sync.dlq";
@@ -140,6 +142,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?,
     ];
+    // `--asyncapi` (or BENTO_ASYNCAPI=1): print the contract and exit, no broker needed.
+    if bento.is_offline() {
+        bus.declare::<UserCreated>().await?;
+        bento_examples::print_asyncapi_if_asked(&bento, "quickstart")?;
+        return Ok(());
+    }
 
     let repository = UserRepository::default();
     println!("1. CreateUser with an invalid email: the use case fails, nothing is published");
