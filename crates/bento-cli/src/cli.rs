@@ -35,6 +35,23 @@ pub enum Command {
     /// Dead-letter topics: list and replay.
     #[command(subcommand)]
     Dlq(Dlq),
+    /// Print a service's AsyncAPI 3.0 document: runs the service's command with
+    /// BENTO_ASYNCAPI=1 (the runtime builds it offline: no broker connection) and this
+    /// configuration, and prints the document it writes.
+    Asyncapi(AsyncapiArgs),
+}
+
+/// `bento asyncapi [--output FILE] -- <service command>...`
+#[derive(Debug, Args)]
+pub struct AsyncapiArgs {
+    /// Write the document to this file instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// The service's command and its arguments, after `--` (e.g.
+    /// `-- ./target/release/users-service`, `-- cargo run --example quickstart`).
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// `bento admin ...`

@@ -6,11 +6,13 @@
 //! bento admin subscriptions reset orders mailer --earliest
 //! bento dlq list orders-mailer-DLQ
 //! bento dlq replay orders-mailer-DLQ --limit 10
+//! bento asyncapi -o users.asyncapi.json -- ./target/release/users-service
 //! ```
 //!
 //! See `docs/cli.md` for every command.
 
 mod admin;
+mod asyncapi;
 mod cli;
 mod config;
 mod dlq;
@@ -62,5 +64,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Admin(command) => admin::run(command, &loaded, out).await,
         Command::Dlq(command) => dlq::run(command, &loaded, out).await,
+        Command::Asyncapi(args) => asyncapi::run(args, cli.config.as_deref()),
     }
 }
