@@ -7,6 +7,7 @@
 //!
 //! The library part exists so the smoke tests in `tests/` can share the probes and paths.
 
+mod asyncapi;
 mod chaos;
 pub mod cli;
 pub mod config;

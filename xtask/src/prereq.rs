@@ -19,6 +19,8 @@ pub enum Tool {
     Maven,
     /// The PostgreSQL server programs of the pinned major version (see [`crate::postgres`]).
     Postgres,
+    /// Node.js 18+ and npm, to run the official AsyncAPI parser the tests validate with.
+    Node,
 }
 
 impl Tool {
@@ -28,6 +30,7 @@ impl Tool {
                 format!("Java {MIN_JAVA_MAJOR}+ (a JDK or JRE; `java` on PATH or JAVA_HOME)")
             }
             Tool::Maven => "Apache Maven (`mvn` on PATH)".to_string(),
+            Tool::Node => "Node.js 18+ and npm (`node` and `npm` on PATH)".to_string(),
             Tool::Postgres => format!(
                 "PostgreSQL {POSTGRES_MAJOR} (initdb, postgres, pg_isready and psql; Debian's \
                  {POSTGRES_DEBIAN_PACKAGE})"
@@ -40,6 +43,8 @@ impl Tool {
         match self {
             Tool::Java => &["openjdk-17-jre-headless", "default-jre-headless"],
             Tool::Maven => &["maven"],
+            // npm depends on nodejs.
+            Tool::Node => &["npm"],
             Tool::Postgres => &[POSTGRES_DEBIAN_PACKAGE],
         }
     }
@@ -53,6 +58,8 @@ impl Tool {
             Tool::Maven => {
                 "Debian/Ubuntu: apt-get install maven; macOS: brew install maven".to_string()
             }
+            Tool::Node => "Debian/Ubuntu: apt-get install nodejs npm; macOS: brew install node"
+                .to_string(),
             Tool::Postgres => format!(
                 "Debian/Ubuntu: apt-get install {POSTGRES_DEBIAN_PACKAGE}; macOS: brew install \
                  postgresql@{POSTGRES_MAJOR}"
@@ -71,6 +78,12 @@ impl Tool {
                 }
             }),
             Tool::Maven => runs(Command::new("mvn").arg("-v")),
+            Tool::Node => node_major().and_then(|major| {
+                if major < 18 {
+                    return Err(format!("found Node.js {major}"));
+                }
+                runs(Command::new("npm").arg("--version"))
+            }),
             Tool::Postgres => crate::postgres::bin_dir().map(|_| ()),
         }
     }
@@ -83,6 +96,21 @@ fn runs(cmd: &mut Command) -> Result<(), String> {
         Ok(out) => Err(format!("`{program}` exited with {}", out.status)),
         Err(err) => Err(format!("`{program}` not found ({err})")),
     }
+}
+
+/// The major version of `node` (`v20.1.0` -> 20).
+fn node_major() -> Result<u32, String> {
+    let out = Command::new("node")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("`node` not found ({e})"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|major| major.parse().ok())
+        .ok_or_else(|| format!("cannot read the version in: {}", text.trim()))
 }
 
 /// The major version of the `java` xtask uses (see [`config::java`]).

@@ -183,6 +183,17 @@ pub fn run(args: TestArgs) -> Result<()> {
     if managed {
         prereq::ensure(&[Tool::Java, Tool::Postgres])?;
     }
+    // Tests of these validate AsyncAPI documents with the official parser, run with node.
+    const ASYNCAPI_PACKAGES: [&str; 3] = ["bento-asyncapi", "bento-runtime", "bento-examples"];
+    if args.packages.is_empty()
+        || args
+            .packages
+            .iter()
+            .any(|p| ASYNCAPI_PACKAGES.contains(&p.as_str()))
+    {
+        prereq::ensure(&[Tool::Node])?;
+        crate::asyncapi::install_validator()?;
+    }
 
     let packages = &args.packages;
     let mut fmt = cargo();
