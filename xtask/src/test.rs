@@ -255,8 +255,7 @@ pub fn run(args: TestArgs) -> Result<()> {
         .args(feature_args(packages));
     if managed {
         // Before the brokers start, so that a failed toxiproxy build leaves nothing running.
-        let chaos_env =
-            crate::chaos::bus_env(&env.layout, &env.ports, crate::chaos::QUICK_BUS)?;
+        let chaos_env = crate::chaos::bus_env(&env.layout, &env.ports, crate::chaos::QUICK_BUS)?;
         let lock = devenv::lock(&env.layout)?;
         if !args.keep_data {
             println!(
