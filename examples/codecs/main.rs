@@ -3,12 +3,18 @@
 //! to the backend at start-up (on Pulsar they land in its schema registry, and an incompatible
 //! change fails here rather than at the first message).
 //!
+//! The other examples publish `UserCreated` as JSON, and a topic holds one encoding (on Pulsar
+//! a JSON event is refused on a topic of Avro records), so this example's events go to topics
+//! of their own, `codecs-example.<event type>`, unless the configuration maps them elsewhere.
+//!
 //! ```text
 //! cargo run --example codecs
 //! BENTO_MESSAGING__BACKEND=pulsar cargo run --example codecs --features pulsar
 //! cargo run --example codecs -- --asyncapi     # its AsyncAPI document, no broker needed
 //! ```
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -30,15 +36,28 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let mut config = Config::load()?;
+    // bento.toml (or BENTO_CONFIG) and BENTO_ variables as usual, with this example's topics
+    // where they say nothing else.
+    let path = std::env::var_os("BENTO_CONFIG").map_or_else(|| "bento.toml".into(), PathBuf::from);
+    let topics = BTreeMap::from([
+        (UserCreated::EVENT_TYPE, "codecs-example.users.user-created"),
+        (
+            OrderShipped::EVENT_TYPE,
+            "codecs-example.shipping.order-shipped",
+        ),
+    ]);
+    let figment = Config::figment(&path)
+        .join(("messaging.pulsar.topics.event_types", &topics))
+        .join(("messaging.kafka.topics", &topics));
+    let mut config = Config::from_figment(figment)?;
     config
         .codec
         .event_types
-        .insert(UserCreated::EVENT_TYPE.into(), Format::Avro);
+        .insert(UserCreated::EVENT_TYPE.into(), Format::Avro.into());
     config
         .codec
         .event_types
-        .insert(OrderShipped::EVENT_TYPE.into(), Format::Protobuf);
+        .insert(OrderShipped::EVENT_TYPE.into(), Format::Protobuf.into());
     let bento = Bento::from_config(config).await?;
     let bus = bento.bus();
     bus.codec().register(AvroCodec::<UserCreated>::derived()?);

@@ -145,7 +145,49 @@ pub(crate) fn derive(
         }
         None => return Err("the type asked for nothing to read".into()),
     };
-    serde_json::to_string(&schema).map_err(|e| e.to_string())
+    let mut text = String::new();
+    write_ordered(&schema, &mut text);
+    Ok(text)
+}
+
+/// `value` as compact JSON with keys in the order Avro schemas are usually written (and
+/// apache-avro writes them): `type` and `name` first for types, `name`, `type`, `default` for
+/// fields, so that the same record reads the same whoever wrote it.
+fn write_ordered(value: &Value, out: &mut String) {
+    const TYPE_KEYS: &[&str] = &["type", "name", "symbols", "items", "values", "fields"];
+    const FIELD_KEYS: &[&str] = &["name", "type", "default"];
+    match value {
+        Value::Object(map) => {
+            let is_type = map.contains_key("fields")
+                || map.contains_key("symbols")
+                || map.contains_key("items")
+                || map.contains_key("values");
+            let order = if is_type { TYPE_KEYS } else { FIELD_KEYS };
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort_by_key(|k| order.iter().position(|o| o == k).unwrap_or(order.len()));
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_ordered(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_ordered(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
 }
 
 /// Which variant to take at each enum (by path); the first where it says nothing.
@@ -991,6 +1033,14 @@ mod tests {
         age: i32,
         score: f64,
         active: bool,
+    }
+
+    #[test]
+    fn keys_come_in_the_usual_order() {
+        assert_eq!(
+            of::<Address>().unwrap_or_default(),
+            r#"{"type":"record","name":"Address","fields":[{"name":"street","type":"string"},{"name":"zip","type":["null","long"],"default":null}]}"#
+        );
     }
 
     #[test]

@@ -178,7 +178,10 @@ pub(crate) fn mismatch(
     codec: &str,
 ) -> String {
     format!(
-        "topic `{topic}` holds {kind} (its schema type, {origin}), but event type          `{event_type}` is encoded with {codec}: one topic holds one encoding, so this is          refused. Encode the event type as the topic's readers expect, or give it its own          topic (`topics.event_types`)"
+        "topic `{topic}` holds {kind} (its schema type, {origin}), but event type \
+         `{event_type}` is encoded with {codec}: one topic holds one encoding, so this is \
+         refused. Encode the event type as the topic's readers expect, or give it its own \
+         topic (`topics.event_types`)"
     )
 }
 
@@ -210,7 +213,10 @@ pub(crate) fn check_against(
         && !aliases.contains(&theirs.0)
     {
         return Err(format!(
-            "topic `{topic}` holds `{}` records (its registered {kind} schema), but event type              `{}` is the record `{ours}`: one topic holds one record type, so this is refused.              Give the event type its own topic (`topics.event_types`), or, if it is a rename,              list the old name in the record's aliases",
+            "topic `{topic}` holds `{}` records (its registered {kind} schema), but event type \
+             `{}` is the record `{ours}`: one topic holds one record type, so this is refused. \
+             Give the event type its own topic (`topics.event_types`), or, if it is a rename, \
+             list the old name in the record's aliases",
             theirs.0, definition.event_type
         ));
     }

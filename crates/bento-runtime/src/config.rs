@@ -53,18 +53,100 @@ pub struct CodecConfig {
     /// Preferred format: `json` (default), `avro` or `protobuf`. Event types registered with a
     /// codec of that format use it; all others are JSON.
     pub default: Format,
-    /// Format per event type, overriding `default`, e.g. `"users.user-created" = "avro"`.
-    pub event_types: BTreeMap<String, Format>,
+    /// Per event type: its format, overriding `default` (`"users.user-created" = "avro"`), or a
+    /// table with `format` and `schema` (`"audit.line" = { schema = "none" }`).
+    pub event_types: BTreeMap<String, EventTypeCodec>,
+}
+
+/// How one event type is encoded: `"avro"`, or `{ format = "avro", schema = "none" }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum EventTypeCodec {
+    /// The format alone; the event type has a schema.
+    Format(Format),
+    /// Format and schema.
+    Settings {
+        /// The format; absent: `codec.default`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        format: Option<Format>,
+        /// Whether the event type has a schema in the broker's registry.
+        schema: SchemaSetting,
+    },
+}
+
+/// The table form of [`EventTypeCodec`], read with its own errors (unknown keys named).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventTypeSettings {
+    #[serde(default)]
+    format: Option<Format>,
+    #[serde(default)]
+    schema: SchemaSetting,
+}
+
+impl<'de> Deserialize<'de> for EventTypeCodec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = EventTypeCodec;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a format (json, avro, protobuf) or a table with `format` and `schema`")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                value.parse().map(EventTypeCodec::Format).map_err(E::custom)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let settings = EventTypeSettings::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(EventTypeCodec::Settings {
+                    format: settings.format,
+                    schema: settings.schema,
+                })
+            }
+        }
+        deserializer.deserialize_any(Either)
+    }
+}
+
+/// `schema` of an event type in `[codec.event_types]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchemaSetting {
+    /// Its codec's schema, registered on the first publish where the broker has a registry
+    /// (Pulsar); for JSON the one derived from the serde type.
+    #[default]
+    Auto,
+    /// No schema: published as plain bytes of its format.
+    None,
+}
+
+impl From<Format> for EventTypeCodec {
+    fn from(format: Format) -> Self {
+        EventTypeCodec::Format(format)
+    }
 }
 
 impl CodecConfig {
     /// The service's codecs as configured; register Avro and Protobuf types on it.
     pub fn codecs(&self) -> Codecs {
-        self.event_types
-            .iter()
-            .fold(Codecs::new(self.default), |codecs, (event_type, format)| {
-                codecs.with_format(event_type, *format)
-            })
+        let mut codecs = Codecs::new(self.default);
+        for (event_type, codec) in &self.event_types {
+            let (format, schema) = match *codec {
+                EventTypeCodec::Format(format) => (Some(format), SchemaSetting::Auto),
+                EventTypeCodec::Settings { format, schema } => (format, schema),
+            };
+            if let Some(format) = format {
+                codecs = codecs.with_format(event_type, format);
+            }
+            if schema == SchemaSetting::None {
+                codecs = codecs.without_schema(event_type);
+            }
+        }
+        codecs
     }
 }
 
@@ -301,6 +383,56 @@ mod tests {
             assert_eq!(config.messaging.backend, BackendKind::Pulsar);
             assert_eq!(config.messaging.memory.retain_per_topic, 5);
             assert_eq!(config.codec.default, Format::Avro);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn event_types_take_a_format_or_a_table_with_schema_none() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "bento.toml",
+                "[codec.event_types]\n\
+                 \"users.user-created\" = \"avro\"\n\
+                 \"audit.line\" = { schema = \"none\" }\n\
+                 \"shipping.shipped\" = { format = \"protobuf\", schema = \"none\" }\n",
+            )?;
+            let config = Config::from_figment(Config::figment(Path::new("bento.toml")))
+                .map_err(|e| e.to_string())?;
+            let codecs = config.codec.codecs();
+            assert_eq!(codecs.selected("users.user-created"), Format::Avro);
+            assert!(!codecs.is_without_schema("users.user-created"));
+            assert_eq!(codecs.selected("audit.line"), Format::Json);
+            assert!(codecs.is_without_schema("audit.line"));
+            assert_eq!(codecs.selected("shipping.shipped"), Format::Protobuf);
+            assert!(codecs.is_without_schema("shipping.shipped"));
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "bento.toml",
+                "[codec.event_types]\n\"a.b\" = { schema = \"never\" }\n",
+            )?;
+            let error = Config::from_figment(Config::figment(Path::new("bento.toml")))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(error.contains("a.b") && error.contains("never"), "{error}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "bento.toml",
+                "[codec.event_types]\n\"c.d\" = { schemas = \"none\" }\n",
+            )?;
+            let error = Config::from_figment(Config::figment(Path::new("bento.toml")))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                error.contains("c.d") && error.contains("schemas"),
+                "{error}"
+            );
             Ok(())
         });
     }

@@ -44,7 +44,8 @@ pub use bento_sqlx as sqlx;
 pub use bento_testkit::testing;
 pub use build::{Bento, build_message_bus};
 pub use config::{
-    BackendKind, CodecConfig, Config, InboxConfig, MemorySettings, MessagingConfig, OutboxConfig,
+    BackendKind, CodecConfig, Config, EventTypeCodec, InboxConfig, MemorySettings, MessagingConfig,
+    OutboxConfig, SchemaSetting,
 };
 pub use error::RuntimeError;
 
