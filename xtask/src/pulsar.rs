@@ -101,7 +101,7 @@ fn overrides(ports: &Ports, security: &SecurityFiles) -> Vec<(&'static str, Stri
         // A producer without a schema is refused on a topic that has one, as production
         // clusters should refuse it (docs/pulsar.md, "One topic, one encoding"); namespaces
         // created later (by tests, or `create_namespaces`) inherit it.
-        ("schemaValidationEnforced", "true".to_string()),
+        ("isSchemaValidationEnforced", "true".to_string()),
         // Topics must not vanish between the steps of a slow test.
         ("brokerDeleteInactiveTopicsEnabled", "false".to_string()),
         // The embedded bookie reads this file too. Without these it binds 0.0.0.0 on a random port.

@@ -1,7 +1,9 @@
 //! Bento and the official Pulsar Python client (`pulsar-client`) on one real broker: what one
 //! publishes, the other reads, with Bento's documented properties and with registered Avro and
 //! JSON schemas. The Python side is `interop/python/bento_interop.py`; the client is installed
-//! from PyPI (pinned) if `import pulsar` fails.
+//! from PyPI (pinned) if `import pulsar` fails. Pulsar's Java client (`pulsar-client consume
+//! --schema-type auto_consume` of the dev-env's distribution) reads Bento's schema'd events
+//! as records too.
 
 mod common;
 
@@ -100,6 +102,24 @@ async fn python(args: Vec<String>) -> Value {
     })
     .await
     .unwrap_or_else(|e| panic!("the python3 task failed: {e}"))
+}
+
+/// The first `count` messages of `topic` as Pulsar's Java client reads them with its
+/// AUTO_CONSUME schema.
+async fn java_auto_consume(topic: &str, count: usize) -> Vec<bento_testkit::pulsar_cli::Consumed> {
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        bento_testkit::pulsar_cli::auto_consume(
+            &common::pulsar_url(),
+            &topic,
+            &common::unique("java"),
+            count,
+            std::time::Duration::from_secs(120),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the Java client task failed: {e}"))
 }
 
 fn args(list: &[&str]) -> Vec<String> {
@@ -304,6 +324,11 @@ async fn schema_round_trips(format: Format, python_schema: &str, content_type: &
         text(&seen[0]["properties"][wire::CONTENT_TYPE]),
         content_type
     );
+    let java = java_auto_consume(&full_topic, 1).await;
+    assert!(
+        java[0].is_record() && java[0].fields()["account_id"] == "a-1",
+        "Java's AUTO_CONSUME reads Bento's {format} event as a record: {java:?}"
+    );
 
     let id = MessageId::new();
     let properties = BTreeMap::from([
@@ -394,5 +419,59 @@ async fn a_trace_started_in_python_continues_in_bento() -> TestResult {
         .ok_or("no consumer span was recorded")?;
     assert_eq!(consumer.span_context.trace_id().to_string(), trace_id);
     assert_eq!(consumer.parent_span_id.to_string(), parent_id);
+    Ok(())
+}
+
+/// A JSON event with no codec of its own: its first publish registers the JSON schema derived
+/// from the Rust type (the record apache-avro derives for it), and Python's
+/// `JsonSchema(AccountOpened)` and Java's AUTO_CONSUME both read it as that record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_event_carries_its_schema_and_python_and_java_read_it_as_a_record() -> TestResult {
+    let topic = common::unique("interop-json-derived");
+    let pulsar = bus_for(&topic).await;
+    let full_topic = pulsar.topic_for(AccountOpened::EVENT_TYPE);
+    let bus = Bus::new(Arc::new(pulsar.clone()), Codecs::default());
+    bus.publish(&AccountOpened {
+        account_id: "a-1".into(),
+        owner: "Ada".into(),
+        credit: 42,
+    })
+    .await?;
+
+    let admin = bento_pulsar::PulsarAdmin::from_url(&common::admin_url())?;
+    let stored = admin.schema(&full_topic).await?;
+    assert_eq!(stored.kind, "JSON");
+    assert_eq!(
+        apache_avro::Schema::parse_str(&stored.data)?.canonical_form(),
+        AccountOpened::get_schema().canonical_form()
+    );
+
+    let seen = python(args(&[
+        "consume",
+        "--topic",
+        &full_topic,
+        "--subscription",
+        "python",
+        "--schema",
+        "json",
+    ]))
+    .await;
+    assert_eq!(
+        seen[0]["value"],
+        json!({"account_id": "a-1", "owner": "Ada", "credit": 42}),
+        "Python's JsonSchema(AccountOpened) reads the record"
+    );
+
+    let java = java_auto_consume(&full_topic, 1).await;
+    assert!(java[0].is_record(), "{java:?}");
+    assert_eq!(
+        java[0].fields(),
+        BTreeMap::from([
+            ("account_id".to_owned(), "a-1".to_owned()),
+            ("credit".to_owned(), "42".to_owned()),
+            ("owner".to_owned(), "Ada".to_owned()),
+        ])
+    );
+    pulsar.close().await?;
     Ok(())
 }

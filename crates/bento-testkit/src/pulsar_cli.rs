@@ -5,31 +5,39 @@
 //! `$BENTO_DEV_ENV_HOME/pulsar/dist`, `target/dev-env` by default), run with the Java it
 //! installed the broker with; `$BENTO_PULSAR_CLIENT` names another `pulsar-client` script.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `pulsar-client` script the tests run.
+/// The `pulsar-client` script the tests run: `$BENTO_PULSAR_CLIENT`, else the one under
+/// `$BENTO_DEV_ENV_HOME`, else the one under this workspace's `target/dev-env`.
 pub fn client_path() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("BENTO_PULSAR_CLIENT") {
         return Ok(PathBuf::from(path));
     }
-    let home = std::env::var_os("BENTO_DEV_ENV_HOME").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/dev-env"),
-        PathBuf::from,
-    );
-    let path = home.join("pulsar/dist/bin/pulsar-client");
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "{} does not exist: the Java client comes with the dev-env's Pulsar distribution \
-             (`cargo xtask dev-env up pulsar` installs it; BENTO_DEV_ENV_HOME or \
-             BENTO_PULSAR_CLIENT point elsewhere)",
-            path.display()
-        ))
+    let script = |home: PathBuf| home.join("pulsar/dist/bin/pulsar-client");
+    let mut tried = Vec::new();
+    if let Some(home) = std::env::var_os("BENTO_DEV_ENV_HOME").filter(|h| !h.is_empty()) {
+        tried.push(script(PathBuf::from(home)));
     }
+    tried.push(script(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/dev-env"),
+    ));
+    if let Some(found) = tried.iter().find(|path| path.exists()) {
+        return Ok(found.clone());
+    }
+    Err(format!(
+        "no pulsar-client at {}: the Java client comes with the dev-env's Pulsar distribution \
+         (`cargo xtask dev-env up pulsar` installs it; BENTO_DEV_ENV_HOME or \
+         BENTO_PULSAR_CLIENT point elsewhere)",
+        tried
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" or ")
+    ))
 }
 
 /// One message as `pulsar-client consume` printed it.
@@ -44,6 +52,21 @@ pub struct Consumed {
 }
 
 impl Consumed {
+    /// The fields of a flat record (`{name=value, ...}`, printed in no particular order), by
+    /// name; values holding `, ` themselves (nested records, lists) come out split.
+    pub fn fields(&self) -> BTreeMap<String, String> {
+        let inner = self
+            .content
+            .strip_prefix('{')
+            .and_then(|c| c.strip_suffix('}'))
+            .unwrap_or_default();
+        inner
+            .split(", ")
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect()
+    }
+
     /// Whether the Java client decoded the payload as a record of the topic's schema, rather
     /// than as bytes or a string (which it prints as `{value=..., type=class ...}`).
     pub fn is_record(&self) -> bool {
@@ -175,6 +198,10 @@ publishTime:[1796036137839], eventTime:[0], key:[null], properties:[], content:{
         );
         assert_eq!(messages[0].content, "{user_id=a, n=3}");
         assert!(messages[0].is_record());
+        assert_eq!(
+            messages[0].fields(),
+            BTreeMap::from([("n".into(), "3".into()), ("user_id".into(), "a".into())])
+        );
         assert_eq!(messages[1].key, None);
         assert!(!messages[1].is_record());
     }
