@@ -21,7 +21,6 @@ pub mod cases;
 mod collect;
 pub mod layers;
 pub mod pulsar_cli;
-pub mod pulsar_cli;
 pub mod request_reply;
 pub mod testing;
 pub mod workload;
