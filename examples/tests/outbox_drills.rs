@@ -169,6 +169,15 @@ struct Service {
     lines: mpsc::Receiver<String>,
 }
 
+/// A drill that fails leaves no service behind to disturb the next one.
+impl Drop for Service {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill();
+        }
+    }
+}
+
 impl Service {
     fn start(mut command: Command) -> Self {
         let mut child = command

@@ -48,8 +48,14 @@ pub const TEST_FEATURES: &[&str] = &[
 /// * `BENTO_TEST_BROKERS=1`: the brokers were started for this run and must be reachable.
 pub fn test_env(layout: &Layout, ports: &Ports) -> Vec<(String, String)> {
     let security = SecurityFiles::at(layout);
+    // Linux names a binary replaced on disk while it runs (a rebuild) "<path> (deleted)"; the
+    // path itself holds the new build.
     let xtask = std::env::current_exe()
-        .map(|p| p.display().to_string())
+        .map(|p| {
+            let path = p.display().to_string();
+            path.strip_suffix(" (deleted)")
+                .map_or(path.clone(), str::to_string)
+        })
         .unwrap_or_else(|_| "xtask".to_string());
     vec![
         ("BENTO_TEST_PULSAR_URL".to_string(), ports.pulsar_url()),
