@@ -142,15 +142,13 @@ async fn scratch_with(
             .await
             .unwrap_or_else(|e| panic!("setting the compatibility strategy of {namespace}: {e}"));
     }
-    let (status, body) = common::admin(
-        "POST",
-        &format!("/admin/v2/namespaces/{namespace}/schemaValidationEnforced"),
-        Some(enforced.to_string()),
-    )
-    .await;
-    assert!(
-        (200..300).contains(&status),
-        "setting schemaValidationEnforced={enforced} on {namespace}: {status} {body}"
+    admin
+        .set_schema_validation_enforced(&namespace, enforced)
+        .await
+        .unwrap_or_else(|e| panic!("setting schemaValidationEnforced on {namespace}: {e}"));
+    assert_eq!(
+        admin.schema_validation_enforced(&namespace).await.ok(),
+        Some(enforced)
     );
     let mut config = common::config();
     config.namespace = namespace

@@ -98,6 +98,29 @@ impl PulsarAdmin {
         self.send(Method::PUT, path, Some(strategy)).await.map(drop)
     }
 
+    /// Whether `namespace` enforces schema validation (`schemaValidationEnforced`): a producer
+    /// without a schema is refused on a topic that has one. `false` where the namespace says
+    /// nothing (the broker's `isSchemaValidationEnforced` may still enforce it).
+    pub async fn schema_validation_enforced(&self, namespace: &str) -> Result<bool, AdminError> {
+        Ok(self
+            .get_optional(self.ns_policy(namespace, "schemaValidationEnforced")?)
+            .await?
+            .unwrap_or(false))
+    }
+
+    /// Sets `schemaValidationEnforced` on `namespace` (as `pulsar-admin namespaces
+    /// set-schema-validation-enforced` does).
+    pub async fn set_schema_validation_enforced(
+        &self,
+        namespace: &str,
+        enforced: bool,
+    ) -> Result<(), AdminError> {
+        let path = self.ns_policy(namespace, "schemaValidationEnforced")?;
+        self.send(Method::POST, path, Some(&enforced))
+            .await
+            .map(drop)
+    }
+
     /// Deduplication, retention, TTL and schema compatibility of `namespace`, in one go.
     pub async fn namespace_policies(
         &self,

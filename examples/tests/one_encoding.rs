@@ -1,0 +1,221 @@
+//! One topic, one encoding, across the examples: every example runs on Pulsar, in a random
+//! order, in a namespace of its own where the broker enforces schema validation. Afterwards
+//! every topic they wrote holds exactly one schema type, and Pulsar's own Java client
+//! (`pulsar-client consume --schema-type auto_consume` from the dev-env's distribution) decodes
+//! every message on it as a record.
+//!
+//! Needs the dev-env broker (`cargo xtask dev-env up pulsar`, done by `cargo xtask test`) and
+//! the example binaries (`cargo build -p bento-examples --examples`).
+
+#![cfg(feature = "pulsar")]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bento_pulsar::{PulsarAdmin, PulsarConfig};
+use bento_testkit::pulsar_cli;
+
+/// An example binary cargo built next to this test.
+fn example(name: &str) -> PathBuf {
+    let exe =
+        std::env::current_exe().unwrap_or_else(|e| panic!("cannot find the test binary: {e}"));
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()));
+    let binary = profile_dir.join("examples").join(name);
+    assert!(
+        binary.exists(),
+        "{} was not built; run `cargo build -p bento-examples --examples`",
+        binary.display()
+    );
+    binary
+}
+
+fn pulsar_url() -> String {
+    std::env::var("BENTO_TEST_PULSAR_URL").unwrap_or_else(|_| "pulsar://127.0.0.1:6650".into())
+}
+
+fn admin_url() -> String {
+    std::env::var("BENTO_TEST_PULSAR_ADMIN_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into())
+}
+
+/// A command running example `name` on Pulsar, with its plain topics in `namespace`.
+fn on_pulsar(name: &str, namespace: &str) -> Command {
+    let mut command = Command::new(example(name));
+    command
+        .env_remove("BENTO_CONFIG")
+        .env("BENTO_MESSAGING__BACKEND", "pulsar")
+        .env("BENTO_MESSAGING__PULSAR__SERVICE_URL", pulsar_url())
+        .env("BENTO_MESSAGING__PULSAR__ADMIN_URL", admin_url())
+        .env("BENTO_MESSAGING__PULSAR__NAMESPACE", namespace)
+        .env("BENTO_OBSERVABILITY__METRICS__ADDRESS", "127.0.0.1:0");
+    command
+}
+
+fn check(name: &str, output: &Output) {
+    assert!(
+        output.status.success(),
+        "the {name} example failed on Pulsar:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs example `name` to its end (the service until SIGTERM after a few seconds).
+fn run(name: &str, namespace: &str) {
+    let started = Instant::now();
+    let mut command = on_pulsar(name, namespace);
+    let output = if name == "service" {
+        let child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the service example: {e}"));
+        std::thread::sleep(Duration::from_secs(4));
+        let signalled = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot send SIGTERM: {e}"));
+        assert!(signalled.success());
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("waiting for the service: {e}"))
+    } else {
+        command
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run the {name} example: {e}"))
+    };
+    check(name, &output);
+    println!("{name}: ran in {:.1}s", started.elapsed().as_secs_f64());
+}
+
+/// Every example, in the order `seed` shuffles them into.
+fn shuffled(seed: u64) -> Vec<&'static str> {
+    let mut examples = vec!["quickstart", "codecs", "middleware", "service"];
+    if cfg!(feature = "sqlite") {
+        examples.push("orders");
+    }
+    let mut rng = fastrand::Rng::with_seed(seed);
+    rng.shuffle(&mut examples);
+    examples
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_topic_the_examples_write_holds_one_schema_type_and_java_reads_records() {
+    bento_testkit::broker_lock::share("pulsar");
+    let admin = PulsarAdmin::new(&PulsarConfig {
+        admin_url: admin_url(),
+        ..PulsarConfig::default()
+    })
+    .unwrap_or_else(|e| panic!("admin client: {e}"));
+    let name = format!("examples-{}", uuid::Uuid::now_v7().simple());
+    let namespace = format!("public/{name}");
+    admin
+        .create_namespace(&namespace)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "creating {namespace} failed ({e}); this test needs the dev-env broker: \
+             `cargo xtask dev-env up pulsar`"
+            )
+        });
+    admin
+        .set_schema_validation_enforced(&namespace, true)
+        .await
+        .unwrap_or_else(|e| panic!("enforcing schema validation on {namespace}: {e}"));
+
+    let seed = std::env::var("BENTO_EXAMPLES_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    let order = shuffled(seed);
+    println!("examples in the order {order:?} (BENTO_EXAMPLES_SEED={seed}), in {namespace}");
+    let runner = {
+        let (order, name) = (order.clone(), name.clone());
+        tokio::task::spawn_blocking(move || {
+            for example in order {
+                run(example, &name);
+            }
+        })
+    };
+    runner
+        .await
+        .unwrap_or_else(|e| panic!("running the examples: {e}"));
+
+    // Every topic the examples wrote: its schema versions and its messages.
+    let topics = admin
+        .topics(&namespace)
+        .await
+        .unwrap_or_else(|e| panic!("listing the topics of {namespace}: {e}"));
+    let mut written = BTreeMap::new();
+    for topic in topics {
+        let stats = admin
+            .topic_stats(&topic)
+            .await
+            .unwrap_or_else(|e| panic!("stats of {topic}: {e}"));
+        if stats.msg_in_counter > 0 {
+            written.insert(topic, stats.msg_in_counter);
+        }
+    }
+    for expected in [
+        "users.user-created",
+        "codecs-example.users.user-created",
+        "codecs-example.shipping.order-shipped",
+        "examples.order-placed",
+        "users.welcome-email-sent",
+        "quickstart.crm-sync.dlq",
+    ] {
+        let topic = format!("persistent://{namespace}/{expected}");
+        assert!(
+            written.contains_key(&topic),
+            "the examples wrote {topic}: {written:?}"
+        );
+    }
+    let mut report = Vec::new();
+    for (topic, count) in &written {
+        let versions = admin
+            .schema_versions(topic)
+            .await
+            .unwrap_or_else(|e| panic!("schemas of {topic}: {e}"));
+        let mut kinds: Vec<&str> = versions.iter().map(|v| v.kind.as_str()).collect();
+        kinds.dedup();
+        assert_eq!(
+            kinds.len(),
+            1,
+            "{topic} ({count} messages) holds exactly one schema type, not {kinds:?}"
+        );
+        let started = Instant::now();
+        let topic_name = topic.clone();
+        let count = usize::try_from(*count).unwrap_or_default();
+        let consumed = tokio::task::spawn_blocking(move || {
+            pulsar_cli::auto_consume(
+                &pulsar_url(),
+                &topic_name,
+                "java-auto-consume",
+                count,
+                Duration::from_secs(180),
+            )
+        })
+        .await
+        .unwrap_or_else(|e| panic!("the Java client task failed: {e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let not_records: Vec<&pulsar_cli::Consumed> =
+            consumed.iter().filter(|m| !m.is_record()).collect();
+        assert!(
+            not_records.is_empty(),
+            "Java's AUTO_CONSUME read {} of {count} message(s) on {topic} ({}) as something \
+             else than records: {not_records:?}",
+            not_records.len(),
+            kinds[0]
+        );
+        report.push(format!(
+            "{topic}: {} schema, {count} message(s) read as records by the Java client in {:.1}s",
+            kinds[0],
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    println!("{}", report.join("\n"));
+}
