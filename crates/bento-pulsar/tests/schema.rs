@@ -692,3 +692,52 @@ async fn an_event_no_schema_describes_fails_to_publish_saying_how_to_opt_out() -
     pulsar.close().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_topic_with_a_schema_of_its_own_still_takes_dead_letters() -> TestResult {
+    let (_namespace, pulsar) = scratch_with("stale-dlq", None, true).await;
+    // A dead-letter topic that holds Avro records already (from an earlier codec, say).
+    let dead_letters = pulsar.topic_name("stale-dlq");
+    admin()
+        .upload_schema(
+            &dead_letters,
+            &bento_pulsar::admin::SchemaUpload {
+                kind: "AVRO".into(),
+                schema: AccountOpened::get_schema().canonical_form(),
+                properties: Default::default(),
+            },
+        )
+        .await?;
+    let bus = Bus::new(Arc::new(pulsar.clone()), Codecs::default());
+    let hopeless = |_event: AccountOpened, _ctx: Context| async {
+        Err::<(), _>(HandlerError::permanent("never"))
+    };
+    // Subscribing prepares the dead-letter topic: the topic's JSON schema is refused there,
+    // so its copies go with its own schema rather than not at all.
+    let subscription = bus
+        .subscribe_with(
+            SubscriptionSpec::event_type(AccountOpened::EVENT_TYPE, "hopeless")
+                .dead_letter(DeadLetterPolicy::to_topic(&dead_letters)),
+            hopeless,
+        )
+        .await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let forward = move |ctx: Context| {
+        let _ = tx.send(ctx.envelope().clone());
+        std::future::ready(Ok::<(), HandlerError>(()))
+    };
+    let inspector = bus
+        .subscribe_envelopes(SubscriptionSpec::topic(&dead_letters, "inspector"), forward)
+        .await?;
+    bus.publish(&account("a-1")).await?;
+    let dead = common::next(&mut rx, "dead letter").await;
+    assert_eq!(
+        serde_json::from_slice::<AccountOpened>(&dead.payload)?,
+        account("a-1")
+    );
+    assert_eq!(schema_types(&dead_letters).await, ["AVRO"]);
+    inspector.shutdown().await?;
+    subscription.shutdown().await?;
+    pulsar.close().await?;
+    Ok(())
+}

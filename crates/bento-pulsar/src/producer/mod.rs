@@ -313,15 +313,29 @@ impl Producers {
     ///
     /// A copy topic prepared without a schema (its source has none yet) is let go again, so
     /// that its first real message finds the schema its source has by then.
+    ///
+    /// A copy topic whose own schema the broker finds incompatible with its source's is tried
+    /// once more, with its own (see [`Producers::create`]).
     pub(crate) async fn prepare(&self, topic: &str) -> Result<(), BusError> {
-        let producers = self.topic(topic);
-        let schema = self.schema_of(&producers, None, "").await?;
-        self.producer(&producers, schema, self.batching.is_some())
-            .await?;
-        if schema.is_none() && self.copies.read().contains_key(topic) {
-            self.evict(&producers);
+        let own_schema = |producers: &Self| producers.own_schema.read().contains(topic);
+        let mut had_own_schema = own_schema(self);
+        loop {
+            let producers = self.topic(topic);
+            let schema = self.schema_of(&producers, None, "").await?;
+            match self
+                .producer(&producers, schema, self.batching.is_some())
+                .await
+            {
+                Ok(_) => {
+                    if schema.is_none() && self.copies.read().contains_key(topic) {
+                        self.evict(&producers);
+                    }
+                    return Ok(());
+                }
+                Err(_) if !had_own_schema && own_schema(self) => had_own_schema = true,
+                Err(error) => return Err(error),
+            }
         }
-        Ok(())
     }
 
     /// The batching or plain producer of `producers`, created on first use; a failed creation
@@ -463,9 +477,16 @@ impl Producers {
         match self.build(topic, schema, batching).await {
             Ok(producer) => Ok(Mutex::new(producer)),
             Err(DeclareError::Incompatible(reason)) => {
-                if schema.is_some() && self.copies.read().contains_key(topic) {
+                if schema.is_some()
+                    && self.copies.read().contains_key(topic)
+                    && self.own_schema.write().insert(topic.to_owned())
+                {
                     // The copy topic has a schema of its own: the next try takes that one.
-                    self.own_schema.write().insert(topic.to_owned());
+                    tracing::warn!(
+                        %topic,
+                        reason = %reason,
+                        "the broker refused the schema of the topic this retry or dead-letter topic holds copies of; its copies are stored with its own schema from now on (give the subscription a dead-letter topic of its own)"
+                    );
                 }
                 Err(match schema {
                     Some(schema) => format!(
