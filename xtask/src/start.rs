@@ -283,7 +283,14 @@ pub fn wait_ready(env: &DevEnv, mut pending: Vec<Pending>) -> Result<()> {
                 Ok(()) => {
                     println!("  {} is ready ({}s)", p.broker, beat.elapsed().as_secs());
                     beat.touch();
-                    pending.remove(i);
+                    if let Some(mut child) = pending.remove(i).child {
+                        // Reap it whenever it ends, for as long as this process lives (all of
+                        // `cargo xtask test`): a killed broker must not linger as a zombie, which
+                        // PostgreSQL, finding its pid alive, would take for a running server.
+                        thread::spawn(move || {
+                            let _ = child.wait();
+                        });
+                    }
                     reasons.remove(i);
                     continue;
                 }
