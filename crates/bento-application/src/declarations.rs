@@ -106,3 +106,127 @@ impl Declarations {
             .insert(event_type, Arc::new(declaration));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use bento_domain::Envelope;
+    use parking_lot::Mutex;
+
+    use crate::{
+        BusError, EnvelopeHandler, MessageBus, PublishOptions, SchemaDefinition, SchemaKind,
+        SchemaRegistry, Subscription, SubscriptionSpec,
+    };
+
+    use super::Declarations;
+
+    /// A backend with a registry that records what it is asked, and refuses the first
+    /// declaration when told to.
+    #[derive(Default)]
+    struct Registry {
+        declared: Mutex<Vec<String>>,
+        refuse_first: bool,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl MessageBus for Registry {
+        fn backend(&self) -> &'static str {
+            "registry"
+        }
+        async fn publish(&self, _: Envelope, _: PublishOptions) -> Result<(), BusError> {
+            Ok(())
+        }
+        async fn subscribe(
+            &self,
+            _: SubscriptionSpec,
+            _: Arc<dyn EnvelopeHandler>,
+        ) -> Result<Subscription, BusError> {
+            Err(BusError::Closed)
+        }
+        fn topic_for(&self, event_type: &str) -> String {
+            event_type.to_owned()
+        }
+        fn as_schema_registry(&self) -> Option<&dyn SchemaRegistry> {
+            Some(self)
+        }
+    }
+
+    #[async_trait]
+    impl SchemaRegistry for Registry {
+        async fn declare_schema(&self, schema: &SchemaDefinition) -> Result<(), BusError> {
+            tokio::task::yield_now().await;
+            if self.calls.fetch_add(1, Ordering::SeqCst) == 0 && self.refuse_first {
+                return Err(BusError::Closed);
+            }
+            self.declared.lock().push(schema.event_type.clone());
+            Ok(())
+        }
+    }
+
+    fn schema(event_type: &str) -> SchemaDefinition {
+        SchemaDefinition {
+            event_type: event_type.to_owned(),
+            kind: SchemaKind::Json,
+            definition: "{}".to_owned(),
+        }
+    }
+
+    fn envelope(event_type: &'static str) -> Envelope {
+        Envelope::new(event_type, 1, "application/json", &b"{}"[..])
+    }
+
+    #[tokio::test]
+    async fn each_event_type_is_declared_once_before_its_first_publish() {
+        let bus = Registry::default();
+        let declarations = Declarations::new(&bus);
+        assert!(declarations.active());
+        for event_type in ["a.one", "b.two", "c.none"] {
+            let described = (event_type != "c.none").then(|| schema(event_type));
+            declarations
+                .note(event_type, || Ok(described))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        // Noting again asks the codec nothing.
+        declarations
+            .note("a.one", || panic!("asked twice"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let batch = [
+            envelope("a.one"),
+            envelope("a.one"),
+            envelope("b.two"),
+            envelope("c.none"),
+            envelope("not.noted"),
+        ];
+        let (first, second) = futures::join!(
+            declarations.declare_for(&bus, &batch),
+            declarations.declare_for(&bus, &batch)
+        );
+        first.and(second).unwrap_or_else(|e| panic!("{e}"));
+        declarations
+            .declare_for(&bus, &batch)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(*bus.declared.lock(), ["a.one", "b.two"]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_declaration_fails_the_publish_and_is_tried_again() {
+        let bus = Registry {
+            refuse_first: true,
+            ..Registry::default()
+        };
+        let declarations = Declarations::new(&bus);
+        declarations
+            .note("a.one", || Ok(Some(schema("a.one"))))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let batch = [envelope("a.one")];
+        assert!(declarations.declare_for(&bus, &batch).await.is_err());
+        assert!(declarations.declare_for(&bus, &batch).await.is_ok());
+        assert!(declarations.declare_for(&bus, &batch).await.is_ok());
+        assert_eq!(*bus.declared.lock(), ["a.one"]);
+    }
+}
