@@ -574,6 +574,15 @@ async fn a_json_event_registers_its_schema_on_first_publish() -> TestResult {
         "{error}"
     );
     assert_eq!(schema_types(&topic).await, ["JSON"]);
+
+    // Published to another topic, the event type takes its schema there too.
+    let elsewhere = pulsar.topic_name("json-elsewhere");
+    bus.publish_with(
+        &account("a-9"),
+        PublishOptions::default().to_topic(&elsewhere),
+    )
+    .await?;
+    assert_eq!(admin().schema(&elsewhere).await?.data, stored.data);
     subscription.shutdown().await?;
     other.close().await?;
     pulsar.close().await?;
