@@ -19,8 +19,9 @@
 //! cargo bench -p bento-runtime --features pulsar,kafka,sqlite,postgres --bench outbox [-- memory|pulsar|kafka sqlite|postgres]
 //! ```
 //!
-//! `BENTO_BENCH_EVENTS` (commands per throughput row, default 2,000), `BENTO_BENCH_ROUNDS`
+//! `BENTO_BENCH_EVENTS` (commands per throughput row, default 1,000), `BENTO_BENCH_ROUNDS`
 //! (default 2) and `BENTO_BENCH_SECONDS` (per latency row, default 2) shorten or lengthen a run.
+//! Under `cargo test` every setup runs once, small: a check that every path works.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -142,8 +143,6 @@ fn main() {
 fn parent() {
     // `cargo bench` passes `--bench`; under `cargo test` every setup runs once, small.
     let benchmarking = std::env::args().any(|a| a == "--bench");
-    bento_testkit::broker_lock::share("pulsar");
-    bento_testkit::broker_lock::share("kafka");
     let words: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -160,6 +159,12 @@ fn parent() {
             named
         }
     };
+    // Tests that kill a broker hold its lock exclusively; a run shares the brokers it uses.
+    for backend in pick(&BACKENDS) {
+        if backend != "memory" {
+            bento_testkit::broker_lock::share(backend);
+        }
+    }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
     std::fs::create_dir_all(&dir).expect("creating target/bench");
     let exe = std::env::current_exe().expect("own executable");
@@ -382,13 +387,16 @@ async fn measure(setup: &str) {
     .expect("creating the orders table");
     let probes = Probes::subscribe(&service.bus).await;
     let quick = quick();
-    let events = env_number("BENTO_BENCH_EVENTS", if quick { 100 } else { 2_000 });
+    let events = env_number("BENTO_BENCH_EVENTS", if quick { 100 } else { 1_000 });
     let rounds = env_number("BENTO_BENCH_ROUNDS", if quick { 1 } else { 2 });
     let seconds = env_number("BENTO_BENCH_SECONDS", if quick { 1 } else { 2 });
 
     // Connections opened, topics created, producers and the relay warmed up.
     for side in [Side::Outbox, Side::Direct, Side::Database] {
         throughput(&bento, &service, side, 4, 50).await;
+    }
+    for side in [Side::Outbox, Side::Direct] {
+        latency(&service, &probes, side, 50).await;
     }
     let mut rows = Rows::default();
     for round in 0..rounds {
@@ -416,7 +424,7 @@ async fn measure(setup: &str) {
             sides.reverse();
         }
         for side in sides {
-            let latency = latency(&service, &probes, side, seconds).await;
+            let latency = latency(&service, &probes, side, LATENCY_RATE * seconds).await;
             rows.add("latency p50 ms at 500/s", side, latency.p50);
             rows.add("latency p99 ms at 500/s", side, latency.p99);
             if let Some((p50, p99)) = latency.command {
@@ -557,11 +565,10 @@ fn percentiles(mut values: Vec<Duration>) -> (f64, f64) {
     (at(0.50), at(0.99))
 }
 
-/// Issues commands at 500/s for `seconds`, each in its own task so a slow one does not hold
-/// the next back, and times each event from its commit (outbox) or its publish call (direct)
-/// to the subscriber's handler.
-async fn latency(service: &Service, probes: &Probes, side: Side, seconds: u64) -> Latency {
-    let total = LATENCY_RATE * seconds;
+/// Issues `total` commands at 500/s, each in its own task so a slow one does not hold the
+/// next back, and times each event from its commit (outbox) or its publish call (direct) to
+/// the subscriber's handler.
+async fn latency(service: &Service, probes: &Probes, side: Side, total: u64) -> Latency {
     let expected = probes.seen.count.load(Ordering::Acquire) + total;
     let first = service.reserve(total);
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / LATENCY_RATE));
