@@ -2,28 +2,14 @@
 //! on each backend compiled in, without a broker (the configured one points at a closed port),
 //! and the official AsyncAPI parser accepts every document.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 
 use bento_testkit::asyncapi::validate;
 use serde_json::Value;
 
-/// An example binary cargo built next to this test.
-fn example(name: &str) -> PathBuf {
-    let exe =
-        std::env::current_exe().unwrap_or_else(|e| panic!("cannot find the test binary: {e}"));
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()));
-    let binary = profile_dir.join("examples").join(name);
-    assert!(
-        binary.exists(),
-        "{} was not built; run `cargo test -p bento-examples`",
-        binary.display()
-    );
-    binary
-}
+use common::example;
 
 /// Backends compiled into the examples, each with a broker address nothing listens on.
 fn backends() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {

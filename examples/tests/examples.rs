@@ -6,25 +6,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::point_at_test_brokers;
-
-/// An example binary cargo built next to this test.
-fn example(name: &str) -> PathBuf {
-    let exe =
-        std::env::current_exe().unwrap_or_else(|e| panic!("cannot find the test binary: {e}"));
-    // target/<profile>/deps/quickstart-<hash> -> target/<profile>/examples/quickstart
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()));
-    let binary = profile_dir.join("examples").join(name);
-    assert!(
-        binary.exists(),
-        "{} was not built; run `cargo test -p bento-examples`",
-        binary.display()
-    );
-    binary
-}
+use common::{example, point_at_test_brokers};
 
 /// Runs an example on `backend`, pointed at the test brokers when `cargo xtask test` names them.
 fn example_on(name: &str, backend: &str) -> std::process::Output {

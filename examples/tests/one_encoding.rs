@@ -9,30 +9,16 @@
 
 #![cfg(feature = "pulsar")]
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bento_pulsar::{PulsarAdmin, PulsarConfig};
 use bento_testkit::pulsar_cli;
 
-/// An example binary cargo built next to this test.
-fn example(name: &str) -> PathBuf {
-    let exe =
-        std::env::current_exe().unwrap_or_else(|e| panic!("cannot find the test binary: {e}"));
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()));
-    let binary = profile_dir.join("examples").join(name);
-    assert!(
-        binary.exists(),
-        "{} was not built; run `cargo build -p bento-examples --examples`",
-        binary.display()
-    );
-    binary
-}
+use common::example;
 
 fn pulsar_url() -> String {
     std::env::var("BENTO_TEST_PULSAR_URL").unwrap_or_else(|_| "pulsar://127.0.0.1:6650".into())

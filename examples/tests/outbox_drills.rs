@@ -36,22 +36,6 @@ fn setting(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps")
-        .join("examples")
-        .join("orders");
-    assert!(
-        binary.exists(),
-        "{} was not built; run `cargo build -p bento-examples --features kafka,postgres --examples`",
-        binary.display()
-    );
-    binary
-}
-
 /// The dev-env xtask (`$BENTO_XTASK_BIN`, set by `cargo xtask test`, else `target/debug/xtask`).
 fn xtask(args: &[&str]) {
     let bin = std::env::var_os("BENTO_XTASK_BIN")
@@ -236,7 +220,7 @@ impl Service {
 }
 
 fn orders_command(backend: &str, config: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(example());
+    let mut command = Command::new(common::example("orders"));
     command
         .args(args)
         .env("BENTO_CONFIG", config)

@@ -144,14 +144,7 @@ pub fn lock_broker(broker: &str, exclusive: bool) -> Result<File> {
     Ok(file)
 }
 
-/// Peak resident memory (`VmHWM`) of a process, in KiB.
-pub fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
+use bento_testkit::memory::peak_rss_kib;
 
 /// The peak resident memory of this process, in KiB.
 pub fn own_peak_rss_kib() -> u64 {

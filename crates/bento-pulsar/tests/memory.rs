@@ -24,12 +24,7 @@ const GROWTH_LIMIT_KIB: u64 = 64 * 1024;
 
 /// The peak resident set of this process so far, in KiB (`VmHWM`).
 fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmHWM line")
+    bento_testkit::memory::peak_rss_kib(std::process::id()).expect("a VmHWM line")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

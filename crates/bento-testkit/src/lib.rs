@@ -20,6 +20,7 @@ pub mod broker_lock;
 pub mod cases;
 mod collect;
 pub mod layers;
+pub mod memory;
 pub mod pulsar_cli;
 pub mod request_reply;
 pub mod testing;
