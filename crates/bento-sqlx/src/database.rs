@@ -70,10 +70,12 @@ pub trait OutboxDatabase: sqlx::Database + sealed::Sealed {
     #[doc(hidden)]
     fn migrate(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<(), sqlx::migrate::MigrateError>>;
 
+    /// `notify`: wake relays in other processes at commit (PostgreSQL's `NOTIFY`).
     #[doc(hidden)]
     fn insert_rows<'c>(
         conn: &'c mut Self::Connection,
         rows: &'c [NewRow],
+        notify: bool,
     ) -> BoxFuture<'c, Result<(), sqlx::Error>>;
 
     #[doc(hidden)]
@@ -226,6 +228,7 @@ macro_rules! impl_database {
             fn insert_rows<'c>(
                 conn: &'c mut Self::Connection,
                 rows: &'c [NewRow],
+                notify: bool,
             ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
                 Box::pin(async move {
                     if Self::dialect(conn) == Dialect::Postgres {
@@ -262,7 +265,7 @@ macro_rules! impl_database {
                         }
                         insert.execute(&mut *conn).await?;
                     }
-                    if Self::dialect(conn) == Dialect::Postgres {
+                    if notify && Self::dialect(conn) == Dialect::Postgres {
                         // Delivered at commit, to relays in every process.
                         sqlx::query("SELECT pg_notify('bento_outbox', '')")
                             .execute(&mut *conn)

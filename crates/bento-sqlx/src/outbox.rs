@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use bento_application::domain::{AggregateRoot, DomainEvent, Envelope, MessageId};
 use bento_application::{Bus, Codec, Context, RecordedEvents, UnitOfWorkError};
-use tokio::sync::Notify;
 
 use crate::database::{Dialect, OutboxDatabase};
-use crate::relay::{Relay, RelayConfig};
+use crate::relay::{LocalRelay, Relay, RelayConfig};
 use crate::row::{NewRow, now_millis};
 use crate::{SqlError, pool};
 
@@ -43,8 +42,8 @@ pub struct Outbox<DB: OutboxDatabase, C> {
     pool: sqlx::Pool<DB>,
     dialect: Dialect,
     bus: Bus<C>,
-    /// Wakes this process's relay as soon as a unit of work committed.
-    committed: Arc<Notify>,
+    /// This process's relay: woken at each commit, and whether it leads.
+    local: Arc<LocalRelay>,
     url: Option<String>,
 }
 
@@ -54,7 +53,7 @@ impl<DB: OutboxDatabase, C> Clone for Outbox<DB, C> {
             pool: self.pool.clone(),
             dialect: self.dialect,
             bus: self.bus.clone(),
-            committed: self.committed.clone(),
+            local: self.local.clone(),
             url: self.url.clone(),
         }
     }
@@ -94,7 +93,7 @@ impl<DB: OutboxDatabase, C: Codec> Outbox<DB, C> {
             pool,
             dialect,
             bus,
-            committed: Arc::new(Notify::new()),
+            local: Arc::default(),
             url: None,
         }
     }
@@ -136,13 +135,13 @@ impl<DB: OutboxDatabase, C: Codec> Outbox<DB, C> {
         envelopes: &[Envelope],
     ) -> Result<(), SqlError> {
         let rows: Vec<NewRow> = envelopes.iter().map(NewRow::from_envelope).collect();
-        DB::insert_rows(conn, &rows)
+        DB::insert_rows(conn, &rows, self.local.others_need_notice())
             .await
             .map_err(SqlError::database(format!(
                 "storing {} outbox row(s)",
                 rows.len()
             )))?;
-        self.committed.notify_one();
+        self.local.committed.notify_one();
         Ok(())
     }
 
@@ -159,7 +158,7 @@ impl<DB: OutboxDatabase, C: Codec> Outbox<DB, C> {
             self.pool.clone(),
             self.dialect,
             bus,
-            self.committed.clone(),
+            self.local.clone(),
             self.url.clone(),
             config,
         )
@@ -282,7 +281,8 @@ impl<DB: OutboxDatabase, C: Codec> OutboxWork<DB, C> {
         };
         if !envelopes.is_empty() {
             let rows: Vec<NewRow> = envelopes.iter().map(NewRow::from_envelope).collect();
-            DB::insert_rows(&mut transaction, &rows)
+            let notify = self.outbox.local.others_need_notice();
+            DB::insert_rows(&mut transaction, &rows, notify)
                 .await
                 .map_err(|source| UnitOfWorkError::Commit {
                     source: Box::new(missing_table_or("storing the events in the outbox", source)),
@@ -294,7 +294,7 @@ impl<DB: OutboxDatabase, C: Codec> OutboxWork<DB, C> {
             .map_err(|source| UnitOfWorkError::Commit {
                 source: Box::new(source),
             })?;
-        self.outbox.committed.notify_one();
+        self.outbox.local.committed.notify_one();
         Ok(ids)
     }
 

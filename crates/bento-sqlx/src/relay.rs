@@ -20,6 +20,24 @@ use tokio::task::JoinHandle;
 use crate::database::{Dialect, OutboxDatabase};
 use crate::row::now_millis;
 
+/// What the units of work of one process share with the relay running in it.
+#[derive(Debug, Default)]
+pub(crate) struct LocalRelay {
+    /// Wakes the relay as soon as a unit of work committed.
+    pub(crate) committed: Notify,
+    /// Whether a relay of this process publishes the outbox now. Its units of work then wake it
+    /// through `committed` and need not send PostgreSQL's `NOTIFY`, which costs every commit
+    /// a round trip and serialises committing transactions on the server.
+    leading: AtomicBool,
+}
+
+impl LocalRelay {
+    /// Whether relays in other processes must be told about a commit.
+    pub(crate) fn others_need_notice(&self) -> bool {
+        !self.leading.load(Ordering::Acquire)
+    }
+}
+
 /// The lease name of the relay on SQLite.
 const LEASE: &str = "bento-outbox-relay";
 
@@ -140,7 +158,7 @@ impl Relay {
         pool: sqlx::Pool<DB>,
         dialect: Dialect,
         bus: Bus<C>,
-        committed: Arc<Notify>,
+        local: Arc<LocalRelay>,
         url: Option<String>,
         config: RelayConfig,
     ) -> Self {
@@ -150,7 +168,8 @@ impl Relay {
             pool,
             dialect,
             bus,
-            committed,
+            local,
+            leading: false,
             url,
             config,
             stats: stats.clone(),
@@ -208,7 +227,9 @@ struct Worker<DB: OutboxDatabase, C> {
     pool: sqlx::Pool<DB>,
     dialect: Dialect,
     bus: Bus<C>,
-    committed: Arc<Notify>,
+    local: Arc<LocalRelay>,
+    /// Whether this relay set `local.leading`.
+    leading: bool,
     url: Option<String>,
     config: RelayConfig,
     stats: Arc<RelayStats>,
@@ -245,7 +266,7 @@ impl<DB: OutboxDatabase, C: Codec> Worker<DB, C> {
             };
             let woken = matches!(round, Round::Idle);
             tokio::select! {
-                () = self.committed.notified(), if woken => {}
+                () = self.local.committed.notified(), if woken => {}
                 () = wakeups.next(), if woken => {}
                 () = tokio::time::sleep(pause) => {}
                 _ = self.stopped.changed() => {}
@@ -340,8 +361,16 @@ impl<DB: OutboxDatabase, C: Codec> Worker<DB, C> {
             Dialect::Postgres => self.hold_lock().await?,
             Dialect::Sqlite => self.renew_lease().await?,
         };
-        self.stats.leader.store(leads, Ordering::Relaxed);
+        self.set_leading(leads);
         Ok(leads)
+    }
+
+    fn set_leading(&mut self, leads: bool) {
+        self.stats.leader.store(leads, Ordering::Relaxed);
+        if leads != self.leading {
+            self.leading = leads;
+            self.local.leading.store(leads, Ordering::Release);
+        }
     }
 
     async fn hold_lock(&mut self) -> Result<bool, sqlx::Error> {
@@ -378,7 +407,7 @@ impl<DB: OutboxDatabase, C: Codec> Worker<DB, C> {
     }
 
     async fn release(&mut self) {
-        self.stats.leader.store(false, Ordering::Relaxed);
+        self.set_leading(false);
         // Dropping the session releases the advisory lock.
         self.lock = None;
         if self.lease_renewed.take().is_some()

@@ -473,3 +473,57 @@ async fn postgres_gives_a_key_its_seq_in_commit_order() {
     assert_eq!(of_k, [1, 2], "commit order");
     relay.shutdown().await;
 }
+
+/// On PostgreSQL a commit tells relays in other processes with `NOTIFY` only while no relay of
+/// its own process leads: the leader is woken in-process, and sparing the `NOTIFY` spares each
+/// commit a round trip and the server's commit-time lock on its notification queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_notifies_other_processes_only_without_a_local_leader() {
+    let db = TestDb::postgres().await;
+    let bus = memory_bus();
+    let (seen, _subscription) = Collector::subscribe(
+        &**bus.message_bus(),
+        SubscriptionSpec::event_type("outbox-test.placed", "seen"),
+    )
+    .await;
+    let outbox = outbox(&db, bus).await;
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url)
+        .await
+        .expect("listener connects");
+    listener.listen("bento_outbox").await.expect("listens");
+
+    place(&outbox, "k", 1).await;
+    tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("a commit with no relay in its process notifies the others")
+        .expect("notification");
+
+    let relay = outbox.relay(quick());
+    assert!(
+        eventually(PATIENCE, async || relay.stats().leader).await,
+        "the relay leads"
+    );
+    seen.wait_for(1, PATIENCE).await;
+    // Whatever was sent before the relay led.
+    while tokio::time::timeout(Duration::from_millis(200), listener.recv())
+        .await
+        .is_ok()
+    {}
+    for n in 2..=5 {
+        place(&outbox, "k", n).await;
+    }
+    seen.wait_for(5, PATIENCE).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), listener.recv())
+            .await
+            .is_err(),
+        "no NOTIFY while this process's relay leads"
+    );
+
+    relay.shutdown().await;
+    place(&outbox, "k", 6).await;
+    tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("once the relay stopped, commits notify again")
+        .expect("notification");
+}
