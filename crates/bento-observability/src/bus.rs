@@ -16,7 +16,7 @@ use bento_domain::Envelope;
 use futures::future::BoxFuture;
 use tracing::{Instrument, Span};
 
-use crate::handler::{ObserveLayer, Observer};
+use crate::handler::{MetricsObserver, ObserveLayer, Observer, TraceObserver};
 use crate::metrics::{Cached, HandleCache, Metrics, PublishHandles, Stopwatch};
 use crate::trace::{self, TraceOptions};
 
@@ -424,12 +424,12 @@ impl MessageBus for ObservedBus {
             Source::Topic(topic) => topic.clone(),
         };
         let observer = Arc::new(Observer::new(
-            self.backend,
-            &topic,
-            &spec,
-            self.metrics.as_ref(),
-            self.tracing.clone(),
-            self.max_label_values,
+            self.tracing
+                .clone()
+                .map(|options| TraceObserver::new(self.backend, &topic, options)),
+            self.metrics
+                .as_ref()
+                .map(|metrics| MetricsObserver::new(metrics, self.backend, &topic, &spec.name)),
         ));
         let weak = Arc::downgrade(&observer);
         let name = spec.name.clone();

@@ -1,4 +1,7 @@
-//! The observing layer: wraps a subscription's handler stack with a consumer span and metrics.
+//! Observing deliveries: a consumer span and metrics around a subscription's handler stack,
+//! read from the outcome the stack returns. [`ObserveLayer`] (what an [`crate::ObservedBus`]
+//! puts outside every subscription) does both in one future; [`crate::MetricsLayer`] and
+//! [`crate::TraceLayer`] each do one half, with the same code.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,44 +10,99 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 
 use bento_application::layer::Layer;
-use bento_application::{Context, EnvelopeHandler, Outcome, SubscriptionSpec};
+use bento_application::{Context, EnvelopeHandler, Outcome};
 use futures::future::BoxFuture;
 use tracing::Span;
 
 use crate::metrics::{ConsumeStats, HandleCache, Metrics, Stopwatch, SubscriptionHandles};
 use crate::trace::{self, TraceOptions};
 
-struct SubscriptionMetrics {
+/// One subscription's metric handles: its own, and its counters per event type.
+pub(crate) struct MetricsObserver {
     subscription: SubscriptionHandles,
     by_event_type: HandleCache<Arc<ConsumeStats>>,
 }
 
-/// What one subscription's deliveries are observed with: its span name, its metric handles.
-pub(crate) struct Observer {
-    backend: &'static str,
-    span_name: Box<str>,
-    tracing: Option<TraceOptions>,
-    metrics: Option<SubscriptionMetrics>,
-}
-
-impl Observer {
+impl MetricsObserver {
     pub(crate) fn new(
+        metrics: &Metrics,
         backend: &'static str,
         topic: &str,
-        spec: &SubscriptionSpec,
-        metrics: Option<&Metrics>,
-        tracing: Option<TraceOptions>,
-        max_label_values: usize,
+        subscription: &str,
     ) -> Self {
+        Self {
+            subscription: metrics.subscription_handles(backend, topic, subscription),
+            by_event_type: HandleCache::new(metrics.max_label_values()),
+        }
+    }
+
+    fn start(&self, ctx: &Context) -> Observation {
+        let subscription = &self.subscription;
+        Observation::start(self.by_event_type.get(ctx.event_type(), |event_type| {
+            subscription.consume_stats(event_type)
+        }))
+    }
+}
+
+/// One subscription's consumer spans: their name and how they are made.
+pub(crate) struct TraceObserver {
+    backend: &'static str,
+    span_name: Box<str>,
+    options: TraceOptions,
+}
+
+impl TraceObserver {
+    pub(crate) fn new(backend: &'static str, topic: &str, options: TraceOptions) -> Self {
         Self {
             backend,
             span_name: format!("process {topic}").into(),
-            tracing,
-            metrics: metrics.map(|metrics| SubscriptionMetrics {
-                subscription: metrics.subscription_handles(backend, topic, &spec.name),
-                by_event_type: HandleCache::new(max_label_values),
-            }),
+            options,
         }
+    }
+
+    fn span(&self, ctx: &Context) -> Span {
+        let span = self
+            .options
+            .process_span(self.backend, &self.span_name, ctx);
+        if !span.is_disabled() {
+            self.options.adopt(&span, &ctx.envelope().headers);
+        }
+        span
+    }
+}
+
+/// Runs one delivery through `inner`, in a consumer span if `tracing` is given and counted if
+/// `metrics` is given; what is recorded is the outcome `inner` returns.
+pub(crate) fn observe<S: EnvelopeHandler + ?Sized>(
+    inner: &S,
+    ctx: Context,
+    tracing: Option<&TraceObserver>,
+    metrics: Option<&MetricsObserver>,
+) -> BoxFuture<'static, Outcome> {
+    let span = tracing.map_or_else(Span::none, |tracing| tracing.span(&ctx));
+    let observation = metrics.map(|metrics| metrics.start(&ctx));
+    // Decoding happens when the handler is called: count it, and log it, in the span.
+    let future = if span.is_disabled() {
+        inner.handle(ctx)
+    } else {
+        span.in_scope(|| inner.handle(ctx))
+    };
+    Box::pin(Handling {
+        inner: future,
+        observation,
+        span,
+    })
+}
+
+/// What an observed subscription of an [`crate::ObservedBus`] is observed with.
+pub(crate) struct Observer {
+    tracing: Option<TraceObserver>,
+    metrics: Option<MetricsObserver>,
+}
+
+impl Observer {
+    pub(crate) fn new(tracing: Option<TraceObserver>, metrics: Option<MetricsObserver>) -> Self {
+        Self { tracing, metrics }
     }
 
     /// The consumer-lag gauge of this subscription, if metrics are on.
@@ -60,9 +118,10 @@ impl Observer {
     }
 }
 
-/// The outermost layer of an observed subscription: each delivery runs in a consumer span and
-/// is counted by the outcome the stack inside returns (after retry and panic catching, so a
-/// retry, a dead letter and a panic are counted once each, as the dispatcher settles them).
+/// The outermost layer of a subscription of an [`crate::ObservedBus`]: each delivery runs in a
+/// consumer span and is counted by the outcome the stack inside returns (after retry and panic
+/// catching, so a retry, a dead letter and a panic are counted once each, as the dispatcher
+/// settles them).
 #[derive(Clone)]
 pub(crate) struct ObserveLayer {
     observer: Arc<Observer>,
@@ -93,34 +152,13 @@ pub(crate) struct Observed<S> {
 
 impl<S: EnvelopeHandler> EnvelopeHandler for Observed<S> {
     fn handle(&self, ctx: Context) -> BoxFuture<'static, Outcome> {
-        let observer = &self.observer;
-        let span = match &observer.tracing {
-            Some(tracing) => {
-                let span = tracing.process_span(observer.backend, &observer.span_name, &ctx);
-                if !span.is_disabled() {
-                    tracing.adopt(&span, &ctx.envelope().headers);
-                }
-                span
-            }
-            None => Span::none(),
-        };
-        let observation = observer.metrics.as_ref().map(|m| {
-            let subscription = &m.subscription;
-            Observation::start(m.by_event_type.get(ctx.event_type(), |event_type| {
-                subscription.consume_stats(event_type)
-            }))
-        });
-        // Decoding happens when the handler is called: count it, and log it, in the span.
-        let future = if span.is_disabled() {
-            self.inner.handle(ctx)
-        } else {
-            span.in_scope(|| self.inner.handle(ctx))
-        };
-        Box::pin(Handling {
-            inner: future,
-            observation,
-            span,
-        })
+        let observer = &*self.observer;
+        observe(
+            &self.inner,
+            ctx,
+            observer.tracing.as_ref(),
+            observer.metrics.as_ref(),
+        )
     }
 }
 
@@ -151,20 +189,25 @@ impl Future for Handling {
             observation.finish(&outcome);
         }
         if !span.is_disabled() {
-            span.record("bento.outcome", outcome_name(&outcome));
-            match &outcome {
-                Outcome::Ack => {}
-                Outcome::Retry { error, .. } if error.is_panic() => {
-                    trace::record_error(span, "panic", error)
-                }
-                Outcome::Retry { error, .. } => trace::record_error(span, "retryable", error),
-                Outcome::DeadLetter { failure, error } => {
-                    trace::record_error(span, failure.as_str(), error)
-                }
-                other => trace::record_error(span, other.as_str(), &"unknown outcome"),
-            }
+            record_outcome(span, &outcome);
         }
         Poll::Ready(outcome)
+    }
+}
+
+/// Writes `outcome` into the consumer span: `bento.outcome`, and the error status of a failure.
+fn record_outcome(span: &Span, outcome: &Outcome) {
+    span.record("bento.outcome", outcome_name(outcome));
+    match outcome {
+        Outcome::Ack => {}
+        Outcome::Retry { error, .. } if error.is_panic() => {
+            trace::record_error(span, "panic", error)
+        }
+        Outcome::Retry { error, .. } => trace::record_error(span, "retryable", error),
+        Outcome::DeadLetter { failure, error } => {
+            trace::record_error(span, failure.as_str(), error)
+        }
+        other => trace::record_error(span, other.as_str(), &"unknown outcome"),
     }
 }
 

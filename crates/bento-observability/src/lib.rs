@@ -7,6 +7,8 @@
 //!   context into the envelope headers, consumer spans that read it back, and Prometheus
 //!   metrics for publishes, deliveries, retries, dead letters, latency, in-flight handlers and
 //!   consumer lag (where the backend can tell).
+//! - [`MetricsLayer`] and [`TraceLayer`]: the same metrics and consumer spans as two layers a
+//!   service stacks on the subscriptions it picks, either without the other.
 //! - [`Metrics`]: the metric families, with bounded label cardinality.
 //! - [`MetricsServer`]: `/metrics`, `/health/live`, `/health/ready` over HTTP.
 //! - [`telemetry`]: the `tracing` subscriber with OpenTelemetry export (OTLP behind the `otlp`
@@ -21,6 +23,7 @@ mod config;
 mod error;
 mod handler;
 mod http;
+mod layers;
 mod metrics;
 pub mod telemetry;
 pub mod trace;
@@ -39,6 +42,7 @@ pub use bus::{ObservedBus, ObservedBusBuilder};
 pub use config::{ConsumerParent, MetricsConfig, ObservabilityConfig, SpanLevel, TracingConfig};
 pub use error::ObservabilityError;
 pub use http::MetricsServer;
+pub use layers::{MetricsLayer, MetricsService, TraceLayer, TraceService};
 pub use metrics::{Metrics, MetricsOptions, OTHER, UNKNOWN};
 pub use prometheus;
 pub use trace::TraceOptions;
