@@ -4,6 +4,7 @@
 
 mod handoff;
 mod offsets;
+mod parked;
 mod poller;
 mod position;
 mod settle;

@@ -1,7 +1,7 @@
 //! The poller: receives a subscription's records, decodes them, parks those not due yet and
 //! hands the rest to the dispatcher, committing finished offsets as it goes.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::handoff::hand_over;
 use super::offsets::SubscriptionState;
+use super::parked::Parked;
 use super::settle::{KafkaSettle, Settler};
 use super::{LeaseCell, Tp};
 use crate::context::BentoContext;
@@ -25,12 +26,6 @@ use crate::headers;
 
 /// Records taken from librdkafka in one go, while it has them at hand.
 const RECEIVE_BURST: usize = 64;
-
-/// Records a subscription holds until they are due. Below this its partitions keep being read,
-/// so that a message due soon is not stuck behind one due in an hour; at this many, partitions
-/// that bring more not-yet-due records pause until half of them left (back-pressure, never
-/// dropping), which bounds the memory they take.
-const MAX_PARKED: usize = 10_000;
 
 /// A received record, decoded.
 struct Incoming {
@@ -104,19 +99,6 @@ pub(crate) struct Poller {
     pub(crate) commit_interval: Duration,
 }
 
-/// Records of one partition waiting for their due time, soonest first.
-struct Parked {
-    lease: u64,
-    queue: BTreeMap<(DateTime<Utc>, i64), Delivery>,
-    /// Whether the partition is paused because the subscription holds [`MAX_PARKED`].
-    paused: bool,
-}
-
-/// How many records `parked` holds in all.
-fn parked_count(parked: &HashMap<Tp, Parked>) -> usize {
-    parked.values().map(|lot| lot.queue.len()).sum()
-}
-
 impl Poller {
     /// Starts the poller, feeding `tx` (the other end of a [`Deliveries`](super::Deliveries)).
     pub(crate) fn start(
@@ -133,7 +115,7 @@ impl Poller {
         // One stream for the poller's life: a `recv()` per record would register and drop a
         // waker each time.
         let mut records = consumer.stream();
-        let mut parked: HashMap<Tp, Parked> = HashMap::new();
+        let mut parked = Parked::default();
         // Received and due, waiting for room in the hand-off. Records are taken from
         // librdkafka only when it is empty, so the dispatcher's pace sets the consumer's.
         let mut ready: VecDeque<Delivery> = VecDeque::new();
@@ -141,11 +123,9 @@ impl Poller {
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_error: Option<(String, tokio::time::Instant)> = None;
         loop {
-            let next_due = parked
-                .values()
-                .filter_map(|p| p.queue.first_key_value().map(|((at, _), _)| *at))
-                .min();
-            let wait = next_due.map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            let wait = parked
+                .next_due()
+                .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
             tokio::select! {
                 biased;
                 changed = stop.changed() => {
@@ -220,7 +200,7 @@ impl Poller {
     fn receive(
         &self,
         message: &BorrowedMessage<'_>,
-        parked: &mut HashMap<Tp, Parked>,
+        parked: &mut Parked,
         ready: &mut VecDeque<Delivery>,
     ) {
         let state = &self.state;
@@ -237,25 +217,7 @@ impl Poller {
         };
         let (tp, offset) = (incoming.tp.clone(), incoming.offset);
         let delivery = self.delivery(incoming);
-        let lot = parked.entry(tp.clone()).or_insert_with(|| Parked {
-            lease,
-            queue: BTreeMap::new(),
-            paused: false,
-        });
-        if lot.lease != lease {
-            // Held under an earlier assignment: their settlements would do nothing.
-            *lot = Parked {
-                lease,
-                queue: BTreeMap::new(),
-                paused: false,
-            };
-        }
-        lot.queue.insert((due, offset), delivery);
-        let paused = lot.paused;
-        if !paused && parked_count(parked) >= MAX_PARKED {
-            if let Some(lot) = parked.get_mut(&tp) {
-                lot.paused = true;
-            }
+        if parked.park(&tp, lease, due, offset, delivery) {
             self.pause(&tp, true);
         }
     }
@@ -287,42 +249,11 @@ impl Poller {
         }
     }
 
-    /// Moves parked records that are due to `ready`, soonest first, resuming partitions that
-    /// were paused for holding too many.
-    fn release_due(&self, parked: &mut HashMap<Tp, Parked>, ready: &mut VecDeque<Delivery>) {
-        let now = Utc::now();
-        parked.retain(|_, lot| {
-            let owned = lot
-                .queue
-                .first_key_value()
-                .is_none_or(|(_, delivery)| delivery.settle.is_current());
-            if !owned {
-                // Revoked: drop them; the new owner reads them again.
-                return false;
-            }
-            while lot
-                .queue
-                .first_key_value()
-                .is_some_and(|((at, _), _)| *at <= now)
-            {
-                if let Some((_, delivery)) = lot.queue.pop_first() {
-                    ready.push_back(delivery);
-                }
-            }
-            !lot.queue.is_empty() || lot.paused
-        });
-        if parked_count(parked) <= MAX_PARKED / 2 {
-            let mut emptied = Vec::new();
-            for (tp, lot) in parked.iter_mut().filter(|(_, lot)| lot.paused) {
-                lot.paused = false;
-                self.pause(tp, false);
-                if lot.queue.is_empty() {
-                    emptied.push(tp.clone());
-                }
-            }
-            for tp in emptied {
-                parked.remove(&tp);
-            }
+    /// Moves parked records that are due to `ready`, resuming partitions that were paused for
+    /// holding too many.
+    fn release_due(&self, parked: &mut Parked, ready: &mut VecDeque<Delivery>) {
+        for tp in parked.release_due(ready) {
+            self.pause(&tp, false);
         }
     }
 
