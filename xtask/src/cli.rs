@@ -58,7 +58,9 @@ pub enum Target {
     Kafka,
     /// Only PostgreSQL.
     Postgres,
-    /// Both brokers and PostgreSQL.
+    /// Only the schema registry.
+    Registry,
+    /// Both brokers, PostgreSQL and the schema registry.
     All,
 }
 
@@ -69,6 +71,7 @@ impl Target {
             Target::Pulsar => vec![Broker::Pulsar],
             Target::Kafka => vec![Broker::Kafka],
             Target::Postgres => vec![Broker::Postgres],
+            Target::Registry => vec![Broker::Registry],
             Target::All => Broker::ALL.to_vec(),
         }
     }

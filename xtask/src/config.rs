@@ -32,11 +32,19 @@ pub enum Broker {
     Kafka,
     /// PostgreSQL server from the machine's packages, with a private cluster (always native).
     Postgres,
+    /// Apicurio Registry with its Confluent-compatible API, for Kafka's schemas: a Quarkus
+    /// application built from Maven Central (`deploy/registry`), in-memory (always native).
+    Registry,
 }
 
 impl Broker {
     /// Every service, in start order.
-    pub const ALL: [Broker; 3] = [Broker::Pulsar, Broker::Kafka, Broker::Postgres];
+    pub const ALL: [Broker; 4] = [
+        Broker::Pulsar,
+        Broker::Kafka,
+        Broker::Postgres,
+        Broker::Registry,
+    ];
 
     /// Lower-case name used in paths, state files and the command line.
     pub fn name(self) -> &'static str {
@@ -44,6 +52,7 @@ impl Broker {
             Broker::Pulsar => "pulsar",
             Broker::Kafka => "kafka",
             Broker::Postgres => "postgres",
+            Broker::Registry => "registry",
         }
     }
 
@@ -53,6 +62,7 @@ impl Broker {
             Broker::Pulsar => versions::PULSAR_VERSION,
             Broker::Kafka => versions::KAFKA_VERSION,
             Broker::Postgres => versions::POSTGRES_VERSION,
+            Broker::Registry => versions::APICURIO_VERSION,
         }
     }
 
@@ -64,15 +74,16 @@ impl Broker {
             Broker::Kafka => &["kafka.Kafka"],
             // The postmaster keeps its command line (only its children retitle themselves).
             Broker::Postgres => &["postgres -D"],
+            Broker::Registry => &[crate::registry::PROCESS_MARKER],
         }
     }
 
-    /// Name of the service in `deploy/docker/compose.dev.yaml`; `None` for PostgreSQL, which
-    /// has none and always runs natively.
+    /// Name of the service in `deploy/docker/compose.dev.yaml`; `None` for PostgreSQL and the
+    /// registry, which have none and always run natively.
     pub fn service(self) -> Option<&'static str> {
         match self {
             Broker::Pulsar | Broker::Kafka => Some(self.name()),
-            Broker::Postgres => None,
+            Broker::Postgres | Broker::Registry => None,
         }
     }
 }
@@ -162,6 +173,16 @@ pub struct Ports {
     )]
     #[serde(default = "default_postgres")]
     pub postgres: u16,
+    /// Schema registry HTTP port (8081, the Confluent registry's usual one).
+    #[arg(
+        long = "registry-port",
+        value_name = "PORT",
+        env = "BENTO_REGISTRY_PORT",
+        default_value_t = 8081,
+        global = true
+    )]
+    #[serde(default = "default_registry")]
+    pub registry: u16,
 }
 
 // State files written before the TLS ports existed lack them.
@@ -178,6 +199,11 @@ fn default_postgres() -> u16 {
     Ports::default().postgres
 }
 
+// State files written before the registry joined lack its port.
+fn default_registry() -> u16 {
+    Ports::default().registry
+}
+
 impl Default for Ports {
     fn default() -> Self {
         Ports {
@@ -189,6 +215,7 @@ impl Default for Ports {
             kafka: 9092,
             kafka_controller: 9093,
             postgres: 5433,
+            registry: 8081,
         }
     }
 }
@@ -212,6 +239,7 @@ impl Ports {
             kafka: port("BENTO_KAFKA_PORT", d.kafka),
             kafka_controller: port("BENTO_KAFKA_CONTROLLER_PORT", d.kafka_controller),
             postgres: port("BENTO_POSTGRES_PORT", d.postgres),
+            registry: port("BENTO_REGISTRY_PORT", d.registry),
         }
     }
 
@@ -232,6 +260,7 @@ impl Ports {
                 ("controller", self.kafka_controller),
             ],
             Broker::Postgres => vec![("postgres", self.postgres)],
+            Broker::Registry => vec![("http", self.registry)],
         }
     }
 
@@ -259,6 +288,12 @@ impl Ports {
     /// `127.0.0.1:<port>`: the Kafka bootstrap servers.
     pub fn kafka_bootstrap(&self) -> String {
         format!("{LOOPBACK}:{}", self.kafka)
+    }
+
+    /// `http://127.0.0.1:<port>/apis/ccompat/v7`: the schema registry's Confluent-compatible
+    /// API, what a Confluent client takes as its registry URL.
+    pub fn registry_url(&self) -> String {
+        format!("http://{LOOPBACK}:{}/apis/ccompat/v7", self.registry)
     }
 
     /// `postgres://bento@127.0.0.1:<port>/bento`: the dev-env database, as its superuser (no
@@ -364,6 +399,11 @@ impl Layout {
         self.broker_dir(Broker::Kafka).join("libs")
     }
 
+    /// The schema registry's built Quarkus application (`quarkus-app/`), kept by `reset`.
+    pub fn registry_build(&self) -> PathBuf {
+        self.broker_dir(Broker::Registry).join("build")
+    }
+
     /// Scratch space for downloads.
     pub fn downloads(&self) -> PathBuf {
         self.home.join("downloads")
@@ -403,5 +443,6 @@ mod tests {
         assert_eq!(Broker::Pulsar.service(), Some("pulsar"));
         assert_eq!(Broker::Kafka.service(), Some("kafka"));
         assert_eq!(Broker::Postgres.service(), None);
+        assert_eq!(Broker::Registry.service(), None);
     }
 }

@@ -137,6 +137,7 @@ pub fn health(broker: Broker, ports: &Ports) -> Result<(), String> {
         Broker::Pulsar => pulsar::health(ports),
         Broker::Kafka => kafka::health(ports),
         Broker::Postgres => postgres::health(ports),
+        Broker::Registry => crate::registry::health(ports),
     }
 }
 
@@ -153,7 +154,9 @@ pub(crate) fn stop_native(env: &DevEnv, broker: Broker) -> Result<()> {
         match broker {
             // SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for every client to leave.
             Broker::Postgres => process::stop_root(pid, Signal::SIGINT, grace)?,
-            Broker::Pulsar | Broker::Kafka => process::terminate_tree(pid, grace)?,
+            Broker::Pulsar | Broker::Kafka | Broker::Registry => {
+                process::terminate_tree(pid, grace)?
+            }
         }
         process::wait_ports_closed(&state.ports.of(broker), Duration::from_secs(30))?;
         println!(

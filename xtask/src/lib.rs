@@ -23,6 +23,7 @@ pub mod probe;
 pub mod process;
 pub mod progress;
 mod pulsar;
+mod registry;
 pub mod security;
 mod start;
 pub mod state;

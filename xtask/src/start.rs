@@ -15,7 +15,7 @@ use crate::process::{self, is_alive};
 use crate::progress::{self, Heartbeat};
 use crate::security::SecurityFiles;
 use crate::state::{Mode, State};
-use crate::{docker, kafka, postgres, pulsar};
+use crate::{docker, kafka, postgres, pulsar, registry};
 
 fn port_env(broker: Broker, name: &str) -> &'static str {
     match (broker, name) {
@@ -27,6 +27,7 @@ fn port_env(broker: Broker, name: &str) -> &'static str {
         (Broker::Kafka, "broker") => "BENTO_KAFKA_PORT",
         (Broker::Kafka, _) => "BENTO_KAFKA_CONTROLLER_PORT",
         (Broker::Postgres, _) => "BENTO_POSTGRES_PORT",
+        (Broker::Registry, _) => "BENTO_REGISTRY_PORT",
     }
 }
 
@@ -110,6 +111,9 @@ fn up_native(env: &DevEnv, brokers: &[Broker]) -> Result<Vec<Pending>> {
     if brokers.contains(&Broker::Postgres) {
         tools.push(Tool::Postgres);
     }
+    if brokers.contains(&Broker::Registry) {
+        tools.push(Tool::Maven);
+    }
     prereq::ensure(&tools)?;
     let layout = &env.layout;
     let mut pending = Vec::new();
@@ -168,6 +172,9 @@ fn up_native(env: &DevEnv, brokers: &[Broker]) -> Result<Vec<Pending>> {
             }
             // No download: the cluster itself (initdb on the first start, ownership).
             Broker::Postgres => postgres::prepare(layout)?,
+            Broker::Registry => {
+                registry::install(layout)?;
+            }
         }
     }
     for (broker, ports) in to_start {
@@ -197,6 +204,7 @@ fn spawn(
             kafka::spawn(layout, &server, &log4j)?
         }
         (Broker::Postgres, _) => postgres::spawn(layout, &ports)?,
+        (Broker::Registry, _) => registry::spawn(layout, &ports)?,
     };
     let pid = child.id();
     State::new(broker, Mode::Native, Some(pid), ports, Some(log.clone())).save(layout)?;
@@ -246,6 +254,8 @@ fn start_timeout(broker: Broker) -> Duration {
         Broker::Kafka => Duration::from_secs(180),
         // Seconds normally; crash recovery replays the WAL written since the last checkpoint.
         Broker::Postgres => Duration::from_secs(120),
+        // Some 10 s on a 2-core machine.
+        Broker::Registry => Duration::from_secs(120),
     }
 }
 
@@ -368,6 +378,7 @@ fn print_summary(env: &DevEnv, brokers: &[Broker]) {
             }
             Broker::Kafka => println!("  bootstrap    {}", p.kafka_bootstrap()),
             Broker::Postgres => println!("  URL          {}", p.postgres_url()),
+            Broker::Registry => println!("  URL          {}", p.registry_url()),
         }
         if state.mode == Mode::Native {
             println!("  data         {}", env.layout.data_dir(broker).display());

@@ -38,7 +38,8 @@ pub const TEST_FEATURES: &[&str] = &[
 ///
 /// * `BENTO_TEST_PULSAR_URL`, `BENTO_TEST_PULSAR_ADMIN_URL`, `BENTO_TEST_KAFKA_BOOTSTRAP`: where the
 ///   brokers are; `BENTO_TEST_POSTGRES_URL`: the PostgreSQL database
-///   (`postgres://bento@127.0.0.1:<port>/bento`, no password).
+///   (`postgres://bento@127.0.0.1:<port>/bento`, no password); `BENTO_TEST_REGISTRY_URL`: the
+///   schema registry's Confluent-compatible API (`http://127.0.0.1:<port>/apis/ccompat/v7`).
 /// * `BENTO_TEST_PULSAR_TLS_URL`, `BENTO_TEST_PULSAR_HTTPS_URL`: the Pulsar TLS ports;
 ///   `BENTO_TEST_PULSAR_CA_CERT`: the CA that signed the broker certificate;
 ///   `BENTO_TEST_PULSAR_TOKEN_SECRET`: the HMAC key the broker checks tokens with.
@@ -68,6 +69,7 @@ pub fn test_env(layout: &Layout, ports: &Ports) -> Vec<(String, String)> {
             ports.kafka_bootstrap(),
         ),
         ("BENTO_TEST_POSTGRES_URL".to_string(), ports.postgres_url()),
+        ("BENTO_TEST_REGISTRY_URL".to_string(), ports.registry_url()),
         (HOME_ENV.to_string(), layout.home.display().to_string()),
         (
             "BENTO_TEST_PULSAR_TLS_URL".to_string(),
@@ -91,7 +93,7 @@ pub fn test_env(layout: &Layout, ports: &Ports) -> Vec<(String, String)> {
 }
 
 /// `BENTO_*_PORT` variables for `ports`.
-pub(crate) fn port_env(ports: &Ports) -> [(&'static str, String); 8] {
+pub(crate) fn port_env(ports: &Ports) -> [(&'static str, String); 9] {
     [
         ("BENTO_PULSAR_PORT", ports.pulsar.to_string()),
         ("BENTO_PULSAR_HTTP_PORT", ports.pulsar_http.to_string()),
@@ -104,6 +106,7 @@ pub(crate) fn port_env(ports: &Ports) -> [(&'static str, String); 8] {
             ports.kafka_controller.to_string(),
         ),
         ("BENTO_POSTGRES_PORT", ports.postgres.to_string()),
+        ("BENTO_REGISTRY_PORT", ports.registry.to_string()),
     ]
 }
 

@@ -38,6 +38,11 @@ pub const POSTGRES_VERSION: &str = "15";
 /// Debian package with the PostgreSQL server programs (`/usr/lib/postgresql/15/bin`).
 pub const POSTGRES_DEBIAN_PACKAGE: &str = "postgresql-15";
 
+/// Apicurio Registry, the dev-env schema registry (`deploy/registry/pom.xml` names the same
+/// version: of those whose application jar Maven Central serves here, the newest whose modules
+/// are all served too).
+pub const APICURIO_VERSION: &str = "2.4.2.Final";
+
 /// Oldest Java major version both brokers support.
 pub const MIN_JAVA_MAJOR: u32 = 17;
 
