@@ -1,5 +1,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bento_application::backend::{self, DispatchSettings, OpenGate};
@@ -9,16 +10,39 @@ use bento_application::{
 };
 use bento_domain::Envelope;
 use parking_lot::{Mutex, RwLock};
+use tokio::sync::Semaphore;
 
 use crate::consumer::Consumer;
 use crate::subscription::{Message, Subscription};
 
 /// Settings of the in-memory bus.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// The bus holds everything in the process, so it bounds what it holds and makes publishers
+/// wait beyond that, the way a broker's backlog quota holds producers: it never drops a
+/// message to stay within a bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryConfig {
     /// How many of the latest messages each topic keeps for [`MemoryBus::published`]; `0`
     /// keeps none (fastest). Dead-letter topics always keep theirs, up to this many or 10,000.
     pub retain_per_topic: usize,
+    /// Bytes of unsettled messages one subscription holds at most: waiting for a consumer, in
+    /// a handler, or waiting for a retry (a message counts its payload plus 256 bytes). A
+    /// publish waits for room when a subscription of its topic is full, so a subscription
+    /// with no consumer eventually holds its publishers. Default 64 MiB.
+    pub max_bytes_per_subscription: usize,
+    /// Delayed messages (published with a future delivery time) the bus holds at most; a
+    /// delayed publish waits beyond that until earlier ones are due. Default 10,000.
+    pub max_delayed_messages: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            retain_per_topic: 0,
+            max_bytes_per_subscription: 64 * 1024 * 1024,
+            max_delayed_messages: 10_000,
+        }
+    }
 }
 
 /// Dead letters kept per dead-letter topic when retention is otherwise off.
@@ -34,6 +58,8 @@ pub(crate) struct Inner {
     config: MemoryConfig,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     gate: OpenGate,
+    /// Room for delayed messages, one permit each.
+    delayed: Arc<Semaphore>,
 }
 
 impl Inner {
@@ -48,8 +74,9 @@ impl Inner {
             .clone()
     }
 
-    /// Delivers to every subscription of `topic` now; `dead_letter` topics always retain.
-    pub(crate) fn publish_now(&self, topic: &str, envelope: Envelope, dead_letter: bool) {
+    /// Delivers to every subscription of `topic` now, waiting for room in full ones;
+    /// `dead_letter` topics always retain.
+    pub(crate) async fn publish_now(&self, topic: &str, envelope: Envelope, dead_letter: bool) {
         let topic = self.topic(topic);
         // One allocation, shared by every subscription and the consumers' deliveries.
         let envelope = Arc::new(envelope);
@@ -64,17 +91,30 @@ impl Inner {
             }
             retained.push_back(envelope.clone());
         }
-        let subscriptions = topic.subscriptions.read();
-        if let Some((last, others)) = subscriptions.split_last() {
-            for subscription in others {
-                subscription.deliver(Message {
-                    envelope: envelope.clone(),
-                    attempt: 1,
-                });
+        // Subscriptions with room take the message at once; the others are waited for after
+        // the lock is released. Room is handed out first come, first served, so a publish
+        // that waits is not overtaken by a later one.
+        let full: Vec<Arc<Subscription>> = {
+            let subscriptions = topic.subscriptions.read();
+            let mut full = Vec::new();
+            for subscription in subscriptions.iter() {
+                match subscription.try_reserve(&envelope) {
+                    Ok(room) => subscription.deliver(Message {
+                        envelope: envelope.clone(),
+                        attempt: 1,
+                        room,
+                    }),
+                    Err(()) => full.push(subscription.clone()),
+                }
             }
-            last.deliver(Message {
-                envelope,
+            full
+        };
+        for subscription in full {
+            let room = subscription.reserve(&envelope).await;
+            subscription.deliver(Message {
+                envelope: envelope.clone(),
                 attempt: 1,
+                room,
             });
         }
     }
@@ -113,7 +153,12 @@ impl Inner {
             }
             return Ok(existing.clone());
         }
-        let created = Arc::new(Subscription::new(topic, &spec.name, spec.kind));
+        let created = Arc::new(Subscription::new(
+            topic,
+            &spec.name,
+            spec.kind,
+            self.config.max_bytes_per_subscription,
+        ));
         subscriptions.push(created.clone());
         Ok(created)
     }
@@ -145,6 +190,9 @@ impl MemoryBus {
     pub fn new(config: MemoryConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
+                delayed: Arc::new(Semaphore::new(
+                    config.max_delayed_messages.clamp(1, Semaphore::MAX_PERMITS),
+                )),
                 config,
                 topics: RwLock::new(HashMap::new()),
                 gate: OpenGate::new(),
@@ -171,33 +219,34 @@ impl MemoryBus {
         self.inner.topics.read().keys().cloned().collect()
     }
 
-    fn resolve(&self, source: &Source) -> String {
-        match source {
-            Source::EventType(event_type) => self.topic_for(event_type),
-            Source::Topic(topic) => topic.clone(),
-        }
-    }
-
     fn check_open(&self) -> Result<(), BusError> {
         self.inner.gate.check()
     }
 
-    fn publish_one(&self, envelope: Envelope, options: &PublishOptions) {
+    async fn publish_one(&self, envelope: Envelope, options: &PublishOptions) {
         let topic = match &options.topic {
             Some(topic) => topic.clone(),
             None => self.topic_for(&envelope.event_type),
         };
-        match options.deliver {
-            None => self.inner.publish_now(&topic, envelope, false),
-            Some(at) => {
-                let inner = self.inner.clone();
-                let delay = at.delay_from_now();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    inner.publish_now(&topic, envelope, false);
-                });
-            }
+        let delay = options
+            .deliver
+            .map_or(Duration::ZERO, |at| at.delay_from_now());
+        if delay.is_zero() {
+            self.inner.publish_now(&topic, envelope, false).await;
+            return;
         }
+        // The semaphore is never closed; a delayed message holds its permit until it is due.
+        let held = self.inner.delayed.clone().acquire_owned().await.ok();
+        // Waiting for room may have taken it to its time.
+        let delay = options
+            .deliver
+            .map_or(Duration::ZERO, |at| at.delay_from_now());
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            inner.publish_now(&topic, envelope, false).await;
+            drop(held);
+        });
     }
 }
 
@@ -209,7 +258,7 @@ impl MessageBus for MemoryBus {
 
     async fn publish(&self, envelope: Envelope, options: PublishOptions) -> Result<(), BusError> {
         self.check_open()?;
-        self.publish_one(envelope, &options);
+        self.publish_one(envelope, &options).await;
         Ok(())
     }
 
@@ -220,7 +269,7 @@ impl MessageBus for MemoryBus {
     ) -> Result<(), BusError> {
         self.check_open()?;
         for envelope in envelopes {
-            self.publish_one(envelope, &options);
+            self.publish_one(envelope, &options).await;
         }
         Ok(())
     }
@@ -231,7 +280,7 @@ impl MessageBus for MemoryBus {
         handler: Arc<dyn EnvelopeHandler>,
     ) -> Result<Handle, BusError> {
         self.check_open()?;
-        let topic = self.resolve(&spec.source);
+        let topic = spec.source.topic(|event_type| self.topic_for(event_type));
         let subscription = self.inner.subscription(&topic, &spec)?;
         let (id, rx) = subscription.connect()?;
         let consumer = Consumer::new(id, rx, subscription, Arc::downgrade(&self.inner));

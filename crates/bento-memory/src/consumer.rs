@@ -11,7 +11,7 @@ use futures::Stream;
 use tokio::sync::mpsc;
 
 use crate::bus::Inner;
-use crate::subscription::{Message, Subscription};
+use crate::subscription::{Message, Room, Subscription};
 
 /// One consumer of a subscription, as the dispatcher's stream of deliveries.
 pub(crate) struct Consumer {
@@ -42,17 +42,24 @@ impl Stream for Consumer {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
         self.rx.poll_recv(cx).map(|message| {
-            message.map(|Message { envelope, attempt }| Delivery {
-                envelope: envelope.clone(),
-                attempt,
-                broker_id: None,
-                settle: Box::new(MemorySettle {
-                    subscription: self.subscription.clone(),
-                    bus: self.bus.clone(),
-                    unsettled: Some(envelope),
+            message.map(
+                |Message {
+                     envelope,
+                     attempt,
+                     room,
+                 }| Delivery {
+                    envelope: envelope.clone(),
                     attempt,
-                }),
-            })
+                    broker_id: None,
+                    settle: Box::new(MemorySettle {
+                        subscription: self.subscription.clone(),
+                        bus: self.bus.clone(),
+                        unsettled: Some(envelope),
+                        attempt,
+                        room,
+                    }),
+                },
+            )
         })
     }
 }
@@ -76,6 +83,8 @@ struct MemorySettle {
     /// The message while it is still owed a settlement; redelivered if dropped unsettled.
     unsettled: Option<Arc<Envelope>>,
     attempt: u32,
+    /// Given back to the subscription when the message is settled for good.
+    room: Room,
 }
 
 impl MemorySettle {
@@ -83,10 +92,15 @@ impl MemorySettle {
         subscription: &Arc<Subscription>,
         envelope: Arc<Envelope>,
         attempt: u32,
+        room: Room,
         delay: Duration,
     ) {
         let subscription = subscription.clone();
-        let message = Message { envelope, attempt };
+        let message = Message {
+            envelope,
+            attempt,
+            room,
+        };
         if delay.is_zero() {
             subscription.deliver(message);
         } else {
@@ -116,7 +130,8 @@ impl Settle for MemorySettle {
             .unsettled
             .take()
             .unwrap_or_else(|| Arc::new(envelope.clone()));
-        Self::redeliver_later(&self.subscription, envelope, next_attempt, delay);
+        let room = self.room.take();
+        Self::redeliver_later(&self.subscription, envelope, next_attempt, room, delay);
         Ok(())
     }
 
@@ -126,7 +141,7 @@ impl Settle for MemorySettle {
         topic: &str,
     ) -> Result<(), BusError> {
         let bus = self.bus.upgrade().ok_or(BusError::Closed)?;
-        bus.publish_now(topic, dead_letter, true);
+        bus.publish_now(topic, dead_letter, true).await;
         self.unsettled = None;
         Ok(())
     }
@@ -144,6 +159,7 @@ impl Drop for MemorySettle {
             self.subscription.deliver(Message {
                 envelope,
                 attempt: self.attempt + 1,
+                room: self.room.take(),
             });
         }
     }

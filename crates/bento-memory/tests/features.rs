@@ -34,6 +34,7 @@ const PATIENCE: Duration = Duration::from_secs(5);
 fn bus() -> (MemoryBus, Bus<Json>) {
     let memory = MemoryBus::new(MemoryConfig {
         retain_per_topic: 100,
+        ..MemoryConfig::default()
     });
     let bus = Bus::new(Arc::new(memory.clone()), Json);
     (memory, bus)

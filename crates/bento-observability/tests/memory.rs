@@ -171,6 +171,7 @@ async fn without_a_subscriber_no_header_is_written() -> TestResult {
     let _guard = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
     let memory = MemoryBus::new(MemoryConfig {
         retain_per_topic: 10,
+        ..MemoryConfig::default()
     });
     let bus = ObservedBus::builder(Arc::new(memory.clone()))
         .tracing(TraceOptions::default())

@@ -14,9 +14,14 @@ use crate::{BackendKind, Bus, Config, RuntimeError};
 /// Builds the message bus `config` names.
 pub async fn build_message_bus(config: &Config) -> Result<Arc<dyn MessageBus>, RuntimeError> {
     match config.messaging.backend {
-        BackendKind::Memory => Ok(Arc::new(MemoryBus::new(MemoryConfig {
-            retain_per_topic: config.messaging.memory.retain_per_topic,
-        }))),
+        BackendKind::Memory => {
+            let memory = &config.messaging.memory;
+            Ok(Arc::new(MemoryBus::new(MemoryConfig {
+                retain_per_topic: memory.retain_per_topic,
+                max_bytes_per_subscription: memory.max_bytes_per_subscription,
+                max_delayed_messages: memory.max_delayed_messages,
+            })))
+        }
         BackendKind::Pulsar => pulsar(config).await,
         BackendKind::Kafka => kafka(config).await,
     }

@@ -61,6 +61,7 @@ pub struct CodecConfig {
 /// How one event type is encoded: `"avro"`, or `{ format = "avro", schema = "none" }`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
+#[non_exhaustive]
 pub enum EventTypeCodec {
     /// The format alone; the event type has a schema.
     Format(Format),
@@ -115,6 +116,7 @@ impl<'de> Deserialize<'de> for EventTypeCodec {
 /// `schema` of an event type in `[codec.event_types]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum SchemaSetting {
     /// Its codec's schema, registered on the first publish where the broker has a registry
     /// (Pulsar); for JSON the one derived from the serde type.
@@ -169,6 +171,7 @@ pub struct MessagingConfig {
 /// The message bus implementations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum BackendKind {
     /// In-process; the default.
     #[default]
@@ -251,11 +254,26 @@ pub struct InboxConfig {
 }
 
 /// `[messaging.memory]`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemorySettings {
     /// Messages each topic retains for inspection (`MemoryBus::published`); 0 = none.
     pub retain_per_topic: usize,
+    /// Bytes of unsettled messages one subscription holds before publishers wait (64 MiB).
+    pub max_bytes_per_subscription: usize,
+    /// Delayed messages held before delayed publishes wait (10,000).
+    pub max_delayed_messages: usize,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        let defaults = bento_memory::MemoryConfig::default();
+        Self {
+            retain_per_topic: defaults.retain_per_topic,
+            max_bytes_per_subscription: defaults.max_bytes_per_subscription,
+            max_delayed_messages: defaults.max_delayed_messages,
+        }
+    }
 }
 
 impl Config {

@@ -1,0 +1,149 @@
+//! The in-memory bus bounds what a subscription holds and makes publishers wait for room,
+//! never dropping a message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bento_application::{
+    Context, DeliverAt, HandlerError, MessageBus, PublishOptions, SubscriptionSpec,
+};
+use bento_domain::Envelope;
+use bento_memory::{MemoryBus, MemoryConfig};
+use bento_testkit::Collector;
+
+const PATIENCE: Duration = Duration::from_secs(5);
+
+/// A 1 KiB message weighs 1,280 bytes (payload plus 256): eight fit in 10,240.
+fn small_bus() -> MemoryBus {
+    MemoryBus::new(MemoryConfig {
+        max_bytes_per_subscription: 10_240,
+        max_delayed_messages: 3,
+        ..MemoryConfig::default()
+    })
+}
+
+fn message(n: u32) -> Envelope {
+    Envelope::new("bounds.noted", 1, "text/plain", vec![b'x'; 1024]).with_header("n", n.to_string())
+}
+
+fn numbers(collector: &Collector) -> Vec<u32> {
+    collector
+        .seen()
+        .iter()
+        .map(|m| {
+            m.envelope
+                .headers
+                .get("n")
+                .and_then(|n| n.parse().ok())
+                .expect("numbered")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_subscription_holds_its_publishers_and_loses_nothing() {
+    let bus = small_bus();
+    let spec = SubscriptionSpec::topic("bounds", "slow");
+    // The subscription exists, then its consumer goes away: messages wait for the next one.
+    let first = Collector::new();
+    bus.subscribe(spec.clone(), Arc::new(first.handler()))
+        .await
+        .expect("subscribe")
+        .shutdown()
+        .await
+        .expect("shutdown");
+    let options = PublishOptions::default().to_topic("bounds");
+    for n in 0..8 {
+        tokio::time::timeout(PATIENCE, bus.publish(message(n), options.clone()))
+            .await
+            .expect("room for eight")
+            .expect("publish");
+    }
+    let ninth = tokio::spawn({
+        let (bus, options) = (bus.clone(), options.clone());
+        async move { bus.publish(message(8), options).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!ninth.is_finished(), "the ninth publish waits for room");
+
+    let second = Collector::new();
+    let _subscription = bus
+        .subscribe(spec, Arc::new(second.handler()))
+        .await
+        .expect("subscribe");
+    tokio::time::timeout(PATIENCE, ninth)
+        .await
+        .expect("room frees up once the consumer acknowledges")
+        .expect("task")
+        .expect("publish");
+    second.wait_for(9, PATIENCE).await;
+    assert_eq!(numbers(&second), (0..9).collect::<Vec<_>>(), "all of them, in order");
+}
+
+#[tokio::test]
+async fn a_message_waiting_for_its_retry_keeps_its_room() {
+    let bus = small_bus();
+    let failing = |_: Context| async {
+        Err::<(), _>(HandlerError::retry_after(
+            Duration::from_secs(3600),
+            "not yet",
+        ))
+    };
+    let _subscription = bus
+        .subscribe(SubscriptionSpec::topic("retried", "parked"), Arc::new(failing))
+        .await
+        .expect("subscribe");
+    let options = PublishOptions::default().to_topic("retried");
+    for n in 0..8 {
+        tokio::time::timeout(PATIENCE, bus.publish(message(n), options.clone()))
+            .await
+            .expect("room for eight")
+            .expect("publish");
+    }
+    let ninth = tokio::time::timeout(
+        Duration::from_millis(500),
+        bus.publish(message(8), options),
+    )
+    .await;
+    assert!(
+        ninth.is_err(),
+        "eight messages waiting an hour for their retry still fill the subscription"
+    );
+}
+
+#[tokio::test]
+async fn delayed_publishes_wait_beyond_the_bound_and_are_all_delivered() {
+    let bus = small_bus();
+    let seen = Collector::new();
+    let _subscription = bus
+        .subscribe(
+            SubscriptionSpec::topic("later", "seen"),
+            Arc::new(seen.handler()),
+        )
+        .await
+        .expect("subscribe");
+    let in_a_second = PublishOptions {
+        deliver: Some(DeliverAt::After(Duration::from_secs(1))),
+        ..PublishOptions::default()
+    }
+    .to_topic("later");
+    for n in 0..3 {
+        tokio::time::timeout(PATIENCE, bus.publish(message(n), in_a_second.clone()))
+            .await
+            .expect("room for three delayed messages")
+            .expect("publish");
+    }
+    let started = tokio::time::Instant::now();
+    bus.publish(message(3), in_a_second)
+        .await
+        .expect("publish");
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "the fourth delayed publish waited until the first three were due ({:?})",
+        started.elapsed()
+    );
+    seen.wait_for(4, PATIENCE).await;
+    let mut got = numbers(&seen);
+    got.sort_unstable();
+    assert_eq!(got, [0, 1, 2, 3]);
+}
