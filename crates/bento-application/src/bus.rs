@@ -9,6 +9,7 @@ use crate::{BusError, EnvelopeHandler, SchemaDefinition, Subscription, Subscript
 
 /// When a delayed message becomes visible to consumers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DeliverAt {
     /// After this long, counted from the publish.
     After(Duration),

@@ -16,20 +16,20 @@ pub enum CodecError {
         event_type: String,
     },
     /// The bytes are not a valid encoding of the event.
-    #[error("cannot decode `{event_type}`: {reason}")]
+    #[error("cannot decode `{event_type}`: {source}")]
     Decode {
         /// The event type being decoded.
         event_type: String,
-        /// What the decoder said.
-        reason: String,
+        /// The decoder's error (or, where there is none, what was wrong).
+        source: BoxError,
     },
     /// The event could not be encoded.
-    #[error("cannot encode `{event_type}`: {reason}")]
+    #[error("cannot encode `{event_type}`: {source}")]
     Encode {
         /// The event type being encoded.
         event_type: String,
-        /// What the encoder said.
-        reason: String,
+        /// The encoder's error (or, where there is none, what was wrong).
+        source: BoxError,
     },
     /// The codec cannot describe the event type's schema for a schema registry.
     #[error(

@@ -12,6 +12,7 @@ use crate::{BusError, DeadLetterPolicy, RetryPolicy, SchemaDefinition};
 
 /// Where a subscription reads from.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Source {
     /// The topic the backend maps this event type to.
     EventType(String),
@@ -24,6 +25,15 @@ impl Source {
     /// with [`SubscriptionSpec::named`] and not yet given to [`crate::Bus::subscribe_with`]).
     pub fn is_unnamed(&self) -> bool {
         matches!(self, Source::EventType(event_type) if event_type.is_empty())
+    }
+
+    /// The topic read: the named one, or what `topic_for` (a backend's
+    /// [`crate::MessageBus::topic_for`]) maps the event type to.
+    pub fn topic(&self, topic_for: impl FnOnce(&str) -> String) -> String {
+        match self {
+            Source::EventType(event_type) => topic_for(event_type),
+            Source::Topic(topic) => topic.clone(),
+        }
     }
 }
 

@@ -364,17 +364,15 @@ impl<C: Codec> Bus<C> {
             .registry
             .claim(&spec.name, spec.competing)
             .map_err(|reason| BusError::Subscribe {
-                topic: match &spec.source {
-                    Source::Topic(topic) => topic.clone(),
-                    Source::EventType(event_type) => self.inner.topic_for(event_type),
-                },
+                topic: spec
+                    .source
+                    .topic(|event_type| self.inner.topic_for(event_type)),
                 subscription: spec.name.clone(),
                 source: reason.into(),
             })?;
-        let topic = match &spec.source {
-            Source::Topic(topic) => topic.clone(),
-            Source::EventType(event_type) => self.inner.topic_for(event_type),
-        };
+        let topic = spec
+            .source
+            .topic(|event_type| self.inner.topic_for(event_type));
         let messages = messages.unwrap_or_else(|| match &spec.source {
             Source::EventType(event_type) => vec![MessageContract {
                 schema: spec.schema.clone(),

@@ -7,7 +7,7 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::{AvroSchema, Schema};
-use bento_application::{CodecError, Encoded, SchemaKind};
+use bento_application::{BoxError, CodecError, Encoded, SchemaKind};
 use bento_domain::DomainEvent;
 use bytes::Bytes;
 
@@ -137,7 +137,7 @@ impl<E: DomainEvent> TypedCodec<E> for AvroCodec<E> {
             .write_ser_to_vec(event)
             .map_err(|e| CodecError::Encode {
                 event_type: E::EVENT_TYPE.to_owned(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
         Ok(Encoded {
             content_type: Self::CONTENT_TYPE.into(),
@@ -158,9 +158,9 @@ impl<E: DomainEvent> TypedCodec<E> for AvroCodec<E> {
     }
 
     fn decode(&self, version: u32, payload: &[u8]) -> Result<E, CodecError> {
-        let decode_error = |reason: String| CodecError::Decode {
+        let decode_error = |source: BoxError| CodecError::Decode {
             event_type: E::EVENT_TYPE.to_owned(),
-            reason,
+            source,
         };
         // The Avro library should return errors on bad input; this makes sure a bug there
         // still surfaces as a decode error (and a dead letter), not a crashed consumer.
@@ -169,19 +169,22 @@ impl<E: DomainEvent> TypedCodec<E> for AvroCodec<E> {
             let event = if version == E::VERSION {
                 self.reader
                     .read_deser::<E>(&mut input)
-                    .map_err(|e| e.to_string())?
+                    .map_err(BoxError::from)?
             } else {
                 let reader = self.older.get(&version).ok_or_else(|| {
-                    format!("no Avro writer schema is registered for version {version}")
+                    BoxError::from(format!(
+                        "no Avro writer schema is registered for version {version}"
+                    ))
                 })?;
-                let value = reader.read_value(&mut input).map_err(|e| e.to_string())?;
-                apache_avro::from_value::<E>(&value).map_err(|e| e.to_string())?
+                let value = reader.read_value(&mut input).map_err(BoxError::from)?;
+                apache_avro::from_value::<E>(&value).map_err(BoxError::from)?
             };
             if (input.position() as usize) < payload.len() {
                 return Err(format!(
                     "{} trailing byte(s) after the datum",
                     payload.len() - input.position() as usize
-                ));
+                )
+                .into());
             }
             Ok(event)
         }));
@@ -197,6 +200,6 @@ impl<E: DomainEvent> TypedCodec<E> for AvroCodec<E> {
 fn schema_error<E: DomainEvent>(reason: String) -> CodecError {
     CodecError::Encode {
         event_type: E::EVENT_TYPE.to_owned(),
-        reason: format!("Avro schema: {reason}"),
+        source: format!("Avro schema: {reason}").into(),
     }
 }

@@ -16,6 +16,7 @@ use crate::Json;
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize,
 )]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Format {
     /// JSON (serde_json); works for every event type.
     #[default]
@@ -221,9 +222,10 @@ impl Codecs {
             (wanted, Some(have)) if wanted == have => Ok(wanted),
             (wanted, _) => Err(CodecError::Encode {
                 event_type: E::EVENT_TYPE.to_owned(),
-                reason: format!(
+                source: format!(
                     "the {wanted} codec is selected but none is registered for this event type"
-                ),
+                )
+                .into(),
             }),
         }
     }
@@ -266,15 +268,16 @@ impl Codec for Codecs {
                     entry.encode_any(event.as_any()).unwrap_or_else(|| {
                         Err(CodecError::Encode {
                             event_type: event.event_type().to_owned(),
-                            reason: "two Rust types share this event type name".into(),
+                            source: "two Rust types share this event type name".into(),
                         })
                     })
                 }
                 _ => Err(CodecError::Encode {
                     event_type: event.event_type().to_owned(),
-                    reason: format!(
+                    source: format!(
                         "the {selected} codec is selected but none is registered for this event type"
-                    ),
+                    )
+                    .into(),
                 }),
             };
         }

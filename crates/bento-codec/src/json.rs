@@ -84,7 +84,7 @@ impl Codec for Json {
             .map(Self::encoded)
             .map_err(|error| CodecError::Encode {
                 event_type: E::EVENT_TYPE.to_owned(),
-                reason: error.to_string(),
+                source: error.into(),
             })
     }
 
@@ -93,7 +93,7 @@ impl Codec for Json {
             .map(Self::encoded)
             .map_err(|error| CodecError::Encode {
                 event_type: event.event_type().to_owned(),
-                reason: error.to_string(),
+                source: error.into(),
             })
     }
 
@@ -106,7 +106,7 @@ impl Codec for Json {
         }
         serde_json::from_slice(payload).map_err(|error| CodecError::Decode {
             event_type: E::EVENT_TYPE.to_owned(),
-            reason: error.to_string(),
+            source: error.into(),
         })
     }
 

@@ -88,7 +88,7 @@ impl<E: DomainEvent + prost::Message + Default> TypedCodec<E> for ProtobufCodec<
     fn decode(&self, _version: u32, payload: &[u8]) -> Result<E, CodecError> {
         E::decode(payload).map_err(|e| CodecError::Decode {
             event_type: E::EVENT_TYPE.to_owned(),
-            reason: e.to_string(),
+            source: e.into(),
         })
     }
 }

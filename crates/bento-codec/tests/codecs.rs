@@ -279,7 +279,7 @@ fn plain_json_types_get_the_schema_of_their_serde_form() -> Result<(), CodecErro
         .schema::<UserCreated>()?
         .ok_or_else(|| CodecError::Decode {
             event_type: "users.user-created".into(),
-            reason: "no schema".into(),
+            source: "no schema".into(),
         })?;
     assert_eq!(schema.kind, SchemaKind::Json);
     assert_eq!(schema.event_type, "users.user-created");
@@ -287,7 +287,7 @@ fn plain_json_types_get_the_schema_of_their_serde_form() -> Result<(), CodecErro
     let ours =
         apache_avro::Schema::parse_str(&schema.definition).map_err(|e| CodecError::Decode {
             event_type: "users.user-created".into(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
     assert_eq!(
         ours.canonical_form(),

@@ -63,6 +63,7 @@ pub struct PartitionLag {
 
 /// Where [`KafkaAdmin::reset_group_offsets`] moves a consumer group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OffsetReset {
     /// The oldest record still stored: everything is consumed again.
     Earliest,

@@ -5,8 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bento_application::backend::{self, Delivery, DispatchSettings, OpenGate};
 use bento_application::{
-    BusError, ConsumerLag, EnvelopeHandler, HealthCheck, MessageBus, PublishOptions, Source,
-    Subscription, SubscriptionKind, SubscriptionSpec,
+    BusError, ConsumerLag, EnvelopeHandler, HealthCheck, MessageBus, PublishOptions, Subscription,
+    SubscriptionKind, SubscriptionSpec,
 };
 use bento_domain::Envelope;
 use futures::FutureExt;
@@ -89,13 +89,6 @@ impl KafkaBus {
 
     fn check_open(&self) -> Result<(), BusError> {
         self.inner.gate.check()
-    }
-
-    fn resolve(&self, source: &Source) -> String {
-        match source {
-            Source::EventType(event_type) => self.topic_for(event_type),
-            Source::Topic(topic) => topic.clone(),
-        }
     }
 
     /// The topic and record of one publish (delayed ones go to `<topic>.delayed`).
@@ -416,7 +409,7 @@ impl MessageBus for KafkaBus {
     ) -> Result<Subscription, BusError> {
         self.check_open()?;
         let config = &self.inner.config;
-        let topic = self.resolve(&spec.source);
+        let topic = spec.source.topic(|event_type| self.topic_for(event_type));
         Self::check_spec(&topic, &spec)?;
         let group = spec.name.clone();
         let tiers = topics::retry_tiers(spec.retry.as_ref());

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bento_application::backend::{self, DispatchSettings, OpenGate};
 use bento_application::{
-    BusError, EnvelopeHandler, MessageBus, PublishOptions, Source, Subscription as Handle,
+    BusError, EnvelopeHandler, MessageBus, PublishOptions, Subscription as Handle,
     SubscriptionKind, SubscriptionSpec,
 };
 use bento_domain::Envelope;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bento_application::{
     BusError, ConsumerLag, EnvelopeHandler, HealthCheck, MessageBus, PublishOptions,
-    SchemaRegistry, Source, Subscription, SubscriptionSpec,
+    SchemaRegistry, Subscription, SubscriptionSpec,
 };
 use bento_domain::Envelope;
 use futures::future::BoxFuture;
@@ -419,10 +419,9 @@ impl MessageBus for ObservedBus {
         spec: SubscriptionSpec,
         handler: Arc<dyn EnvelopeHandler>,
     ) -> Result<Subscription, BusError> {
-        let topic = match &spec.source {
-            Source::EventType(event_type) => self.inner.topic_for(event_type),
-            Source::Topic(topic) => topic.clone(),
-        };
+        let topic = spec
+            .source
+            .topic(|event_type| self.inner.topic_for(event_type));
         let observer = Arc::new(Observer::new(
             self.tracing
                 .clone()

@@ -79,6 +79,7 @@ impl MetricsConfig {
 /// How a consumer span relates to the producer span whose context the message carries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ConsumerParent {
     /// The consumer span is a child of the producer span: one trace from the request that
     /// published to the handler that consumed (the default).
@@ -96,6 +97,7 @@ pub enum ConsumerParent {
 /// subscriber Bento installs to export spans does so by itself).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum SpanLevel {
     /// `DEBUG` (the default).
     #[default]

@@ -61,7 +61,7 @@ impl MetricsServer {
     ) -> Result<Self, ObservabilityError> {
         let bind_error = |error: std::io::Error| ObservabilityError::Bind {
             address: address.to_owned(),
-            reason: error.to_string(),
+            source: error,
         };
         let listener = TcpListener::bind(address).await.map_err(bind_error)?;
         let local = listener.local_addr().map_err(bind_error)?;

@@ -39,7 +39,7 @@ impl TelemetryGuard {
         match self.provider {
             Some(provider) => provider
                 .shutdown()
-                .map_err(|error| ObservabilityError::Export(error.to_string())),
+                .map_err(|error| ObservabilityError::Export(error.into())),
             None => Ok(()),
         }
     }
@@ -72,7 +72,7 @@ fn exporting_provider(
         .with_http()
         .with_endpoint(url)
         .build()
-        .map_err(|error| ObservabilityError::Export(error.to_string()))?;
+        .map_err(|error| ObservabilityError::Export(error.into()))?;
     let service_name = config
         .service_name
         .clone()
@@ -142,7 +142,7 @@ pub fn install(config: &ObservabilityConfig) -> Result<TelemetryGuard, Observabi
     let env_filter =
         EnvFilter::try_new(&filter).map_err(|error| ObservabilityError::LogFilter {
             filter: filter.clone(),
-            reason: error.to_string(),
+            source: error,
         })?;
     let provider = if config.tracing.enabled {
         tracer_provider(&config.tracing)?

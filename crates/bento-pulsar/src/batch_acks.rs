@@ -12,6 +12,7 @@ use pulsar::proto::MessageIdData;
 
 /// How the messages of a batch are acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BatchAcknowledgement {
     /// Each message by its batch index (the broker has batch-index acknowledgement on).
     ByIndex,

@@ -201,8 +201,8 @@ impl PulsarBus {
     ) -> Result<SubscriptionTopics, BusError> {
         let inner = &self.inner;
         let topic = match &spec.source {
-            Source::EventType(event_type) => inner.topics.for_event_type(event_type),
             Source::Topic(topic) => inner.topics.full(topic, None),
+            other => other.topic(|event_type| inner.topics.for_event_type(event_type)),
         };
         if let Err(why) = topics::check_segment(&spec.name) {
             return Err(BusError::Subscribe {

@@ -341,7 +341,7 @@ impl Service {
                 // As the outbox begins: SQLite's write lock at once.
                 let mut transaction = match self.outbox.dialect() {
                     Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
-                    Dialect::Postgres => pool.begin().await,
+                    _ => pool.begin().await,
                 }
                 .expect("begin");
                 insert(&mut transaction, &order).await;

@@ -12,6 +12,7 @@
 ///     connection refused ...
 /// ```
 #[derive(thiserror::Error)]
+#[non_exhaustive]
 pub enum RuntimeError {
     /// The configuration could not be read or has an invalid value; the message names the key.
     #[error("invalid configuration: {0}")]

@@ -21,6 +21,7 @@ pub(crate) const RELAY_LOCK_CLASS: i32 = 1_651_405_420;
 
 /// The SQL dialect behind a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Dialect {
     /// SQLite: one writer at a time, so commit order is `seq` order by construction.
     Sqlite,

@@ -128,6 +128,7 @@ impl fmt::Debug for Redacted<'_> {
 /// `compression`: codec of produced batches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Compression {
     /// No compression.
     #[default]

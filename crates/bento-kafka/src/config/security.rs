@@ -11,6 +11,7 @@ use super::scalars::lenient_opt_string;
 /// `security.protocol`: how the connection to the brokers is protected.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Protocol {
     /// No encryption, no authentication.
     #[default]
@@ -44,6 +45,7 @@ impl Protocol {
 
 /// `security.sasl_mechanism`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[non_exhaustive]
 pub enum SaslMechanism {
     /// Username and password in the clear (use with `sasl_ssl`).
     #[serde(rename = "PLAIN")]

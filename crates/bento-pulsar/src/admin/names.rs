@@ -43,6 +43,7 @@ impl fmt::Display for NamespaceName {
 
 /// Whether a topic keeps its messages (`persistent://`) or not (`non-persistent://`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum TopicDomain {
     /// Messages are stored until acknowledged (or longer, per retention).
     Persistent,

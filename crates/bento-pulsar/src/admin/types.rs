@@ -36,6 +36,7 @@ pub struct Retention {
 
 /// How a namespace checks a new schema version against the existing ones.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SchemaCompatibility {
     /// Not set on the namespace: the broker's default applies.
     #[default]
@@ -146,6 +147,7 @@ pub struct NamespacePolicies {
 
 /// Where a new subscription starts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Position {
     /// At the oldest message the topic still stores.
     Earliest,

@@ -129,6 +129,7 @@ pub struct TopicsConfig {
 /// Payload compression of published messages; consumers decompress whatever they receive.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Compression {
     /// No compression.
     #[default]
@@ -199,6 +200,7 @@ impl Default for ConsumerConfig {
 /// How the messages of a batch are acknowledged.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum BatchAckSetting {
     /// Ask the broker (admin API) whether it takes acknowledgements by batch index, at the
     /// first subscription; by index if it does, the whole batch at once otherwise (also when
