@@ -109,12 +109,7 @@ pub async fn layer_sees_every_outcome(backend: &dyn Backend) {
             _ => Ok(()),
         }
     };
-    let sub = s
-        .bus
-        .subscribe_with(spec, handler)
-        .await
-        .expect("subscribe");
-    s.ready().await;
+    let sub = s.subscribe(spec, handler).await;
     for key in ["ok", "later", "bad", "explode"] {
         s.publish(&ping(key, 1)).await;
     }

@@ -15,13 +15,7 @@ pub async fn round_trip(backend: &dyn Backend) {
     let Some(s) = setup(backend, Case::RoundTrip, "round-trip").await else {
         return;
     };
-    let collector = Collector::new();
-    let sub = s
-        .bus
-        .subscribe_envelopes(s.spec("rt"), collector.handler())
-        .await
-        .expect("subscribe");
-    s.ready().await;
+    let (collector, sub) = s.collect(s.spec("rt")).await;
 
     let sent = s
         .bus
@@ -75,18 +69,8 @@ pub async fn fan_out(backend: &dyn Backend) {
     let Some(s) = setup(backend, Case::FanOut, "fan-out").await else {
         return;
     };
-    let (a, b) = (Collector::new(), Collector::new());
-    let sub_a = s
-        .bus
-        .subscribe_envelopes(s.spec("a"), a.handler())
-        .await
-        .expect("subscribe a");
-    let sub_b = s
-        .bus
-        .subscribe_envelopes(s.spec("b"), b.handler())
-        .await
-        .expect("subscribe b");
-    s.ready().await;
+    let (a, sub_a) = s.collect_unready(s.spec("a")).await;
+    let (b, sub_b) = s.collect(s.spec("b")).await;
     for seq in 0..20 {
         s.publish(&ping("k", seq)).await;
     }
@@ -109,18 +93,8 @@ pub async fn competing_consumers(backend: &dyn Backend) {
         return;
     };
     let spec = s.spec("workers").competing();
-    let (a, b) = (Collector::new(), Collector::new());
-    let sub_a = s
-        .bus
-        .subscribe_envelopes(spec.clone(), a.handler())
-        .await
-        .expect("subscribe a");
-    let sub_b = s
-        .bus
-        .subscribe_envelopes(spec, b.handler())
-        .await
-        .expect("subscribe b");
-    s.ready().await;
+    let (a, sub_a) = s.collect_unready(spec.clone()).await;
+    let (b, sub_b) = s.collect(spec).await;
     let total = 200;
     for seq in 0..total {
         s.publish(&ping(&format!("k{seq}"), seq)).await;
@@ -209,12 +183,7 @@ pub async fn per_key_order(backend: &dyn Backend) {
             }
         }
     };
-    let sub = s
-        .bus
-        .subscribe_with(s.spec("ordered").concurrency(8), handler)
-        .await
-        .expect("subscribe");
-    s.ready().await;
+    let sub = s.subscribe(s.spec("ordered").concurrency(8), handler).await;
     let events: Vec<Ping> = (0..1000)
         .map(|i| ping(&format!("key-{}", i % 10), i / 10))
         .collect();
@@ -263,12 +232,7 @@ pub async fn concurrency_bound(backend: &dyn Backend) {
             }
         }
     };
-    let sub = s
-        .bus
-        .subscribe_with(s.spec("bounded").concurrency(4), handler)
-        .await
-        .expect("subscribe");
-    s.ready().await;
+    let sub = s.subscribe(s.spec("bounded").concurrency(4), handler).await;
     for seq in 0..40 {
         s.publish(&ping(&format!("k{seq}"), seq)).await;
     }
@@ -284,13 +248,7 @@ pub async fn delayed_delivery(backend: &dyn Backend) {
     let Some(s) = setup(backend, Case::DelayedDelivery, "delayed").await else {
         return;
     };
-    let collector = Collector::new();
-    let sub = s
-        .bus
-        .subscribe_envelopes(s.spec("patient"), collector.handler())
-        .await
-        .expect("subscribe");
-    s.ready().await;
+    let (collector, sub) = s.collect(s.spec("patient")).await;
     let delay = Duration::from_millis(1500);
     let sent_at = Instant::now();
     s.bus

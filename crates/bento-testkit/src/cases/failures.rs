@@ -7,7 +7,7 @@ use std::time::Duration;
 use bento_application::{Context, DeadLetterPolicy, HandlerError, SubscriptionSpec, wire};
 use bento_domain::{DomainEvent, Envelope};
 
-use super::{Ping, Setup, decode, header, ping, quick_retry, setup, unique};
+use super::{Ping, Setup, decode, header, ping, setup, unique};
 use crate::{Backend, Case, Collector};
 
 /// A retryable failure is retried with backoff until the handler succeeds; no dead letter.
@@ -15,10 +15,7 @@ pub async fn retry_then_success(backend: &dyn Backend) {
     let Some(s) = setup(backend, Case::RetryThenSuccess, "retry").await else {
         return;
     };
-    let spec = s
-        .spec("flaky")
-        .retry(quick_retry(5))
-        .dead_letter(DeadLetterPolicy::to_topic(unique("retry-dlq")));
+    let spec = s.failing_spec("flaky", 5);
     let (dead, dlq_sub) = s.watch_dead_letters(&spec).await;
     let attempts = Collector::new();
     let handler = {
@@ -37,12 +34,7 @@ pub async fn retry_then_success(backend: &dyn Backend) {
             }
         }
     };
-    let sub = s
-        .bus
-        .subscribe_with(spec, handler)
-        .await
-        .expect("subscribe");
-    s.ready().await;
+    let sub = s.subscribe(spec, handler).await;
     s.publish(&ping("k", 1)).await;
     let seen = attempts.wait_for(3, s.patience).await;
     let numbers: Vec<u32> = seen.iter().map(|c| c.attempt).collect();
@@ -68,12 +60,7 @@ async fn expect_dead_letter(
 ) -> Envelope {
     let (dead, dlq_sub) = s.watch_dead_letters(&spec).await;
     let subscription = spec.name.clone();
-    let sub = s
-        .bus
-        .subscribe_with(spec, handler)
-        .await
-        .expect("subscribe");
-    s.ready().await;
+    let sub = s.subscribe(spec, handler).await;
     let event = ping("doomed", 1);
     s.publish(&event).await;
     let letter = dead.wait_for(1, s.patience).await.remove(0).envelope;
@@ -93,23 +80,28 @@ async fn expect_dead_letter(
     letter
 }
 
-/// A handler that keeps failing is dead-lettered after the last attempt, with the cause.
-pub async fn retries_exhausted_dead_letter(backend: &dyn Backend) {
-    let Some(s) = setup(backend, Case::RetriesExhausted, "exhausted").await else {
-        return;
-    };
-    let spec = s
-        .spec("hopeless")
-        .retry(quick_retry(3))
-        .dead_letter(DeadLetterPolicy::to_topic(unique("exhausted-dlq")));
+/// A handler that fails every call with `error()`, and the count of its calls.
+fn always_failing(
+    error: fn() -> HandlerError,
+) -> (Arc<AtomicU32>, impl bento_application::Handler<Ping>) {
     let calls = Arc::new(AtomicU32::new(0));
     let handler = {
         let calls = calls.clone();
         move |_: Ping, _: Context| {
             calls.fetch_add(1, Ordering::SeqCst);
-            async { Err::<(), _>(HandlerError::retryable("database unavailable")) }
+            async move { Err::<(), _>(error()) }
         }
     };
+    (calls, handler)
+}
+
+/// A handler that keeps failing is dead-lettered after the last attempt, with the cause.
+pub async fn retries_exhausted_dead_letter(backend: &dyn Backend) {
+    let Some(s) = setup(backend, Case::RetriesExhausted, "exhausted").await else {
+        return;
+    };
+    let spec = s.failing_spec("hopeless", 3);
+    let (calls, handler) = always_failing(|| HandlerError::retryable("database unavailable"));
     expect_dead_letter(
         &s,
         spec,
@@ -127,18 +119,8 @@ pub async fn permanent_failure_dead_letter(backend: &dyn Backend) {
     let Some(s) = setup(backend, Case::PermanentFailure, "permanent").await else {
         return;
     };
-    let spec = s
-        .spec("strict")
-        .retry(quick_retry(5))
-        .dead_letter(DeadLetterPolicy::to_topic(unique("permanent-dlq")));
-    let calls = Arc::new(AtomicU32::new(0));
-    let handler = {
-        let calls = calls.clone();
-        move |_: Ping, _: Context| {
-            calls.fetch_add(1, Ordering::SeqCst);
-            async { Err::<(), _>(HandlerError::permanent("invalid email address")) }
-        }
-    };
+    let spec = s.failing_spec("strict", 5);
+    let (calls, handler) = always_failing(|| HandlerError::permanent("invalid email address"));
     expect_dead_letter(&s, spec, handler, "permanent", 1, "invalid email address").await;
     assert_eq!(
         calls.load(Ordering::SeqCst),
@@ -164,12 +146,7 @@ pub async fn undecodable_dead_letter(backend: &dyn Backend) {
             async { Ok::<(), HandlerError>(()) }
         }
     };
-    let sub = s
-        .bus
-        .subscribe_with(spec, handler)
-        .await
-        .expect("subscribe");
-    s.ready().await;
+    let sub = s.subscribe(spec, handler).await;
     let garbage = Envelope::new(
         Ping::EVENT_TYPE,
         Ping::VERSION,
@@ -196,10 +173,7 @@ pub async fn panicking_handler(backend: &dyn Backend) {
     let Some(s) = setup(backend, Case::PanickingHandler, "panic").await else {
         return;
     };
-    let spec = s
-        .spec("panicky")
-        .retry(quick_retry(2))
-        .dead_letter(DeadLetterPolicy::to_topic(unique("panic-dlq")));
+    let spec = s.failing_spec("panicky", 2);
     let (dead, dlq_sub) = s.watch_dead_letters(&spec).await;
     let good = Collector::new();
     let handler = {
@@ -215,12 +189,7 @@ pub async fn panicking_handler(backend: &dyn Backend) {
             }
         }
     };
-    let sub = s
-        .bus
-        .subscribe_with(spec, handler)
-        .await
-        .expect("subscribe");
-    s.ready().await;
+    let sub = s.subscribe(spec, handler).await;
     s.publish(&ping("explode", 1)).await;
     s.publish(&ping("calm", 1)).await;
     let letter = dead.wait_for(1, s.patience).await.remove(0).envelope;

@@ -122,12 +122,7 @@ pub async fn graceful_shutdown(backend: &dyn Backend) {
             }
         }
     };
-    let sub = s
-        .bus
-        .subscribe_with(spec.clone(), slow)
-        .await
-        .expect("subscribe");
-    s.ready().await;
+    let sub = s.subscribe(spec.clone(), slow).await;
     let total = 20;
     for seq in 0..total {
         s.publish(&ping(&format!("k{seq}"), seq)).await;
@@ -149,12 +144,7 @@ pub async fn graceful_shutdown(backend: &dyn Backend) {
         "shutdown happened mid-stream"
     );
 
-    let rest = Collector::new();
-    let sub = s
-        .bus
-        .subscribe_envelopes(spec, rest.handler())
-        .await
-        .expect("resubscribe");
+    let (rest, sub) = s.collect_unready(spec).await;
     let deadline = Instant::now() + s.patience * 2;
     let handled = |f: &Collector, r: &Collector| -> HashSet<String> {
         f.seen()
@@ -211,14 +201,8 @@ pub async fn unit_of_work(backend: &dyn Backend) {
     // The unit of work publishes to the event type's own topic; a fresh subscription sees only
     // this run's messages, told apart by a run id in the key.
     let run = unique("uow");
-    let collector = Collector::new();
     let spec = SubscriptionSpec::event_type(Ping::EVENT_TYPE, unique("uow-reader"));
-    let sub = s
-        .bus
-        .subscribe_envelopes(spec, collector.handler())
-        .await
-        .expect("subscribe");
-    s.ready().await;
+    let (collector, sub) = s.collect(spec).await;
     let record = |label: &str| {
         let mut aggregate = Pinger {
             events: EventRecorder::default(),

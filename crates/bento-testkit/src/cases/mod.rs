@@ -7,7 +7,9 @@ mod lifecycle;
 
 use std::time::Duration;
 
-use bento_application::{Bus, PublishOptions, RetryPolicy, SubscriptionSpec};
+use bento_application::{
+    Bus, DeadLetterPolicy, Handler, PublishOptions, RetryPolicy, Subscription, SubscriptionSpec,
+};
 use bento_codec::Json;
 use bento_domain::{DomainEvent, Envelope};
 use serde::{Deserialize, Serialize};
@@ -79,6 +81,51 @@ pub(crate) async fn setup(backend: &dyn Backend, case: Case, name: &str) -> Opti
 impl Setup {
     pub(crate) fn spec(&self, subscription: &str) -> SubscriptionSpec {
         SubscriptionSpec::topic(&self.topic, unique(subscription))
+    }
+
+    /// [`Self::spec`] with `attempts` quick attempts and a dead-letter topic of its own.
+    pub(crate) fn failing_spec(&self, subscription: &str, attempts: u32) -> SubscriptionSpec {
+        self.spec(subscription)
+            .retry(quick_retry(attempts))
+            .dead_letter(DeadLetterPolicy::to_topic(unique(&format!(
+                "{subscription}-dlq"
+            ))))
+    }
+
+    /// Subscribes `handler` per `spec` and waits until the backend is ready to deliver.
+    pub(crate) async fn subscribe<H: Handler<Ping>>(
+        &self,
+        spec: SubscriptionSpec,
+        handler: H,
+    ) -> Subscription {
+        let sub = self
+            .bus
+            .subscribe_with(spec, handler)
+            .await
+            .unwrap_or_else(|e| panic!("subscribing to {} failed: {e}", self.topic));
+        self.ready().await;
+        sub
+    }
+
+    /// Subscribes a collector of envelopes per `spec`, without waiting for readiness.
+    pub(crate) async fn collect_unready(
+        &self,
+        spec: SubscriptionSpec,
+    ) -> (Collector, Subscription) {
+        let collector = Collector::new();
+        let sub = self
+            .bus
+            .subscribe_envelopes(spec, collector.handler())
+            .await
+            .unwrap_or_else(|e| panic!("subscribing to {} failed: {e}", self.topic));
+        (collector, sub)
+    }
+
+    /// Subscribes a collector of envelopes per `spec` and waits until the backend is ready.
+    pub(crate) async fn collect(&self, spec: SubscriptionSpec) -> (Collector, Subscription) {
+        let collected = self.collect_unready(spec).await;
+        self.ready().await;
+        collected
     }
 
     pub(crate) async fn publish(&self, event: &Ping) {
