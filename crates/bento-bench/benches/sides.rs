@@ -1,0 +1,10 @@
+//! One side of `cargo xtask bench` (see the `bento-bench` crate): run by the xtask with the
+//! side in `BENTO_BENCH_*` variables. Under `cargo test` (no `--bench` argument) it measures
+//! Bento's in-memory side once with a few events, as a check that it produces figures.
+
+fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--bench") {
+        return bento_bench::run_from_env();
+    }
+    bento_bench::smoke()
+}
