@@ -795,6 +795,38 @@ async fn pulsar_admin_topics_through_the_cli() -> TestResult {
             .any(|l| l.starts_with(&topic) && l.trim_end().ends_with('2')),
         "{listed}"
     );
+    // A subscription's retry topic is listed under its topic, saying whose it is (names sort
+    // `billing-RETRY` before `payments`; the grouping puts it after).
+    let retry_topic = format!("persistent://{namespace}/payments-billing-RETRY");
+    let other = format!("persistent://{namespace}/billing");
+    for created in [&retry_topic, &other] {
+        bento_ok(Backend::Pulsar, &["admin", "topics", "create", created]).await;
+    }
+    let listed = bento_ok(Backend::Pulsar, &["admin", "topics", "list", &namespace]).await;
+    let order: Vec<&str> = listed
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        order,
+        [other.as_str(), topic.as_str(), retry_topic.as_str()],
+        "{listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&retry_topic) && l.trim_end().ends_with("retries of billing")),
+        "{listed}"
+    );
+    let roles = bento_json(Backend::Pulsar, &["admin", "topics", "list", &namespace]).await;
+    assert_eq!(roles[2]["role"], "retry", "{roles:#}");
+    assert_eq!(roles[2]["of_topic"], topic.as_str(), "{roles:#}");
+    assert_eq!(roles[2]["subscription"], "billing", "{roles:#}");
+    assert_eq!(roles[0]["role"], "topic", "{roles:#}");
+    for created in [&retry_topic, &other] {
+        bento_ok(Backend::Pulsar, &["admin", "topics", "delete", created]).await;
+    }
     let tenants = bento_json(Backend::Pulsar, &["admin", "tenants", "list"]).await;
     assert!(
         tenants

@@ -3,6 +3,7 @@
 
 mod kafka;
 mod pulsar;
+mod topic_roles;
 
 use bento_kafka::KafkaAdmin;
 use bento_pulsar::admin::PulsarAdmin;

@@ -7,6 +7,7 @@ use bento_pulsar::admin::{
 use chrono::SecondsFormat;
 use serde::Serialize;
 
+use super::topic_roles::{self, TopicRole};
 use super::{done, list_table, millis_to_time, parse_time};
 use crate::cli::{
     Admin, Namespaces, OnOff, PoliciesArgs, SchemasArgs, Subscriptions, Tenants, Topics,
@@ -53,19 +54,28 @@ pub(super) async fn run(
                 admin.topics(&namespace),
                 admin.partitioned_topics(&namespace)
             )?;
+            // Retry, dead-letter and replay-log topics follow the topic they belong to.
             let mut rows = Vec::with_capacity(topics.len());
-            for topic in topics {
+            for (topic, role) in topic_roles::classify(topics) {
                 let partitions = if partitioned.contains(&topic) {
                     admin.partitions(&topic).await?
                 } else {
                     0
                 };
-                rows.push(TopicRow { topic, partitions });
+                rows.push(TopicRow {
+                    topic,
+                    partitions,
+                    role,
+                });
             }
             out.print(&rows, || {
-                let mut table = Table::new(&["TOPIC", "PARTITIONS"]);
+                let mut table = Table::new(&["TOPIC", "PARTITIONS", "OF"]);
                 for row in &rows {
-                    table.row([row.topic.clone(), partitions_cell(row.partitions)]);
+                    table.row([
+                        row.topic.clone(),
+                        partitions_cell(row.partitions),
+                        row.role.describe(),
+                    ]);
                 }
                 table.render()
             })
@@ -94,6 +104,10 @@ pub(super) async fn run(
 struct TopicRow {
     topic: String,
     partitions: u32,
+    /// `role` (`topic`, `retry`, `dead-letter`, `replay-log`) and, for the others, `of_topic`
+    /// and `subscription`.
+    #[serde(flatten)]
+    role: TopicRole,
 }
 
 fn partitions_cell(partitions: u32) -> String {
