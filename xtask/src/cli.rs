@@ -22,6 +22,9 @@ pub enum Command {
     Test(TestArgs),
     /// The long failure drills: services and brokers killed under load, at full size.
     Chaos(ChaosArgs),
+    /// Builds the guide (docs/guide) with mdBook into target/guide, installing mdBook first if
+    /// needed.
+    Docs,
 }
 
 /// How to run the brokers.

@@ -4,6 +4,7 @@
 //!   brokers, run natively from Maven Central downloads or with Docker Compose, and a PostgreSQL
 //!   server from the machine's packages.
 //! * `cargo xtask test`: format check, clippy and the whole test suite against fresh brokers.
+//! * `cargo xtask docs`: the guide (`docs/guide`), built with mdBook into `target/guide`.
 //!
 //! The library part exists so the smoke tests in `tests/` can share the probes and paths.
 
@@ -14,6 +15,7 @@ pub mod config;
 mod devenv;
 mod disk;
 mod docker;
+mod docs;
 pub mod download;
 mod inspect;
 mod kafka;
@@ -42,5 +44,6 @@ pub fn run() -> Result<()> {
         cli::Command::DevEnv(args) => devenv::run(args),
         cli::Command::Test(args) => test::run(args),
         cli::Command::Chaos(args) => chaos::run(args),
+        cli::Command::Docs => docs::run(),
     }
 }

@@ -254,6 +254,11 @@ pub fn run(args: TestArgs) -> Result<()> {
             bail!("the documentation's examples failed");
         }
     }
+    // The guide: its includes resolve and mdBook builds it (its listings ran just above as
+    // doctests of bento-runtime, and run below in the tutorial crate).
+    if packages.is_empty() {
+        crate::docs::build_book()?;
+    }
 
     let mut test = cargo();
     // Every test binary runs even after a failure, so one run shows everything that fails.
@@ -300,7 +305,17 @@ pub fn run(args: TestArgs) -> Result<()> {
             }
         }
     }
-    let tests_passed = run_step(test);
+    // The same brokers, for the guide's tutorial below.
+    let test_envs: Vec<(OsString, OsString)> = test
+        .get_envs()
+        .filter_map(|(key, value)| Some((key.to_owned(), value?.to_owned())))
+        .collect();
+    let mut tests_passed = run_step(test);
+    // The guide's tutorial, built as a user builds a service and run on memory and Pulsar,
+    // while the brokers still run.
+    if packages.is_empty() && matches!(tests_passed, Ok(true)) {
+        tests_passed = crate::docs::test_tutorial(&test_envs);
+    }
 
     let mut stopped = Ok(());
     if managed && !args.keep_running {
