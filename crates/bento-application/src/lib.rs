@@ -1,5 +1,10 @@
 //! # bento-application
 //!
+//! (A service uses these through `bento_runtime::prelude`; the guide,
+//! [from `cargo new` to production](https://github.com/bento-rs/bento/blob/main/docs/guide/src/SUMMARY.md), shows how: its chapters on
+//! [the unit of work](https://github.com/bento-rs/bento/blob/main/docs/guide/src/unit-of-work.md), [handlers](https://github.com/bento-rs/bento/blob/main/docs/guide/src/handlers.md) and
+//! [retries and dead letters](https://github.com/bento-rs/bento/blob/main/docs/guide/src/retries.md) cover this crate.)
+//!
 //! The ports of a Bento service and the policies around them. Adapters (the in-memory bus,
 //! Pulsar, Kafka, codecs) implement these traits; services are written against them.
 //!

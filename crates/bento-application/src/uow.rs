@@ -132,6 +132,18 @@ impl RecordedEvents {
 /// them only after the operation's transaction committed. Dropping it, or calling
 /// [`UnitOfWork::rollback`], publishes nothing.
 ///
+/// - [`UnitOfWork::new`] takes the bus by value (`bus.clone()`) and has no transaction: for
+///   repositories in memory, or writes that need no atomicity with the events.
+///   [`UnitOfWork::with_transaction`] commits a [`Transaction`] first.
+/// - [`collect`](UnitOfWork::collect), [`record`](UnitOfWork::record) and
+///   [`caused_by`](UnitOfWork::caused_by) change the unit in place (`&mut self`) and return it,
+///   so they chain with each other: `uow.caused_by(&ctx).record(event)`.
+/// - [`commit`](UnitOfWork::commit) and [`rollback`](UnitOfWork::rollback) take it by value:
+///   keep the unit in a `let mut`, and end with `uow.commit().await?`.
+///
+/// Between the commit and the publish a crash loses the events; where that matters, the
+/// transactional outbox (bento-sqlx) stores them in the transaction instead.
+///
 /// ```
 /// # use bento_application::*;
 /// # use bento_application::domain::*;
@@ -175,7 +187,9 @@ impl<C: Codec> UnitOfWork<C> {
         }
     }
 
-    /// Marks every event of this unit as caused by the message handled in `ctx`.
+    /// Marks every event of this unit as caused by the message handled in `ctx`: same
+    /// correlation id and tenant, and that message's id as causation id. For a unit of work
+    /// begun in a handler. Changes the unit in place; it is no constructor.
     pub fn caused_by(&mut self, ctx: &Context) -> &mut Self {
         self.events.caused_by(ctx);
         self

@@ -68,7 +68,11 @@ impl<E: DomainEvent> RecordedEvent for E {
 
 /// Records the events an aggregate raises, in order, until the unit of work collects them.
 ///
-/// Embed one in each aggregate and implement [`AggregateRoot`] by returning it.
+/// Embed one in each aggregate (`EventRecorder::default()`), implement [`AggregateRoot`] by
+/// returning it, and call [`EventRecorder::record`] in each method that changes the aggregate.
+/// Recording publishes nothing: a unit of work (`UnitOfWork::collect` in bento-application, or
+/// the outbox's) takes the events with [`EventRecorder::take`] and publishes them only once the
+/// whole operation succeeded. See [`AggregateRoot`] for a complete aggregate.
 #[derive(Debug, Default)]
 pub struct EventRecorder {
     pending: Vec<Box<dyn RecordedEvent>>,
@@ -98,6 +102,12 @@ impl EventRecorder {
 
 /// An aggregate root: the consistency boundary that records domain events as it changes.
 ///
+/// Implement [`AggregateRoot::events`] by returning the aggregate's [`EventRecorder`]; that is
+/// how a unit of work reaches the recorded events (`uow.collect(&mut aggregate)`), and how a
+/// test looks at them: `aggregate.events().len()`, or [`AggregateRoot::take_events`] and
+/// [`RecordedEvent::event_type`] / [`RecordedEvent::as_any`] to downcast one. It takes
+/// `&mut self`, since collecting empties the recorder.
+///
 /// ```
 /// # use bento_domain::{AggregateRoot, DomainEvent, EventRecorder};
 /// # use serde::{Deserialize, Serialize};
@@ -123,7 +133,11 @@ impl EventRecorder {
 /// }
 ///
 /// let mut user = User::create("u-1");
-/// assert_eq!(user.take_events().len(), 1);
+/// assert_eq!(user.events().len(), 1);
+/// let events = user.take_events();
+/// assert_eq!(events[0].event_type(), "users.user-created");
+/// let created = events[0].as_any().downcast_ref::<UserCreated>();
+/// assert_eq!(created.map(|e| e.user_id.as_str()), Some("u-1"));
 /// assert!(user.take_events().is_empty());
 /// ```
 pub trait AggregateRoot {

@@ -3,6 +3,9 @@
 //! The innermost ring of a Bento service: domain events, the aggregate helper that records them,
 //! and the [`Envelope`] that carries an encoded event with its metadata. Nothing here knows about
 //! brokers, codecs or async runtimes.
+//!
+//! How a service uses them: the guide's chapter
+//! [events and aggregates](https://github.com/bento-rs/bento/blob/main/docs/guide/src/events-and-aggregates.md).
 
 mod aggregate;
 mod envelope;

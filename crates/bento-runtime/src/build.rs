@@ -197,8 +197,29 @@ impl Bento {
         self.observability.metrics_address()
     }
 
-    /// Bento's metrics, unless `observability.metrics.enabled` is off; register the service's
-    /// own metrics in `metrics().registry()` to serve them from the same endpoint.
+    /// Bento's metrics, unless `observability.metrics.enabled` is off (the table of metrics is
+    /// on [`Metrics`]). [`Metrics::encode`] is the Prometheus text `/metrics` serves;
+    /// [`Metrics::registry`] is the `prometheus::Registry` itself, to read a figure in code or
+    /// to register the service's own metrics, served from the same endpoint:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bento = bento_runtime::Bento::from_config(bento_runtime::Config::default()).await?;
+    /// let metrics = bento.metrics().ok_or("metrics are off")?;
+    /// // Read one: the messages handled so far, over every label.
+    /// let handled: f64 = metrics
+    ///     .registry()
+    ///     .gather()
+    ///     .iter()
+    ///     .filter(|family| family.name() == "bento_messages_handled_total")
+    ///     .flat_map(|family| family.get_metric())
+    ///     .map(|metric| metric.get_counter().get_value())
+    ///     .sum();
+    /// assert_eq!(handled, 0.0);
+    /// let _text = metrics.encode()?; // what GET /metrics answers
+    /// # Ok(()) }
+    /// ```
     pub fn metrics(&self) -> Option<&Metrics> {
         self.observability.metrics()
     }

@@ -22,6 +22,20 @@
 //! [`testing`] is the test harness: an in-memory service that records what was published,
 //! consumed and dead-lettered and waits for it, under tokio's paused time too (see
 //! `docs/testing.md`).
+//!
+//! ## The guide
+//!
+//! The guide (`docs/guide` in the repository, built with `cargo xtask docs`) builds a service
+//! with this crate from `cargo new` to production, one chapter per subject:
+//! [events and aggregates](https://github.com/bento-rs/bento/blob/main/docs/guide/src/events-and-aggregates.md),
+//! [the unit of work and the outbox](https://github.com/bento-rs/bento/blob/main/docs/guide/src/unit-of-work.md),
+//! [handlers, state and routing](https://github.com/bento-rs/bento/blob/main/docs/guide/src/handlers.md),
+//! [retries, dead letters and replay](https://github.com/bento-rs/bento/blob/main/docs/guide/src/retries.md),
+//! [testing](https://github.com/bento-rs/bento/blob/main/docs/guide/src/testing.md),
+//! [configuration and backends](https://github.com/bento-rs/bento/blob/main/docs/guide/src/configuration.md),
+//! [observability](https://github.com/bento-rs/bento/blob/main/docs/guide/src/observability.md),
+//! [operating it](https://github.com/bento-rs/bento/blob/main/docs/guide/src/operating.md) and
+//! [upgrading schemas](https://github.com/bento-rs/bento/blob/main/docs/guide/src/upgrading-schemas.md).
 
 pub mod asyncapi;
 mod build;
@@ -62,9 +76,10 @@ pub mod prelude {
     pub use crate::{Bento, Bus, Codecs, RuntimeError};
     pub use bento_application::layer::{self, Layer};
     pub use bento_application::{
-        BusError, Context, DeadLetterPolicy, EnvelopeHandler, Handler, HandlerError, MessageBus,
-        Outcome, PublishOptions, RetryPolicy, Router, State, Subscription, SubscriptionKind,
-        SubscriptionSpec, Transaction, UnitOfWork, UnitOfWorkError, with_state,
+        BoxError, BusError, Context, DeadLetterPolicy, EnvelopeHandler, Handler, HandlerError,
+        Idempotent, Inbox, MessageBus, Outcome, PublishOptions, Requester, RetryPolicy, Router,
+        State, Subscription, SubscriptionKind, SubscriptionSpec, Transaction, UnitOfWork,
+        UnitOfWorkError, with_state,
     };
     pub use bento_domain::{AggregateRoot, DomainEvent, Envelope, EventRecorder, MessageId};
 
@@ -82,3 +97,27 @@ pub struct ReadmeDoctests;
 #[doc = include_str!("../../../docs/memory.md")]
 #[cfg(all(doctest, feature = "testing"))]
 pub struct TestingDocs;
+
+/// The guide's chapters (docs/guide/src), compiled and run as doctests. Their listings of the
+/// tutorial's files are `ignore` here: the tutorial crate's own build and tests check those.
+#[doc = include_str!("../../../docs/guide/src/getting-started.md")]
+#[doc = include_str!("../../../docs/guide/src/events-and-aggregates.md")]
+#[doc = include_str!("../../../docs/guide/src/handlers.md")]
+#[doc = include_str!("../../../docs/guide/src/retries.md")]
+#[doc = include_str!("../../../docs/guide/src/testing.md")]
+#[doc = include_str!("../../../docs/guide/src/configuration.md")]
+#[doc = include_str!("../../../docs/guide/src/observability.md")]
+#[doc = include_str!("../../../docs/guide/src/operating.md")]
+#[doc = include_str!("../../../docs/guide/src/upgrading-schemas.md")]
+#[cfg(all(doctest, feature = "testing"))]
+pub struct GuideDocs;
+
+/// docs/handlers.md, compiled and run as doctests.
+#[doc = include_str!("../../../docs/handlers.md")]
+#[cfg(all(doctest, feature = "testing"))]
+pub struct HandlersDocs;
+
+/// The guide's chapter on the unit of work and the outbox, whose listings use SQLite.
+#[doc = include_str!("../../../docs/guide/src/unit-of-work.md")]
+#[cfg(all(doctest, feature = "testing", feature = "sqlite"))]
+pub struct GuideOutboxDocs;

@@ -13,7 +13,8 @@
 //!
 //! Bento's tables (`bento_outbox`, `bento_inbox`, `bento_leases`) come with their own
 //! migrations, recorded in `_bento_migrations`. docs/outbox.md has the guarantees, the
-//! ordering argument and what happens on each failure.
+//! ordering argument and what happens on each failure; the guide's chapter
+//! [the unit of work and the outbox](https://github.com/bento-rs/bento/blob/main/docs/guide/src/unit-of-work.md) shows a use case on it.
 
 mod database;
 mod error;

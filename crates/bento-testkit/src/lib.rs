@@ -9,7 +9,8 @@
 //! reason; the case then prints that reason and does nothing else, visibly.
 //!
 //! [`testing`] is the harness for a service's own tests: an in-memory bus that records what
-//! was published, handled and dead-lettered, and waits for it (also under paused time).
+//! was published, handled and dead-lettered, and waits for it (also under paused time). The
+//! guide's [testing chapter](https://github.com/bento-rs/bento/blob/main/docs/guide/src/testing.md) tests a whole service with it.
 //!
 //! [`workload`] is the end-to-end workload the in-memory benchmarks share; [`broker_lock`] keeps
 //! tests that kill a broker away from the tests that use it; [`pulsar_cli`] runs Pulsar's own
