@@ -24,6 +24,7 @@
 //! with its reason, a panic as a failure whose [`crate::HandlerError::is_panic`] is true),
 //! exactly once per delivery. Layers below it see what the handler said.
 
+mod crash;
 mod dead_letter;
 mod inbox;
 mod panic;
@@ -34,6 +35,7 @@ mod timeout;
 use std::fmt;
 use std::sync::Arc;
 
+pub use crash::{CrashGuard, CrashGuardLayer};
 pub use dead_letter::{DeadLetterLayer, DeadLetterOnSight};
 pub use inbox::{InboxLayer, InboxService};
 pub use panic::{CatchPanic, CatchPanicLayer};
