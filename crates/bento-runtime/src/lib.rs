@@ -117,6 +117,26 @@ pub struct GuideDocs;
 #[cfg(all(doctest, feature = "testing"))]
 pub struct HandlersDocs;
 
+/// docs/codecs.md, compiled and run as doctests.
+#[doc = include_str!("../../../docs/codecs.md")]
+#[cfg(doctest)]
+pub struct CodecsDocs;
+
+/// docs/outbox.md, compiled (and run where it needs no server) as doctests.
+#[doc = include_str!("../../../docs/outbox.md")]
+#[cfg(all(doctest, feature = "sqlite", feature = "postgres"))]
+pub struct OutboxDocs;
+
+/// docs/pulsar.md's code, compiled as a doctest.
+#[doc = include_str!("../../../docs/pulsar.md")]
+#[cfg(all(doctest, feature = "pulsar"))]
+pub struct PulsarDocs;
+
+/// docs/kafka.md's code, compiled as a doctest.
+#[doc = include_str!("../../../docs/kafka.md")]
+#[cfg(all(doctest, feature = "kafka"))]
+pub struct KafkaDocs;
+
 /// The guide's chapter on the unit of work and the outbox, whose listings use SQLite.
 #[doc = include_str!("../../../docs/guide/src/unit-of-work.md")]
 #[cfg(all(doctest, feature = "testing", feature = "sqlite"))]
