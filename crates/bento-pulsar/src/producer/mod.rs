@@ -1,22 +1,23 @@
 //! One producer per topic, created on first use and shared by every publish to that topic.
 //! The messages they send are built in `message`.
 
+mod close;
+mod create;
 mod message;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bento_application::BusError;
+use bento_application::backend::OpenGate;
 use parking_lot::RwLock;
 use pulsar::producer::{Message, SendFuture};
-use pulsar::proto::ServerError;
 use pulsar::{ProducerOptions, TokioExecutor};
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::config::{Compression, PulsarConfig};
-use crate::error::{describe, server_error};
+use crate::error::describe;
 use crate::namespaces::Namespaces;
 use crate::schema::{Registered, Registry, TopicSchema};
 
@@ -70,7 +71,7 @@ pub(crate) struct Producers {
     registry: Registry,
     /// Creates missing tenants and namespaces before first use, when configured to.
     namespaces: Namespaces,
-    closed: AtomicBool,
+    gate: OpenGate,
 }
 
 /// Why a schema could not be declared.
@@ -88,38 +89,6 @@ pub(crate) struct Pending {
 }
 
 impl Producers {
-    pub(crate) fn new(client: Client, config: &PulsarConfig) -> Self {
-        let compression = compression(config.producer.compression);
-        let plain = ProducerOptions {
-            compression: Some(compression),
-            // Wait for room on the connection rather than fail with "slow down".
-            block_queue_if_full: true,
-            ..ProducerOptions::default()
-        };
-        let batching = config.producer.batching.then(|| ProducerOptions {
-            batch_size: Some(config.producer.batch_max_messages),
-            batch_byte_size: Some(config.producer.batch_max_bytes),
-            batch_timeout: Some(Duration::from_millis(config.producer.batch_max_delay_ms)),
-            ..plain.clone()
-        });
-        Self {
-            client,
-            batching,
-            plain,
-            create_timeout: config.connect_timeout(),
-            // The client fails a receipt after the operation timeout (resending across a
-            // reconnect meanwhile); this bound only guards against one that never resolves.
-            receipt_timeout: config.operation_timeout() + config.connect_timeout(),
-            topics: RwLock::new(HashMap::new()),
-            declared: RwLock::new(HashMap::new()),
-            copies: RwLock::new(HashMap::new()),
-            own_schema: RwLock::new(HashSet::new()),
-            registry: Registry::new(config),
-            namespaces: Namespaces::new(config),
-            closed: AtomicBool::new(false),
-        }
-    }
-
     /// Hands `message` to the producer of `topic` (created if needed) without waiting for the
     /// broker; `delayed` messages bypass batching. The pulsar crate bounds this step by the
     /// operation timeout.
@@ -346,9 +315,7 @@ impl Producers {
         schema: &Option<TopicSchema>,
         batching: bool,
     ) -> Result<&'p Mutex<RawProducer>, BusError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(BusError::Closed);
-        }
+        self.gate.check()?;
         let slot = if batching {
             &producers.batching
         } else {
@@ -447,7 +414,7 @@ impl Producers {
         topic: &str,
         schema: TopicSchema,
     ) -> Result<(), DeclareError> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.gate.is_shut() {
             return Err(DeclareError::Failed("the bus is closed".into()));
         }
         let producer = self.build(topic, Some(&schema), false).await?;
@@ -509,95 +476,6 @@ impl Producers {
     pub(crate) async fn ensure_namespace(&self, topic: &str) -> Result<(), String> {
         self.namespaces.ensure(topic).await
     }
-
-    async fn build(
-        &self,
-        topic: &str,
-        schema: Option<&TopicSchema>,
-        batching: bool,
-    ) -> Result<RawProducer, DeclareError> {
-        self.ensure_namespace(topic)
-            .await
-            .map_err(DeclareError::Failed)?;
-        let mut options = match (batching, &self.batching) {
-            (true, Some(options)) => options.clone(),
-            _ => self.plain.clone(),
-        };
-        options.schema = schema.map(|schema| schema.schema.clone());
-        // Unique per producer instance: with broker deduplication on, a producer that reused an
-        // earlier name would start again at sequence id 0 and the broker would drop its
-        // messages as duplicates.
-        let name = format!("bento-{}", uuid::Uuid::now_v7().simple());
-        let build = self
-            .client
-            .producer()
-            .with_topic(topic)
-            .with_name(name.as_str())
-            .with_options(options)
-            .build();
-        match tokio::time::timeout(self.create_timeout, build).await {
-            Ok(Ok(producer)) => {
-                tracing::debug!(topic, producer = %name, batching, "created producer");
-                Ok(producer)
-            }
-            Ok(Err(error)) if server_error(&error) == Some(ServerError::IncompatibleSchema) => {
-                Err(DeclareError::Incompatible(describe(&error)))
-            }
-            Ok(Err(error)) => Err(DeclareError::Failed(format!(
-                "could not create a producer: {}",
-                describe(&error)
-            ))),
-            Err(_) => Err(DeclareError::Failed(format!(
-                "could not create a producer within {:?} (connect_timeout_ms)",
-                self.create_timeout
-            ))),
-        }
-    }
-
-    /// Flushes and closes every producer; later sends fail with [`BusError::Closed`].
-    pub(crate) async fn close(&self) -> Result<(), BusError> {
-        self.closed.store(true, Ordering::Release);
-        let topics: Vec<Arc<TopicProducers>> =
-            self.topics.write().drain().map(|(_, p)| p).collect();
-        let mut first_error = None;
-        for producers in topics {
-            for (slot, batching) in [(&producers.batching, true), (&producers.plain, false)] {
-                let Some(Ok(producer)) = slot.producer.get() else {
-                    continue;
-                };
-                let mut producer = producer.lock().await;
-                let closing = async {
-                    if batching {
-                        producer.send_batch().await?;
-                    }
-                    producer.close().await
-                };
-                let topic = &producers.topic;
-                let result = match tokio::time::timeout(self.receipt_timeout, closing).await {
-                    Ok(Ok(())) => Ok(()),
-                    // An idle producer whose connection dropped (a broker restart) has nothing
-                    // left to send: publishes in flight fail on their own receipts.
-                    Ok(Err(error)) if is_disconnected(&error) => {
-                        tracing::debug!(%topic, "producer closed while disconnected");
-                        Ok(())
-                    }
-                    Ok(Err(error)) => Err(BusError::Publish {
-                        topic: topic.clone(),
-                        source: format!("closing the producer failed: {}", describe(&error)).into(),
-                    }),
-                    Err(_) => Err(BusError::Timeout {
-                        operation: format!("closing the producer of `{topic}`"),
-                        after: self.receipt_timeout,
-                    }),
-                };
-                if let Err(error) = result {
-                    tracing::warn!(%error, "could not close a producer cleanly");
-                    first_error.get_or_insert(error);
-                }
-            }
-        }
-        first_error.map_or(Ok(()), Err)
-    }
 }
 
 /// The schema a bus declared for an event type, asked with the type's name.
@@ -629,27 +507,6 @@ fn admits(topic: &str, schema: &TopicSchema, message: &Message) -> Result<(), St
         property(bento_application::wire::EVENT_TYPE),
         property(bento_application::wire::CONTENT_TYPE),
     )
-}
-
-/// Whether `error` says the producer's connection is gone.
-fn is_disconnected(error: &pulsar::Error) -> bool {
-    use pulsar::error::{ConnectionError, ProducerError};
-    matches!(
-        error,
-        pulsar::Error::Connection(ConnectionError::Disconnected)
-            | pulsar::Error::Producer(ProducerError::Connection(ConnectionError::Disconnected))
-    )
-}
-
-fn compression(choice: Compression) -> pulsar::compression::Compression {
-    use pulsar::compression as c;
-    match choice {
-        Compression::None => c::Compression::None,
-        Compression::Lz4 => c::Compression::Lz4(c::CompressionLz4::default()),
-        Compression::Zstd => c::Compression::Zstd(c::CompressionZstd::default()),
-        Compression::Zlib => c::Compression::Zlib(c::CompressionZlib::default()),
-        Compression::Snappy => c::Compression::Snappy(c::CompressionSnappy::default()),
-    }
 }
 
 fn publish_error(topic: &str, error: &pulsar::Error) -> BusError {
