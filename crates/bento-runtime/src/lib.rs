@@ -117,6 +117,11 @@ pub struct GuideDocs;
 #[cfg(all(doctest, feature = "testing"))]
 pub struct HandlersDocs;
 
+/// docs/middleware.md, compiled and run as doctests.
+#[doc = include_str!("../../../docs/middleware.md")]
+#[cfg(doctest)]
+pub struct MiddlewareDocs;
+
 /// docs/codecs.md, compiled and run as doctests.
 #[doc = include_str!("../../../docs/codecs.md")]
 #[cfg(doctest)]
