@@ -95,61 +95,12 @@ impl PulsarAdmin {
             tenant: config.tenant.clone(),
             namespace: config.namespace.clone(),
         };
-        let mut headers = HeaderMap::new();
-        if let Some(token) = token(config)? {
-            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                config_error(
-                    "auth.token",
-                    "contains characters not allowed in an HTTP header",
-                )
-            })?;
-            value.set_sensitive(true);
-            headers.insert(header::AUTHORIZATION, value);
-        }
         let mut builder = reqwest::Client::builder()
-            .default_headers(headers)
+            .default_headers(auth_headers(config)?)
             .connect_timeout(config.connect_timeout())
             .timeout(config.operation_timeout())
             .user_agent(concat!("bento-pulsar-admin/", env!("CARGO_PKG_VERSION")));
-        let tls = &config.tls;
-        if tls.allow_insecure {
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
-        let mut trusted = Vec::new();
-        if let Some(path) = &tls.trust_cert_path {
-            let pem = std::fs::read(path).map_err(|e| {
-                config_error(
-                    "tls.trust_cert_path",
-                    format!("cannot read `{}`: {e}", path.display()),
-                )
-            })?;
-            trusted = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                config_error(
-                    "tls.trust_cert_path",
-                    format!(
-                        "`{}` holds no readable PEM certificate: {e}",
-                        path.display()
-                    ),
-                )
-            })?;
-        }
-        if !tls.hostname_verification && !tls.allow_insecure {
-            // The TLS library checks names against the trusted certificates only, then.
-            if trusted.is_empty() {
-                return Err(config_error(
-                    "tls.hostname_verification",
-                    "false needs tls.trust_cert_path for the admin client (the certificates \
-                     to trust without checking the host name)",
-                ));
-            }
-            builder = builder
-                .tls_certs_only(trusted)
-                .tls_danger_accept_invalid_hostnames(true);
-        } else {
-            for certificate in trusted {
-                builder = builder.add_root_certificate(certificate);
-            }
-        }
+        builder = with_tls(builder, config)?;
         let http = builder.build().map_err(|e| {
             config_error(
                 "admin_url",
@@ -290,6 +241,70 @@ fn token(config: &PulsarConfig) -> Result<Option<String>, AdminError> {
     }
     auth.read_token()
         .map_err(|e| AdminError::invalid(e.key(), e.message()))
+}
+
+/// The bearer token of `auth.token` or `auth.token_file`, as a default header, if configured.
+fn auth_headers(config: &PulsarConfig) -> Result<HeaderMap, AdminError> {
+    let mut headers = HeaderMap::new();
+    if let Some(token) = token(config)? {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            config_error(
+                "auth.token",
+                "contains characters not allowed in an HTTP header",
+            )
+        })?;
+        value.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    Ok(headers)
+}
+
+/// `builder` trusting the certificates of `tls.trust_cert_path` and checking host names as
+/// `tls.hostname_verification` and `tls.allow_insecure` say.
+fn with_tls(
+    mut builder: reqwest::ClientBuilder,
+    config: &PulsarConfig,
+) -> Result<reqwest::ClientBuilder, AdminError> {
+    let tls = &config.tls;
+    if tls.allow_insecure {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    let mut trusted = Vec::new();
+    if let Some(path) = &tls.trust_cert_path {
+        let pem = std::fs::read(path).map_err(|e| {
+            config_error(
+                "tls.trust_cert_path",
+                format!("cannot read `{}`: {e}", path.display()),
+            )
+        })?;
+        trusted = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            config_error(
+                "tls.trust_cert_path",
+                format!(
+                    "`{}` holds no readable PEM certificate: {e}",
+                    path.display()
+                ),
+            )
+        })?;
+    }
+    if !tls.hostname_verification && !tls.allow_insecure {
+        // The TLS library checks names against the trusted certificates only, then.
+        if trusted.is_empty() {
+            return Err(config_error(
+                "tls.hostname_verification",
+                "false needs tls.trust_cert_path for the admin client (the certificates \
+                 to trust without checking the host name)",
+            ));
+        }
+        builder = builder
+            .tls_certs_only(trusted)
+            .tls_danger_accept_invalid_hostnames(true);
+    } else {
+        for certificate in trusted {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    Ok(builder)
 }
 
 #[cfg(test)]
