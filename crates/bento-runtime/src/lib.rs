@@ -122,6 +122,17 @@ pub struct HandlersDocs;
 #[cfg(doctest)]
 pub struct MiddlewareDocs;
 
+/// docs/observability.md's code, compiled (and run where it binds no port, installs no global
+/// subscriber and needs no broker) as doctests.
+#[doc = include_str!("../../../docs/observability.md")]
+#[cfg(all(doctest, feature = "pulsar"))]
+pub struct ObservabilityDocs;
+
+/// docs/asyncapi.md's code, compiled and run as a doctest.
+#[doc = include_str!("../../../docs/asyncapi.md")]
+#[cfg(doctest)]
+pub struct AsyncApiDocs;
+
 /// docs/codecs.md, compiled and run as doctests.
 #[doc = include_str!("../../../docs/codecs.md")]
 #[cfg(doctest)]
