@@ -1,19 +1,17 @@
 //! `bento-chaos suite`: runs each scenario, injects its fault, and reports.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use bento_application::PublishOptions;
-use bento_domain::Envelope;
 use bento_runtime::{Bento, Config};
 use clap::ValueEnum;
 use serde_json::json;
 
 use crate::fixtures::{self, ConsumerChild, PulsarProxy};
-use crate::report::{self, Consumed, Event, Report};
+use crate::publishing::Publishing;
+use crate::report::{self, Consumed, Report};
 use crate::toxiproxy::{self, Toxiproxy};
 
 /// Which backends to run the scenarios on.
@@ -310,25 +308,12 @@ subscribe_timeout_ms = 120000
         let endpoint = self.endpoint(backend, scenario)?;
         let name = format!("chaos-{}-{backend}-{}", scenario.name(), self.run);
         let config = self.write_config(backend, &endpoint, &name)?;
-        let out = self.work.join(format!("{name}.handled"));
-        let log = self.work.join(format!("{name}.consumer.log"));
-        let consumer_args = vec![
-            "--config".to_string(),
-            config.display().to_string(),
-            "--topic".to_string(),
-            name.clone(),
-            "--subscription".to_string(),
-            format!("{name}-sub"),
-            "--out".to_string(),
-            out.display().to_string(),
-        ];
-        let start_consumer = {
-            let (args, log) = (consumer_args.clone(), log.clone());
-            move || ConsumerChild::start(&args, &log)
-        };
-        let consumer = tokio::task::spawn_blocking(start_consumer.clone())
-            .await
-            .context("starting the consumer")??;
+        let mut run = Running::new(&self.work, &name, &config);
+        run.consumer = Some(
+            run.start_consumer()
+                .await
+                .context("starting the consumer")?,
+        );
 
         let bento = Bento::from_config(
             Config::from_figment(Config::figment(&config)).context("reading the configuration")?,
@@ -337,10 +322,33 @@ subscribe_timeout_ms = 120000
         .context("starting the publishers' Bento")?;
         let publishing = Publishing::start(&bento, &name, self.args.events, self.args.publishers);
         let started = Instant::now();
+        self.drive(backend, scenario, &mut run, &publishing).await?;
+        let seconds = started.elapsed().as_secs();
+        let consumer_peak = run.stop_consumer().await?;
+        bento
+            .shutdown()
+            .await
+            .context("stopping the publishers' Bento")?;
+        drop(lock);
+        if scenario.through_proxy() {
+            let _ = self.toxiproxy.remove(backend);
+        }
+        let mut report = self.report(scenario, run, &publishing)?;
+        report.consumer_peak_mib = consumer_peak.div_ceil(1024);
+        report.seconds = seconds;
+        Ok(report)
+    }
 
-        let mut consumer = Some(consumer);
-        let mut notes = Vec::new();
-        let mut failures = Vec::new();
+    /// Watches a scenario until everything published was consumed (or the drain deadline
+    /// passed): injects the fault once a fifth of the events are acknowledged and, in the
+    /// consumer-kill scenario, kills the consumer at random points.
+    async fn drive(
+        &mut self,
+        backend: &str,
+        scenario: Scenario,
+        run: &mut Running,
+        publishing: &Publishing,
+    ) -> Result<()> {
         let fault_from = self.args.events / 5;
         let mut fault_done = false;
         let mut kills: Vec<u64> = (0..self.args.consumer_kills)
@@ -350,45 +358,25 @@ subscribe_timeout_ms = 120000
         let mut kills = kills.into_iter().peekable();
         let drain_deadline = Duration::from_secs(300);
         let mut published_at: Option<Instant> = None;
-        let mut lines_seen = 0u64;
-
         loop {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            if let Some(c) = consumer.as_mut() {
+            if let Some(c) = run.consumer.as_mut() {
                 c.check()?;
             }
             let acked = publishing.acked.load(Ordering::Relaxed);
             if !fault_done && acked >= fault_from {
                 fault_done = true;
                 let note = self
-                    .inject(backend, scenario, &publishing)
+                    .inject(backend, scenario, publishing)
                     .await
                     .with_context(|| format!("injecting {}", scenario.name()))?;
-                notes.push(note);
+                run.notes.push(note);
             }
             if scenario == Scenario::ConsumerKill && kills.peek().is_some() {
-                lines_seen = count_lines(&out);
                 // Once publishing is over, the kills not yet made happen now, so every run has
                 // all of them.
-                let force = published_at.is_some();
-                while kills.peek().is_some_and(|&at| force || lines_seen >= at) {
-                    kills.next();
-                    if let Some(mut c) = consumer.take() {
-                        c.sigkill();
-                        // A marker in the file, so that a reader sees which generation of the
-                        // consumer handled what.
-                        mark(&out, &format!("K {lines_seen}\n"));
-                        let peak = c.peak_kib;
-                        let mut next = tokio::task::spawn_blocking(start_consumer.clone())
-                            .await
-                            .context("restarting the consumer")??;
-                        next.peak_kib = peak;
-                        consumer = Some(next);
-                        notes.push(format!(
-                            "consumer SIGKILLed after {lines_seen} handled lines, restarted"
-                        ));
-                    }
-                }
+                run.kill_when_due(&mut kills, published_at.is_some())
+                    .await?;
             }
             if publishing.failed.load(Ordering::Relaxed) {
                 bail!("a publisher gave up (an event kept failing for 5 minutes)");
@@ -396,64 +384,48 @@ subscribe_timeout_ms = 120000
             if publishing.done() && published_at.is_none() {
                 published_at = Some(Instant::now());
                 if scenario == Scenario::ConsumerKill && kills.peek().is_some() {
-                    notes.push(format!(
-                        "publishing ended before {} of the kills (at {lines_seen} handled lines); \
-                         the remaining kills happen now",
-                        kills.len()
+                    run.notes.push(format!(
+                        "publishing ended before {} of the kills (at {} handled lines); the \
+                         remaining kills happen now",
+                        kills.len(),
+                        run.lines_seen
                     ));
                 }
             }
             if let Some(at) = published_at {
-                let consumed = Consumed::parse(&std::fs::read_to_string(&out).unwrap_or_default());
+                let consumed =
+                    Consumed::parse(&std::fs::read_to_string(&run.out).unwrap_or_default());
                 if consumed.complete(&publishing.acked_events()) {
-                    break;
+                    return Ok(());
                 }
                 if at.elapsed() > drain_deadline {
-                    failures.push(format!(
+                    run.failures.push(format!(
                         "not everything was consumed within {drain_deadline:?} of the last publish"
                     ));
-                    break;
+                    return Ok(());
                 }
             }
         }
-        let seconds = started.elapsed().as_secs();
-        // A moment for late duplicates, then a clean stop.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let mut consumer_peak = 0;
-        if let Some(c) = consumer.take() {
-            consumer_peak = c.peak_kib;
-            if let Err(error) = tokio::task::spawn_blocking(move || c.stop(Duration::from_secs(60)))
-                .await
-                .context("stopping the consumer")?
-            {
-                failures.push(format!("{error:#}"));
-            }
-        }
-        bento
-            .shutdown()
-            .await
-            .context("stopping the publishers' Bento")?;
-        drop(lock);
-        if scenario.through_proxy() {
-            let _ = self.toxiproxy.remove(backend);
-        }
+    }
 
+    /// The scenario's report: what was acknowledged beside what was consumed, and whether the
+    /// scenario's own promises held.
+    fn report(&self, scenario: Scenario, run: Running, publishing: &Publishing) -> Result<Report> {
         let acked = publishing.acked_events();
         let consumed = Consumed::parse(
-            &std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?,
+            &std::fs::read_to_string(&run.out)
+                .with_context(|| format!("reading {}", run.out.display()))?,
         );
         let mut report = Report::new(&acked, &consumed);
         report.injected = self.injected(scenario);
         report.publish_retries = publishing.retries.load(Ordering::Relaxed);
-        report.consumer_peak_mib = consumer_peak.div_ceil(1024);
         report.publisher_peak_mib = fixtures::own_peak_rss_kib().div_ceil(1024);
-        report.seconds = seconds;
-        report.notes.extend(notes);
+        report.notes.extend(run.notes);
         report.notes.push(format!(
             "{} publish attempt(s) failed and were retried",
             report.publish_retries
         ));
-        report.failures.extend(failures);
+        report.failures.extend(run.failures);
         if report.acked != self.args.events {
             report.failures.push(format!(
                 "{} of {} publishes acknowledged",
@@ -462,13 +434,17 @@ subscribe_timeout_ms = 120000
         }
         if scenario == Scenario::BrokerKill {
             let after = publishing.acked_after_restart.load(Ordering::Relaxed);
+            let since = match scenario {
+                Scenario::BrokerKill => "restart",
+                _ => "kill",
+            };
             report
                 .notes
-                .push(format!("{after} publishes acknowledged after the restart"));
+                .push(format!("{after} publishes acknowledged after the {since}"));
             if after == 0 {
-                report
-                    .failures
-                    .push("no publish was acknowledged after the broker restarted".to_string());
+                report.failures.push(format!(
+                    "no publish was acknowledged after the broker {since}"
+                ));
             }
         }
         Ok(report)
@@ -558,109 +534,95 @@ fn count_lines(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// The publishers: each owns the keys `k` with `k % publishers == p` and publishes their
-/// events in order, each one retried until the broker acknowledges it.
-struct Publishing {
-    acked: Arc<AtomicU64>,
-    retries: Arc<AtomicU64>,
-    failed: Arc<AtomicBool>,
-    acked_after_restart: Arc<AtomicU64>,
-    restarted: Arc<AtomicBool>,
-    acked_list: Arc<std::sync::Mutex<Vec<u64>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+/// One scenario's consumer side while it runs: the child process, its output file, and what
+/// was noted or went wrong.
+struct Running {
+    consumer_args: Vec<String>,
+    log: PathBuf,
+    /// The consumer's output: one line per handled event, and a `K` line per kill.
+    out: PathBuf,
+    consumer: Option<ConsumerChild>,
+    /// Lines of `out` when last counted.
+    lines_seen: u64,
+    notes: Vec<String>,
+    failures: Vec<String>,
 }
 
-impl Publishing {
-    fn start(bento: &Bento, topic: &str, events: u64, publishers: u64) -> Self {
-        let publishing = Self {
-            acked: Arc::default(),
-            retries: Arc::default(),
-            failed: Arc::default(),
-            acked_after_restart: Arc::default(),
-            restarted: Arc::default(),
-            acked_list: Arc::default(),
-            tasks: Vec::new(),
-        };
-        let tasks = (0..publishers)
-            .map(|p| {
-                let bus = bento.bus();
-                let topic = topic.to_string();
-                let (acked, retries, failed) = (
-                    publishing.acked.clone(),
-                    publishing.retries.clone(),
-                    publishing.failed.clone(),
-                );
-                let (after, restarted, list) = (
-                    publishing.acked_after_restart.clone(),
-                    publishing.restarted.clone(),
-                    publishing.acked_list.clone(),
-                );
-                tokio::spawn(async move {
-                    let mut index = p;
-                    while index < events {
-                        let event = Event { index };
-                        let deadline = Instant::now() + Duration::from_secs(300);
-                        loop {
-                            let envelope =
-                                Envelope::new("bento.chaos.event", 1, "text/plain", event.payload())
-                                    .with_aggregate("chaos", event.key().to_string())
-                                    // A raw envelope has no ordering key unless given one (the
-                                    // typed bus sets the aggregate id): without it, Kafka
-                                    // spreads a key's events over every partition.
-                                    .with_ordering_key(event.key().to_string());
-                            match bus
-                                .publish_envelopes(
-                                    vec![envelope],
-                                    PublishOptions::default().to_topic(&topic),
-                                )
-                                .await
-                            {
-                                Ok(()) => break,
-                                Err(error) => {
-                                    let n = retries.fetch_add(1, Ordering::Relaxed) + 1;
-                                    if n % 50 == 1 {
-                                        eprintln!(
-                                            "    publish of event {index} failed ({n} failures so far), retrying: {error}"
-                                        );
-                                    }
-                                    if Instant::now() > deadline {
-                                        failed.store(true, Ordering::Relaxed);
-                                        return;
-                                    }
-                                    tokio::time::sleep(Duration::from_millis(250)).await;
-                                }
-                            }
-                        }
-                        list.lock()
-                            .unwrap_or_else(|poisoned| poisoned.into_inner())
-                            .push(index);
-                        acked.fetch_add(1, Ordering::Relaxed);
-                        if restarted.load(Ordering::Relaxed) {
-                            after.fetch_add(1, Ordering::Relaxed);
-                        }
-                        index += publishers;
-                    }
-                })
-            })
-            .collect();
+impl Running {
+    fn new(work: &Path, name: &str, config: &Path) -> Self {
+        let out = work.join(format!("{name}.handled"));
+        let consumer_args = vec![
+            "--config".to_string(),
+            config.display().to_string(),
+            "--topic".to_string(),
+            name.to_string(),
+            "--subscription".to_string(),
+            format!("{name}-sub"),
+            "--out".to_string(),
+            out.display().to_string(),
+        ];
         Self {
-            tasks,
-            ..publishing
+            consumer_args,
+            log: work.join(format!("{name}.consumer.log")),
+            out,
+            consumer: None,
+            lines_seen: 0,
+            notes: Vec::new(),
+            failures: Vec::new(),
         }
     }
 
-    fn mark_restart(&self) {
-        self.restarted.store(true, Ordering::Relaxed);
+    /// Starts a consumer child and waits until it is subscribed.
+    async fn start_consumer(&self) -> Result<ConsumerChild> {
+        let (args, log) = (self.consumer_args.clone(), self.log.clone());
+        tokio::task::spawn_blocking(move || ConsumerChild::start(&args, &log)).await?
     }
 
-    fn done(&self) -> bool {
-        self.tasks.iter().all(|t| t.is_finished())
+    /// SIGKILLs and restarts the consumer for each kill point the handled lines reached (every
+    /// one left when `force`), marking each kill in the output file.
+    async fn kill_when_due(
+        &mut self,
+        kills: &mut std::iter::Peekable<std::vec::IntoIter<u64>>,
+        force: bool,
+    ) -> Result<()> {
+        self.lines_seen = count_lines(&self.out);
+        let lines_seen = self.lines_seen;
+        while kills.peek().is_some_and(|&at| force || lines_seen >= at) {
+            kills.next();
+            if let Some(mut c) = self.consumer.take() {
+                c.sigkill();
+                // A marker in the file, so that a reader sees which generation of the consumer
+                // handled what.
+                mark(&self.out, &format!("K {lines_seen}\n"));
+                let peak = c.peak_kib;
+                let mut next = self
+                    .start_consumer()
+                    .await
+                    .context("restarting the consumer")?;
+                next.peak_kib = peak;
+                self.consumer = Some(next);
+                self.notes.push(format!(
+                    "consumer SIGKILLed after {lines_seen} handled lines, restarted"
+                ));
+            }
+        }
+        Ok(())
     }
 
-    fn acked_events(&self) -> Vec<u64> {
-        self.acked_list
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+    /// After a moment for late duplicates, stops the consumer cleanly; its peak resident set
+    /// in KiB.
+    async fn stop_consumer(&mut self) -> Result<u64> {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let Some(c) = self.consumer.take() else {
+            return Ok(0);
+        };
+        let peak = c.peak_kib;
+        if let Err(error) = tokio::task::spawn_blocking(move || c.stop(Duration::from_secs(60)))
+            .await
+            .context("stopping the consumer")?
+        {
+            self.failures.push(format!("{error:#}"));
+        }
+        Ok(peak)
     }
 }

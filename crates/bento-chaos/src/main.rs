@@ -12,6 +12,7 @@
 mod consumer;
 mod driver;
 mod fixtures;
+mod publishing;
 mod report;
 mod toxiproxy;
 
