@@ -68,7 +68,7 @@ pub const QUICK_BUS: &[(&str, &str)] = &[
     ("BENTO_CHAOS_CONSUMER_KILLS", "5"),
     (
         "BENTO_CHAOS_SCENARIOS",
-        "latency,bandwidth,reset,outage,consumer-kill",
+        "latency,bandwidth,reset,outage,consumer-kill,cluster-broker-kill",
     ),
     ("BENTO_CHAOS_SIZE", "quick"),
 ];

@@ -9,6 +9,7 @@ use bento_runtime::{Bento, Config};
 use clap::ValueEnum;
 use serde_json::json;
 
+use crate::cluster::{self, KafkaCluster};
 use crate::fixtures::{self, ConsumerChild, PulsarProxy};
 use crate::publishing::Publishing;
 use crate::report::{self, Consumed, Report};
@@ -40,16 +41,20 @@ pub enum Scenario {
     BrokerKill,
     /// The consumer process SIGKILLed at random points and started again.
     ConsumerKill,
+    /// Kafka only: one broker of a three-broker cluster (replication factor 3, two in sync
+    /// required) SIGKILLed mid-stream, kept down, and started again.
+    ClusterBrokerKill,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 6] = [
+    const ALL: [Scenario; 7] = [
         Scenario::Latency,
         Scenario::Bandwidth,
         Scenario::Reset,
         Scenario::Outage,
         Scenario::BrokerKill,
         Scenario::ConsumerKill,
+        Scenario::ClusterBrokerKill,
     ];
 
     fn name(self) -> &'static str {
@@ -60,11 +65,20 @@ impl Scenario {
             Scenario::Outage => "outage",
             Scenario::BrokerKill => "broker-kill",
             Scenario::ConsumerKill => "consumer-kill",
+            Scenario::ClusterBrokerKill => "cluster-broker-kill",
         }
     }
 
     fn through_proxy(self) -> bool {
-        !matches!(self, Scenario::BrokerKill | Scenario::ConsumerKill)
+        !matches!(
+            self,
+            Scenario::BrokerKill | Scenario::ConsumerKill | Scenario::ClusterBrokerKill
+        )
+    }
+
+    /// Pulsar's dev-env runs one standalone broker: no cluster to lose a member of.
+    fn runs_on(self, backend: &str) -> bool {
+        self != Scenario::ClusterBrokerKill || backend == "kafka"
     }
 }
 
@@ -142,6 +156,8 @@ struct Suite {
     toxiproxy: Toxiproxy,
     /// Started for the first Pulsar scenario through the proxy.
     pulsar_proxy: Option<(PulsarProxy, u16)>,
+    /// Started for the cluster scenario.
+    kafka_cluster: Option<KafkaCluster>,
     run: String,
 }
 
@@ -171,11 +187,12 @@ pub async fn run(args: Args) -> Result<()> {
         work,
         toxiproxy,
         pulsar_proxy: None,
+        kafka_cluster: None,
         run,
     };
     let mut reports = Vec::new();
     for backend in backends {
-        for &scenario in &scenarios {
+        for &scenario in scenarios.iter().filter(|s| s.runs_on(backend)) {
             println!("\n==> {backend}: {}", scenario.name());
             let report = match suite.scenario(backend, scenario).await {
                 Ok(report) => report,
@@ -221,6 +238,17 @@ pub async fn run(args: Args) -> Result<()> {
 impl Suite {
     /// The address clients of `backend` use in `scenario`, setting up the proxy if it needs one.
     fn endpoint(&mut self, backend: &str, scenario: Scenario) -> Result<String> {
+        if scenario == Scenario::ClusterBrokerKill {
+            if self.kafka_cluster.is_none() {
+                println!("    starting a three-broker Kafka cluster");
+                self.kafka_cluster = Some(KafkaCluster::start(&self.brokers.dev_env, &self.work)?);
+            }
+            return Ok(self
+                .kafka_cluster
+                .as_ref()
+                .map(KafkaCluster::bootstrap)
+                .unwrap_or_default());
+        }
         if !scenario.through_proxy() {
             return Ok(match backend {
                 "pulsar" => self.brokers.pulsar_url.clone(),
@@ -264,7 +292,13 @@ impl Suite {
         }
     }
 
-    fn write_config(&self, backend: &str, endpoint: &str, name: &str) -> Result<PathBuf> {
+    fn write_config(
+        &self,
+        backend: &str,
+        endpoint: &str,
+        name: &str,
+        replicas: u32,
+    ) -> Result<PathBuf> {
         let path = self.work.join(format!("{name}.toml"));
         let text = match backend {
             "pulsar" => format!(
@@ -284,6 +318,7 @@ backend = "kafka"
 
 [messaging.kafka]
 bootstrap_servers = "{endpoint}"
+replication_factor = {replicas}
 # A consumer killed with -9 stays in its group until its session times out.
 subscribe_timeout_ms = 120000
 
@@ -307,7 +342,12 @@ subscribe_timeout_ms = 120000
         .context("taking the broker lock")??;
         let endpoint = self.endpoint(backend, scenario)?;
         let name = format!("chaos-{}-{backend}-{}", scenario.name(), self.run);
-        let config = self.write_config(backend, &endpoint, &name)?;
+        let replicas = if scenario == Scenario::ClusterBrokerKill {
+            cluster::NODES as u32
+        } else {
+            1
+        };
+        let config = self.write_config(backend, &endpoint, &name, replicas)?;
         let mut run = Running::new(&self.work, &name, &config);
         run.consumer = Some(
             run.start_consumer()
@@ -432,7 +472,7 @@ subscribe_timeout_ms = 120000
                 report.acked, self.args.events
             ));
         }
-        if scenario == Scenario::BrokerKill {
+        if matches!(scenario, Scenario::BrokerKill | Scenario::ClusterBrokerKill) {
             let after = publishing.acked_after_restart.load(Ordering::Relaxed);
             let since = match scenario {
                 Scenario::BrokerKill => "restart",
@@ -467,12 +507,15 @@ subscribe_timeout_ms = 120000
                 "consumer process SIGKILLed {} times at random points, restarted",
                 self.args.consumer_kills
             ),
+            Scenario::ClusterBrokerKill => {
+                format!("1 of 3 Kafka brokers SIGKILLed, down {secs} s, restarted with its data")
+            }
         }
     }
 
     /// Injects the fault, waits for it to end, removes it; returns what happened, for the notes.
     async fn inject(
-        &self,
+        &mut self,
         backend: &str,
         scenario: Scenario,
         publishing: &Publishing,
@@ -513,6 +556,22 @@ subscribe_timeout_ms = 120000
                 publishing.mark_restart();
             }
             Scenario::ConsumerKill => return Ok(String::from("consumer kills planned")),
+            Scenario::ClusterBrokerKill => {
+                let Some(cluster) = self.kafka_cluster.as_mut() else {
+                    bail!("the cluster is not running");
+                };
+                let node = fastrand::usize(..cluster::NODES);
+                let which = cluster.describe(node);
+                cluster.kill(node);
+                publishing.mark_restart();
+                tokio::time::sleep(hold).await;
+                tokio::task::block_in_place(|| cluster.restart(node))
+                    .with_context(|| format!("restarting {which}"))?;
+                let after = publishing.acked.load(Ordering::Relaxed);
+                return Ok(format!(
+                    "{which} SIGKILLed after {at} acknowledged publishes; {after} acknowledged when it was back"
+                ));
+            }
         }
         let after = publishing.acked.load(Ordering::Relaxed);
         Ok(format!(

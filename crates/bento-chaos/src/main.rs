@@ -9,6 +9,7 @@
 //! checks that nothing acknowledged was lost, that each key kept its order, and that exactly
 //! the poison events were dead-lettered. See docs/reliability.md.
 
+mod cluster;
 mod consumer;
 mod driver;
 mod fixtures;

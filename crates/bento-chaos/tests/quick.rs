@@ -20,7 +20,7 @@ const QUICK: &[(&str, &str)] = &[
     ("BENTO_CHAOS_CONSUMER_KILLS", "5"),
     (
         "BENTO_CHAOS_SCENARIOS",
-        "latency,bandwidth,reset,outage,consumer-kill",
+        "latency,bandwidth,reset,outage,consumer-kill,cluster-broker-kill",
     ),
     ("BENTO_CHAOS_SIZE", "quick"),
 ];

@@ -77,6 +77,13 @@ impl KafkaConfig {
         // `fetch.wait.max.ms` behind a long-poll of its other partitions. 10 ms keeps the queue
         // topped up at the cost of a cheap check. A value in `consumer` wins.
         config.set("fetch.queue.backoff.ms", "10");
+        // A member that died holds its partitions until its session times out, and a
+        // restarted service's `subscribe` waits for that: with librdkafka's 45 s it outwaited
+        // `subscribe_timeout_ms` (30 s) and a service restarted after a crash failed to start.
+        // 10 s (Kafka's default before 3.0) bounds that wait and moves a dead member's
+        // partitions sooner; heartbeats come from librdkafka's own thread, so a long handler
+        // does not end a session. A value in `consumer` wins.
+        config.set("session.timeout.ms", "10000");
         for (key, value) in &self.consumer {
             config.set(key, &value.0);
         }
