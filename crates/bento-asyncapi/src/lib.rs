@@ -28,6 +28,9 @@
 
 mod json_schema;
 mod proto;
+mod standalone;
+
+pub use standalone::{json_schema_document, proto_file};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

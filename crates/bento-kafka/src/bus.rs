@@ -5,8 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bento_application::backend::{self, Delivery, DispatchSettings, OpenGate};
 use bento_application::{
-    BusError, ConsumerLag, EnvelopeHandler, HealthCheck, MessageBus, PublishOptions, Subscription,
-    SubscriptionKind, SubscriptionSpec,
+    BusError, ConsumerLag, EnvelopeHandler, HealthCheck, MessageBus, PublishOptions,
+    SchemaDefinition, SchemaRegistry, Subscription, SubscriptionKind, SubscriptionSpec,
 };
 use bento_domain::Envelope;
 use futures::FutureExt;
@@ -23,6 +23,7 @@ use crate::consumer::{
 use crate::context::BentoContext;
 use crate::headers;
 use crate::producer::{KafkaProducer, Outgoing};
+use crate::registry::{Registry, RegistryClient};
 use crate::topics;
 
 /// How long a health probe waits for cluster metadata: below the readiness endpoint's bound.
@@ -43,6 +44,8 @@ struct Inner {
     config: KafkaConfig,
     producer: KafkaProducer,
     gate: OpenGate,
+    /// The schema registry, when one is configured.
+    registry: Option<Registry>,
 }
 
 impl std::fmt::Debug for KafkaBus {
@@ -59,6 +62,11 @@ impl KafkaBus {
     /// `connect_timeout_ms`.
     pub async fn connect(config: KafkaConfig) -> Result<Self, BusError> {
         config.validate()?;
+        let registry = config
+            .schema_registry
+            .as_ref()
+            .map(Registry::new)
+            .transpose()?;
         let admin = KafkaAdmin::new(&config)?;
         let producer = KafkaProducer::new(&config, admin)?;
         let brokers = reach_cluster(
@@ -73,6 +81,7 @@ impl KafkaBus {
                 config,
                 producer,
                 gate: OpenGate::new(),
+                registry,
             }),
         })
     }
@@ -85,6 +94,35 @@ impl KafkaBus {
     /// Topic and consumer-group administration over the same brokers.
     pub fn admin(&self) -> &KafkaAdmin {
         self.inner.producer.admin()
+    }
+
+    /// The client of the schema registry (`[messaging.kafka.schema_registry]`), when one is
+    /// configured.
+    pub fn schema_registry(&self) -> Option<&RegistryClient> {
+        self.inner.registry.as_ref().map(Registry::client)
+    }
+
+    /// With a schema registry: `record`'s payload in the Confluent wire format, when the
+    /// envelope's event type has a declared schema (registered on the topic at its first
+    /// publish there).
+    async fn frame(
+        &self,
+        envelope: &Envelope,
+        options: &PublishOptions,
+        record: &mut Outgoing,
+    ) -> Result<(), BusError> {
+        let Some(registry) = &self.inner.registry else {
+            return Ok(());
+        };
+        // Delayed records wait in `<topic>.delayed` but belong to the topic, and its subject.
+        let topic = match &options.topic {
+            Some(topic) => topic.clone(),
+            None => self.topic_for(&envelope.event_type),
+        };
+        if let Some(framed) = registry.frame(envelope, &topic).await? {
+            record.payload = framed;
+        }
+        Ok(())
     }
 
     fn check_open(&self) -> Result<(), BusError> {
@@ -289,6 +327,7 @@ impl KafkaBus {
                     state,
                     settler: settler.clone(),
                     commit_interval: self.inner.config.commit_interval(),
+                    unframe: self.inner.registry.is_some(),
                 }
                 .start(tx.clone(), stop_rx.clone()),
             );
@@ -364,6 +403,24 @@ impl ConsumerLag for KafkaBus {
 }
 
 #[async_trait]
+impl SchemaRegistry for KafkaBus {
+    /// Registers `definition` under its subject (by the configured subject name strategy) for
+    /// the event type's topic: the registry checks it against the subject's versions with the
+    /// subject's compatibility level, and an incompatible schema fails with
+    /// [`BusError::Backend`] naming the topic, the event type, the subject, the strategy, the
+    /// level and the registry's reason. The event type's records are then framed with the
+    /// schema's id; a publish to another topic registers the schema there first.
+    async fn declare_schema(&self, definition: &SchemaDefinition) -> Result<(), BusError> {
+        self.check_open()?;
+        let Some(registry) = &self.inner.registry else {
+            return Ok(());
+        };
+        let topic = self.topic_for(&definition.event_type);
+        registry.declare(&topic, definition).await
+    }
+}
+
+#[async_trait]
 impl MessageBus for KafkaBus {
     fn backend(&self) -> &'static str {
         "kafka"
@@ -371,7 +428,8 @@ impl MessageBus for KafkaBus {
 
     async fn publish(&self, envelope: Envelope, options: PublishOptions) -> Result<(), BusError> {
         self.check_open()?;
-        let (topic, record) = self.outgoing(&envelope, &options)?;
+        let (topic, mut record) = self.outgoing(&envelope, &options)?;
+        self.frame(&envelope, &options, &mut record).await?;
         let stored = self.inner.producer.send(&topic, &record).await?;
         tracing::trace!(%topic, partition = stored.partition, offset = stored.offset, message_id = %envelope.id, "published");
         Ok(())
@@ -383,10 +441,13 @@ impl MessageBus for KafkaBus {
         options: PublishOptions,
     ) -> Result<(), BusError> {
         self.check_open()?;
-        let records = envelopes
+        let mut records = envelopes
             .iter()
             .map(|e| self.outgoing(e, &options))
             .collect::<Result<Vec<_>, _>>()?;
+        for (envelope, (_, record)) in envelopes.iter().zip(records.iter_mut()) {
+            self.frame(envelope, &options, record).await?;
+        }
         let mut topics: Vec<String> = records.iter().map(|(t, _)| t.clone()).collect();
         topics.sort();
         topics.dedup();
@@ -471,6 +532,13 @@ impl MessageBus for KafkaBus {
 
     fn as_consumer_lag(&self) -> Option<&dyn ConsumerLag> {
         Some(self)
+    }
+
+    fn as_schema_registry(&self) -> Option<&dyn SchemaRegistry> {
+        self.inner
+            .registry
+            .as_ref()
+            .map(|_| self as &dyn SchemaRegistry)
     }
 
     fn topic_for(&self, event_type: &str) -> String {

@@ -11,6 +11,9 @@
 //!   wait for their due time by pausing the partition; dead letters go to the policy's
 //!   dead-letter topic with the original payload and headers; delayed publishes wait in
 //!   `<topic>.delayed` the same way;
+//! - with a schema registry (`[messaging.kafka.schema_registry]`), event schemas are registered
+//!   under Confluent subjects (checked for compatibility there) and records carry the Confluent
+//!   wire format (magic byte, schema id, Protobuf message indexes), which consumers take off;
 //! - [`KafkaAdmin`] creates, lists, describes and deletes topics and reports consumer-group lag.
 //!
 //! Configuration ([`KafkaConfig`]) is read from `[messaging.kafka]`; see `docs/kafka.md`.
@@ -21,14 +24,16 @@ mod config;
 mod consumer;
 mod context;
 mod producer;
+mod registry;
 pub mod topics;
 
 pub use admin::{GroupInfo, KafkaAdmin, OffsetReset, PartitionInfo, PartitionLag, TopicInfo};
 pub use bus::KafkaBus;
 pub use config::{
-    CONFIG_PREFIX, Compression, ConfigError, KafkaConfig, Property, Protocol, SaslMechanism,
-    SecurityConfig,
+    CONFIG_PREFIX, Compatibility, Compression, ConfigError, KafkaConfig, Property, Protocol,
+    SaslMechanism, SchemaRegistryConfig, SecurityConfig, SubjectNameStrategy,
 };
+pub use registry::{RegisteredSchema, RegistryClient, SubjectVersion};
 
 /// Record headers the Kafka backend adds to those of [`bento_application::wire`].
 pub mod headers {

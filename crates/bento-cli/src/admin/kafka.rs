@@ -1,11 +1,11 @@
 //! `bento admin ...` on Kafka: topics and consumer groups, through `KafkaAdmin`.
 
-use bento_kafka::{KafkaAdmin, KafkaConfig, OffsetReset};
+use bento_kafka::{KafkaAdmin, KafkaConfig, OffsetReset, RegistryClient, SubjectNameStrategy};
 use serde::Serialize;
 use serde_json::json;
 
 use super::{done, list_table, parse_time};
-use crate::cli::{Admin, Subscriptions, Topics};
+use crate::cli::{Admin, SchemasArgs, Subscriptions, Topics};
 use crate::error::CliError;
 use crate::output::{Output, Table, pairs};
 
@@ -25,7 +25,7 @@ pub(super) async fn run(
     match command {
         Admin::Tenants(_) => Err(kafka_only_pulsar("tenants")),
         Admin::Namespaces(_) => Err(kafka_only_pulsar("namespaces")),
-        Admin::Schemas(_) => Err(kafka_only_pulsar("schemas kept by the broker")),
+        Admin::Schemas(args) => schemas(config, args, out).await,
         Admin::Topics(Topics::List { namespace }) => {
             let prefix = namespace.unwrap_or_default();
             let topics: Vec<String> = admin
@@ -245,5 +245,84 @@ fn lag_output(
         }
         text.push_str(&table.render());
         text
+    })
+}
+
+/// `bento admin schemas <topic> [--version N]` on Kafka: the versions of the topic's subject in
+/// the schema registry (`<topic>-value`; with the record strategy, the argument is the subject).
+async fn schemas(config: &KafkaConfig, args: SchemasArgs, out: Output) -> Result<(), CliError> {
+    let Some(registry) = &config.schema_registry else {
+        return Err(CliError::Unsupported(
+            "schemas on Kafka live in a schema registry, and none is configured: set \
+             messaging.kafka.schema_registry.url"
+                .into(),
+        ));
+    };
+    let client = RegistryClient::new(registry).map_err(CliError::Broker)?;
+    let subject = match registry.subject_name_strategy {
+        SubjectNameStrategy::Record => args.topic.clone(),
+        _ => format!("{}-value", args.topic),
+    };
+    if let Some(version) = args.version {
+        let version = i64::try_from(version)
+            .map_err(|_| CliError::Usage(format!("version {version} is out of range")))?;
+        let Some(schema) = client
+            .version(&subject, version)
+            .await
+            .map_err(CliError::Broker)?
+        else {
+            return Err(CliError::Broker(format!(
+                "subject `{subject}` has no version {version} in the registry at {}",
+                client.url()
+            )));
+        };
+        let value = json!({
+            "subject": schema.subject, "version": schema.version, "id": schema.id,
+            "type": schema.schema_type, "schema": schema.schema,
+        });
+        return out.print(&value, || {
+            let mut text = pairs(&[
+                ("subject", schema.subject.clone()),
+                ("version", schema.version.to_string()),
+                ("id", schema.id.to_string()),
+                ("type", schema.schema_type.clone()),
+            ]);
+            text.push('\n');
+            text.push_str(&schema.schema);
+            text
+        });
+    }
+    let mut versions = Vec::new();
+    for number in client.versions(&subject).await.map_err(CliError::Broker)? {
+        if let Some(version) = client
+            .version(&subject, number)
+            .await
+            .map_err(CliError::Broker)?
+        {
+            versions.push(version);
+        }
+    }
+    let rows: Vec<serde_json::Value> = versions
+        .iter()
+        .map(|v| {
+            json!({ "subject": v.subject, "version": v.version, "id": v.id,
+                    "type": v.schema_type, "size": v.schema.len() })
+        })
+        .collect();
+    out.print(&rows, || {
+        if versions.is_empty() {
+            return format!("subject `{subject}` has no schema");
+        }
+        let mut table = Table::new(&["SUBJECT", "VERSION", "ID", "TYPE", "SIZE"]);
+        for v in &versions {
+            table.row([
+                v.subject.clone(),
+                v.version.to_string(),
+                v.id.to_string(),
+                v.schema_type.clone(),
+                format!("{} B", v.schema.len()),
+            ]);
+        }
+        table.render()
     })
 }

@@ -5,6 +5,7 @@
 //! librdkafka properties the settings turn into.
 
 mod client;
+mod registry;
 mod scalars;
 mod security;
 mod validate;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use registry::{Compatibility, SchemaRegistryConfig, SubjectNameStrategy};
 pub use scalars::Property;
 use scalars::lenient_string;
 pub use security::{Protocol, SaslMechanism, SecurityConfig};
@@ -65,6 +67,9 @@ pub struct KafkaConfig {
     pub producer: BTreeMap<String, Property>,
     /// Extra librdkafka consumer properties, passed through (`"fetch.max.bytes" = "1048576"`).
     pub consumer: BTreeMap<String, Property>,
+    /// The Confluent-compatible schema registry (`[messaging.kafka.schema_registry]`); none by
+    /// default.
+    pub schema_registry: Option<SchemaRegistryConfig>,
 }
 
 impl Default for KafkaConfig {
@@ -84,6 +89,7 @@ impl Default for KafkaConfig {
             create_topics: true,
             producer: BTreeMap::new(),
             consumer: BTreeMap::new(),
+            schema_registry: None,
         }
     }
 }
@@ -105,6 +111,7 @@ impl fmt::Debug for KafkaConfig {
             .field("create_topics", &self.create_topics)
             .field("producer", &Redacted(&self.producer))
             .field("consumer", &Redacted(&self.consumer))
+            .field("schema_registry", &self.schema_registry)
             .finish()
     }
 }

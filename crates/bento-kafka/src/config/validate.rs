@@ -135,6 +135,9 @@ impl KafkaConfig {
             }
         }
         self.security.validate()?;
+        if let Some(registry) = &self.schema_registry {
+            registry.validate()?;
+        }
         for (section, map) in [("producer", &self.producer), ("consumer", &self.consumer)] {
             for key in map.keys() {
                 if let Some((_, why)) = CONTROLLED.iter().find(|(k, _)| k == key) {

@@ -23,6 +23,7 @@ use super::settle::{KafkaSettle, Settler};
 use super::{LeaseCell, Tp};
 use crate::context::BentoContext;
 use crate::headers;
+use crate::registry::Registry;
 
 /// Records taken from librdkafka in one go, while it has them at hand.
 const RECEIVE_BURST: usize = 64;
@@ -39,7 +40,13 @@ struct Incoming {
     origin: (i32, i64),
 }
 
-fn decode(message: &BorrowedMessage<'_>, tp: Tp, lease: u64, cell: LeaseCell) -> Incoming {
+fn decode(
+    message: &BorrowedMessage<'_>,
+    tp: Tp,
+    lease: u64,
+    cell: LeaseCell,
+    unframe: bool,
+) -> Incoming {
     let offset = message.offset();
     let mut attempt = 1;
     let mut due = None;
@@ -70,6 +77,13 @@ fn decode(message: &BorrowedMessage<'_>, tp: Tp, lease: u64, cell: LeaseCell) ->
         });
     let payload = Bytes::copy_from_slice(message.payload().unwrap_or_default());
     let mut envelope = wire::from_headers(pairs, payload);
+    if unframe {
+        // Written with a schema registry: the codec reads what follows the framing.
+        envelope.payload = Registry::unframe(
+            std::mem::take(&mut envelope.payload),
+            &envelope.content_type,
+        );
+    }
     if envelope.ordering_key.is_none()
         && let Some(key) = message.key()
     {
@@ -97,6 +111,8 @@ pub(crate) struct Poller {
     pub(crate) state: Arc<SubscriptionState>,
     pub(crate) settler: Arc<Settler>,
     pub(crate) commit_interval: Duration,
+    /// Whether records carry the Confluent wire format (a schema registry is configured).
+    pub(crate) unframe: bool,
 }
 
 impl Poller {
@@ -210,7 +226,7 @@ impl Poller {
             tracing::debug!(group = %state.group, topic = message.topic(), partition = message.partition(), "record of an unassigned partition ignored");
             return;
         };
-        let incoming = decode(message, tp, lease, cell);
+        let incoming = decode(message, tp, lease, cell, self.unframe);
         let Some(due) = incoming.due.filter(|at| *at > Utc::now()) else {
             ready.push_back(self.delivery(incoming));
             return;
