@@ -25,6 +25,9 @@ pub enum Command {
     /// Builds the guide (docs/guide) with mdBook into target/guide, installing mdBook first if
     /// needed.
     Docs,
+    /// Every benchmark: Bento beside the raw clients, RustStream and the brokers' Java perf
+    /// tools; writes target/bench/results.json, docs/benchmarks.md and its charts.
+    Bench(BenchArgs),
 }
 
 /// How to run the brokers.
@@ -190,6 +193,44 @@ pub struct TestArgs {
     /// Check and test only these packages instead of the whole workspace (repeatable).
     #[arg(short, long = "package", value_name = "PACKAGE")]
     pub packages: Vec<String>,
+    /// Docker or native mode.
+    #[command(flatten)]
+    pub mode: ModeArgs,
+    /// Loopback ports.
+    #[command(flatten)]
+    pub ports: Ports,
+}
+
+/// A scenario of `cargo xtask bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// The in-memory bus, publish to typed handler, beside RustStream's memory broker.
+    Memory,
+    /// Each codec through Bento's codec layer beside the bare library (criterion).
+    Codecs,
+    /// Pulsar: Bento, the raw `pulsar` crate, RustStream and `pulsar-perf`.
+    Pulsar,
+    /// Kafka: Bento, rdkafka, RustStream and Kafka's Java perf classes.
+    Kafka,
+    /// The observability layers' cost on the in-memory bus.
+    Observability,
+    /// The outbox and relay on SQLite and PostgreSQL, on memory, Pulsar and Kafka.
+    Outbox,
+}
+
+/// `cargo xtask bench ...`
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which scenarios (all when none is named).
+    #[arg(value_enum)]
+    pub scenarios: Vec<Scenario>,
+    /// A smoke run: every side once with tiny counts, checked to produce figures; the docs
+    /// are left alone.
+    #[arg(long)]
+    pub quick: bool,
+    /// Rounds per scenario (3; 1 with --quick); the sides take turns going first.
+    #[arg(long)]
+    pub rounds: Option<u32>,
     /// Docker or native mode.
     #[command(flatten)]
     pub mode: ModeArgs,

@@ -4,11 +4,14 @@
 //!   brokers, run natively from Maven Central downloads or with Docker Compose, and a PostgreSQL
 //!   server from the machine's packages.
 //! * `cargo xtask test`: format check, clippy and the whole test suite against fresh brokers.
+//! * `cargo xtask bench`: every benchmark, Bento beside the raw clients, RustStream and the
+//!   brokers' Java perf tools, into `target/bench/results.json` and `docs/benchmarks.md`.
 //! * `cargo xtask docs`: the guide (`docs/guide`), built with mdBook into `target/guide`.
 //!
 //! The library part exists so the smoke tests in `tests/` can share the probes and paths.
 
 mod asyncapi;
+mod bench;
 mod chaos;
 pub mod cli;
 pub mod config;
@@ -44,6 +47,7 @@ pub fn run() -> Result<()> {
         cli::Command::DevEnv(args) => devenv::run(args),
         cli::Command::Test(args) => test::run(args),
         cli::Command::Chaos(args) => chaos::run(args),
+        cli::Command::Bench(args) => bench::run(args),
         cli::Command::Docs => docs::run(),
     }
 }

@@ -316,6 +316,14 @@ pub fn run(args: TestArgs) -> Result<()> {
     if packages.is_empty() && matches!(tests_passed, Ok(true)) {
         tests_passed = crate::docs::test_tutorial(&test_envs);
     }
+    // `cargo xtask bench --quick memory pulsar kafka`: every side of the benchmark harness once
+    // with tiny counts, on the brokers still running, with the binaries just built.
+    if managed && packages.is_empty() && matches!(tests_passed, Ok(true)) && !interrupted() {
+        println!("\n==> cargo xtask bench --quick memory pulsar kafka");
+        tests_passed = Ok(crate::bench::smoke_in_suite(&env)
+            .map_err(|err| eprintln!("{err:#}"))
+            .is_ok());
+    }
 
     let mut stopped = Ok(());
     if managed && !args.keep_running {

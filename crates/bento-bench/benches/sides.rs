@@ -2,9 +2,17 @@
 //! side in `BENTO_BENCH_*` variables. Under `cargo test` (no `--bench` argument) it measures
 //! Bento's in-memory side once with a few events, as a check that it produces figures.
 
+use bento_bench::{UNAVAILABLE_EXIT, Unavailable};
+
 fn main() -> anyhow::Result<()> {
-    if std::env::args().any(|a| a == "--bench") {
-        return bento_bench::run_from_env();
+    if !std::env::args().any(|a| a == "--bench") {
+        return bento_bench::smoke();
     }
-    bento_bench::smoke()
+    match bento_bench::run_from_env() {
+        Err(err) if err.downcast_ref::<Unavailable>().is_some() => {
+            eprintln!("unavailable: {err}");
+            std::process::exit(UNAVAILABLE_EXIT);
+        }
+        result => result,
+    }
 }

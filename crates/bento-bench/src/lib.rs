@@ -215,6 +215,22 @@ pub async fn run(backend: Backend, side: &str, knobs: &Knobs) -> Result<()> {
     }
 }
 
+/// A side that cannot be measured here, and why: the `sides` benchmark exits with
+/// [`UNAVAILABLE_EXIT`] and prints the reason, which `cargo xtask bench` records in the results.
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// Exit code of a side that is [`Unavailable`].
+pub const UNAVAILABLE_EXIT: i32 = 2;
+
 /// Partitions of each Kafka topic: Bento's default (`messaging.kafka.partitions`), given to
 /// every side's topics alike.
 pub const KAFKA_PARTITIONS: i32 = 4;
