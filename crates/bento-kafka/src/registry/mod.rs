@@ -98,6 +98,9 @@ fn protobuf_root(definition: &str) -> Result<String, String> {
         .ok_or_else(|| "the Protobuf schema document has no rootMessageTypeName".to_owned())
 }
 
+/// A topic and an event type published there.
+type TopicAndType = (String, String);
+
 /// The registry, the schemas declared to it and the ids they were registered with.
 pub(crate) struct Registry {
     client: RegistryClient,
@@ -105,7 +108,7 @@ pub(crate) struct Registry {
     /// The schemas declared, by event type.
     by_event_type: RwLock<HashMap<String, Arc<EventSchema>>>,
     /// The framing of each event type's records on each topic, once registered there.
-    frames: RwLock<HashMap<(String, String), Arc<OnceCell<Frame>>>>,
+    frames: RwLock<HashMap<TopicAndType, Arc<OnceCell<Frame>>>>,
 }
 
 impl Registry {
