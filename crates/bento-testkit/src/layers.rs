@@ -5,15 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bento_application::layer::Layer;
-use bento_application::{
-    Context, DeadLetterPolicy, EnvelopeHandler, FailureKind, HandlerError, Outcome, wire,
-};
+use bento_application::{Context, EnvelopeHandler, FailureKind, HandlerError, Outcome, wire};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 
-use crate::cases::{Ping, decode, header, ping, quick_retry, setup, unique};
-use crate::{Backend, Case};
+use crate::cases::{Ping, decode, header, ping, setup};
+use crate::{Backend, Case, Collector};
 
 /// What the recording layer saw of one delivery.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,11 +90,7 @@ pub async fn layer_sees_every_outcome(backend: &dyn Backend) {
         return;
     };
     let recorder = RecordLayer::default();
-    let spec = s
-        .spec("recorded")
-        .retry(quick_retry(2))
-        .dead_letter(DeadLetterPolicy::to_topic(unique("layers-dlq")))
-        .layer(recorder.clone());
+    let spec = s.failing_spec("recorded", 2).layer(recorder.clone());
     let (dead, dlq_sub) = s.watch_dead_letters(&spec).await;
     let handler = |event: Ping, ctx: Context| async move {
         match event.key.as_str() {
@@ -114,7 +108,18 @@ pub async fn layer_sees_every_outcome(backend: &dyn Backend) {
         s.publish(&ping(key, 1)).await;
     }
 
-    let letters = dead.wait_for(2, s.patience).await;
+    check_dead_letters(&dead, s.patience).await;
+    // Wait until `later` is acknowledged, then a little longer: nothing more may arrive.
+    wait_until_recorded(&recorder.log, "later", 2, s.patience).await;
+    tokio::time::sleep(Duration::from_millis(500).max(s.settle)).await;
+    sub.shutdown().await.expect("shutdown");
+    dlq_sub.shutdown().await.expect("shutdown");
+    check_outcomes(&recorder.log);
+}
+
+/// The dead letters: the permanent failure's and the panic's, attempts exhausted.
+async fn check_dead_letters(dead: &Collector, patience: Duration) {
+    let letters = dead.wait_for(2, patience).await;
     let mut failures: Vec<(String, String)> = letters
         .iter()
         .map(|letter| {
@@ -132,22 +137,24 @@ pub async fn layer_sees_every_outcome(backend: &dyn Backend) {
             ("explode".to_owned(), "retries-exhausted".to_owned())
         ]
     );
-    // Wait until `later` is acknowledged, then a little longer: nothing more may arrive.
-    let deadline = Instant::now() + s.patience;
-    while recorded(&recorder.log, "later").len() < 2 {
+}
+
+/// Waits until the layer recorded `count` deliveries of `key`.
+async fn wait_until_recorded(log: &Log, key: &str, count: usize, patience: Duration) {
+    let deadline = Instant::now() + patience;
+    while recorded(log, key).len() < count {
         assert!(
             Instant::now() < deadline,
-            "the retry of `later` never came: {:?}",
-            recorder.log
+            "the deliveries of `{key}` never came: {log:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500).max(s.settle)).await;
-    sub.shutdown().await.expect("shutdown");
-    dlq_sub.shutdown().await.expect("shutdown");
+}
 
+/// Each message's deliveries, as the layer saw them.
+fn check_outcomes(log: &Log) {
     let outcomes = |key: &str| -> Vec<(u32, Seen)> {
-        recorded(&recorder.log, key)
+        recorded(log, key)
             .into_iter()
             .map(|(attempt, _, seen)| (attempt, seen))
             .collect()
@@ -199,7 +206,7 @@ pub async fn layer_sees_every_outcome(backend: &dyn Backend) {
         ),
         "a panic is a retryable failure, then a dead letter: {explode:?}"
     );
-    let later = recorded(&recorder.log, "later");
+    let later = recorded(log, "later");
     let waited = later[1].1 - later[0].1;
     assert!(
         waited >= ASKED_DELAY - Duration::from_millis(100),

@@ -3,7 +3,9 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bento_application::{Context, HandlerError, MessageBus, PublishOptions, SubscriptionSpec};
+use bento_application::{
+    Context, HandlerError, MessageBus, PublishOptions, Subscription, SubscriptionSpec,
+};
 use bento_domain::{Envelope, MessageId};
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::trace::{SpanId, SpanKind, TraceContextExt};
@@ -131,31 +133,8 @@ pub async fn trace_scenario(
     let topic = observed.topic_for(&event_type);
     let subscription_name = format!("bento-observability-trace-{run}");
 
-    let (tx, mut seen) = mpsc::unbounded_channel::<Seen>();
-    let handler = move |ctx: Context| {
-        let tx = tx.clone();
-        async move {
-            // Whatever the handler logs is in the consumer span.
-            tracing::info!("handling a test message");
-            let current = tracing::Span::current().context();
-            let _ = tx.send(Seen {
-                traceparent: ctx.header("traceparent").map(str::to_owned),
-                baggage: current
-                    .baggage()
-                    .get("bento.test")
-                    .map(|value| value.as_str().to_owned()),
-                trace_id: current.span().span_context().trace_id(),
-            });
-            Ok::<(), HandlerError>(())
-        }
-    };
-    let subscription = observed
-        .subscribe(
-            SubscriptionSpec::event_type(&event_type, &subscription_name),
-            Arc::new(handler),
-        )
-        .await
-        .map_err(|e| ScenarioError::new(format!("subscribe: {e}")))?;
+    let (subscription, mut seen) =
+        subscribe_recorder(&*observed, &event_type, &subscription_name).await?;
 
     let envelope = Envelope::new(event_type.clone(), 1, "application/json", &b"{}"[..])
         .with_correlation_id(format!("conversation-{run}"));
@@ -180,109 +159,17 @@ pub async fn trace_scenario(
     let _ = subscription.shutdown().await;
     let (root, producer, consumer) = spans;
 
-    let mut problems = Vec::new();
-    let mut check = |ok: bool, what: String| {
-        if !ok {
-            problems.push(what);
-        }
+    let ids = Ids {
+        backend,
+        topic: &topic,
+        event_type: &event_type,
+        run: &run,
+        subscription: &subscription_name,
+        message_id: &message_id,
     };
-    let attr = |span: &SpanData, key: &str| attribute(span, key).unwrap_or_default();
-    check(
-        producer.name == format!("publish {topic}"),
-        format!("producer span name `{}`", producer.name),
-    );
-    check(
-        producer.span_kind == SpanKind::Producer,
-        format!("producer kind {:?}", producer.span_kind),
-    );
-    check(
-        consumer.name == format!("process {topic}"),
-        format!("consumer span name `{}`", consumer.name),
-    );
-    check(
-        consumer.span_kind == SpanKind::Consumer,
-        format!("consumer kind {:?}", consumer.span_kind),
-    );
-    for (span, operation) in [(&producer, "send"), (&consumer, "process")] {
-        for (key, expected) in [
-            ("messaging.system", backend.to_owned()),
-            ("messaging.destination.name", topic.clone()),
-            ("messaging.operation.type", operation.to_owned()),
-            ("messaging.message.id", message_id.clone()),
-            (
-                "messaging.message.conversation_id",
-                format!("conversation-{run}"),
-            ),
-            ("bento.event_type", event_type.clone()),
-        ] {
-            let found = attr(span, key);
-            check(
-                found == expected,
-                format!("{} {key} = `{found}`, expected `{expected}`", span.name),
-            );
-        }
-    }
-    check(
-        attr(&consumer, "messaging.destination.subscription.name") == subscription_name,
-        "consumer subscription attribute".into(),
-    );
-    check(
-        attr(&consumer, "bento.outcome") == "ok",
-        format!("consumer outcome `{}`", attr(&consumer, "bento.outcome")),
-    );
-    check(
-        producer.parent_span_id == root.span_context.span_id()
-            && producer.span_context.trace_id() == root.span_context.trace_id(),
-        "the producer span is not a child of the span the publish ran in".into(),
-    );
+    let mut problems = check_attributes(&ids, &producer, &consumer);
+    problems.extend(check_relations(mode, &seen, &root, &producer, &consumer));
     let traceparent = seen.traceparent.clone().unwrap_or_default();
-    let expected_traceparent = format!(
-        "00-{}-{}-{:02x}",
-        producer.span_context.trace_id(),
-        producer.span_context.span_id(),
-        producer.span_context.trace_flags().to_u8()
-    );
-    check(
-        traceparent == expected_traceparent,
-        format!("traceparent header `{traceparent}`, expected `{expected_traceparent}`"),
-    );
-    check(
-        seen.baggage.as_deref() == Some("yes"),
-        format!("baggage in the handler: {:?}", seen.baggage),
-    );
-    check(
-        seen.trace_id == consumer.span_context.trace_id(),
-        "the handler did not run in the consumer span".into(),
-    );
-    match mode {
-        ConsumerParent::Child => {
-            check(
-                consumer.span_context.trace_id() == producer.span_context.trace_id(),
-                "child mode: consumer and producer are in different traces".into(),
-            );
-            check(
-                consumer.parent_span_id == producer.span_context.span_id(),
-                "child mode: the consumer span's parent is not the producer span".into(),
-            );
-        }
-        ConsumerParent::Link => {
-            check(
-                consumer.span_context.trace_id() != producer.span_context.trace_id(),
-                "link mode: the consumer span did not start a new trace".into(),
-            );
-            check(
-                consumer.parent_span_id == SpanId::INVALID,
-                "link mode: the consumer span has a parent".into(),
-            );
-            check(
-                consumer.links.iter().any(|link| {
-                    link.span_context.trace_id() == producer.span_context.trace_id()
-                        && link.span_context.span_id() == producer.span_context.span_id()
-                }),
-                "link mode: no link from the consumer span to the producer span".into(),
-            );
-        }
-    }
     if !problems.is_empty() {
         return fail(format!(
             "trace scenario ({mode:?}) on {backend}: {}",
@@ -362,4 +249,184 @@ pub async fn check_trace_continuation(
         }
         _ => Ok(()),
     }
+}
+
+/// What a trace scenario's spans should say of its message.
+struct Ids<'a> {
+    backend: &'static str,
+    topic: &'a str,
+    event_type: &'a str,
+    run: &'a str,
+    subscription: &'a str,
+    message_id: &'a str,
+}
+
+/// The span names, kinds and messaging attributes that are not as expected.
+fn check_attributes(ids: &Ids<'_>, producer: &SpanData, consumer: &SpanData) -> Vec<String> {
+    let Ids {
+        backend,
+        topic,
+        event_type,
+        run,
+        subscription: subscription_name,
+        message_id,
+    } = *ids;
+    let mut problems = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            problems.push(what);
+        }
+    };
+    let attr = |span: &SpanData, key: &str| attribute(span, key).unwrap_or_default();
+    check(
+        producer.name == format!("publish {topic}"),
+        format!("producer span name `{}`", producer.name),
+    );
+    check(
+        producer.span_kind == SpanKind::Producer,
+        format!("producer kind {:?}", producer.span_kind),
+    );
+    check(
+        consumer.name == format!("process {topic}"),
+        format!("consumer span name `{}`", consumer.name),
+    );
+    check(
+        consumer.span_kind == SpanKind::Consumer,
+        format!("consumer kind {:?}", consumer.span_kind),
+    );
+    for (span, operation) in [(producer, "send"), (consumer, "process")] {
+        for (key, expected) in [
+            ("messaging.system", backend.to_owned()),
+            ("messaging.destination.name", topic.to_owned()),
+            ("messaging.operation.type", operation.to_owned()),
+            ("messaging.message.id", message_id.to_owned()),
+            (
+                "messaging.message.conversation_id",
+                format!("conversation-{run}"),
+            ),
+            ("bento.event_type", event_type.to_owned()),
+        ] {
+            let found = attr(span, key);
+            check(
+                found == expected,
+                format!("{} {key} = `{found}`, expected `{expected}`", span.name),
+            );
+        }
+    }
+    check(
+        attr(consumer, "messaging.destination.subscription.name") == subscription_name,
+        "consumer subscription attribute".into(),
+    );
+    check(
+        attr(consumer, "bento.outcome") == "ok",
+        format!("consumer outcome `{}`", attr(consumer, "bento.outcome")),
+    );
+    problems
+}
+
+/// How the spans relate (the producer to the publish's span, the consumer to the producer, in
+/// `mode`) and what the handler saw (the `traceparent` header, baggage, its span), where that
+/// is not as expected.
+fn check_relations(
+    mode: ConsumerParent,
+    seen: &Seen,
+    root: &SpanData,
+    producer: &SpanData,
+    consumer: &SpanData,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            problems.push(what);
+        }
+    };
+    check(
+        producer.parent_span_id == root.span_context.span_id()
+            && producer.span_context.trace_id() == root.span_context.trace_id(),
+        "the producer span is not a child of the span the publish ran in".into(),
+    );
+    let traceparent = seen.traceparent.clone().unwrap_or_default();
+    let expected_traceparent = format!(
+        "00-{}-{}-{:02x}",
+        producer.span_context.trace_id(),
+        producer.span_context.span_id(),
+        producer.span_context.trace_flags().to_u8()
+    );
+    check(
+        traceparent == expected_traceparent,
+        format!("traceparent header `{traceparent}`, expected `{expected_traceparent}`"),
+    );
+    check(
+        seen.baggage.as_deref() == Some("yes"),
+        format!("baggage in the handler: {:?}", seen.baggage),
+    );
+    check(
+        seen.trace_id == consumer.span_context.trace_id(),
+        "the handler did not run in the consumer span".into(),
+    );
+    match mode {
+        ConsumerParent::Child => {
+            check(
+                consumer.span_context.trace_id() == producer.span_context.trace_id(),
+                "child mode: consumer and producer are in different traces".into(),
+            );
+            check(
+                consumer.parent_span_id == producer.span_context.span_id(),
+                "child mode: the consumer span's parent is not the producer span".into(),
+            );
+        }
+        ConsumerParent::Link => {
+            check(
+                consumer.span_context.trace_id() != producer.span_context.trace_id(),
+                "link mode: the consumer span did not start a new trace".into(),
+            );
+            check(
+                consumer.parent_span_id == SpanId::INVALID,
+                "link mode: the consumer span has a parent".into(),
+            );
+            check(
+                consumer.links.iter().any(|link| {
+                    link.span_context.trace_id() == producer.span_context.trace_id()
+                        && link.span_context.span_id() == producer.span_context.span_id()
+                }),
+                "link mode: no link from the consumer span to the producer span".into(),
+            );
+        }
+    }
+    problems
+}
+
+/// Subscribes `subscription_name` to `event_type` with a handler that logs a line and sends
+/// what it sees of its message's trace.
+async fn subscribe_recorder(
+    bus: &dyn MessageBus,
+    event_type: &str,
+    subscription_name: &str,
+) -> Result<(Subscription, mpsc::UnboundedReceiver<Seen>), ScenarioError> {
+    let (tx, seen) = mpsc::unbounded_channel::<Seen>();
+    let handler = move |ctx: Context| {
+        let tx = tx.clone();
+        async move {
+            // Whatever the handler logs is in the consumer span.
+            tracing::info!("handling a test message");
+            let current = tracing::Span::current().context();
+            let _ = tx.send(Seen {
+                traceparent: ctx.header("traceparent").map(str::to_owned),
+                baggage: current
+                    .baggage()
+                    .get("bento.test")
+                    .map(|value| value.as_str().to_owned()),
+                trace_id: current.span().span_context().trace_id(),
+            });
+            Ok::<(), HandlerError>(())
+        }
+    };
+    let subscription = bus
+        .subscribe(
+            SubscriptionSpec::event_type(event_type, subscription_name),
+            Arc::new(handler),
+        )
+        .await
+        .map_err(|e| ScenarioError::new(format!("subscribe: {e}")))?;
+    Ok((subscription, seen))
 }
