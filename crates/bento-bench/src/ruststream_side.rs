@@ -21,10 +21,10 @@ const NAME: &str = "bench.payment";
 
 /// [`Payment`] as RustStream's typed publish wants it: the same fields, the same JSON.
 #[derive(Debug, Clone, Serialize, Deserialize, Outgoing)]
-struct RsPayment {
-    seq: u64,
+pub(crate) struct RsPayment {
+    pub(crate) seq: u64,
     account: String,
-    sent_at_micros: u64,
+    pub(crate) sent_at_micros: u64,
     memo: String,
 }
 
@@ -55,6 +55,9 @@ async fn eight_workers(event: &RsPayment, ctx: &mut Context<'_, (), Arc<Clock>>)
 
 /// Every measurement of RustStream's side on `backend`.
 pub async fn run(backend: Backend, knobs: &Knobs, report: &Report) -> Result<()> {
+    if backend == Backend::Pulsar {
+        return crate::ruststream_pulsar::run(knobs, report).await;
+    }
     if backend != Backend::Memory {
         let adapter = if backend == Backend::Pulsar {
             "ruststream-pulsar"
