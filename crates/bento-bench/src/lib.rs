@@ -18,6 +18,7 @@ pub mod event;
 pub mod measure;
 mod raw_kafka;
 mod raw_pulsar;
+mod ruststream_kafka;
 mod ruststream_pulsar;
 mod ruststream_side;
 

@@ -1,8 +1,6 @@
 //! RustStream's side: the same typed events published through RustStream to typed handlers
-//! (`#[subscriber]` functions) on its in-memory broker, at one worker and at eight.
-//!
-//! On Pulsar and Kafka (`ruststream-pulsar`, `ruststream-rdkafka`) the side is not written
-//! yet; it fails with a message saying so, which the results record.
+//! (`#[subscriber]` functions) on its in-memory broker, at one worker and at eight; on Pulsar
+//! and Kafka see `ruststream_pulsar` and `ruststream_kafka`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Payment;
 use crate::measure::Clock;
-use crate::{Backend, Knobs, Report, Unavailable};
+use crate::{Backend, Knobs, Report};
 
 /// The name RustStream's subscribers listen on (its `#[subscriber]` takes a literal).
 const NAME: &str = "bench.payment";
@@ -55,21 +53,10 @@ async fn eight_workers(event: &RsPayment, ctx: &mut Context<'_, (), Arc<Clock>>)
 
 /// Every measurement of RustStream's side on `backend`.
 pub async fn run(backend: Backend, knobs: &Knobs, report: &Report) -> Result<()> {
-    if backend == Backend::Pulsar {
-        return crate::ruststream_pulsar::run(knobs, report).await;
-    }
-    if backend != Backend::Memory {
-        let adapter = if backend == Backend::Pulsar {
-            "ruststream-pulsar"
-        } else {
-            "ruststream-rdkafka"
-        };
-        return Err(Unavailable(format!(
-            "RustStream on {}: {adapter} 0.7.1 builds here (it is in Cargo.lock), but this \
-             side is not written yet",
-            backend.name()
-        ))
-        .into());
+    match backend {
+        Backend::Pulsar => return crate::ruststream_pulsar::run(knobs, report).await,
+        Backend::Kafka => return crate::ruststream_kafka::run(knobs, report).await,
+        Backend::Memory => {}
     }
     for &size in &knobs.sizes {
         let events: Vec<RsPayment> = crate::event::prepared(knobs.events, size)
