@@ -1,7 +1,8 @@
 //! Events in Avro and Protobuf: `UserCreated` as Avro with a schema derived from the Rust type,
 //! `OrderShipped` as Protobuf generated from `proto/shipping.proto`. Both schemas are declared
-//! to the backend at start-up (on Pulsar they land in its schema registry, and an incompatible
-//! change fails here rather than at the first message).
+//! to the backend at start-up (on Pulsar they land in its schema registry, on Kafka in the
+//! configured Confluent-compatible one; an incompatible change fails here rather than at the
+//! first message).
 //!
 //! The other examples publish `UserCreated` as JSON, and a topic holds one encoding (on Pulsar
 //! a JSON event is refused on a topic of Avro records), so this example's events go to topics
@@ -10,6 +11,11 @@
 //! ```text
 //! cargo run --example codecs
 //! BENTO_MESSAGING__BACKEND=pulsar cargo run --example codecs --features pulsar
+//! # on Kafka with a Confluent-compatible schema registry (the dev-env's: `cargo xtask dev-env
+//! # up all`): schemas registered under <topic>-value, records in Confluent's wire format
+//! BENTO_MESSAGING__BACKEND=kafka \
+//!   BENTO_MESSAGING__KAFKA__SCHEMA_REGISTRY__URL=http://127.0.0.1:8081/apis/ccompat/v7 \
+//!   cargo run --example codecs --features kafka
 //! cargo run --example codecs -- --asyncapi     # its AsyncAPI document, no broker needed
 //! ```
 

@@ -65,6 +65,11 @@ fn codecs_on(backend: &str) {
     assert!(stdout.contains(r#"parcel_ids: ["p-1", "p-2"]"#), "{stdout}");
 }
 
+/// Held by the codecs runs on Kafka, which share the example's topics and consumer groups
+/// (fixed names): one run's records are read by its own consumers, framed or not.
+#[cfg(feature = "kafka")]
+static CODECS_ON_KAFKA: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn middleware_on(backend: &str) {
     let output = example_on("middleware", backend);
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -195,7 +200,59 @@ fn quickstart_on_kafka() {
 #[cfg(feature = "kafka")]
 #[test]
 fn codecs_on_kafka() {
+    let _kafka = CODECS_ON_KAFKA
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     codecs_on("kafka");
+}
+
+/// The codecs example on Kafka with the dev-env's schema registry (`BENTO_TEST_REGISTRY_URL`):
+/// its Avro and Protobuf schemas are registered under `<topic>-value`, and its events, framed
+/// with their schema ids, are read back by its handlers.
+#[cfg(feature = "kafka")]
+#[test]
+fn codecs_on_kafka_with_a_schema_registry() {
+    use bento_kafka::{RegistryClient, SchemaRegistryConfig};
+
+    let _kafka = CODECS_ON_KAFKA
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let url = std::env::var("BENTO_TEST_REGISTRY_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v7".to_owned());
+    let mut command = Command::new(example("codecs"));
+    command
+        .env("BENTO_MESSAGING__BACKEND", "kafka")
+        .env_remove("BENTO_CONFIG")
+        .env("BENTO_MESSAGING__KAFKA__SCHEMA_REGISTRY__URL", &url);
+    point_at_test_brokers(&mut command);
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the codecs example: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "codecs example on Kafka with the registry at {url} failed (is it up? `cargo xtask \
+         dev-env up registry`):\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains(r#"UserCreated { user_id: "u-7""#),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#"parcel_ids: ["p-1", "p-2"]"#), "{stdout}");
+
+    let registry = RegistryClient::new(&SchemaRegistryConfig::new(&url)).expect("a client");
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    for (subject, kind) in [
+        ("codecs-example.users.user-created-value", "AVRO"),
+        ("codecs-example.shipping.order-shipped-value", "PROTOBUF"),
+    ] {
+        let latest = runtime
+            .block_on(registry.latest(subject))
+            .unwrap_or_else(|e| panic!("reading subject {subject}: {e}"))
+            .unwrap_or_else(|| panic!("the example registered no schema under {subject}"));
+        assert_eq!(latest.schema_type, kind, "{subject}");
+    }
 }
 
 #[cfg(not(feature = "kafka"))]
