@@ -53,7 +53,49 @@ pub(crate) fn render(definition: &str) -> Result<Proto, String> {
     let (root_message, _) =
         find_message(file, root).ok_or_else(|| format!("`{file_name}` has no message `{root}`"))?;
 
-    // The top-level messages and enums of the file the root uses, transitively.
+    let used = used_types(&set, file, root_message, root)?;
+    let version = if file.syntax() == "proto3" { 3 } else { 2 };
+    let mut text = String::new();
+    let _ = writeln!(text, "syntax = \"proto{version}\";");
+    if !package.is_empty() {
+        let _ = writeln!(text, "package {package};");
+    }
+    for import in &used.imports {
+        let _ = writeln!(text, "import \"{import}\";");
+    }
+    for name in &used.messages {
+        if let Some(message) = file.message_type.iter().find(|m| m.name() == name) {
+            text.push('\n');
+            write_message(&mut text, message, version, package, 0);
+        }
+    }
+    for name in &used.enums {
+        if let Some(enumeration) = file.enum_type.iter().find(|e| e.name() == name) {
+            text.push('\n');
+            write_enum(&mut text, enumeration, 0);
+        }
+    }
+    Ok(Proto { text, version })
+}
+
+/// The top-level messages and enums of a file that its root message uses, transitively, and
+/// the well-known files it imports.
+struct Used {
+    /// The root first.
+    messages: Vec<String>,
+    enums: BTreeSet<String>,
+    imports: BTreeSet<String>,
+}
+
+/// What `root_message` (named `root`) of `file` uses; an error for a type from another file
+/// than google/protobuf/*, which AsyncAPI's one-file Protobuf format cannot hold.
+fn used_types(
+    set: &FileDescriptorSet,
+    file: &FileDescriptorProto,
+    root_message: &DescriptorProto,
+    root: &str,
+) -> Result<Used, String> {
+    let package = file.package();
     let mut wanted: Vec<String> = vec![root_message.name().to_owned()];
     let mut queue: VecDeque<&DescriptorProto> = VecDeque::from([root_message]);
     let mut enums: BTreeSet<String> = BTreeSet::new();
@@ -103,29 +145,11 @@ pub(crate) fn render(definition: &str) -> Result<Proto, String> {
             }
         }
     }
-
-    let version = if file.syntax() == "proto3" { 3 } else { 2 };
-    let mut text = String::new();
-    let _ = writeln!(text, "syntax = \"proto{version}\";");
-    if !package.is_empty() {
-        let _ = writeln!(text, "package {package};");
-    }
-    for import in &imports {
-        let _ = writeln!(text, "import \"{import}\";");
-    }
-    for name in &wanted {
-        if let Some(message) = file.message_type.iter().find(|m| m.name() == name) {
-            text.push('\n');
-            write_message(&mut text, message, version, package, 0);
-        }
-    }
-    for name in &enums {
-        if let Some(enumeration) = file.enum_type.iter().find(|e| e.name() == name) {
-            text.push('\n');
-            write_enum(&mut text, enumeration, 0);
-        }
-    }
-    Ok(Proto { text, version })
+    Ok(Used {
+        messages: wanted,
+        enums,
+        imports,
+    })
 }
 
 /// The top-level message `root` (full name, package included) names, with its path.
