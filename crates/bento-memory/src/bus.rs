@@ -92,19 +92,19 @@ impl Inner {
             retained.push_back(envelope.clone());
         }
         // Subscriptions with room take the message at once; the others are waited for after
-        // the lock is released. Room is handed out first come, first served, so a publish
-        // that waits is not overtaken by a later one.
+        // the lock is released. While a publish waits for a subscription, new publishes queue
+        // behind it.
         let full: Vec<Arc<Subscription>> = {
             let subscriptions = topic.subscriptions.read();
             let mut full = Vec::new();
             for subscription in subscriptions.iter() {
                 match subscription.try_reserve(&envelope) {
-                    Ok(room) => subscription.deliver(Message {
+                    Some(room) => subscription.deliver(Message {
                         envelope: envelope.clone(),
                         attempt: 1,
-                        room,
+                        room: Some(room),
                     }),
-                    Err(()) => full.push(subscription.clone()),
+                    None => full.push(subscription.clone()),
                 }
             }
             full
@@ -114,7 +114,7 @@ impl Inner {
             subscription.deliver(Message {
                 envelope: envelope.clone(),
                 attempt: 1,
-                room,
+                room: Some(room),
             });
         }
     }

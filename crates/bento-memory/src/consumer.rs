@@ -10,8 +10,9 @@ use bento_domain::Envelope;
 use futures::Stream;
 use tokio::sync::mpsc;
 
+use crate::budget::Room;
 use crate::bus::Inner;
-use crate::subscription::{Message, Room, Subscription};
+use crate::subscription::{Message, Subscription};
 
 /// One consumer of a subscription, as the dispatcher's stream of deliveries.
 pub(crate) struct Consumer {
@@ -84,7 +85,7 @@ struct MemorySettle {
     unsettled: Option<Arc<Envelope>>,
     attempt: u32,
     /// Given back to the subscription when the message is settled for good.
-    room: Room,
+    room: Option<Room>,
 }
 
 impl MemorySettle {
@@ -92,7 +93,7 @@ impl MemorySettle {
         subscription: &Arc<Subscription>,
         envelope: Arc<Envelope>,
         attempt: u32,
-        room: Room,
+        room: Option<Room>,
         delay: Duration,
     ) {
         let subscription = subscription.clone();

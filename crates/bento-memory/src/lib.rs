@@ -15,6 +15,7 @@
 //! Each topic can also retain what was published to it ([`MemoryBus::published`]), which makes
 //! the bus a convenient harness for a service's own tests.
 
+mod budget;
 mod bus;
 mod consumer;
 mod subscription;

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use bento_application::{BusError, SubscriptionKind};
 use bento_domain::Envelope;
 use parking_lot::Mutex;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
+
+use crate::budget::{Budget, Room};
 
 /// A message on its way to a consumer, with its delivery attempt.
 pub(crate) struct Message {
@@ -13,17 +15,7 @@ pub(crate) struct Message {
     pub(crate) attempt: u32,
     /// The room it takes in its subscription until it is settled for good (acknowledged or
     /// dead-lettered); a retry or a redelivery keeps it.
-    pub(crate) room: Room,
-}
-
-/// A message's share of its subscription's byte budget; given back when dropped.
-pub(crate) type Room = Option<OwnedSemaphorePermit>;
-
-/// What a message counts against its subscription's budget: its payload and a fixed share for
-/// the envelope's fields and the bookkeeping around it.
-fn weight(envelope: &Envelope, capacity: usize) -> u32 {
-    let bytes = (envelope.payload.len() + 256).min(capacity.max(1));
-    u32::try_from(bytes).unwrap_or(u32::MAX)
+    pub(crate) room: Option<Room>,
 }
 
 struct ConsumerSlot {
@@ -48,40 +40,31 @@ pub(crate) struct Subscription {
     state: Mutex<State>,
     /// Bytes of unsettled messages (waiting, in a handler, or waiting for a retry) this
     /// subscription may still take; publishers wait for room beyond that.
-    room: Arc<Semaphore>,
-    capacity: usize,
+    budget: Arc<Budget>,
 }
 
 impl Subscription {
     pub(crate) fn new(topic: &str, name: &str, kind: SubscriptionKind, capacity: usize) -> Self {
-        let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
         Self {
             topic: topic.to_owned(),
             name: name.to_owned(),
             kind,
             state: Mutex::new(State::default()),
-            room: Arc::new(Semaphore::new(capacity)),
-            capacity,
+            budget: Budget::new(capacity),
         }
     }
 
-    /// Room for `envelope` if there is some now (and no publisher waits for room before it).
-    pub(crate) fn try_reserve(&self, envelope: &Envelope) -> Result<Room, ()> {
-        self.room
-            .clone()
-            .try_acquire_many_owned(weight(envelope, self.capacity))
-            .map(Some)
-            .map_err(|_| ())
+    /// Room for `envelope` if there is some now and no publisher waits for room.
+    pub(crate) fn try_reserve(&self, envelope: &Envelope) -> Option<Room> {
+        self.budget
+            .try_take(self.budget.weight(envelope.payload.len()))
     }
 
     /// Room for `envelope`, waiting until settled messages give some back.
     pub(crate) async fn reserve(&self, envelope: &Envelope) -> Room {
-        // The semaphore is never closed, so this only waits.
-        self.room
-            .clone()
-            .acquire_many_owned(weight(envelope, self.capacity))
+        self.budget
+            .take(self.budget.weight(envelope.payload.len()))
             .await
-            .ok()
     }
 
     /// Connects a consumer; refused for a second consumer of an exclusive subscription.
