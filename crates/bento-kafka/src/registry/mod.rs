@@ -109,6 +109,8 @@ pub(crate) struct Registry {
     by_event_type: RwLock<HashMap<String, Arc<EventSchema>>>,
     /// The framing of each event type's records on each topic, once registered there.
     frames: RwLock<HashMap<TopicAndType, Arc<OnceCell<Frame>>>>,
+    /// Held while a schema is registered.
+    registering: tokio::sync::Mutex<()>,
 }
 
 impl Registry {
@@ -123,6 +125,7 @@ impl Registry {
             config: config.clone(),
             by_event_type: RwLock::new(HashMap::new()),
             frames: RwLock::new(HashMap::new()),
+            registering: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -187,6 +190,10 @@ impl Registry {
     }
 
     async fn register(&self, topic: &str, schema: &EventSchema) -> Result<Frame, BusError> {
+        // One registration at a time per bus: they are few (one per event type and topic), and
+        // some registries fail concurrent ones (Apicurio 2.4's in-memory storage answers
+        // `Concurrent update in table "SEQUENCES"` and then stalls).
+        let _one_at_a_time = self.registering.lock().await;
         let strategy = self.config.subject_name_strategy;
         let subject = strategy.subject(topic, &schema.record);
         let definition = &schema.definition;
