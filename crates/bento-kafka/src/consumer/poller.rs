@@ -115,6 +115,14 @@ pub(crate) struct Poller {
     pub(crate) unframe: bool,
 }
 
+/// Whether `topic`, read by a subscription to `event_topic`, holds records as publishers wrote
+/// them, framed when written with a schema registry: the event topic and its delay topic. Retry
+/// tiers hold what Bento stored after decoding (the codec's bytes), which must not be taken for
+/// framing (an Avro datum may start with a zero byte).
+fn holds_framed_records(event_topic: &str, topic: &str) -> bool {
+    topic == event_topic || topic.strip_suffix(".delayed") == Some(event_topic)
+}
+
 impl Poller {
     /// Starts the poller, feeding `tx` (the other end of a [`Deliveries`](super::Deliveries)).
     pub(crate) fn start(
@@ -178,18 +186,7 @@ impl Poller {
                         }
                         hand_over(&tx, &mut ready);
                     }
-                    Some(Err(error)) => {
-                        // Broker and topic trouble is reported here while librdkafka retries;
-                        // say it once a while, not on every poll.
-                        let text = error.to_string();
-                        let repeat = last_error.as_ref().is_some_and(|(t, at)| {
-                            *t == text && at.elapsed() < Duration::from_secs(10)
-                        });
-                        if !repeat {
-                            tracing::warn!(group = %state.group, %error, "Kafka consumer error");
-                            last_error = Some((text, tokio::time::Instant::now()));
-                        }
-                    }
+                    Some(Err(error)) => report_error(&state.group, &error, &mut last_error),
                     None => break,
                 },
             }
@@ -197,20 +194,7 @@ impl Poller {
         // Parked and undispatched records stay uncommitted: the group redelivers them.
         drop((parked, ready, records, tx));
         drop(self);
-        let closed = tokio::task::spawn_blocking(move || {
-            let final_commits = state.due_commits();
-            if final_commits.count() > 0
-                && let Err(error) = consumer.commit(&final_commits, CommitMode::Sync)
-            {
-                tracing::warn!(group = %state.group, %error, "final offset commit failed; unfinished records will be redelivered");
-            }
-            // Dropping the last handle leaves the group (revoking and committing once more).
-            drop(consumer);
-        })
-        .await;
-        if let Err(error) = closed {
-            tracing::warn!(%error, "closing a Kafka consumer failed");
-        }
+        close(consumer, state).await;
     }
 
     fn receive(
@@ -226,7 +210,8 @@ impl Poller {
             tracing::debug!(group = %state.group, topic = message.topic(), partition = message.partition(), "record of an unassigned partition ignored");
             return;
         };
-        let incoming = decode(message, tp, lease, cell, self.unframe);
+        let unframe = self.unframe && holds_framed_records(&self.settler.topic, &tp.0);
+        let incoming = decode(message, tp, lease, cell, unframe);
         let Some(due) = incoming.due.filter(|at| *at > Utc::now()) else {
             ready.push_back(self.delivery(incoming));
             return;
@@ -295,5 +280,61 @@ impl Poller {
             tracing::debug!(group = %self.state.group, %error, "offset commit not sent; retrying later");
             self.state.forget_commits(&tpl);
         }
+    }
+}
+
+/// Logs a consumer error: broker and topic trouble is reported while librdkafka retries, so
+/// the same error is said once in 10 s, not on every poll.
+fn report_error(
+    group: &str,
+    error: &rdkafka::error::KafkaError,
+    last_error: &mut Option<(String, tokio::time::Instant)>,
+) {
+    let text = error.to_string();
+    let repeat = last_error
+        .as_ref()
+        .is_some_and(|(t, at)| *t == text && at.elapsed() < Duration::from_secs(10));
+    if !repeat {
+        tracing::warn!(%group, %error, "Kafka consumer error");
+        *last_error = Some((text, tokio::time::Instant::now()));
+    }
+}
+
+/// Commits what is finished and leaves the group (dropping the last handle revokes and
+/// commits once more); records not finished are redelivered to the group.
+async fn close(consumer: Arc<StreamConsumer<BentoContext>>, state: Arc<SubscriptionState>) {
+    let closed = tokio::task::spawn_blocking(move || {
+        let final_commits = state.due_commits();
+        if final_commits.count() > 0
+            && let Err(error) = consumer.commit(&final_commits, CommitMode::Sync)
+        {
+            tracing::warn!(group = %state.group, %error, "final offset commit failed; unfinished records will be redelivered");
+        }
+        // Dropping the last handle leaves the group (revoking and committing once more).
+        drop(consumer);
+    })
+    .await;
+    if let Err(error) = closed {
+        tracing::warn!(%error, "closing a Kafka consumer failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_framed_records;
+    use crate::topics;
+
+    #[test]
+    fn only_the_event_and_delay_topics_hold_framed_records() {
+        assert!(holds_framed_records("users", "users"));
+        assert!(holds_framed_records(
+            "users",
+            &topics::delayed_topic("users")
+        ));
+        assert!(!holds_framed_records(
+            "users",
+            &topics::retry_topic("users", "crm", 1)
+        ));
+        assert!(!holds_framed_records("users", "users.dlq"));
     }
 }
