@@ -51,6 +51,9 @@ pub fn mdbook() -> Result<PathBuf> {
     let mut install = cargo();
     install
         .args(["install", "--locked", "--version", MDBOOK_VERSION, "mdbook"])
+        // `build` and `test` need neither the web server nor the file watcher, which are
+        // most of mdbook's dependencies; the search index stays.
+        .args(["--no-default-features", "--features", "search"])
         .arg("--root")
         .arg(&root);
     if !run_step(install)? {
