@@ -77,7 +77,11 @@ async fn a_full_subscription_holds_its_publishers_and_loses_nothing() {
         .expect("task")
         .expect("publish");
     second.wait_for(9, PATIENCE).await;
-    assert_eq!(numbers(&second), (0..9).collect::<Vec<_>>(), "all of them, in order");
+    assert_eq!(
+        numbers(&second),
+        (0..9).collect::<Vec<_>>(),
+        "all of them, in order"
+    );
 }
 
 #[tokio::test]
@@ -90,7 +94,10 @@ async fn a_message_waiting_for_its_retry_keeps_its_room() {
         ))
     };
     let _subscription = bus
-        .subscribe(SubscriptionSpec::topic("retried", "parked"), Arc::new(failing))
+        .subscribe(
+            SubscriptionSpec::topic("retried", "parked"),
+            Arc::new(failing),
+        )
         .await
         .expect("subscribe");
     let options = PublishOptions::default().to_topic("retried");
@@ -100,11 +107,8 @@ async fn a_message_waiting_for_its_retry_keeps_its_room() {
             .expect("room for eight")
             .expect("publish");
     }
-    let ninth = tokio::time::timeout(
-        Duration::from_millis(500),
-        bus.publish(message(8), options),
-    )
-    .await;
+    let ninth =
+        tokio::time::timeout(Duration::from_millis(500), bus.publish(message(8), options)).await;
     assert!(
         ninth.is_err(),
         "eight messages waiting an hour for their retry still fill the subscription"
@@ -134,9 +138,7 @@ async fn delayed_publishes_wait_beyond_the_bound_and_are_all_delivered() {
             .expect("publish");
     }
     let started = tokio::time::Instant::now();
-    bus.publish(message(3), in_a_second)
-        .await
-        .expect("publish");
+    bus.publish(message(3), in_a_second).await.expect("publish");
     assert!(
         started.elapsed() >= Duration::from_millis(800),
         "the fourth delayed publish waited until the first three were due ({:?})",
