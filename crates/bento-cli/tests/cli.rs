@@ -949,7 +949,32 @@ async fn kafka_admin_topics_through_the_cli() -> TestResult {
     let listed = bento_ok(Backend::Kafka, &["admin", "topics", "list"]).await;
     assert!(listed.lines().any(|l| l.trim() == topic), "{listed}");
     let listed = bento_json(Backend::Kafka, &["admin", "topics", "list", &topic]).await;
-    assert_eq!(listed, serde_json::json!([{ "topic": topic }]));
+    assert_eq!(
+        listed,
+        serde_json::json!([{ "topic": topic, "role": "topic" }])
+    );
+    // A group's retry tier and the topic's delayed topic are listed under it, saying whose.
+    let tier = format!("{topic}.billing.retry.1");
+    let delayed = format!("{topic}.delayed");
+    for created in [&tier, &delayed] {
+        bento_ok(Backend::Kafka, &["admin", "topics", "create", created]).await;
+    }
+    let listed = bento_ok(Backend::Kafka, &["admin", "topics", "list", &topic]).await;
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&tier) && l.trim_end().ends_with("retries of billing")),
+        "{listed}"
+    );
+    let roles = bento_json(Backend::Kafka, &["admin", "topics", "list", &topic]).await;
+    assert_eq!(roles[0]["topic"], topic.as_str(), "{roles:#}");
+    assert_eq!(roles[1]["role"], "retry", "{roles:#}");
+    assert_eq!(roles[1]["of_topic"], topic.as_str(), "{roles:#}");
+    assert_eq!(roles[1]["subscription"], "billing", "{roles:#}");
+    assert_eq!(roles[2]["role"], "delayed", "{roles:#}");
+    for created in [&tier, &delayed] {
+        bento_ok(Backend::Kafka, &["admin", "topics", "delete", created]).await;
+    }
     let stats = bento_json(Backend::Kafka, &["admin", "topics", "stats", &topic]).await;
     assert_eq!(
         stats["partitions"].as_array().map(Vec::len),

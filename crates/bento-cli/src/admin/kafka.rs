@@ -4,7 +4,8 @@ use bento_kafka::{KafkaAdmin, KafkaConfig, OffsetReset, RegistryClient, SubjectN
 use serde::Serialize;
 use serde_json::json;
 
-use super::{done, list_table, parse_time};
+use super::topic_roles::{self, TopicRole};
+use super::{done, parse_time};
 use crate::cli::{Admin, SchemasArgs, Subscriptions, Topics};
 use crate::error::CliError;
 use crate::output::{Output, Table, pairs};
@@ -34,9 +35,18 @@ pub(super) async fn run(
                 .into_iter()
                 .filter(|t| !t.starts_with("__") && t.starts_with(&prefix))
                 .collect();
-            let rows: Vec<serde_json::Value> =
-                topics.iter().map(|t| json!({ "topic": t })).collect();
-            out.print(&rows, || list_table("TOPIC", &topics))
+            // Retry tiers, delayed and dead-letter topics follow the topic they belong to.
+            let rows: Vec<TopicRow> = topic_roles::classify(topics)
+                .into_iter()
+                .map(|(topic, role)| TopicRow { topic, role })
+                .collect();
+            out.print(&rows, || {
+                let mut table = Table::new(&["TOPIC", "OF"]);
+                for row in &rows {
+                    table.row([row.topic.clone(), row.role.describe()]);
+                }
+                table.render()
+            })
         }
         Admin::Topics(Topics::Create { topic, partitions }) => {
             if admin.list_topics().await?.contains(&topic) {
@@ -325,4 +335,14 @@ async fn schemas(config: &KafkaConfig, args: SchemasArgs, out: Output) -> Result
         }
         table.render()
     })
+}
+
+/// One row of `admin topics list`.
+#[derive(Serialize)]
+struct TopicRow {
+    topic: String,
+    /// `role` (`topic`, `retry`, `dead-letter`, `replay-log`, `delayed`) and, for the others,
+    /// `of_topic` and `subscription`.
+    #[serde(flatten)]
+    role: TopicRole,
 }

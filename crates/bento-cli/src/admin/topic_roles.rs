@@ -1,9 +1,11 @@
-//! What each topic of a Pulsar namespace is to Bento, from its name alone: an event topic, or
-//! the retry topic, dead-letter topic or replay log of one subscription on another topic.
+//! What each topic of a Pulsar namespace or a Kafka cluster is to Bento, from its name alone:
+//! an event topic, or the retry topic, dead-letter topic or replay log of one subscription on
+//! another topic, or where a topic's delayed messages wait.
 //!
-//! Bento names them after the topic and the subscription (`<topic>-<subscription>-RETRY`,
-//! `<topic>-<subscription>-DLQ` by default, `<dead-letter topic>-REPLAYED`), so `bento admin
-//! topics list` can show each one under the topic it belongs to, saying whose it is.
+//! Bento names them after the topic and the subscription (Pulsar: `<topic>-<subscription>-RETRY`;
+//! Kafka: `<topic>.<group>.retry.<tier>` and `<topic>.delayed`; both: `<topic>-<subscription>-DLQ`
+//! by default and `<dead-letter topic>-REPLAYED`), so `bento admin topics list` can show each
+//! one under the topic it belongs to, saying whose it is.
 
 use serde::Serialize;
 
@@ -32,6 +34,11 @@ pub(crate) enum TopicRole {
         /// The dead-letter topic.
         of_topic: String,
     },
+    /// Kafka: where messages published to `of_topic` with a delivery time wait for it.
+    Delayed {
+        /// The topic they are for.
+        of_topic: String,
+    },
 }
 
 impl TopicRole {
@@ -41,7 +48,8 @@ impl TopicRole {
             TopicRole::Topic => None,
             TopicRole::Retry { of_topic, .. }
             | TopicRole::DeadLetter { of_topic, .. }
-            | TopicRole::ReplayLog { of_topic } => Some(of_topic),
+            | TopicRole::ReplayLog { of_topic }
+            | TopicRole::Delayed { of_topic } => Some(of_topic),
         }
     }
 
@@ -54,6 +62,7 @@ impl TopicRole {
                 format!("dead letters of {subscription}")
             }
             TopicRole::ReplayLog { of_topic } => format!("replay log of {of_topic}"),
+            TopicRole::Delayed { .. } => "delayed messages".to_owned(),
         }
     }
 }
@@ -102,11 +111,28 @@ fn role_of(name: &str, topics: &[String]) -> TopicRole {
             of_topic: dead_letters.to_owned(),
         };
     }
+    if let Some(of_topic) = name.strip_suffix(".delayed")
+        && topics.iter().any(|topic| topic == of_topic)
+    {
+        return TopicRole::Delayed {
+            of_topic: of_topic.to_owned(),
+        };
+    }
+    if let Some((base, tier)) = name.rsplit_once(".retry.")
+        && !tier.is_empty()
+        && tier.bytes().all(|b| b.is_ascii_digit())
+        && let Some((of_topic, subscription)) = split_topic_and_subscription(base, '.', topics)
+    {
+        return TopicRole::Retry {
+            of_topic,
+            subscription,
+        };
+    }
     for (suffix, retry) in [("-RETRY", true), ("-DLQ", false)] {
         let Some(base) = name.strip_suffix(suffix) else {
             continue;
         };
-        if let Some((of_topic, subscription)) = split_topic_and_subscription(base, topics) {
+        if let Some((of_topic, subscription)) = split_topic_and_subscription(base, '-', topics) {
             return if retry {
                 TopicRole::Retry {
                     of_topic,
@@ -123,13 +149,17 @@ fn role_of(name: &str, topics: &[String]) -> TopicRole {
     TopicRole::Topic
 }
 
-/// Splits `<topic>-<subscription>` at the longest listed topic it starts with: topic names and
-/// subscription names both may contain dashes, so the listed topics decide.
-fn split_topic_and_subscription(base: &str, topics: &[String]) -> Option<(String, String)> {
+/// Splits `<topic><separator><subscription>` at the longest listed topic it starts with: topic
+/// names and subscription names both may contain the separator, so the listed topics decide.
+fn split_topic_and_subscription(
+    base: &str,
+    separator: char,
+    topics: &[String],
+) -> Option<(String, String)> {
     topics
         .iter()
         .filter_map(|topic| {
-            let subscription = base.strip_prefix(topic.as_str())?.strip_prefix('-')?;
+            let subscription = base.strip_prefix(topic.as_str())?.strip_prefix(separator)?;
             (!subscription.is_empty()).then(|| (topic.clone(), subscription.to_owned()))
         })
         .max_by_key(|(topic, _)| topic.len())
@@ -198,6 +228,44 @@ mod tests {
                 subscription: "c".into()
             }
         );
+    }
+
+    #[test]
+    fn kafka_retry_tiers_and_delayed_topics_are_listed_under_their_topic() {
+        let topics: Vec<String> = [
+            "orders.placed.billing.retry.2",
+            "orders.placed.delayed",
+            "orders.placed",
+            "orders.placed-billing-DLQ",
+            "orders.placed.billing.retry.1",
+            "payments.retry.x",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let listed = classify(topics);
+        let order: Vec<&str> = listed.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "orders.placed",
+                "orders.placed-billing-DLQ",
+                "orders.placed.billing.retry.1",
+                "orders.placed.billing.retry.2",
+                "orders.placed.delayed",
+                "payments.retry.x",
+            ]
+        );
+        assert_eq!(
+            listed[2].1,
+            TopicRole::Retry {
+                of_topic: "orders.placed".into(),
+                subscription: "billing".into()
+            }
+        );
+        assert_eq!(listed[1].1.describe(), "dead letters of billing");
+        assert_eq!(listed[4].1.describe(), "delayed messages");
+        assert_eq!(listed[5].1, TopicRole::Topic, "not a tier number");
     }
 
     #[test]
