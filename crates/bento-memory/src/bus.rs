@@ -110,6 +110,16 @@ impl Inner {
             full
         };
         for subscription in full {
+            if subscription.unattended() {
+                // Otherwise a publisher held by a subscription nobody reads just hangs.
+                tracing::warn!(
+                    topic = %subscription.topic,
+                    subscription = %subscription.name,
+                    limit_bytes = self.config.max_bytes_per_subscription,
+                    "a publish waits for room in a subscription that is full and has no consumer: \
+                     it holds its messages until a consumer of it reads them"
+                );
+            }
             let room = subscription.reserve(&envelope).await;
             subscription.deliver(Message {
                 envelope: envelope.clone(),

@@ -67,6 +67,12 @@ impl Subscription {
             .await
     }
 
+    /// Whether no consumer is connected (its messages wait for one).
+    pub(crate) fn unattended(&self) -> bool {
+        let state = self.state.lock();
+        !state.consumers.iter().any(|slot| !slot.tx.is_closed())
+    }
+
     /// Connects a consumer; refused for a second consumer of an exclusive subscription.
     pub(crate) fn connect(&self) -> Result<(u64, mpsc::UnboundedReceiver<Message>), BusError> {
         let mut state = self.state.lock();
