@@ -105,14 +105,23 @@ pub fn executables(profile: Profile, wanted: &[&str]) -> Result<BTreeMap<String,
     Ok(found)
 }
 
-/// Runs a benchmark executable and returns its stdout (stderr goes to the terminal).
-pub fn run(mut cmd: Command, what: &str) -> Result<String> {
+/// Runs a benchmark executable and returns its stdout; fails with the reason it printed.
+pub fn run(cmd: Command, what: &str) -> Result<String> {
+    let (stdout, status) = run_keeping_output(cmd, what);
+    status.map(|()| stdout)
+}
+
+/// Runs a benchmark executable: its stdout, even when it failed, and whether it succeeded.
+pub fn run_keeping_output(mut cmd: Command, what: &str) -> (String, Result<()>) {
     cmd.current_dir(workspace_root())
         .env("RUST_BACKTRACE", "0")
         .env("RUST_LIB_BACKTRACE", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let output = cmd.output().with_context(|| format!("starting {what}"))?;
+    let output = match cmd.output().with_context(|| format!("starting {what}")) {
+        Ok(output) => output,
+        Err(err) => return (String::new(), Err(err)),
+    };
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -127,7 +136,8 @@ pub fn run(mut cmd: Command, what: &str) -> Result<String> {
             })
             .unwrap_or(lines.len().saturating_sub(6));
         let reason: Vec<&str> = lines[from..].iter().take(8).copied().collect();
-        bail!("{what} failed ({}): {}", output.status, reason.join(" "));
+        let failed = anyhow::anyhow!("{what} failed ({}): {}", output.status, reason.join(" "));
+        return (stdout, Err(failed));
     }
-    Ok(stdout)
+    (stdout, Ok(()))
 }

@@ -310,9 +310,19 @@ impl Round<'_> {
             let measured = if side == "java" {
                 self.java(scenario, &topic)
             } else {
-                self.rust_side(scenario, side, &topic)
+                // Figures printed before a failure are kept; the failure becomes a note.
+                let (mut partial, status) = self.rust_side(scenario, side, &topic);
+                let printed = !partial.is_empty();
+                found.append(&mut partial);
+                status.and_then(|()| {
+                    if !printed {
+                        bail!("no measurement")
+                    }
+                    Ok(Vec::new())
+                })
             };
             match measured {
+                Ok(ms) if ms.is_empty() && side != "java" => {}
                 Ok(mut ms) if !ms.is_empty() => found.append(&mut ms),
                 Ok(_) => notes.push(format!(
                     "{side}, round {}: failed: no measurement",
@@ -352,15 +362,23 @@ impl Round<'_> {
         cmd
     }
 
-    fn rust_side(&self, scenario: Scenario, side: &str, topic: &str) -> Result<Vec<Measurement>> {
+    /// A Rust side's measurements: those it printed before it failed are kept too.
+    fn rust_side(
+        &self,
+        scenario: Scenario,
+        side: &str,
+        topic: &str,
+    ) -> (Vec<Measurement>, Result<()>) {
         let cmd = self.sides_command(scenario, side, topic);
-        let out = build::run(cmd, &format!("the {side} side"))?;
+        let (out, status) = build::run_keeping_output(cmd, &format!("the {side} side"));
         let mut found = Vec::new();
         for line in out.lines().filter(|l| l.starts_with('{')) {
-            let m: bento_line::Line = serde_json::from_str(line)?;
-            found.push(m.into_measurement());
+            match serde_json::from_str::<bento_line::Line>(line) {
+                Ok(m) => found.push(m.into_measurement()),
+                Err(err) => return (found, Err(err.into())),
+            }
         }
-        Ok(found)
+        (found, status)
     }
 
     fn java(&self, scenario: Scenario, topic: &str) -> Result<Vec<Measurement>> {
