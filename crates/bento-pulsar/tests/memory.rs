@@ -21,7 +21,7 @@ async fn a_hundred_thousand_delayed_messages_are_held_in_bounded_memory() {
     let bound = FloodBound {
         due_in: Duration::from_secs(40),
         // The consumer holds at most 10,000 (about 10 MiB of payload); the client's receive
-        // queue and the allocator's arenas come on top (runs measured 40-65 MiB). Holding all
+        // queue and the allocator's arenas come on top (one run measured 65 MiB). Holding all
         // 100,000 grew the process by 228 MiB.
         growth_limit_kib: 96 * 1024,
     };
