@@ -122,6 +122,11 @@ pub struct HandlersDocs;
 #[cfg(doctest)]
 pub struct MiddlewareDocs;
 
+/// docs/delivery.md's code (the crash guard), compiled as a doctest.
+#[doc = include_str!("../../../docs/delivery.md")]
+#[cfg(doctest)]
+pub struct DeliveryDocs;
+
 /// docs/observability.md's code, compiled (and run where it binds no port, installs no global
 /// subscriber and needs no broker) as doctests.
 #[doc = include_str!("../../../docs/observability.md")]
