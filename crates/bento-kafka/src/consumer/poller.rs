@@ -115,6 +115,14 @@ pub(crate) struct Poller {
     pub(crate) unframe: bool,
 }
 
+/// Whether `topic`, read by a subscription to `event_topic`, holds records as publishers wrote
+/// them, framed when written with a schema registry: the event topic and its delay topic. Retry
+/// tiers hold what Bento stored after decoding (the codec's bytes), which must not be taken for
+/// framing (an Avro datum may start with a zero byte).
+fn holds_framed_records(event_topic: &str, topic: &str) -> bool {
+    topic == event_topic || topic.strip_suffix(".delayed") == Some(event_topic)
+}
+
 impl Poller {
     /// Starts the poller, feeding `tx` (the other end of a [`Deliveries`](super::Deliveries)).
     pub(crate) fn start(
@@ -202,7 +210,8 @@ impl Poller {
             tracing::debug!(group = %state.group, topic = message.topic(), partition = message.partition(), "record of an unassigned partition ignored");
             return;
         };
-        let incoming = decode(message, tp, lease, cell, self.unframe);
+        let unframe = self.unframe && holds_framed_records(&self.settler.topic, &tp.0);
+        let incoming = decode(message, tp, lease, cell, unframe);
         let Some(due) = incoming.due.filter(|at| *at > Utc::now()) else {
             ready.push_back(self.delivery(incoming));
             return;
@@ -307,5 +316,25 @@ async fn close(consumer: Arc<StreamConsumer<BentoContext>>, state: Arc<Subscript
     .await;
     if let Err(error) = closed {
         tracing::warn!(%error, "closing a Kafka consumer failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_framed_records;
+    use crate::topics;
+
+    #[test]
+    fn only_the_event_and_delay_topics_hold_framed_records() {
+        assert!(holds_framed_records("users", "users"));
+        assert!(holds_framed_records(
+            "users",
+            &topics::delayed_topic("users")
+        ));
+        assert!(!holds_framed_records(
+            "users",
+            &topics::retry_topic("users", "crm", 1)
+        ));
+        assert!(!holds_framed_records("users", "users.dlq"));
     }
 }
