@@ -102,7 +102,20 @@ impl Bento {
         };
         let backend = build_message_bus(&config).await?;
         let observability = Observability::start(&config.observability, backend).await?;
-        let bus = Bus::new(observability.bus(), config.codec.codecs());
+        let mut bus = Bus::new(observability.bus(), config.codec.codecs());
+        if let Some(guard) = &config.crash_guard {
+            let layer = bento_application::layer::CrashGuardLayer::open(
+                &guard.directory,
+                guard.max_crashes,
+            )
+            .map_err(|error| {
+                RuntimeError::Config(format!(
+                    "crash_guard.directory `{}`: {error}",
+                    guard.directory.display()
+                ))
+            })?;
+            bus = bus.layer(layer);
+        }
         let mut stores = Stores::open(&config, &bus).await?;
         stores.start(&config, observability.metrics())?;
         tracing::info!(

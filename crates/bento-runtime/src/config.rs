@@ -40,10 +40,32 @@ pub struct Config {
     /// The durable inbox (`[inbox]`); absent: the service has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inbox: Option<InboxConfig>,
+    /// Counting the deaths of the process while a message was in a handler (`[crash_guard]`);
+    /// absent: not counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash_guard: Option<CrashGuardConfig>,
     /// Where the values came from, so that backend sections are read with their sources and
     /// errors name the file or variable.
     #[serde(skip)]
     sources: Option<Figment>,
+}
+
+/// `[crash_guard]`: a message found in a handler when the process died `max_crashes` times is
+/// dead-lettered instead of handled again (`bento_application::layer::CrashGuardLayer`, see
+/// docs/delivery.md). Installed around every subscription of the service.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrashGuardConfig {
+    /// The journal's directory, created if missing: one per running instance of the service,
+    /// on a volume that outlives the process.
+    pub directory: std::path::PathBuf,
+    /// Deaths after which a message is dead-lettered (3).
+    #[serde(default = "default_max_crashes")]
+    pub max_crashes: u32,
+}
+
+fn default_max_crashes() -> u32 {
+    3
 }
 
 /// `[codec]`: the wire format of events.

@@ -58,8 +58,8 @@ pub use bento_sqlx as sqlx;
 pub use bento_testkit::testing;
 pub use build::{Bento, build_message_bus};
 pub use config::{
-    BackendKind, CodecConfig, Config, EventTypeCodec, InboxConfig, MemorySettings, MessagingConfig,
-    OutboxConfig, SchemaSetting,
+    BackendKind, CodecConfig, Config, CrashGuardConfig, EventTypeCodec, InboxConfig,
+    MemorySettings, MessagingConfig, OutboxConfig, SchemaSetting,
 };
 pub use error::RuntimeError;
 

@@ -1,8 +1,9 @@
 //! A message that takes the whole process down, on the real brokers: the service's process
 //! aborts in the handler, is started again, and the broker hands the message back, again and
 //! again (Pulsar's redelivery count stays 0 when a consumer's connection drops; Kafka replays
-//! from the last commit). Behind `CrashGuardLayer` it is dead-lettered after the second crash,
-//! with the reason, and the other messages are handled.
+//! from the last commit). Behind `CrashGuardLayer`, which `[crash_guard]` in the service's
+//! configuration installs, it is dead-lettered after the second crash, with the reason, and the
+//! other messages are handled.
 //!
 //! The service is this test binary run again as a child process (`BENTO_CRASH_CHILD` set),
 //! reading its configuration as a service does.
@@ -11,10 +12,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bento_application::layer::CrashGuardLayer;
 use bento_application::{DeadLetterPolicy, PublishOptions, SubscriptionSpec};
 use bento_domain::Envelope;
 use bento_runtime::Config;
@@ -54,13 +53,11 @@ async fn child(work: &Path) {
                 .map_err(|e| HandlerError::retryable(e.to_string()))
         }
     };
-    let guard =
-        CrashGuardLayer::open(work.join("journal"), MAX_CRASHES).expect("the journal opens");
-    let spec = SubscriptionSpec::topic(topic.trim(), SUBSCRIPTION).layer(guard);
+    // The guard comes from `[crash_guard]` in the configuration, around every subscription.
+    let spec = SubscriptionSpec::topic(topic.trim(), SUBSCRIPTION);
     let _subscription = bento
         .bus()
-        .message_bus()
-        .subscribe(spec, Arc::new(handler))
+        .subscribe_envelopes(spec, handler)
         .await
         .expect("subscribes");
     std::fs::write(work.join("ready"), b"").expect("ready file");
@@ -112,7 +109,18 @@ async fn a_message_that_kills_the_process_is_dead_lettered_after_two_crashes(
     let topic = format!("crash-guard-{}", uuid::Uuid::now_v7().simple());
     std::fs::write(work.join("topic"), &topic).expect("topic file");
     let config = work.join("bento.toml");
-    std::fs::write(&config, backend_config).expect("config file");
+    // The parent publishes and watches the dead letters without the guard; the service's
+    // own configuration adds it.
+    std::fs::write(&config, &backend_config).expect("config file");
+    let service_config = work.join("service.toml");
+    std::fs::write(
+        &service_config,
+        format!(
+            "{backend_config}[crash_guard]\ndirectory = \"{}\"\nmax_crashes = {MAX_CRASHES}\n",
+            work.join("journal").display()
+        ),
+    )
+    .expect("service config file");
 
     let bento = Bento::from_config(
         Config::from_figment(Config::figment(&config)).expect("the configuration reads"),
@@ -127,7 +135,7 @@ async fn a_message_that_kills_the_process_is_dead_lettered_after_two_crashes(
     )
     .await;
 
-    let mut service = spawn_child(&work, &config, test);
+    let mut service = spawn_child(&work, &service_config, test);
     wait_ready(&work, &mut service).await;
     for payload in ["before", "poison", "after"] {
         port.publish(
@@ -157,7 +165,7 @@ async fn a_message_that_kills_the_process_is_dead_lettered_after_two_crashes(
                 crashes <= MAX_CRASHES,
                 "the poison message took the service down {crashes} times"
             );
-            service = spawn_child(&work, &config, test);
+            service = spawn_child(&work, &service_config, test);
             wait_ready(&work, &mut service).await;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
