@@ -224,11 +224,22 @@ impl RegistryClient {
     /// The latest version of `subject`; `None` when the subject has none.
     pub async fn latest(&self, subject: &str) -> Result<Option<SubjectVersion>, String> {
         let what = format!("reading the latest version of subject `{subject}`");
-        let request = self.request(
-            reqwest::Method::GET,
+        self.get_found(
             &format!("/subjects/{}/versions/latest", encode(subject)),
-        );
-        let (status, answer) = self.call(request, &what).await?;
+            &what,
+        )
+        .await
+    }
+
+    /// GETs `path` and reads its JSON answer; `None` when the registry answers 404.
+    async fn get_found<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        what: &str,
+    ) -> Result<Option<T>, String> {
+        let (status, answer) = self
+            .call(self.request(reqwest::Method::GET, path), what)
+            .await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -245,18 +256,10 @@ impl RegistryClient {
     /// The version numbers of `subject`, oldest first; empty when the subject does not exist.
     pub async fn versions(&self, subject: &str) -> Result<Vec<i64>, String> {
         let what = format!("listing the versions of subject `{subject}`");
-        let request = self.request(
-            reqwest::Method::GET,
-            &format!("/subjects/{}/versions", encode(subject)),
-        );
-        let (status, answer) = self.call(request, &what).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Ok(Vec::new());
-        }
-        if !status.is_success() {
-            return Err(format!("{what}: HTTP {status}: {}", error_message(&answer)));
-        }
-        serde_json::from_value(answer).map_err(|e| format!("{what}: unexpected answer: {e}"))
+        let versions = self
+            .get_found(&format!("/subjects/{}/versions", encode(subject)), &what)
+            .await?;
+        Ok(versions.unwrap_or_default())
     }
 
     /// Version `version` of `subject`; `None` when there is no such version.
@@ -266,20 +269,11 @@ impl RegistryClient {
         version: i64,
     ) -> Result<Option<SubjectVersion>, String> {
         let what = format!("reading version {version} of subject `{subject}`");
-        let request = self.request(
-            reqwest::Method::GET,
+        self.get_found(
             &format!("/subjects/{}/versions/{version}", encode(subject)),
-        );
-        let (status, answer) = self.call(request, &what).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !status.is_success() {
-            return Err(format!("{what}: HTTP {status}: {}", error_message(&answer)));
-        }
-        serde_json::from_value(answer)
-            .map(Some)
-            .map_err(|e| format!("{what}: unexpected answer: {e}"))
+            &what,
+        )
+        .await
     }
 }
 
