@@ -6,7 +6,6 @@
 mod common;
 
 use std::error::Error;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,28 +36,7 @@ impl DomainEvent for UserCreated {
 }
 
 fn python(args: &[&str]) -> Result<Value, Box<dyn Error>> {
-    let importable = Command::new("python3")
-        .args(["-c", "import confluent_kafka"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !importable {
-        let install = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", CONFLUENT_KAFKA])
-            .output()?;
-        assert!(
-            install.status.success(),
-            "installing {CONFLUENT_KAFKA} failed: {}",
-            String::from_utf8_lossy(&install.stderr)
-        );
-    }
-    let script = common::workspace_root().join("interop/python/kafka_interop.py");
-    let output = Command::new("python3").arg(script).args(args).output()?;
-    assert!(
-        output.status.success(),
-        "python {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(serde_json::from_slice(&output.stdout)?)
+    common::python("kafka_interop.py", "confluent_kafka", CONFLUENT_KAFKA, args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,6 @@
 mod common;
 
 use std::error::Error;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -436,31 +435,12 @@ async fn a_retried_record_is_decoded_from_its_retry_tier() -> TestResult {
 
 /// Runs the Python side; its JSON output.
 fn python(args: &[&str]) -> Result<Value, Box<dyn Error>> {
-    let importable = Command::new("python3")
-        .args([
-            "-c",
-            "import confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema, confluent_kafka.schema_registry.protobuf",
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !importable {
-        let install = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", CONFLUENT_KAFKA])
-            .output()?;
-        assert!(
-            install.status.success(),
-            "installing {CONFLUENT_KAFKA} failed: {}",
-            String::from_utf8_lossy(&install.stderr)
-        );
-    }
-    let script = common::workspace_root().join("interop/python/kafka_registry_interop.py");
-    let output = Command::new("python3").arg(script).args(args).output()?;
-    assert!(
-        output.status.success(),
-        "python {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(serde_json::from_slice(&output.stdout)?)
+    common::python(
+        "kafka_registry_interop.py",
+        "confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema, confluent_kafka.schema_registry.protobuf",
+        CONFLUENT_KAFKA,
+        args,
+    )
 }
 
 /// The serialized `FileDescriptorSet` of `examples/proto/shipping.proto`.

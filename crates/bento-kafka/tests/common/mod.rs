@@ -54,3 +54,36 @@ pub async fn connect(config: KafkaConfig) -> KafkaBus {
 pub fn unique(what: &str) -> String {
     format!("bento-kafka-{what}-{}", uuid::Uuid::now_v7().simple())
 }
+
+/// Runs `interop/python/<script>` with `args` and reads its JSON output, first installing
+/// `package` with pip unless python3 can already run `import <modules>`.
+pub fn python(
+    script: &str,
+    modules: &str,
+    package: &str,
+    args: &[&str],
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    use std::process::Command;
+    let importable = Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !importable {
+        let install = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", package])
+            .output()?;
+        assert!(
+            install.status.success(),
+            "installing {package} failed: {}",
+            String::from_utf8_lossy(&install.stderr)
+        );
+    }
+    let script = workspace_root().join("interop/python").join(script);
+    let output = Command::new("python3").arg(script).args(args).output()?;
+    assert!(
+        output.status.success(),
+        "python {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
