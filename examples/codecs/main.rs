@@ -42,29 +42,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    // bento.toml (or BENTO_CONFIG) and BENTO_ variables as usual, with this example's topics
-    // where they say nothing else.
-    let path = std::env::var_os("BENTO_CONFIG").map_or_else(|| "bento.toml".into(), PathBuf::from);
-    let topics = BTreeMap::from([
-        (UserCreated::EVENT_TYPE, "codecs-example.users.user-created"),
-        (
-            OrderShipped::EVENT_TYPE,
-            "codecs-example.shipping.order-shipped",
-        ),
-    ]);
-    let figment = Config::figment(&path)
-        .join(("messaging.pulsar.topics.event_types", &topics))
-        .join(("messaging.kafka.topics", &topics));
-    let mut config = Config::from_figment(figment)?;
-    config
-        .codec
-        .event_types
-        .insert(UserCreated::EVENT_TYPE.into(), Format::Avro.into());
-    config
-        .codec
-        .event_types
-        .insert(OrderShipped::EVENT_TYPE.into(), Format::Protobuf.into());
-    let bento = Bento::from_config(config).await?;
+    let bento = Bento::from_config(config()?).await?;
     let bus = bento.bus();
     bus.codec().register(AvroCodec::<UserCreated>::derived()?);
     bus.codec().register(order_shipped_codec());
@@ -78,41 +56,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let (tx, mut seen) = mpsc::unbounded_channel::<String>();
-    let users = {
-        let tx = tx.clone();
-        move |event: UserCreated, ctx: Context| {
-            let line = format!(
-                "{} ({}, {} bytes): {event:?}",
-                ctx.event_type(),
-                ctx.envelope().content_type,
-                ctx.envelope().payload.len()
-            );
-            let _ = tx.send(line);
-            async { Ok::<(), HandlerError>(()) }
-        }
-    };
-    let shipments = move |event: OrderShipped, ctx: Context| {
-        let line = format!(
-            "{} ({}, {} bytes): {event:?}",
-            ctx.event_type(),
-            ctx.envelope().content_type,
-            ctx.envelope().payload.len()
-        );
-        let _ = tx.send(line);
-        async { Ok::<(), HandlerError>(()) }
-    };
-    let subscriptions = [
-        bus.subscribe_with(
-            SubscriptionSpec::event_type(UserCreated::EVENT_TYPE, "codecs-example.users"),
-            users,
-        )
-        .await?,
-        bus.subscribe_with(
-            SubscriptionSpec::event_type(OrderShipped::EVENT_TYPE, "codecs-example.shipments"),
-            shipments,
-        )
-        .await?,
-    ];
+    let subscriptions = subscribe(&bus, tx).await?;
     if bento_examples::print_asyncapi_if_asked(&bento, "codecs")? {
         return Ok(());
     }
@@ -142,4 +86,70 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     bento.shutdown().await?;
     Ok(())
+}
+
+/// bento.toml (or BENTO_CONFIG) and BENTO_ variables as usual, with this example's topics where
+/// they say nothing else, `UserCreated` as Avro and `OrderShipped` as Protobuf.
+fn config() -> Result<Config, Box<dyn std::error::Error>> {
+    let path = std::env::var_os("BENTO_CONFIG").map_or_else(|| "bento.toml".into(), PathBuf::from);
+    let topics = BTreeMap::from([
+        (UserCreated::EVENT_TYPE, "codecs-example.users.user-created"),
+        (
+            OrderShipped::EVENT_TYPE,
+            "codecs-example.shipping.order-shipped",
+        ),
+    ]);
+    let figment = Config::figment(&path)
+        .join(("messaging.pulsar.topics.event_types", &topics))
+        .join(("messaging.kafka.topics", &topics));
+    let mut config = Config::from_figment(figment)?;
+    config
+        .codec
+        .event_types
+        .insert(UserCreated::EVENT_TYPE.into(), Format::Avro.into());
+    config
+        .codec
+        .event_types
+        .insert(OrderShipped::EVENT_TYPE.into(), Format::Protobuf.into());
+    Ok(config)
+}
+
+/// What a handler saw: the event type, its encoding, its size and the decoded event.
+fn describe(event: &impl std::fmt::Debug, ctx: &Context) -> String {
+    format!(
+        "{} ({}, {} bytes): {event:?}",
+        ctx.event_type(),
+        ctx.envelope().content_type,
+        ctx.envelope().payload.len()
+    )
+}
+
+/// One subscription to each event type; each handler sends [`describe`]'s line to `tx`.
+async fn subscribe(
+    bus: &Bus,
+    tx: mpsc::UnboundedSender<String>,
+) -> Result<[Subscription; 2], BusError> {
+    let users = {
+        let tx = tx.clone();
+        move |event: UserCreated, ctx: Context| {
+            let _ = tx.send(describe(&event, &ctx));
+            async { Ok::<(), HandlerError>(()) }
+        }
+    };
+    let shipments = move |event: OrderShipped, ctx: Context| {
+        let _ = tx.send(describe(&event, &ctx));
+        async { Ok::<(), HandlerError>(()) }
+    };
+    Ok([
+        bus.subscribe_with(
+            SubscriptionSpec::event_type(UserCreated::EVENT_TYPE, "codecs-example.users"),
+            users,
+        )
+        .await?,
+        bus.subscribe_with(
+            SubscriptionSpec::event_type(OrderShipped::EVENT_TYPE, "codecs-example.shipments"),
+            shipments,
+        )
+        .await?,
+    ])
 }

@@ -27,7 +27,7 @@ use bento_examples::orders::{
     shipments,
 };
 use bento_runtime::prelude::*;
-use bento_runtime::sqlx::sqlx;
+use bento_runtime::sqlx::{Outbox, sqlx};
 use bento_runtime::{Config, InboxConfig, OutboxConfig};
 
 /// The orders of the demo: the second is refused by the risk check.
@@ -126,33 +126,9 @@ async fn demo() -> Result {
         return Ok(());
     }
 
-    let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM orders")
-        .fetch_one(outbox.pool())
-        .await?;
-    let mut placed = Vec::new();
-    for (number, amount) in (first..).zip(DEMO_ORDERS) {
-        match place_order(&outbox, number, amount).await? {
-            Placement::Placed(id) => {
-                println!("order {number}: placed ({amount} cents), event {id} stored with it");
-                placed.push((number, amount, id));
-            }
-            Placement::Refused => println!(
-                "order {number}: refused by the risk check ({amount} cents): no row, no event"
-            ),
-        }
-    }
-    let ours = |all: Vec<(String, i64)>| -> Vec<i64> {
-        all.into_iter()
-            .filter(|(order, _)| {
-                placed
-                    .iter()
-                    .any(|(n, ..)| *order == format!("order-{n:06}"))
-            })
-            .map(|(_, count)| count)
-            .collect()
-    };
+    let placed = place_demo_orders(&outbox).await?;
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while ours(shipments(inbox.pool()).await?).len() < placed.len() {
+    while shipment_counts(inbox.pool(), &placed).await?.len() < placed.len() {
         if tokio::time::Instant::now() > deadline {
             return Err("the shipments did not arrive in time".into());
         }
@@ -160,19 +136,10 @@ async fn demo() -> Result {
     }
 
     // The same event once more, as a crash before an acknowledgement would redeliver it.
-    let (number, amount, id) = placed[0];
-    let mut again = bento.bus().envelope(&OrderPlaced {
-        order_id: format!("order-{number:06}"),
-        number,
-        amount_cents: amount,
-    })?;
-    again.id = id;
-    bento
-        .bus()
-        .publish_envelopes(vec![again], PublishOptions::default())
-        .await?;
+    let (number, ..) = placed[0];
+    publish_again(&bento, placed[0]).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let counts = ours(shipments(inbox.pool()).await?);
+    let counts = shipment_counts(inbox.pool(), &placed).await?;
     println!(
         "order {number}: delivered again, shipped {} time(s) in all",
         counts[0]
@@ -186,6 +153,59 @@ async fn demo() -> Result {
     shipping.shutdown().await?;
     bento.shutdown().await?;
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// An order the demo placed: its number, its amount in cents and its event's id.
+type Placed = (i64, i64, MessageId);
+
+/// Places [`DEMO_ORDERS`] after the highest number stored; returns those the risk check let
+/// through.
+async fn place_demo_orders(outbox: &Outbox<sqlx::Any, Codecs>) -> Result<Vec<Placed>> {
+    let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM orders")
+        .fetch_one(outbox.pool())
+        .await?;
+    let mut placed = Vec::new();
+    for (number, amount) in (first..).zip(DEMO_ORDERS) {
+        match place_order(outbox, number, amount).await? {
+            Placement::Placed(id) => {
+                println!("order {number}: placed ({amount} cents), event {id} stored with it");
+                placed.push((number, amount, id));
+            }
+            Placement::Refused => println!(
+                "order {number}: refused by the risk check ({amount} cents): no row, no event"
+            ),
+        }
+    }
+    Ok(placed)
+}
+
+/// How many shipments each of the `placed` orders that shipped has, in order-id order.
+async fn shipment_counts(pool: &sqlx::Pool<sqlx::Any>, placed: &[Placed]) -> Result<Vec<i64>> {
+    Ok(shipments(pool)
+        .await?
+        .into_iter()
+        .filter(|(order, _)| {
+            placed
+                .iter()
+                .any(|(n, ..)| *order == format!("order-{n:06}"))
+        })
+        .map(|(_, count)| count)
+        .collect())
+}
+
+/// Publishes an order's `OrderPlaced` again, under the id of the event the outbox published.
+async fn publish_again(bento: &Bento, (number, amount, id): Placed) -> Result {
+    let mut again = bento.bus().envelope(&OrderPlaced {
+        order_id: format!("order-{number:06}"),
+        number,
+        amount_cents: amount,
+    })?;
+    again.id = id;
+    bento
+        .bus()
+        .publish_envelopes(vec![again], PublishOptions::default())
+        .await?;
     Ok(())
 }
 

@@ -79,6 +79,7 @@ const WELCOME: &str = "quickstart.welcome-email";
 const AUDIT: &str = "quickstart.audit-log";
 const CRM: &str = "quickstart.crm-sync";
 const DLQ_INSPECTOR: &str = "quickstart.dlq-inspector";
+const DEAD_LETTERS: &str = "quickstart.crm-sync.dlq";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -116,9 +117,45 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
+    let subscriptions = subscribe(&bus).await?;
+    // `--asyncapi` (or BENTO_ASYNCAPI=1): print the contract and exit, no broker needed.
+    if bento.is_offline() {
+        bus.declare::<UserCreated>().await?;
+        bento_examples::print_asyncapi_if_asked(&bento, "quickstart")?;
+        return Ok(());
+    }
+
+    let repository = UserRepository::default();
+    register_users(&bus, &repository).await?;
+
+    // Until every user is welcomed and audited and the CRM sync's dead letters came back.
+    for subscription in [WELCOME, AUDIT, DLQ_INSPECTOR] {
+        recorder
+            .wait_for(Expect::consumed::<UserCreated>(USERS).by(subscription))
+            .await?;
+    }
+    show_dead_letters(&recorder)?;
+
+    for subscription in subscriptions {
+        subscription.shutdown().await?;
+    }
+    bento.shutdown().await?;
+    println!(
+        "\nDone: {} users stored, {} welcome emails, {} audit entries, {} CRM attempts, {} dead letters.",
+        repository.count(),
+        recorder.consumed_by(WELCOME).len(),
+        recorder.consumed_by(AUDIT).len(),
+        recorder.deliveries_to(CRM).len(),
+        recorder.dead_lettered().len()
+    );
+    Ok(())
+}
+
+/// The four subscriptions: welcome email, audit log, CRM sync (with retries and a dead-letter
+/// topic) and the dead-letter inspector.
+async fn subscribe(bus: &Bus) -> Result<Vec<Subscription>, BusError> {
     let users = UserCreated::EVENT_TYPE;
-    let dead_letters = "quickstart.crm-sync.dlq";
-    let subscriptions = vec![
+    Ok(vec![
         bus.subscribe_with(
             SubscriptionSpec::event_type(users, WELCOME),
             send_welcome_email,
@@ -132,30 +169,29 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                     CRM_ATTEMPTS,
                     Duration::from_millis(100),
                 ))
-                .dead_letter(DeadLetterPolicy::to_topic(dead_letters)),
+                .dead_letter(DeadLetterPolicy::to_topic(DEAD_LETTERS)),
             sync_to_crm,
         )
         .await?,
         bus.subscribe_envelopes(
-            SubscriptionSpec::topic(dead_letters, DLQ_INSPECTOR),
+            SubscriptionSpec::topic(DEAD_LETTERS, DLQ_INSPECTOR),
             dead_letter_inspector,
         )
         .await?,
-    ];
-    // `--asyncapi` (or BENTO_ASYNCAPI=1): print the contract and exit, no broker needed.
-    if bento.is_offline() {
-        bus.declare::<UserCreated>().await?;
-        bento_examples::print_asyncapi_if_asked(&bento, "quickstart")?;
-        return Ok(());
-    }
+    ])
+}
 
-    let repository = UserRepository::default();
+/// Steps 1 and 2: an invalid `CreateUser` that publishes nothing, then Ada and Grace.
+async fn register_users(
+    bus: &Bus,
+    repository: &UserRepository,
+) -> Result<(), Box<dyn std::error::Error>> {
     println!("1. CreateUser with an invalid email: the use case fails, nothing is published");
     let invalid = CreateUser {
         email: "not-an-email".into(),
         name: "Nobody".into(),
     };
-    if let Err(error) = create_user(&bus, &repository, invalid).await {
+    if let Err(error) = create_user(bus, repository, invalid).await {
         println!("   -> {error}\n");
     }
 
@@ -168,7 +204,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             email: email.into(),
             name: name.into(),
         };
-        let (id, published) = create_user(&bus, &repository, command)
+        let (id, published) = create_user(bus, repository, command)
             .await
             .map_err(|e| e.to_string())?;
         println!(
@@ -176,15 +212,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             published.len()
         );
     }
+    Ok(())
+}
 
-    // Until every user is welcomed and audited and the CRM sync's dead letters came back.
-    for subscription in [WELCOME, AUDIT, DLQ_INSPECTOR] {
-        recorder
-            .wait_for(Expect::consumed::<UserCreated>(USERS).by(subscription))
-            .await?;
-    }
-
-    println!("\n3. The dead-letter topic `{dead_letters}` holds what the CRM sync could not do:");
+/// Step 3: what reached the dead-letter topic, with the attempts and the last failure.
+fn show_dead_letters(recorder: &Recorder) -> Result<(), serde_json::Error> {
+    println!("\n3. The dead-letter topic `{DEAD_LETTERS}` holds what the CRM sync could not do:");
     let dead = recorder.consumed_by(DLQ_INSPECTOR);
     for letter in &dead {
         let header = |name| {
@@ -202,18 +235,5 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             header(wire::DLQ_REASON)
         );
     }
-
-    for subscription in subscriptions {
-        subscription.shutdown().await?;
-    }
-    bento.shutdown().await?;
-    println!(
-        "\nDone: {} users stored, {} welcome emails, {} audit entries, {} CRM attempts, {} dead letters.",
-        repository.count(),
-        recorder.consumed_by(WELCOME).len(),
-        recorder.consumed_by(AUDIT).len(),
-        recorder.deliveries_to(CRM).len(),
-        recorder.dead_lettered().len()
-    );
     Ok(())
 }

@@ -89,15 +89,8 @@ fn shuffled(seed: u64) -> Vec<&'static str> {
     examples
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_topic_the_examples_write_holds_one_schema_type_and_java_reads_records() {
-    bento_testkit::broker_lock::share("pulsar");
-    let admin = PulsarAdmin::new(&PulsarConfig {
-        admin_url: admin_url(),
-        ..PulsarConfig::default()
-    })
-    .unwrap_or_else(|e| panic!("admin client: {e}"));
-    let name = format!("examples-{}", uuid::Uuid::now_v7().simple());
+/// A namespace of its own (`public/<name>`) where the broker enforces schema validation.
+async fn validating_namespace(admin: &PulsarAdmin, name: &str) -> String {
     let namespace = format!("public/{name}");
     admin
         .create_namespace(&namespace)
@@ -112,7 +105,12 @@ async fn every_topic_the_examples_write_holds_one_schema_type_and_java_reads_rec
         .set_schema_validation_enforced(&namespace, true)
         .await
         .unwrap_or_else(|e| panic!("enforcing schema validation on {namespace}: {e}"));
+    namespace
+}
 
+/// Runs every example to its end, in a random order (`BENTO_EXAMPLES_SEED` repeats one), with
+/// its plain topics in namespace `name`.
+async fn run_examples(name: &str, namespace: &str) {
     let seed = std::env::var("BENTO_EXAMPLES_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -120,7 +118,7 @@ async fn every_topic_the_examples_write_holds_one_schema_type_and_java_reads_rec
     let order = shuffled(seed);
     println!("examples in the order {order:?} (BENTO_EXAMPLES_SEED={seed}), in {namespace}");
     let runner = {
-        let (order, name) = (order.clone(), name.clone());
+        let (order, name) = (order.clone(), name.to_owned());
         tokio::task::spawn_blocking(move || {
             for example in order {
                 run(example, &name);
@@ -130,10 +128,12 @@ async fn every_topic_the_examples_write_holds_one_schema_type_and_java_reads_rec
     runner
         .await
         .unwrap_or_else(|e| panic!("running the examples: {e}"));
+}
 
-    // Every topic the examples wrote: its schema versions and its messages.
+/// Every topic of `namespace` that received messages, with how many.
+async fn written_topics(admin: &PulsarAdmin, namespace: &str) -> BTreeMap<String, i64> {
     let topics = admin
-        .topics(&namespace)
+        .topics(namespace)
         .await
         .unwrap_or_else(|e| panic!("listing the topics of {namespace}: {e}"));
     let mut written = BTreeMap::new();
@@ -146,6 +146,81 @@ async fn every_topic_the_examples_write_holds_one_schema_type_and_java_reads_rec
             written.insert(topic, stats.msg_in_counter);
         }
     }
+    written
+}
+
+/// `topic` holds exactly one schema type, and the Java client reads its `count` messages as
+/// records; returns a line for the report.
+async fn check_one_schema(admin: &PulsarAdmin, topic: &str, count: i64) -> String {
+    let versions = admin
+        .schema_versions(topic)
+        .await
+        .unwrap_or_else(|e| panic!("schemas of {topic}: {e}"));
+    let mut kinds: Vec<&str> = versions.iter().map(|v| v.kind.as_str()).collect();
+    kinds.dedup();
+    assert_eq!(
+        kinds.len(),
+        1,
+        "{topic} ({count} messages) holds exactly one schema type, not {kinds:?}"
+    );
+    let started = Instant::now();
+    let topic_name = topic.to_owned();
+    let count = usize::try_from(count).unwrap_or_default();
+    let consumed = tokio::task::spawn_blocking(move || {
+        pulsar_cli::auto_consume(
+            &pulsar_url(),
+            &topic_name,
+            "java-auto-consume",
+            count,
+            Duration::from_secs(180),
+        )
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the Java client task failed: {e}"))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let not_records: Vec<&pulsar_cli::Consumed> =
+        consumed.iter().filter(|m| !m.is_record()).collect();
+    assert!(
+        not_records.is_empty(),
+        "Java's AUTO_CONSUME read {} of {count} message(s) on {topic} ({}) as something \
+         else than records: {not_records:?}",
+        not_records.len(),
+        kinds[0]
+    );
+    format!(
+        "{topic}: {} schema, {count} message(s) read as records by the Java client in {:.1}s",
+        kinds[0],
+        started.elapsed().as_secs_f64()
+    )
+}
+
+/// Deletes `namespace`: topics first, as the broker refuses to delete a namespace with topics
+/// unless forced, which the dev-env broker does not allow either.
+async fn delete_namespace(admin: &PulsarAdmin, namespace: &str) {
+    for topic in admin.topics(namespace).await.unwrap_or_default() {
+        if let Err(error) = admin.delete_topic(&topic, true).await {
+            println!("could not delete {topic}: {error}");
+        }
+    }
+    if let Err(error) = admin.delete_namespace(namespace, false).await {
+        println!("could not delete {namespace}: {error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_topic_the_examples_write_holds_one_schema_type_and_java_reads_records() {
+    bento_testkit::broker_lock::share("pulsar");
+    let admin = PulsarAdmin::new(&PulsarConfig {
+        admin_url: admin_url(),
+        ..PulsarConfig::default()
+    })
+    .unwrap_or_else(|e| panic!("admin client: {e}"));
+    let name = format!("examples-{}", uuid::Uuid::now_v7().simple());
+    let namespace = validating_namespace(&admin, &name).await;
+    run_examples(&name, &namespace).await;
+
+    // Every topic the examples wrote: its schema versions and its messages.
+    let written = written_topics(&admin, &namespace).await;
     for expected in [
         "users.user-created",
         "codecs-example.users.user-created",
@@ -162,57 +237,10 @@ async fn every_topic_the_examples_write_holds_one_schema_type_and_java_reads_rec
     }
     let mut report = Vec::new();
     for (topic, count) in &written {
-        let versions = admin
-            .schema_versions(topic)
-            .await
-            .unwrap_or_else(|e| panic!("schemas of {topic}: {e}"));
-        let mut kinds: Vec<&str> = versions.iter().map(|v| v.kind.as_str()).collect();
-        kinds.dedup();
-        assert_eq!(
-            kinds.len(),
-            1,
-            "{topic} ({count} messages) holds exactly one schema type, not {kinds:?}"
-        );
-        let started = Instant::now();
-        let topic_name = topic.clone();
-        let count = usize::try_from(*count).unwrap_or_default();
-        let consumed = tokio::task::spawn_blocking(move || {
-            pulsar_cli::auto_consume(
-                &pulsar_url(),
-                &topic_name,
-                "java-auto-consume",
-                count,
-                Duration::from_secs(180),
-            )
-        })
-        .await
-        .unwrap_or_else(|e| panic!("the Java client task failed: {e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
-        let not_records: Vec<&pulsar_cli::Consumed> =
-            consumed.iter().filter(|m| !m.is_record()).collect();
-        assert!(
-            not_records.is_empty(),
-            "Java's AUTO_CONSUME read {} of {count} message(s) on {topic} ({}) as something \
-             else than records: {not_records:?}",
-            not_records.len(),
-            kinds[0]
-        );
-        report.push(format!(
-            "{topic}: {} schema, {count} message(s) read as records by the Java client in {:.1}s",
-            kinds[0],
-            started.elapsed().as_secs_f64()
-        ));
+        report.push(check_one_schema(&admin, topic, *count).await);
     }
     println!("{}", report.join("\n"));
 
-    // Passed: the namespace goes (topics first: the broker refuses to delete a namespace
-    // with topics unless forced, which the dev-env broker does not allow either).
-    for topic in admin.topics(&namespace).await.unwrap_or_default() {
-        if let Err(error) = admin.delete_topic(&topic, true).await {
-            println!("could not delete {topic}: {error}");
-        }
-    }
-    if let Err(error) = admin.delete_namespace(&namespace, false).await {
-        println!("could not delete {namespace}: {error}");
-    }
+    // Passed: the namespace goes.
+    delete_namespace(&admin, &namespace).await;
 }

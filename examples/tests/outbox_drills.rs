@@ -252,22 +252,43 @@ async fn shipped(shipping: &sqlx::AnyPool) -> BTreeMap<String, i64> {
         .collect()
 }
 
+/// What a drill does: how many commands, how many kills, whether and how long the broker goes
+/// down.
+struct Plan {
+    commands: u64,
+    kills: u64,
+    broker_down: Duration,
+    kill_broker: bool,
+}
+
+impl Plan {
+    /// The plan of the `database` drills, from the `BENTO_DRILL_*` variables.
+    fn from_env(database: Database) -> Self {
+        // A broker restart takes most of a drill's time; the quick drills kill it only in the
+        // PostgreSQL ones (`BENTO_DRILL_BROKER_KILL=postgres`), the full ones in all.
+        let kill_broker = std::env::var("BENTO_DRILL_BROKER_KILL").map_or(true, |only| {
+            only == "all" || only.eq_ignore_ascii_case(&format!("{database:?}"))
+        });
+        Self {
+            commands: setting("BENTO_DRILL_COMMANDS", 10_000),
+            kills: setting("BENTO_DRILL_KILLS", 10),
+            broker_down: Duration::from_secs(setting("BENTO_DRILL_BROKER_DOWN_SECS", 30)),
+            kill_broker,
+        }
+    }
+}
+
 async fn drill(backend: &str, database: Database) {
     let _one = ONE_AT_A_TIME.lock().await;
     bento_testkit::broker_lock::own(backend);
-    let commands = setting("BENTO_DRILL_COMMANDS", 10_000);
-    let kills = setting("BENTO_DRILL_KILLS", 10);
-    let broker_down = Duration::from_secs(setting("BENTO_DRILL_BROKER_DOWN_SECS", 30));
-    // A broker restart takes most of a drill's time; the quick drills kill it only in the
-    // PostgreSQL ones (`BENTO_DRILL_BROKER_KILL=postgres`), the full ones in all.
-    let kill_broker = std::env::var("BENTO_DRILL_BROKER_KILL").map_or(true, |only| {
-        only == "all" || only.eq_ignore_ascii_case(&format!("{database:?}"))
-    });
+    let plan = Plan::from_env(database);
+    let commands = plan.commands;
     let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     let seed = fastrand::u64(..);
     let mut rng = fastrand::Rng::with_seed(seed);
     eprintln!(
-        "drill {run} on {backend} with {database:?}: {commands} commands, {kills} kills, seed {seed}"
+        "drill {run} on {backend} with {database:?}: {commands} commands, {} kills, seed {seed}",
+        plan.kills
     );
 
     let dbs = databases(database, &run).await;
@@ -278,9 +299,59 @@ async fn drill(backend: &str, database: Database) {
     let mut placing = Service::start(orders_command(backend, &config, &["place", &count]));
 
     let started = Instant::now();
+    kill_and_restart(
+        backend,
+        &plan,
+        &mut rng,
+        &mut placing,
+        &mut shipping,
+        started,
+    )
+    .await;
+    placing.wait_for_line("the relay published everything", Duration::from_secs(900));
+    let _ = placing.child.wait();
+    eprintln!(
+        "[{:>5.1}s] all {commands} commands done and relayed",
+        started.elapsed().as_secs_f64()
+    );
+
+    let orders = pool(&dbs.orders).await;
+    let shipping_db = pool(&dbs.shipping).await;
+    let committed = committed(&orders).await;
+    let expected: Vec<i64> = (1..=i64::try_from(commands).expect("fits"))
+        .filter(|n| n % 10 != 0)
+        .collect();
+    assert_eq!(
+        committed, expected,
+        "every accepted command committed once, no refused one"
+    );
+
+    let shipments = settled_shipments(&shipping_db, committed.len()).await;
+    shipping.terminate();
+    eprintln!(
+        "[{:>5.1}s] {} orders shipped",
+        started.elapsed().as_secs_f64(),
+        shipments.len()
+    );
+    assert_shipped_once(&committed, &shipments);
+}
+
+/// The drill's disruptions, at random intervals: `plan.kills` times the orders service is
+/// SIGKILLed and started again (and every fourth time the shipping service too), except at
+/// the middle one, where the broker is killed and kept down for `plan.broker_down` instead
+/// (when the plan kills it).
+async fn kill_and_restart(
+    backend: &str,
+    plan: &Plan,
+    rng: &mut fastrand::Rng,
+    placing: &mut Service,
+    shipping: &mut Service,
+    started: Instant,
+) {
+    let (kills, broker_down) = (plan.kills, plan.broker_down);
     for kill in 1..=kills {
         tokio::time::sleep(Duration::from_millis(rng.u64(300..1_500))).await;
-        if kill == kills / 2 && kill_broker {
+        if kill == kills / 2 && plan.kill_broker {
             // The broker dies under a running orders service: commits go on, the relay backs
             // off, and the backlog drains once the broker is back.
             xtask(&["dev-env", "kill", backend]);
@@ -311,40 +382,24 @@ async fn drill(backend: &str, database: Database) {
         }
         placing.restart();
     }
-    placing.wait_for_line("the relay published everything", Duration::from_secs(900));
-    let _ = placing.child.wait();
-    eprintln!(
-        "[{:>5.1}s] all {commands} commands done and relayed",
-        started.elapsed().as_secs_f64()
-    );
+}
 
-    let orders = pool(&dbs.orders).await;
-    let shipping_db = pool(&dbs.shipping).await;
-    let committed = committed(&orders).await;
-    let expected: Vec<i64> = (1..=i64::try_from(commands).expect("fits"))
-        .filter(|n| n % 10 != 0)
-        .collect();
-    assert_eq!(
-        committed, expected,
-        "every accepted command committed once, no refused one"
-    );
-
+/// The shipments once there are `committed` of them (or after five minutes), read again a
+/// few seconds later so that anything still in flight has landed.
+async fn settled_shipments(shipping: &sqlx::AnyPool, committed: usize) -> BTreeMap<String, i64> {
     let deadline = Instant::now() + Duration::from_secs(300);
-    let mut shipments = shipped(&shipping_db).await;
-    while shipments.len() < committed.len() && Instant::now() < deadline {
+    let mut shipments = shipped(shipping).await;
+    while shipments.len() < committed && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        shipments = shipped(&shipping_db).await;
+        shipments = shipped(shipping).await;
     }
     // Anything still in flight lands now; it must not add a second shipment.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let shipments = shipped(&shipping_db).await;
-    shipping.terminate();
-    eprintln!(
-        "[{:>5.1}s] {} orders shipped",
-        started.elapsed().as_secs_f64(),
-        shipments.len()
-    );
+    shipped(shipping).await
+}
 
+/// Every committed order shipped exactly once, and nothing else shipped.
+fn assert_shipped_once(committed: &[i64], shipments: &BTreeMap<String, i64>) {
     let missing: Vec<&i64> = committed
         .iter()
         .filter(|n| !shipments.contains_key(&format!("order-{n:06}")))

@@ -210,26 +210,18 @@ pub fn run(args: ChaosArgs) -> Result<()> {
     progress::install_interrupt_handler()?;
     let started = Instant::now();
     let env = DevEnv::new(args.mode, args.ports);
-    let packages = ["bento-examples".to_string()];
 
     if !args.no_drills {
         let mut build = cargo();
         build
             .args(["build", "-p", "bento-examples", "--examples"])
-            .args(feature_args(&packages));
+            .args(feature_args(&example_packages()));
         if !run_step(build)? {
             bail!("building the examples failed");
         }
     }
 
-    let already: Vec<Broker> = Broker::ALL
-        .into_iter()
-        .filter(|&b| {
-            State::load(&env.layout, b)
-                .and_then(|s| s.pid)
-                .is_some_and(is_alive)
-        })
-        .collect();
+    let already = running_brokers(&env);
     {
         let _lock = devenv::lock(&env.layout)?;
         start::up(&env, &Broker::ALL)?;
@@ -238,22 +230,7 @@ pub fn run(args: ChaosArgs) -> Result<()> {
     let drills_passed = if args.no_drills {
         Ok(true)
     } else {
-        let mut drills = cargo();
-        drills
-            .args(["test", "-p", "bento-examples"])
-            .args(feature_args(&packages))
-            .args(["--test", "outbox_drills", "--test", "outbox_writers"])
-            .arg("--");
-        // The drills' names end in their backend (`drill_on_pulsar_with_sqlite`, `..._on_kafka`).
-        if let Some(name) = args.target.broker_name() {
-            drills.arg(name);
-        }
-        drills
-            .arg("--nocapture")
-            .envs(test_env(&env.layout, &env.ports))
-            .envs(port_env(&env.ports))
-            .envs(if args.quick { QUICK } else { FULL }.iter().copied());
-        run_step(drills)
+        outbox_drills(&env, &args)
     };
     let bus_passed = if args.no_bus || progress::interrupted() {
         Ok(true)
@@ -269,15 +246,7 @@ pub fn run(args: ChaosArgs) -> Result<()> {
     }
     let passed = drills_passed.and_then(|d| bus_passed.map(|b| d && b));
 
-    let started_here: Vec<Broker> = Broker::ALL
-        .into_iter()
-        .filter(|b| !already.contains(b))
-        .collect();
-    if !started_here.is_empty() {
-        println!("\n==> stopping what this run started");
-        let _lock = devenv::lock(&env.layout)?;
-        devenv::down(&env, &started_here)?;
-    }
+    stop_started_here(&env, &already)?;
     let passed = passed?;
     println!(
         "\ncargo xtask chaos: {} in {}s",
@@ -286,6 +255,57 @@ pub fn run(args: ChaosArgs) -> Result<()> {
     );
     if !passed {
         bail!("a drill failed");
+    }
+    Ok(())
+}
+
+/// The package the outbox drills live in.
+fn example_packages() -> [String; 1] {
+    ["bento-examples".to_string()]
+}
+
+/// The brokers (and PostgreSQL) running before this run started.
+fn running_brokers(env: &DevEnv) -> Vec<Broker> {
+    Broker::ALL
+        .into_iter()
+        .filter(|&b| {
+            State::load(&env.layout, b)
+                .and_then(|s| s.pid)
+                .is_some_and(is_alive)
+        })
+        .collect()
+}
+
+/// Runs the outbox drills of `args.target` at the size `args.quick` selects.
+fn outbox_drills(env: &DevEnv, args: &ChaosArgs) -> Result<bool> {
+    let mut drills = cargo();
+    drills
+        .args(["test", "-p", "bento-examples"])
+        .args(feature_args(&example_packages()))
+        .args(["--test", "outbox_drills", "--test", "outbox_writers"])
+        .arg("--");
+    // The drills' names end in their backend (`drill_on_pulsar_with_sqlite`, `..._on_kafka`).
+    if let Some(name) = args.target.broker_name() {
+        drills.arg(name);
+    }
+    drills
+        .arg("--nocapture")
+        .envs(test_env(&env.layout, &env.ports))
+        .envs(port_env(&env.ports))
+        .envs(if args.quick { QUICK } else { FULL }.iter().copied());
+    run_step(drills)
+}
+
+/// Stops the brokers that were not running before this run (`already`).
+fn stop_started_here(env: &DevEnv, already: &[Broker]) -> Result<()> {
+    let started_here: Vec<Broker> = Broker::ALL
+        .into_iter()
+        .filter(|b| !already.contains(b))
+        .collect();
+    if !started_here.is_empty() {
+        println!("\n==> stopping what this run started");
+        let _lock = devenv::lock(&env.layout)?;
+        devenv::down(env, &started_here)?;
     }
     Ok(())
 }

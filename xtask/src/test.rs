@@ -188,23 +188,64 @@ pub fn run(args: TestArgs) -> Result<()> {
     let started = Instant::now();
     let env = DevEnv::new(args.mode, args.ports);
     let managed = !args.no_brokers;
+    let packages = &args.packages;
+    ensure_prerequisites(managed, packages)?;
+    static_checks(packages)?;
+    progress::check_interrupted()?;
+    broker_free_steps(packages)?;
+
+    let mut test = test_command(packages);
+    if managed {
+        start_brokers(&env, args.keep_data, &mut test)?;
+    } else {
+        external_broker_env(&env, &mut test);
+    }
+    let tests_passed = run_tests(test, &env, managed, packages);
+
+    let mut stopped = Ok(());
+    if managed && !args.keep_running {
+        println!("\n==> stopping the brokers and PostgreSQL");
+        stopped = devenv::lock(&env.layout).and_then(|_lock| devenv::down(&env, &Broker::ALL));
+    } else if managed {
+        println!(
+            "\nbrokers left running (--keep-running); stop them with `cargo xtask dev-env down`"
+        );
+    }
+    let tests_passed = tests_passed?;
+    stopped.context("stopping the brokers")?;
+    println!(
+        "\ncargo xtask test: {} in {}s",
+        if tests_passed { "passed" } else { "FAILED" },
+        started.elapsed().as_secs()
+    );
+    if !tests_passed {
+        bail!("tests failed");
+    }
+    Ok(())
+}
+
+/// The tools the run needs on the machine: Java and PostgreSQL for managed brokers, node and the
+/// AsyncAPI validator for the packages whose tests validate documents.
+fn ensure_prerequisites(managed: bool, packages: &[String]) -> Result<()> {
     // Building needs no protoc on the machine: `xtask/protoc` falls back to a bundled one.
     if managed {
         prereq::ensure(&[Tool::Java, Tool::Postgres])?;
     }
     // Tests of these validate AsyncAPI documents with the official parser, run with node.
     const ASYNCAPI_PACKAGES: [&str; 3] = ["bento-asyncapi", "bento-runtime", "bento-examples"];
-    if args.packages.is_empty()
-        || args
-            .packages
+    if packages.is_empty()
+        || packages
             .iter()
             .any(|p| ASYNCAPI_PACKAGES.contains(&p.as_str()))
     {
         prereq::ensure(&[Tool::Node])?;
         crate::asyncapi::install_validator()?;
     }
+    Ok(())
+}
 
-    let packages = &args.packages;
+/// `cargo fmt -- --check`, then clippy with every warning an error.
+fn static_checks(packages: &[String]) -> Result<()> {
     let mut fmt = cargo();
     fmt.arg("fmt");
     if packages.is_empty() {
@@ -226,8 +267,11 @@ pub fn run(args: TestArgs) -> Result<()> {
     if !run_step(clippy)? {
         bail!("clippy failed");
     }
-    progress::check_interrupted()?;
+    Ok(())
+}
 
+/// What needs no broker: the example binaries, the documentation's examples and the guide.
+fn broker_free_steps(packages: &[String]) -> Result<()> {
     // The examples' tests run the example binaries, which `cargo test` does not build.
     if packages.is_empty() || packages.iter().any(|p| p == "bento-examples") {
         let mut examples = cargo();
@@ -259,7 +303,11 @@ pub fn run(args: TestArgs) -> Result<()> {
     if packages.is_empty() {
         crate::docs::build_book()?;
     }
+    Ok(())
+}
 
+/// `cargo test` over every target of the selected packages.
+fn test_command(packages: &[String]) -> Command {
     let mut test = cargo();
     // Every test binary runs even after a failure, so one run shows everything that fails.
     test.arg("test")
@@ -267,44 +315,56 @@ pub fn run(args: TestArgs) -> Result<()> {
         .arg("--all-targets")
         .arg("--no-fail-fast")
         .args(feature_args(packages));
-    if managed {
-        // Before the brokers start, so that a failed toxiproxy build leaves nothing running.
-        let chaos_env = crate::chaos::bus_env(&env.layout, &env.ports, crate::chaos::QUICK_BUS)?;
-        let lock = devenv::lock(&env.layout)?;
-        if !args.keep_data {
-            println!(
-                "\n==> fresh brokers and PostgreSQL: stopping any running ones and wiping their data"
-            );
-            devenv::down(&env, &Broker::ALL)?;
-            devenv::wipe(&env, &Broker::ALL)?;
-        }
-        println!("\n==> cargo xtask dev-env up");
-        if let Err(err) = start::up(&env, &Broker::ALL) {
-            let _ = devenv::down(&env, &Broker::ALL);
-            return Err(err.context("starting the brokers and PostgreSQL"));
-        }
-        // Tests take the lock themselves when they kill or restart a broker.
-        drop(lock);
-        test.envs(test_env(&env.layout, &env.ports));
-        // So that `$BENTO_XTASK_BIN dev-env ...` in a test addresses the same brokers.
-        test.envs(port_env(&env.ports));
-        // The kill -9 drills at suite size; `cargo xtask chaos` runs them at full size.
-        test.envs(crate::chaos::QUICK.iter().copied());
-        // The bus chaos scenarios too (crates/bento-chaos/tests/quick.rs), with toxiproxy.
-        test.envs(chaos_env);
-    } else {
-        // Values set by the caller win (e.g. an external cluster); the rest point at the defaults.
-        for (key, value) in test_env(&env.layout, &env.ports) {
-            if std::env::var_os(&key).is_none() {
-                let value = if key == "BENTO_TEST_BROKERS" {
-                    "0".to_string()
-                } else {
-                    value
-                };
-                test.env(key, value);
-            }
+    test
+}
+
+/// Starts fresh brokers and PostgreSQL (unless `keep_data`) and points `test` at them.
+fn start_brokers(env: &DevEnv, keep_data: bool, test: &mut Command) -> Result<()> {
+    // Before the brokers start, so that a failed toxiproxy build leaves nothing running.
+    let chaos_env = crate::chaos::bus_env(&env.layout, &env.ports, crate::chaos::QUICK_BUS)?;
+    let lock = devenv::lock(&env.layout)?;
+    if !keep_data {
+        println!(
+            "\n==> fresh brokers and PostgreSQL: stopping any running ones and wiping their data"
+        );
+        devenv::down(env, &Broker::ALL)?;
+        devenv::wipe(env, &Broker::ALL)?;
+    }
+    println!("\n==> cargo xtask dev-env up");
+    if let Err(err) = start::up(env, &Broker::ALL) {
+        let _ = devenv::down(env, &Broker::ALL);
+        return Err(err.context("starting the brokers and PostgreSQL"));
+    }
+    // Tests take the lock themselves when they kill or restart a broker.
+    drop(lock);
+    test.envs(test_env(&env.layout, &env.ports));
+    // So that `$BENTO_XTASK_BIN dev-env ...` in a test addresses the same brokers.
+    test.envs(port_env(&env.ports));
+    // The kill -9 drills at suite size; `cargo xtask chaos` runs them at full size.
+    test.envs(crate::chaos::QUICK.iter().copied());
+    // The bus chaos scenarios too (crates/bento-chaos/tests/quick.rs), with toxiproxy.
+    test.envs(chaos_env);
+    Ok(())
+}
+
+/// With `--no-brokers`: values set by the caller win (e.g. an external cluster); the rest point
+/// at the defaults.
+fn external_broker_env(env: &DevEnv, test: &mut Command) {
+    for (key, value) in test_env(&env.layout, &env.ports) {
+        if std::env::var_os(&key).is_none() {
+            let value = if key == "BENTO_TEST_BROKERS" {
+                "0".to_string()
+            } else {
+                value
+            };
+            test.env(key, value);
         }
     }
+}
+
+/// Runs the suite, then (when it passed) the guide's tutorial and, on managed brokers, the
+/// benchmark harness's smoke run, all while the brokers still run.
+fn run_tests(test: Command, env: &DevEnv, managed: bool, packages: &[String]) -> Result<bool> {
     // The same brokers, for the guide's tutorial below.
     let test_envs: Vec<(OsString, OsString)> = test
         .get_envs()
@@ -320,31 +380,11 @@ pub fn run(args: TestArgs) -> Result<()> {
     // with tiny counts, on the brokers still running, with the binaries just built.
     if managed && packages.is_empty() && matches!(tests_passed, Ok(true)) && !interrupted() {
         println!("\n==> cargo xtask bench --quick memory pulsar kafka");
-        tests_passed = Ok(crate::bench::smoke_in_suite(&env)
+        tests_passed = Ok(crate::bench::smoke_in_suite(env)
             .map_err(|err| eprintln!("{err:#}"))
             .is_ok());
     }
-
-    let mut stopped = Ok(());
-    if managed && !args.keep_running {
-        println!("\n==> stopping the brokers and PostgreSQL");
-        stopped = devenv::lock(&env.layout).and_then(|_lock| devenv::down(&env, &Broker::ALL));
-    } else if managed {
-        println!(
-            "\nbrokers left running (--keep-running); stop them with `cargo xtask dev-env down`"
-        );
-    }
-    let tests_passed = tests_passed?;
-    stopped.context("stopping the brokers")?;
-    println!(
-        "\ncargo xtask test: {} in {}s",
-        if tests_passed { "passed" } else { "FAILED" },
-        started.elapsed().as_secs()
-    );
-    if !tests_passed {
-        bail!("tests failed");
-    }
-    Ok(())
+    tests_passed
 }
 
 #[cfg(test)]

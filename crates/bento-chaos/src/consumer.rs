@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use bento_application::{
-    Context, DeadLetterPolicy, HandlerError, RetryPolicy, SubscriptionKind, SubscriptionSpec,
+    Context, DeadLetterPolicy, HandlerError, RetryPolicy, Subscription, SubscriptionKind,
+    SubscriptionSpec,
 };
-use bento_runtime::{Bento, Config};
+use bento_runtime::{Bento, Bus, Config};
 
 use crate::report::{Event, Fate};
 
@@ -61,45 +62,49 @@ fn append(out: &Mutex<File>, line: &str) -> Result<(), HandlerError> {
         .map_err(|error| HandlerError::retryable(format!("appending to the output file: {error}")))
 }
 
-/// Runs the child until SIGTERM, then shuts its subscriptions down.
-pub async fn run(args: Args) -> Result<()> {
-    let config = Config::from_figment(Config::figment(&args.config))
-        .with_context(|| format!("reading {}", args.config.display()))?;
-    let bento = Bento::from_config(config).await.context("starting Bento")?;
-    let bus = bento.bus();
-    let out = Arc::new(Mutex::new(
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&args.out)
-            .with_context(|| format!("opening {}", args.out.display()))?,
-    ));
+/// The main subscription's handler: a poison event is refused for good, a fails-once event
+/// fails its first attempt, every other event is recorded as handled with its attempt.
+fn handle(out: &Mutex<File>, ctx: &Context) -> Result<(), HandlerError> {
+    match Event::parse(&ctx.envelope().payload) {
+        None => Err(HandlerError::permanent("not a chaos event")),
+        Some(event) => match event.fate() {
+            Fate::Poison => Err(HandlerError::permanent("poison event")),
+            Fate::FailsOnce if ctx.attempt() == 1 => Err(HandlerError::retryable(
+                "this event fails its first attempt",
+            )),
+            _ => append(out, &format!("H {} {}\n", event.index, ctx.attempt())),
+        },
+    }
+}
 
+/// The dead-letter subscription's handler: records what reached the dead-letter topic.
+fn record_dead_letter(out: &Mutex<File>, ctx: &Context) -> Result<(), HandlerError> {
+    match Event::parse(&ctx.envelope().payload) {
+        Some(event) => append(out, &format!("D {}\n", event.index)),
+        // Anything else on the dead-letter topic is recorded too: the suite counts it.
+        None => append(out, "D ?\n"),
+    }
+}
+
+/// Subscribes to the topic (with retries and the dead-letter topic) and to its dead-letter
+/// topic, both appending to `out`.
+async fn subscribe(
+    bus: &Bus,
+    args: &Args,
+    out: &Arc<Mutex<File>>,
+) -> Result<(Subscription, Subscription)> {
     let dlq = dead_letter_topic(&args.topic);
     let handled = {
         let out = out.clone();
         move |ctx: Context| {
-            let result = match Event::parse(&ctx.envelope().payload) {
-                None => Err(HandlerError::permanent("not a chaos event")),
-                Some(event) => match event.fate() {
-                    Fate::Poison => Err(HandlerError::permanent("poison event")),
-                    Fate::FailsOnce if ctx.attempt() == 1 => Err(HandlerError::retryable(
-                        "this event fails its first attempt",
-                    )),
-                    _ => append(&out, &format!("H {} {}\n", event.index, ctx.attempt())),
-                },
-            };
+            let result = handle(&out, &ctx);
             async move { result }
         }
     };
     let dead_lettered = {
         let out = out.clone();
         move |ctx: Context| {
-            let result = match Event::parse(&ctx.envelope().payload) {
-                Some(event) => append(&out, &format!("D {}\n", event.index)),
-                // Anything else on the dead-letter topic is recorded too: the suite counts it.
-                None => append(&out, "D ?\n"),
-            };
+            let result = record_dead_letter(&out, &ctx);
             async move { result }
         }
     };
@@ -126,6 +131,22 @@ pub async fn run(args: Args) -> Result<()> {
         )
         .await
         .context("subscribing to the dead-letter topic")?;
+    Ok((main, dead))
+}
+
+/// Runs the child until SIGTERM, then shuts its subscriptions down.
+pub async fn run(args: Args) -> Result<()> {
+    let config = Config::from_figment(Config::figment(&args.config))
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    let bento = Bento::from_config(config).await.context("starting Bento")?;
+    let out = Arc::new(Mutex::new(
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&args.out)
+            .with_context(|| format!("opening {}", args.out.display()))?,
+    ));
+    let (main, dead) = subscribe(&bento.bus(), &args, &out).await?;
     // The driver starts publishing once it reads this line.
     println!("READY");
     std::io::stdout().flush().context("writing READY")?;

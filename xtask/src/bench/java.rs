@@ -47,6 +47,19 @@ fn measurement(
     }
 }
 
+/// The publish p50, p99 and p99.9 (ms) at a fixed `rate`.
+fn latency_measurements(
+    size: usize,
+    rate: u64,
+    [p50, p99, p999]: [f64; 3],
+) -> impl Iterator<Item = Measurement> {
+    [("p50", p50), ("p99", p99), ("p99.9", p999)]
+        .into_iter()
+        .map(move |(name, value)| {
+            measurement(&format!("publish {name}"), size, Some(rate), "ms", value)
+        })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pulsar
 
@@ -167,17 +180,8 @@ pub fn pulsar(layout: &Layout, ports: &Ports, job: &Job) -> Result<Vec<Measureme
         args.extend(batching.map(String::from));
         args.push(topic);
         let log = pulsar_perf(layout, &args)?;
-        let [p50, p99, p999] =
-            pulsar_latency(&log).context("pulsar-perf produce printed no latency")?;
-        for (name, value) in [("p50", p50), ("p99", p99), ("p99.9", p999)] {
-            found.push(measurement(
-                &format!("publish {name}"),
-                size,
-                Some(rate),
-                "ms",
-                value,
-            ));
-        }
+        let latencies = pulsar_latency(&log).context("pulsar-perf produce printed no latency")?;
+        found.extend(latency_measurements(size, rate, latencies));
     }
     Ok(found)
 }
@@ -231,6 +235,92 @@ fn kafka_tool(layout: &Layout, class: &str, args: &[String]) -> Result<String> {
     build::run(cmd, class)
 }
 
+const PRODUCER: &str = "org.apache.kafka.tools.ProducerPerformance";
+const CONSUMER: &str = "org.apache.kafka.tools.ConsumerPerformance";
+
+/// ProducerPerformance's arguments: `records` of `size` bytes at `rate` per second (-1: as fast
+/// as it can), acks=all and idempotent as the Rust producers.
+fn producer_args(
+    bootstrap: &str,
+    topic: &str,
+    records: u64,
+    size: usize,
+    rate: i64,
+) -> Vec<String> {
+    [
+        "--topic".to_string(),
+        topic.to_string(),
+        "--num-records".into(),
+        records.to_string(),
+        "--record-size".into(),
+        size.to_string(),
+        "--throughput".into(),
+        rate.to_string(),
+        "--producer-props".into(),
+        format!("bootstrap.servers={bootstrap}"),
+        "acks=all".into(),
+        "enable.idempotence=true".into(),
+    ]
+    .to_vec()
+}
+
+/// ProducerPerformance then ConsumerPerformance over `job.events` messages of `size` bytes on
+/// a new topic: produce and consume rates.
+fn kafka_throughput(
+    layout: &Layout,
+    bootstrap: &str,
+    job: &Job,
+    size: usize,
+    create_topic: &dyn Fn(&str) -> Result<()>,
+) -> Result<[Measurement; 2]> {
+    let topic = format!("{}-java-{size}", job.topic);
+    create_topic(&topic)?;
+    let out = kafka_tool(
+        layout,
+        PRODUCER,
+        &producer_args(bootstrap, &topic, job.events, size, -1),
+    )?;
+    let (rate, _) = kafka_producer(&out).context("ProducerPerformance printed no summary")?;
+    let produce = measurement("produce", size, None, "msg/s", rate);
+    let args: Vec<String> = [
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        &topic,
+        "--messages",
+        &job.events.to_string(),
+        "--group",
+        &format!("{topic}-backlog"),
+    ]
+    .map(String::from)
+    .to_vec();
+    let out = kafka_tool(layout, CONSUMER, &args)?;
+    let rate = kafka_consumer(&out).context("ConsumerPerformance printed no figures")?;
+    Ok([produce, measurement("consume", size, None, "msg/s", rate)])
+}
+
+/// ProducerPerformance at a fixed `rate` for `job.seconds` on a new topic: publish latencies.
+fn kafka_latency(
+    layout: &Layout,
+    bootstrap: &str,
+    job: &Job,
+    size: usize,
+    rate: u64,
+    create_topic: &dyn Fn(&str) -> Result<()>,
+) -> Result<impl Iterator<Item = Measurement>> {
+    let topic = format!("{}-java-latency-{rate}", job.topic);
+    create_topic(&topic)?;
+    let records = rate * job.seconds;
+    let signed_rate = i64::try_from(rate).unwrap_or(i64::MAX);
+    let out = kafka_tool(
+        layout,
+        PRODUCER,
+        &producer_args(bootstrap, &topic, records, size, signed_rate),
+    )?;
+    let (_, latencies) = kafka_producer(&out).context("ProducerPerformance printed no summary")?;
+    Ok(latency_measurements(size, rate, latencies))
+}
+
 /// ProducerPerformance and ConsumerPerformance (acks=all, idempotent, as the Rust producers)
 /// on topics of Bento's partition count, created with `create_topic`, then
 /// ProducerPerformance at each fixed rate for publish latency.
@@ -240,75 +330,27 @@ pub fn kafka(
     job: &Job,
     create_topic: &dyn Fn(&str) -> Result<()>,
 ) -> Result<Vec<Measurement>> {
-    const PRODUCER: &str = "org.apache.kafka.tools.ProducerPerformance";
-    const CONSUMER: &str = "org.apache.kafka.tools.ConsumerPerformance";
     let bootstrap = ports.kafka_bootstrap();
-    let producer_args = |topic: &str, records: u64, size: usize, rate: i64| -> Vec<String> {
-        [
-            "--topic".to_string(),
-            topic.to_string(),
-            "--num-records".into(),
-            records.to_string(),
-            "--record-size".into(),
-            size.to_string(),
-            "--throughput".into(),
-            rate.to_string(),
-            "--producer-props".into(),
-            format!("bootstrap.servers={bootstrap}"),
-            "acks=all".into(),
-            "enable.idempotence=true".into(),
-        ]
-        .to_vec()
-    };
     let mut found = Vec::new();
     for &size in &job.sizes {
-        let topic = format!("{}-java-{size}", job.topic);
-        create_topic(&topic)?;
-        let out = kafka_tool(
+        found.extend(kafka_throughput(
             layout,
-            PRODUCER,
-            &producer_args(&topic, job.events, size, -1),
-        )?;
-        let (rate, _) = kafka_producer(&out).context("ProducerPerformance printed no summary")?;
-        found.push(measurement("produce", size, None, "msg/s", rate));
-        let args: Vec<String> = [
-            "--bootstrap-server",
             &bootstrap,
-            "--topic",
-            &topic,
-            "--messages",
-            &job.events.to_string(),
-            "--group",
-            &format!("{topic}-backlog"),
-        ]
-        .map(String::from)
-        .to_vec();
-        let out = kafka_tool(layout, CONSUMER, &args)?;
-        let rate = kafka_consumer(&out).context("ConsumerPerformance printed no figures")?;
-        found.push(measurement("consume", size, None, "msg/s", rate));
+            job,
+            size,
+            create_topic,
+        )?);
     }
     let size = job.sizes.first().copied().unwrap_or(1024);
     for &rate in &job.rates {
-        let topic = format!("{}-java-latency-{rate}", job.topic);
-        create_topic(&topic)?;
-        let records = rate * job.seconds;
-        let signed_rate = i64::try_from(rate).unwrap_or(i64::MAX);
-        let out = kafka_tool(
+        found.extend(kafka_latency(
             layout,
-            PRODUCER,
-            &producer_args(&topic, records, size, signed_rate),
-        )?;
-        let (_, [p50, p99, p999]) =
-            kafka_producer(&out).context("ProducerPerformance printed no summary")?;
-        for (name, value) in [("p50", p50), ("p99", p99), ("p99.9", p999)] {
-            found.push(measurement(
-                &format!("publish {name}"),
-                size,
-                Some(rate),
-                "ms",
-                value,
-            ));
-        }
+            &bootstrap,
+            job,
+            size,
+            rate,
+            create_topic,
+        )?);
     }
     if found.is_empty() {
         bail!("the Kafka perf tools measured nothing");

@@ -23,81 +23,107 @@ pub(super) async fn run(
     out: Output,
 ) -> Result<(), CliError> {
     match command {
-        Admin::Tenants(Tenants::List) => {
+        Admin::Tenants(command) => tenants(command, admin, out).await,
+        Admin::Namespaces(command) => namespaces(command, admin, out).await,
+        Admin::Topics(command) => topics(command, admin, default_namespace, out).await,
+        Admin::Subscriptions(command) => pulsar_subscriptions(command, admin, out).await,
+        Admin::Schemas(args) => schemas(admin, args, out).await,
+    }
+}
+
+async fn tenants(command: Tenants, admin: &PulsarAdmin, out: Output) -> Result<(), CliError> {
+    match command {
+        Tenants::List => {
             let tenants = admin.tenants().await?;
             out.print(&tenants, || list_table("TENANT", &tenants))
         }
-        Admin::Tenants(Tenants::Create { tenant, clusters }) => {
+        Tenants::Create { tenant, clusters } => {
             admin.create_tenant(&tenant, &clusters).await?;
             done(out, "created tenant", tenant)
         }
-        Admin::Tenants(Tenants::Delete { tenant }) => {
+        Tenants::Delete { tenant } => {
             admin.delete_tenant(&tenant).await?;
             done(out, "deleted tenant", tenant)
         }
-        Admin::Namespaces(Namespaces::List { tenant }) => {
+    }
+}
+
+async fn namespaces(command: Namespaces, admin: &PulsarAdmin, out: Output) -> Result<(), CliError> {
+    match command {
+        Namespaces::List { tenant } => {
             let namespaces = admin.namespaces(&tenant).await?;
             out.print(&namespaces, || list_table("NAMESPACE", &namespaces))
         }
-        Admin::Namespaces(Namespaces::Create { namespace }) => {
+        Namespaces::Create { namespace } => {
             admin.create_namespace(&namespace).await?;
             done(out, "created namespace", namespace)
         }
-        Admin::Namespaces(Namespaces::Delete { namespace, force }) => {
+        Namespaces::Delete { namespace, force } => {
             admin.delete_namespace(&namespace, force).await?;
             done(out, "deleted namespace", namespace)
         }
-        Admin::Namespaces(Namespaces::Policies(args)) => policies(admin, args, out).await,
-        Admin::Topics(Topics::List { namespace }) => {
+        Namespaces::Policies(args) => policies(admin, args, out).await,
+    }
+}
+
+async fn topics(
+    command: Topics,
+    admin: &PulsarAdmin,
+    default_namespace: &str,
+    out: Output,
+) -> Result<(), CliError> {
+    match command {
+        Topics::List { namespace } => {
             let namespace = namespace.unwrap_or_else(|| default_namespace.to_owned());
-            let (topics, partitioned) = futures::try_join!(
-                admin.topics(&namespace),
-                admin.partitioned_topics(&namespace)
-            )?;
-            // Retry, dead-letter and replay-log topics follow the topic they belong to.
-            let mut rows = Vec::with_capacity(topics.len());
-            for (topic, role) in topic_roles::classify(topics) {
-                let partitions = if partitioned.contains(&topic) {
-                    admin.partitions(&topic).await?
-                } else {
-                    0
-                };
-                rows.push(TopicRow {
-                    topic,
-                    partitions,
-                    role,
-                });
-            }
-            out.print(&rows, || {
-                let mut table = Table::new(&["TOPIC", "PARTITIONS", "OF"]);
-                for row in &rows {
-                    table.row([
-                        row.topic.clone(),
-                        partitions_cell(row.partitions),
-                        row.role.describe(),
-                    ]);
-                }
-                table.render()
-            })
+            list_topics(admin, &namespace, out).await
         }
-        Admin::Topics(Topics::Create { topic, partitions }) => {
+        Topics::Create { topic, partitions } => {
             let name = admin.topic_name(&topic)?.to_string();
             admin.create_topic(&name, partitions.unwrap_or(0)).await?;
             done(out, "created topic", name)
         }
-        Admin::Topics(Topics::Delete { topic, force }) => {
+        Topics::Delete { topic, force } => {
             let name = admin.topic_name(&topic)?.to_string();
             admin.delete_topic(&name, force).await?;
             done(out, "deleted topic", name)
         }
-        Admin::Topics(Topics::Stats { topic }) => {
+        Topics::Stats { topic } => {
             let name = admin.topic_name(&topic)?.to_string();
             let stats = admin.topic_stats(&name).await?;
             out.print(&stats, || stats_text(&name, &stats))
         }
-        Admin::Subscriptions(command) => pulsar_subscriptions(command, admin, out).await,
-        Admin::Schemas(args) => schemas(admin, args, out).await,
     }
+}
+
+/// The topics of `namespace` with their partition counts; retry, dead-letter and replay-log
+/// topics follow the topic they belong to.
+async fn list_topics(admin: &PulsarAdmin, namespace: &str, out: Output) -> Result<(), CliError> {
+    let (topics, partitioned) =
+        futures::try_join!(admin.topics(namespace), admin.partitioned_topics(namespace))?;
+    let mut rows = Vec::with_capacity(topics.len());
+    for (topic, role) in topic_roles::classify(topics) {
+        let partitions = if partitioned.contains(&topic) {
+            admin.partitions(&topic).await?
+        } else {
+            0
+        };
+        rows.push(TopicRow {
+            topic,
+            partitions,
+            role,
+        });
+    }
+    out.print(&rows, || {
+        let mut table = Table::new(&["TOPIC", "PARTITIONS", "OF"]);
+        for row in &rows {
+            table.row([
+                row.topic.clone(),
+                partitions_cell(row.partitions),
+                row.role.describe(),
+            ]);
+        }
+        table.render()
+    })
 }
 
 #[derive(Serialize)]

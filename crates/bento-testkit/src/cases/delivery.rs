@@ -126,58 +126,78 @@ pub async fn competing_consumers(backend: &dyn Backend) {
     sub_b.shutdown().await.expect("shutdown");
 }
 
+/// What [`per_key_order`]'s handler saw: each key's sequence numbers in handling order, how
+/// often two messages of one key ran at once, and the most handlers running at once.
+#[derive(Clone, Default)]
+struct KeyOrderProbe {
+    order: Arc<std::sync::Mutex<BTreeMap<String, Vec<u32>>>>,
+    busy_keys: Arc<std::sync::Mutex<HashSet<String>>>,
+    overlap: Arc<AtomicUsize>,
+    max_parallel: Arc<AtomicUsize>,
+    running: Arc<AtomicUsize>,
+}
+
+impl KeyOrderProbe {
+    /// Handles one event: marks its key busy, takes a little time (longer for every seventh),
+    /// notes its sequence number, frees the key.
+    async fn handle(&self, event: &Ping) {
+        if !self
+            .busy_keys
+            .lock()
+            .map(|mut k| k.insert(event.key.clone()))
+            .unwrap_or(false)
+        {
+            self.overlap.fetch_add(1, Ordering::SeqCst);
+        }
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_parallel.fetch_max(now, Ordering::SeqCst);
+        if event.seq.is_multiple_of(7) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+        if let Ok(mut order) = self.order.lock() {
+            order.entry(event.key.clone()).or_default().push(event.seq);
+        }
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        if let Ok(mut keys) = self.busy_keys.lock() {
+            keys.remove(&event.key);
+        }
+    }
+
+    /// No key overlapped, each of the 10 keys saw its 100 messages in order, and keys ran in
+    /// parallel within the bound of 8.
+    fn check(&self) {
+        assert_eq!(
+            self.overlap.load(Ordering::SeqCst),
+            0,
+            "two messages of one key ran at once"
+        );
+        let order = self.order.lock().map(|o| o.clone()).unwrap_or_default();
+        assert_eq!(order.len(), 10);
+        for (key, seqs) in order {
+            assert_eq!(seqs, (0..100).collect::<Vec<u32>>(), "order of {key}");
+        }
+        let max_parallel = self.max_parallel.load(Ordering::SeqCst);
+        assert!(max_parallel > 1, "different keys ran in parallel");
+        assert!(max_parallel <= 8, "bound of 8 respected");
+    }
+}
+
 /// 1,000 messages over 10 keys, concurrency 8: each key's messages are handled one at a time,
 /// in publish order, while different keys run in parallel.
 pub async fn per_key_order(backend: &dyn Backend) {
     let Some(s) = setup(backend, Case::PerKeyOrder, "per-key-order").await else {
         return;
     };
-    let order: Arc<std::sync::Mutex<BTreeMap<String, Vec<u32>>>> = Arc::default();
-    let busy_keys: Arc<std::sync::Mutex<HashSet<String>>> = Arc::default();
-    let overlap = Arc::new(AtomicUsize::new(0));
-    let max_parallel = Arc::new(AtomicUsize::new(0));
-    let running = Arc::new(AtomicUsize::new(0));
+    let probe = KeyOrderProbe::default();
     let done = Collector::new();
     let handler = {
-        let (order, busy_keys, overlap, max_parallel, running, done) = (
-            order.clone(),
-            busy_keys.clone(),
-            overlap.clone(),
-            max_parallel.clone(),
-            running.clone(),
-            done.clone(),
-        );
+        let (probe, done) = (probe.clone(), done.clone());
         move |event: Ping, ctx: Context| {
-            let (order, busy_keys, overlap, max_parallel, running, done) = (
-                order.clone(),
-                busy_keys.clone(),
-                overlap.clone(),
-                max_parallel.clone(),
-                running.clone(),
-                done.clone(),
-            );
+            let (probe, done) = (probe.clone(), done.clone());
             async move {
-                if !busy_keys
-                    .lock()
-                    .map(|mut k| k.insert(event.key.clone()))
-                    .unwrap_or(false)
-                {
-                    overlap.fetch_add(1, Ordering::SeqCst);
-                }
-                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                max_parallel.fetch_max(now, Ordering::SeqCst);
-                if event.seq.is_multiple_of(7) {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                } else {
-                    tokio::task::yield_now().await;
-                }
-                if let Ok(mut order) = order.lock() {
-                    order.entry(event.key.clone()).or_default().push(event.seq);
-                }
-                running.fetch_sub(1, Ordering::SeqCst);
-                if let Ok(mut keys) = busy_keys.lock() {
-                    keys.remove(&event.key);
-                }
+                probe.handle(&event).await;
                 done.record(&ctx);
                 Ok::<(), HandlerError>(())
             }
@@ -189,24 +209,7 @@ pub async fn per_key_order(backend: &dyn Backend) {
         .collect();
     s.publish_batches(&events, 100).await;
     done.wait_for(1000, s.patience * 3).await;
-    assert_eq!(
-        overlap.load(Ordering::SeqCst),
-        0,
-        "two messages of one key ran at once"
-    );
-    let order = order.lock().map(|o| o.clone()).unwrap_or_default();
-    assert_eq!(order.len(), 10);
-    for (key, seqs) in order {
-        assert_eq!(seqs, (0..100).collect::<Vec<u32>>(), "order of {key}");
-    }
-    assert!(
-        max_parallel.load(Ordering::SeqCst) > 1,
-        "different keys ran in parallel"
-    );
-    assert!(
-        max_parallel.load(Ordering::SeqCst) <= 8,
-        "bound of 8 respected"
-    );
+    probe.check();
     sub.shutdown().await.expect("shutdown");
 }
 
