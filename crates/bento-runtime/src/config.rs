@@ -193,6 +193,7 @@ pub struct MessagingConfig {
 /// The message bus implementations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum BackendKind {
     /// In-process; the default.
     #[default]

@@ -31,7 +31,18 @@ pub async fn run(command: Admin, loaded: &Loaded, out: Output) -> Result<(), Cli
             kafka::run(command, &admin, &config, out).await
         }
         BackendKind::Memory => Err(no_broker()),
+        other => Err(unknown_backend(other)),
     }
+}
+
+/// The error for a backend this build of the CLI does not know (one added to `bento-runtime`
+/// after it).
+pub fn unknown_backend(backend: BackendKind) -> CliError {
+    CliError::Unsupported(format!(
+        "messaging.backend is `{}`, which this version of bento does not manage; use pulsar or \
+         kafka",
+        backend.as_str()
+    ))
 }
 
 /// The error for a configuration that names the in-memory bus.

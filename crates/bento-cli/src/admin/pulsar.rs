@@ -355,11 +355,17 @@ async fn reset(
             return Err(CliError::Usage("give --earliest or --to <TIME>".into()));
         }
     };
-    admin.reset_cursor(topic, subscription, target).await?;
+    // Described before the reset, so that a target this version cannot name moves nothing.
     let to = match target {
         ResetTo::Earliest => "the earliest message".to_string(),
         ResetTo::Time(at) => at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        other => {
+            return Err(CliError::Unsupported(format!(
+                "resetting a cursor to {other:?} is not supported by this version of bento"
+            )));
+        }
     };
+    admin.reset_cursor(topic, subscription, target).await?;
     done(
         out,
         "reset subscription",

@@ -18,7 +18,7 @@ use bento_kafka::KafkaAdmin;
 use bento_runtime::BackendKind;
 use serde::Serialize;
 
-use crate::admin::no_broker;
+use crate::admin::{no_broker, unknown_backend};
 use crate::cli::{Dlq, DlqListArgs};
 use crate::config::Loaded;
 use crate::error::CliError;
@@ -88,6 +88,7 @@ impl Source {
                 Ok((Source::Kafka(source), topic.to_owned()))
             }
             BackendKind::Memory => Err(no_broker()),
+            other => Err(unknown_backend(other)),
         }
     }
 

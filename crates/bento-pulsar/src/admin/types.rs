@@ -158,6 +158,7 @@ pub enum Position {
 
 /// Where to move a subscription's cursor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ResetTo {
     /// The oldest message still stored: everything is delivered again.
     Earliest,
