@@ -18,6 +18,8 @@ pub mod event;
 pub mod measure;
 mod raw_kafka;
 mod raw_pulsar;
+mod raw_side;
+mod ruststream_broker;
 mod ruststream_kafka;
 mod ruststream_pulsar;
 mod ruststream_side;

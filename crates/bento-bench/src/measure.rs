@@ -50,6 +50,11 @@ impl Clock {
         self.seen.load(Ordering::Acquire)
     }
 
+    /// Whether the target is reached.
+    pub fn is_done(&self) -> bool {
+        self.seen() >= self.target
+    }
+
     /// Waits for the target; fails if no message arrives for [`PATIENCE`].
     pub async fn wait(&self, what: &str) -> Result<()> {
         loop {
@@ -180,17 +185,47 @@ where
     F: FnMut(u64) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    let deadline = Instant::now() + PATIENCE;
-    let mut seq = WARM_UP;
-    while !probe.is_live() {
-        if Instant::now() > deadline {
-            bail!("no warm-up event reached the consumer within {PATIENCE:?}");
-        }
+    let mut warm_up = WarmUp::new(probe);
+    while let Some(seq) = warm_up.next_seq().await? {
         send(seq).await?;
-        seq += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+/// [`warm_up`] as a loop of its own, for a sender the loop body borrows mutably:
+/// `while let Some(seq) = warm_up.next_seq().await? { send seq }`.
+#[derive(Debug)]
+pub struct WarmUp<'a> {
+    probe: &'a LatencyProbe,
+    deadline: Instant,
+    seq: u64,
+}
+
+impl<'a> WarmUp<'a> {
+    /// Warm-up events for `probe`, for at most [`PATIENCE`].
+    pub fn new(probe: &'a LatencyProbe) -> Self {
+        Self {
+            probe,
+            deadline: Instant::now() + PATIENCE,
+            seq: WARM_UP,
+        }
+    }
+
+    /// The next warm-up sequence number to send (50 ms after the one before), `None` once the
+    /// probe is live; an error once [`PATIENCE`] has passed without it.
+    pub async fn next_seq(&mut self) -> Result<Option<u64>> {
+        if self.seq > WARM_UP {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if self.probe.is_live() {
+            return Ok(None);
+        }
+        if Instant::now() > self.deadline {
+            bail!("no warm-up event reached the consumer within {PATIENCE:?}");
+        }
+        self.seq += 1;
+        Ok(Some(self.seq - 1))
+    }
 }
 
 /// A ticker at `rate` per second; a late tick fires at once (a burst) so the rate holds.

@@ -1,9 +1,8 @@
 //! rdkafka driven well: a `FutureProducer` (acks=all, idempotent, as Bento's producer) with a
 //! sliding window of 10,000 deliveries in flight, a `StreamConsumer` that decodes each event.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use futures::StreamExt;
@@ -14,8 +13,9 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
-use crate::event::{Payment, prepared};
-use crate::measure::{Clock, Latencies, LatencyProbe, PATIENCE, ticker, warm_up};
+use crate::event::Payment;
+use crate::measure::{Clock, LatencyProbe, PATIENCE};
+use crate::raw_side::{RawProducer, RawSide, Reader};
 use crate::{KAFKA_PARTITIONS, Knobs, Report, WINDOW};
 
 fn config(knobs: &Knobs) -> ClientConfig {
@@ -79,38 +79,78 @@ async fn delivered(delivery: DeliveryFuture) -> Result<()> {
     }
 }
 
+/// The producer on one topic.
+struct Sender {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl RawProducer for Sender {
+    /// The sliding window of 10,000 deliveries.
+    const IN_FLIGHT: usize = 10 * WINDOW;
+    type Receipt = DeliveryFuture;
+
+    fn start_send(&mut self, event: &Payment) -> impl Future<Output = Result<DeliveryFuture>> {
+        send(&self.producer, &self.topic, event)
+    }
+
+    fn confirmed(delivery: DeliveryFuture) -> impl Future<Output = Result<()>> + Send + 'static {
+        delivered(delivery)
+    }
+}
+
+/// rdkafka's side: one producer for every topic.
+struct RawKafka<'a> {
+    knobs: &'a Knobs,
+    producer: FutureProducer,
+}
+
+impl RawSide for RawKafka<'_> {
+    const NAME: &'static str = "Kafka";
+    type Producer = Sender;
+
+    async fn prepare(&self, topic: &str) -> Result<()> {
+        create_topic(self.knobs, topic).await
+    }
+
+    async fn producer(&self, topic: &str) -> Result<Sender> {
+        Ok(Sender {
+            producer: self.producer.clone(),
+            topic: topic.to_owned(),
+        })
+    }
+
+    async fn close(_producer: Sender) -> Result<()> {
+        Ok(())
+    }
+
+    async fn consume(&self, topic: &str, events: u64) -> Result<f64> {
+        consume(self.knobs, topic, events).await
+    }
+
+    async fn latency_reader(&self, topic: &str, probe: Arc<LatencyProbe>) -> Result<Reader> {
+        let consumer = consumer(self.knobs, topic, &format!("{topic}-latency"))?;
+        Ok(tokio::spawn(async move {
+            let mut stream = consumer.stream();
+            while !probe.clock.is_done() {
+                let next = tokio::time::timeout(PATIENCE, stream.next()).await;
+                let Ok(Some(message)) = next else { break };
+                let message = message?;
+                let event: Payment = serde_json::from_slice(message.payload().unwrap_or_default())?;
+                probe.handle(event.seq, event.sent_at_micros);
+            }
+            anyhow::Ok(())
+        }))
+    }
+}
+
 /// Every measurement of rdkafka's side.
 pub async fn run(knobs: &Knobs, report: &Report) -> Result<()> {
-    let producer = producer(knobs)?;
-    for &size in &knobs.sizes {
-        let topic = knobs.topic(&format!("raw-{size}"));
-        create_topic(knobs, &topic).await?;
-        let events = prepared(knobs.events, size);
-        let started = Instant::now();
-        let mut window = VecDeque::with_capacity(10 * WINDOW);
-        for event in &events {
-            if window.len() == 10 * WINDOW
-                && let Some(delivery) = window.pop_front()
-            {
-                delivered(delivery).await?;
-            }
-            window.push_back(send(&producer, &topic, event).await?);
-        }
-        for delivery in window {
-            delivered(delivery).await?;
-        }
-        let produced = events.len() as f64 / started.elapsed().as_secs_f64();
-        report.emit("produce", size, None, "msg/s", produced);
-        let consumed = consume(knobs, &topic, events.len() as u64).await?;
-        report.emit("consume", size, None, "msg/s", consumed);
-    }
-    let size = knobs.sizes.first().copied().unwrap_or(1024);
-    for &rate in &knobs.rates {
-        let topic = knobs.topic(&format!("raw-latency-{rate}"));
-        create_topic(knobs, &topic).await?;
-        latency(&producer, &topic, knobs, report, size, rate).await?;
-    }
-    Ok(())
+    let side = RawKafka {
+        knobs,
+        producer: producer(knobs)?,
+    };
+    crate::raw_side::run(&side, knobs, report).await
 }
 
 /// Reads `events` records from the earliest offset in a new group, decoding each: records/s
@@ -136,57 +176,4 @@ async fn consume(knobs: &Knobs, topic: &str, events: u64) -> Result<f64> {
     waited?;
     read?;
     Ok(clock.rate())
-}
-
-async fn latency(
-    producer: &FutureProducer,
-    topic: &str,
-    knobs: &Knobs,
-    report: &Report,
-    size: usize,
-    rate: u64,
-) -> Result<()> {
-    let total = rate * knobs.seconds.as_secs();
-    let probe = LatencyProbe::new(total);
-    let consumer = consumer(knobs, topic, &format!("{topic}-latency"))?;
-    let reader = {
-        let probe = probe.clone();
-        tokio::spawn(async move {
-            let mut stream = consumer.stream();
-            while probe.clock.seen() < total {
-                let next = tokio::time::timeout(PATIENCE, stream.next()).await;
-                let Ok(Some(message)) = next else { break };
-                let message = message?;
-                let event: Payment = serde_json::from_slice(message.payload().unwrap_or_default())?;
-                probe.handle(event.seq, event.sent_at_micros);
-            }
-            anyhow::Ok(())
-        })
-    };
-    warm_up(&probe, |seq| async move {
-        delivered(send(producer, topic, &Payment::sized(seq, size)).await?).await
-    })
-    .await?;
-    let publish = Arc::new(Latencies::new());
-    let mut tick = ticker(rate);
-    let mut deliveries = Vec::with_capacity(total as usize);
-    for event in prepared(total, size) {
-        tick.tick().await;
-        let started = Instant::now();
-        let delivery = send(producer, topic, &event.stamped()).await?;
-        let publish = publish.clone();
-        deliveries.push(tokio::spawn(async move {
-            let result = delivered(delivery).await;
-            publish.record(started.elapsed());
-            result
-        }));
-    }
-    for delivery in deliveries {
-        delivery.await??;
-    }
-    probe.clock.wait("raw Kafka latency consumer").await?;
-    reader.await??;
-    report.latencies("e2e", size, rate, &probe.end_to_end);
-    report.latencies("publish", size, rate, &publish);
-    Ok(())
 }

@@ -1,17 +1,17 @@
 //! The `pulsar` crate driven well: a batching producer with a sliding window of 1,000 sends in
 //! flight, a consumer that decodes each event's JSON, as Bento's handlers get it.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use futures::StreamExt;
 use pulsar::producer::{Message, SendFuture};
 use pulsar::{Pulsar, TokioExecutor};
 
-use crate::event::{Payment, WARM_UP, prepared};
-use crate::measure::{Clock, Latencies, LatencyProbe, PATIENCE, ticker};
+use crate::event::Payment;
+use crate::measure::{Clock, LatencyProbe};
+use crate::raw_side::{RawProducer, RawSide, Reader};
 use crate::{Knobs, Report, WINDOW};
 
 type Client = Pulsar<TokioExecutor>;
@@ -61,41 +61,70 @@ fn message(event: &Payment) -> Message {
     }
 }
 
+impl RawProducer for Producer {
+    const IN_FLIGHT: usize = WINDOW;
+    type Receipt = SendFuture;
+
+    async fn start_send(&mut self, event: &Payment) -> Result<SendFuture> {
+        Ok(self.send_non_blocking(message(event)).await?)
+    }
+
+    async fn confirmed(receipt: SendFuture) -> Result<()> {
+        receipt.await?;
+        Ok(())
+    }
+}
+
+/// The `pulsar` crate's side: one client, a producer per topic.
+struct RawPulsar {
+    client: Client,
+}
+
+impl RawSide for RawPulsar {
+    const NAME: &'static str = "Pulsar";
+    type Producer = Producer;
+
+    /// Pulsar creates a topic when it is first used.
+    async fn prepare(&self, _topic: &str) -> Result<()> {
+        Ok(())
+    }
+
+    async fn producer(&self, topic: &str) -> Result<Producer> {
+        producer(&self.client, topic).await
+    }
+
+    async fn close(mut producer: Producer) -> Result<()> {
+        Ok(producer.close().await?)
+    }
+
+    async fn consume(&self, topic: &str, events: u64) -> Result<f64> {
+        consume(&self.client, topic, events).await
+    }
+
+    async fn latency_reader(&self, topic: &str, probe: Arc<LatencyProbe>) -> Result<Reader> {
+        let mut consumer = consumer(&self.client, topic, "bench-latency").await?;
+        Ok(tokio::spawn(async move {
+            while !probe.clock.is_done() {
+                let Some(message) = consumer.next().await else {
+                    break;
+                };
+                let message = message?;
+                let event: Payment = serde_json::from_slice(&message.payload.data)?;
+                consumer.ack(&message).await?;
+                probe.handle(event.seq, event.sent_at_micros);
+            }
+            anyhow::Ok(())
+        }))
+    }
+}
+
 /// Every measurement of the raw `pulsar` crate's side.
 pub async fn run(knobs: &Knobs, report: &Report) -> Result<()> {
     let client = Pulsar::builder(knobs.pulsar_url.clone(), TokioExecutor)
         .build()
         .await
         .context("connecting the raw Pulsar client")?;
-    for &size in &knobs.sizes {
-        let topic = knobs.topic(&format!("raw-{size}"));
-        let events = prepared(knobs.events, size);
-        let mut producer = producer(&client, &topic).await?;
-        let started = Instant::now();
-        let mut window: VecDeque<SendFuture> = VecDeque::with_capacity(WINDOW);
-        for event in &events {
-            if window.len() == WINDOW
-                && let Some(receipt) = window.pop_front()
-            {
-                receipt.await?;
-            }
-            window.push_back(producer.send_non_blocking(message(event)).await?);
-        }
-        for receipt in window {
-            receipt.await?;
-        }
-        let produced = events.len() as f64 / started.elapsed().as_secs_f64();
-        report.emit("produce", size, None, "msg/s", produced);
-        producer.close().await?;
-        let consumed = consume(&client, &topic, events.len() as u64).await?;
-        report.emit("consume", size, None, "msg/s", consumed);
-    }
-    let size = knobs.sizes.first().copied().unwrap_or(1024);
-    for &rate in &knobs.rates {
-        let topic = knobs.topic(&format!("raw-latency-{rate}"));
-        latency(&client, &topic, knobs, report, size, rate).await?;
-    }
-    Ok(())
+    crate::raw_side::run(&RawPulsar { client }, knobs, report).await
 }
 
 /// Reads `events` from the earliest with a new subscription, decoding and acknowledging each.
@@ -120,72 +149,4 @@ async fn consume(client: &Client, topic: &str, events: u64) -> Result<f64> {
     read?;
     consumer.close().await?;
     Ok(clock.rate())
-}
-
-async fn latency(
-    client: &Client,
-    topic: &str,
-    knobs: &Knobs,
-    report: &Report,
-    size: usize,
-    rate: u64,
-) -> Result<()> {
-    let total = rate * knobs.seconds.as_secs();
-    let probe = LatencyProbe::new(total);
-    let mut consumer = consumer(client, topic, "bench-latency").await?;
-    let reader = {
-        let probe = probe.clone();
-        tokio::spawn(async move {
-            while probe.clock.seen() < total {
-                let Some(message) = consumer.next().await else {
-                    break;
-                };
-                let message = message?;
-                let event: Payment = serde_json::from_slice(&message.payload.data)?;
-                consumer.ack(&message).await?;
-                probe.handle(event.seq, event.sent_at_micros);
-            }
-            anyhow::Ok(())
-        })
-    };
-    let mut producer = producer(client, topic).await?;
-    // Warm-up events until the subscription has one (see `measure::warm_up`).
-    let mut seq = WARM_UP;
-    let deadline = Instant::now() + PATIENCE;
-    while !probe.is_live() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "no warm-up event reached the raw consumer"
-        );
-        producer
-            .send_non_blocking(message(&Payment::sized(seq, size)))
-            .await?
-            .await?;
-        seq += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let publish = Arc::new(Latencies::new());
-    let mut tick = ticker(rate);
-    let mut receipts = Vec::with_capacity(total as usize);
-    for event in prepared(total, size) {
-        tick.tick().await;
-        let started = Instant::now();
-        let receipt = producer
-            .send_non_blocking(message(&event.stamped()))
-            .await?;
-        let publish = publish.clone();
-        receipts.push(tokio::spawn(async move {
-            let result = receipt.await;
-            publish.record(started.elapsed());
-            result
-        }));
-    }
-    for receipt in receipts {
-        receipt.await??;
-    }
-    probe.clock.wait("raw Pulsar latency consumer").await?;
-    reader.await??;
-    report.latencies("e2e", size, rate, &probe.end_to_end);
-    report.latencies("publish", size, rate, &publish);
-    Ok(())
 }
