@@ -14,6 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
@@ -63,7 +64,7 @@ impl CrashGuardLayer {
     /// Messages of earlier runs that were in a handler when their process died, with how many
     /// times.
     pub fn suspects(&self) -> usize {
-        self.journal.crashed.lock().len()
+        self.journal.suspects.load(Ordering::Acquire)
     }
 }
 
@@ -127,8 +128,12 @@ struct Journal {
     dir: PathBuf,
     max_crashes: u32,
     slots: Mutex<Slots>,
-    /// Counts from earlier runs, for messages not yet settled since.
+    /// Counts from earlier runs, for messages not yet settled since. Filled at open only:
+    /// from then on entries are only removed.
     crashed: Mutex<HashMap<Key, u32>>,
+    /// `crashed.len()`, read without the lock: once it is 0 (the usual case, a clean last
+    /// run) it stays 0, and deliveries skip the map.
+    suspects: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -181,24 +186,28 @@ impl Journal {
                 len: 0,
                 broken: false,
             }),
+            suspects: AtomicUsize::new(crashed.len()),
             crashed: Mutex::new(crashed),
         })
     }
 
     fn crashes_of(&self, key: Key) -> u32 {
-        let crashed = self.crashed.lock();
-        if crashed.is_empty() {
+        if self.suspects.load(Ordering::Acquire) == 0 {
             return 0;
         }
-        crashed.get(&key).copied().unwrap_or(0)
+        self.crashed.lock().get(&key).copied().unwrap_or(0)
     }
 
     fn forget(&self, key: Key) {
+        if self.suspects.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let mut crashed = self.crashed.lock();
-        if crashed.remove(&key).is_some()
-            && let Err(error) = write_crashes(&self.dir, &crashed)
-        {
-            tracing::warn!(%error, journal = %self.dir.display(), "rewriting the crash counts failed");
+        if crashed.remove(&key).is_some() {
+            self.suspects.store(crashed.len(), Ordering::Release);
+            if let Err(error) = write_crashes(&self.dir, &crashed) {
+                tracing::warn!(%error, journal = %self.dir.display(), "rewriting the crash counts failed");
+            }
         }
     }
 
@@ -305,6 +314,33 @@ mod tests {
             0,
             "a settled message is forgotten"
         );
+    }
+
+    #[test]
+    fn without_suspects_a_delivery_does_not_take_the_crash_map_lock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let journal = Journal::open(dir.path(), 2).expect("opens");
+        let _second = journal.enter(key(2));
+        drop(journal); // message 2 was in its handler
+        let journal = Arc::new(Journal::open(dir.path(), 2).expect("opens again"));
+        assert_eq!(journal.suspects.load(Ordering::Acquire), 1);
+        journal.forget(key(2));
+        assert_eq!(
+            journal.suspects.load(Ordering::Acquire),
+            0,
+            "the last one settled"
+        );
+
+        // With the map's lock held elsewhere, looking a message up still answers at once.
+        let held = journal.crashed.lock();
+        let (answer, answered) = std::sync::mpsc::channel();
+        let looking = journal.clone();
+        std::thread::spawn(move || {
+            let _ = answer.send(looking.crashes_of(key(2)));
+        });
+        let crashes = answered.recv_timeout(std::time::Duration::from_secs(5));
+        drop(held);
+        assert_eq!(crashes, Ok(0), "answered without waiting for the lock");
     }
 
     #[test]
