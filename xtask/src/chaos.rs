@@ -247,16 +247,7 @@ pub fn run(args: ChaosArgs) -> Result<()> {
     let passed = drills_passed.and_then(|d| bus_passed.map(|b| d && b));
 
     stop_started_here(&env, &already)?;
-    let passed = passed?;
-    println!(
-        "\ncargo xtask chaos: {} in {}s",
-        if passed { "passed" } else { "FAILED" },
-        started.elapsed().as_secs()
-    );
-    if !passed {
-        bail!("a drill failed");
-    }
-    Ok(())
+    progress::verdict("chaos", passed?, started, "a drill failed")
 }
 
 /// The package the outbox drills live in.

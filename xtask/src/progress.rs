@@ -37,6 +37,20 @@ pub fn check_interrupted() -> Result<()> {
     Ok(())
 }
 
+/// Prints a command's verdict and how long it took since `started`; fails with `failure` when
+/// it did not pass.
+pub fn verdict(command: &str, passed: bool, started: Instant, failure: &str) -> Result<()> {
+    println!(
+        "\ncargo xtask {command}: {} in {}s",
+        if passed { "passed" } else { "FAILED" },
+        started.elapsed().as_secs()
+    );
+    if !passed {
+        bail!("{failure}");
+    }
+    Ok(())
+}
+
 /// Prints a line with the elapsed time every few seconds while something slow runs.
 #[derive(Debug)]
 pub struct Heartbeat {

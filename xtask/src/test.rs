@@ -213,15 +213,7 @@ pub fn run(args: TestArgs) -> Result<()> {
     }
     let tests_passed = tests_passed?;
     stopped.context("stopping the brokers")?;
-    println!(
-        "\ncargo xtask test: {} in {}s",
-        if tests_passed { "passed" } else { "FAILED" },
-        started.elapsed().as_secs()
-    );
-    if !tests_passed {
-        bail!("tests failed");
-    }
-    Ok(())
+    progress::verdict("test", tests_passed, started, "tests failed")
 }
 
 /// The tools the run needs on the machine: Java and PostgreSQL for managed brokers, node and the
