@@ -35,6 +35,7 @@ mod extensions;
 mod handler;
 mod inbox;
 pub mod layer;
+mod names;
 mod outcome;
 mod policy;
 mod publish;

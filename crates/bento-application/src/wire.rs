@@ -139,7 +139,7 @@ where
                     user.insert(name.into(), value.into());
                 }
             },
-            EVENT_TYPE => envelope.event_type = Cow::Owned(value.into()),
+            EVENT_TYPE => envelope.event_type = crate::names::intern(value.as_ref()),
             EVENT_VERSION => match value.as_ref().parse() {
                 Ok(version) => envelope.version = version,
                 Err(_) => {
@@ -152,13 +152,13 @@ where
                     user.insert(name.into(), value.into());
                 }
             },
-            AGGREGATE_TYPE => envelope.aggregate_type = Cow::Owned(value.into()),
+            AGGREGATE_TYPE => envelope.aggregate_type = crate::names::intern(value.as_ref()),
             AGGREGATE_ID => envelope.aggregate_id = value.into(),
             ORDERING_KEY => envelope.ordering_key = Some(value.into()),
             CORRELATION_ID => envelope.correlation_id = Some(value.into()),
             CAUSATION_ID => envelope.causation_id = Some(value.into()),
             TENANT => envelope.tenant = Some(value.into()),
-            CONTENT_TYPE => envelope.content_type = Cow::Owned(value.into()),
+            CONTENT_TYPE => envelope.content_type = crate::names::intern(value.as_ref()),
             _ => {
                 user.insert(name.into(), value.into());
             }

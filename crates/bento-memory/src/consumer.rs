@@ -51,7 +51,6 @@ impl Stream for Consumer {
                  }| Delivery {
                     envelope: envelope.clone(),
                     attempt,
-                    broker_id: None,
                     settle: Box::new(MemorySettle {
                         subscription: self.subscription.clone(),
                         bus: self.bus.clone(),

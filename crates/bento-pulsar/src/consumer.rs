@@ -475,7 +475,6 @@ impl Task {
         let delivery = Delivery {
             envelope: Arc::new(envelope),
             attempt,
-            broker_id: Some(format_id(&id)),
             settle: Box::new(PulsarSettle {
                 worker: self.myself.clone(),
                 id,
@@ -525,6 +524,10 @@ impl PulsarSettle {
 impl Settle for PulsarSettle {
     async fn ack(self: Box<Self>) -> Result<(), BusError> {
         self.command(Command::Ack(self.id.clone()))
+    }
+
+    fn broker_id(&self) -> Option<String> {
+        Some(format_id(&self.id))
     }
 
     async fn retry(

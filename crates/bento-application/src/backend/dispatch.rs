@@ -39,8 +39,6 @@ pub struct Delivery {
     pub envelope: Arc<Envelope>,
     /// 1 on first delivery; counts every redelivery and retry.
     pub attempt: u32,
-    /// The broker's own id for the message, kept on dead letters.
-    pub broker_id: Option<String>,
     /// How to settle it on the broker.
     pub settle: Box<dyn Settle>,
 }
@@ -85,6 +83,12 @@ pub trait Settle: Send + 'static {
     /// The message was not handled (shutdown, or it is no longer this consumer's): give it
     /// back for redelivery.
     async fn release(self: Box<Self>) -> Result<(), BusError>;
+
+    /// The broker's own id for the message, kept on dead letters. Asked only when a message
+    /// is dead-lettered, so a backend formats it then and not for every delivery.
+    fn broker_id(&self) -> Option<String> {
+        None
+    }
 
     /// Whether the message may still be handled here. A backend whose consumer lost the
     /// message's partition since delivering it (a Kafka rebalance) answers `false`: the
@@ -346,7 +350,6 @@ async fn process(
     let Delivery {
         envelope,
         attempt,
-        broker_id,
         settle,
     } = delivery;
     if !settle.is_current() {
@@ -393,7 +396,7 @@ async fn process(
                     attempts: attempt,
                     original_topic: settings.topic.to_string(),
                     subscription: settings.subscription.to_string(),
-                    broker_message_id: broker_id,
+                    broker_message_id: settle.broker_id(),
                 };
                 tracing::warn!(message_id = %envelope.id, event_type = %envelope.event_type, attempt, failure = %letter.failure, %error, topic = %settings.dead_letter_topic, "dead-lettering message");
                 wire::dead_letter_envelope(&envelope, &letter, &settings.dead_letter)

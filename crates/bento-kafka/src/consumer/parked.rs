@@ -163,7 +163,6 @@ mod tests {
         Delivery {
             envelope: Arc::new(Envelope::new("t.e", 1, "text/plain", &b"x"[..])),
             attempt: 1,
-            broker_id: None,
             settle: Box::new(Held(current.clone())),
         }
     }

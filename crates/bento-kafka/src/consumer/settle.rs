@@ -178,6 +178,11 @@ impl Settle for KafkaSettle {
     fn is_current(&self) -> bool {
         self.owned()
     }
+
+    /// `topic/partition/offset`.
+    fn broker_id(&self) -> Option<String> {
+        Some(format!("{}/{}/{}", self.tp.0, self.tp.1, self.offset))
+    }
 }
 
 #[cfg(test)]
