@@ -20,8 +20,9 @@ const CAPACITY: usize = 1024;
 /// Longest name kept; longer ones are copied per message.
 const LONGEST: usize = 256;
 
-static NAMES: LazyLock<RwLock<HashSet<&'static str>>> =
-    LazyLock::new(|| RwLock::new(HashSet::new()));
+type Names = HashSet<&'static str, foldhash::fast::RandomState>;
+
+static NAMES: LazyLock<RwLock<Names>> = LazyLock::new(|| RwLock::new(Names::default()));
 
 /// `name`, borrowed from the table when it is (or now becomes) one of its names.
 pub(crate) fn intern(name: &str) -> Cow<'static, str> {

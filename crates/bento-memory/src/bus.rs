@@ -77,7 +77,12 @@ impl Inner {
     /// Delivers to every subscription of `topic` now, waiting for room in full ones;
     /// `dead_letter` topics always retain.
     pub(crate) async fn publish_now(&self, topic: &str, envelope: Envelope, dead_letter: bool) {
-        let topic = self.topic(topic);
+        self.publish_to(self.topic(topic), envelope, dead_letter)
+            .await;
+    }
+
+    /// [`Inner::publish_now`] to a topic already looked up.
+    async fn publish_to(&self, topic: Arc<Topic>, envelope: Envelope, dead_letter: bool) {
         // One allocation, shared by every subscription and the consumers' deliveries.
         let envelope = Arc::new(envelope);
         let keep = match (self.config.retain_per_topic, dead_letter) {
@@ -234,15 +239,16 @@ impl MemoryBus {
     }
 
     async fn publish_one(&self, envelope: Envelope, options: &PublishOptions) {
-        let topic = match &options.topic {
-            Some(topic) => topic.clone(),
-            None => self.topic_for(&envelope.event_type),
-        };
+        // Looked up by the name borrowed from the options or the envelope (the topic is the
+        // event type here): no copy of the name per publish.
+        let topic = self
+            .inner
+            .topic(options.topic.as_deref().unwrap_or(&envelope.event_type));
         let delay = options
             .deliver
             .map_or(Duration::ZERO, |at| at.delay_from_now());
         if delay.is_zero() {
-            self.inner.publish_now(&topic, envelope, false).await;
+            self.inner.publish_to(topic, envelope, false).await;
             return;
         }
         // The semaphore is never closed; a delayed message holds its permit until it is due.
@@ -254,7 +260,7 @@ impl MemoryBus {
         let inner = self.inner.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            inner.publish_now(&topic, envelope, false).await;
+            inner.publish_to(topic, envelope, false).await;
             drop(held);
         });
     }
