@@ -41,6 +41,11 @@ const MAX_UNSENT_ACKS: usize = 100_000;
 /// times) held until it comes. At this many the consumer stops receiving until the soonest is
 /// due: back-pressure, never dropping, and the memory they take stays bounded.
 const MAX_HELD: usize = 10_000;
+/// After this long without a message, the consumer asks the broker whether it still knows it.
+/// After a broker restart the client can get stuck re-subscribing (its retries spent while
+/// the broker could not yet load the topic): its stream then neither yields nor ends, and only
+/// a question to the broker shows that the subscription is gone.
+const QUIET_PROBE: Duration = Duration::from_secs(10);
 
 /// What one consumer reads and how.
 #[derive(Clone, Debug)]
@@ -227,6 +232,8 @@ struct State {
     held: BTreeMap<(DateTime<Utc>, u64), Delivery>,
     /// The number of the next held message.
     held_seq: u64,
+    /// Since when the consumer has been quiet: no message, no answer from the broker.
+    quiet_since: tokio::time::Instant,
 }
 
 impl State {
@@ -277,6 +284,7 @@ impl Task {
             batches: OpenBatches::default(),
             held: BTreeMap::new(),
             held_seq: 0,
+            quiet_since: tokio::time::Instant::now(),
         };
         loop {
             let turn = if state.consumer.is_some() {
@@ -333,6 +341,7 @@ impl Task {
                         // Held ones too come again, and are held anew.
                         state.held.clear();
                         state.consumer = Some(fresh);
+                        state.quiet_since = tokio::time::Instant::now();
                         state.reconnect_delay = Duration::from_millis(200);
                     }
                     Err(error) => {
@@ -393,10 +402,18 @@ impl Task {
             {
                 state.pending = state.held.pop_first().map(|(_, delivery)| delivery);
             }
+            () = tokio::time::sleep_until(state.quiet_since + QUIET_PROBE), if state.pending.is_none() => {
+                state.quiet_since = tokio::time::Instant::now();
+                if !self.known_to_broker(live).await {
+                    tracing::warn!(topic = %self.spec.topic, subscription = %self.spec.subscription, "the broker does not know this consumer any more (a reconnection that never completed); re-creating it");
+                    state.consumer = None;
+                }
+            }
             next = live.next(),
                 if state.pending.is_none() && !state.dispatcher_gone && state.held.len() < MAX_HELD =>
             match next {
                 Some(Ok(message)) => {
+                    state.quiet_since = tokio::time::Instant::now();
                     if self.spec.batch_acks == BatchAcknowledgement::WholeBatch {
                         state.batches.received(&message.message_id.id, message.message_id.batch_size);
                     }
@@ -420,6 +437,15 @@ impl Task {
             },
         }
         ControlFlow::Continue(())
+    }
+
+    /// Whether the broker still has `consumer` subscribed: it answers a stats request only for
+    /// a consumer it knows.
+    async fn known_to_broker(&self, consumer: &mut RawConsumer) -> bool {
+        matches!(
+            tokio::time::timeout(self.spec.timeout, consumer.get_stats()).await,
+            Ok(Ok(_))
+        )
     }
 
     async fn close(&self, consumer: &mut RawConsumer) -> Result<(), BusError> {
