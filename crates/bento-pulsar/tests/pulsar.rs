@@ -859,3 +859,22 @@ async fn invalid_configuration_is_refused_with_the_key() {
         "{error}"
     );
 }
+
+/// The quiet probe of Bento's consumer (a consumer that received nothing for a while asks the
+/// broker for its stats, and is re-created when the broker does not know it) must not take a
+/// live consumer for a lost one: the broker answers for a consumer it knows, idle or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_answers_the_quiet_probe_for_a_live_idle_consumer() {
+    common::share_broker();
+    let topic = format!("persistent://public/default/{}", unique("quiet-probe"));
+    let mut consumer = raw_reader(&topic).await;
+    for round in 1..=2 {
+        let stats = tokio::time::timeout(PATIENCE, consumer.get_stats())
+            .await
+            .unwrap_or_else(|_| panic!("no stats answer within {PATIENCE:?} (round {round})"));
+        let stats = stats
+            .unwrap_or_else(|e| panic!("the broker refused the stats of a live consumer: {e}"));
+        assert_eq!(stats.len(), 1, "one answer for one topic");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
