@@ -37,14 +37,11 @@ pub(crate) type DeliverySender = delivery_channel::Sender<Delivery>;
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 /// Acknowledgements kept while the consumer reconnects, sent once it is back.
 const MAX_UNSENT_ACKS: usize = 100_000;
-/// Messages delivered before their time (exclusive and failover subscriptions ignore delivery
-/// times) held until it comes. At this many the consumer stops receiving until the soonest is
-/// due: back-pressure, never dropping, and the memory they take stays bounded.
+/// Messages delivered before their time (exclusive and failover subscriptions ignore it) held
+/// until it comes; at this many the consumer stops receiving until the soonest is due.
 const MAX_HELD: usize = 10_000;
-/// After this long without a message, the consumer asks the broker whether it still knows it.
-/// After a broker restart the client can get stuck re-subscribing (its retries spent while
-/// the broker could not yet load the topic): its stream then neither yields nor ends, and only
-/// a question to the broker shows that the subscription is gone.
+/// After this long without a message the consumer asks the broker whether it still knows it: a
+/// client whose re-subscribe gave up after a broker restart neither yields nor ends.
 const QUIET_PROBE: Duration = Duration::from_secs(10);
 
 /// What one consumer reads and how.
@@ -232,7 +229,7 @@ struct State {
     held: BTreeMap<(DateTime<Utc>, u64), Delivery>,
     /// The number of the next held message.
     held_seq: u64,
-    /// Since when the consumer has been quiet: no message, no answer from the broker.
+    /// Since when the consumer has been quiet (no message, no probe).
     quiet_since: tokio::time::Instant,
 }
 
@@ -439,8 +436,7 @@ impl Task {
         ControlFlow::Continue(())
     }
 
-    /// Whether the broker still has `consumer` subscribed: it answers a stats request only for
-    /// a consumer it knows.
+    /// Whether the broker still knows `consumer` (it answers stats only for consumers it has).
     async fn known_to_broker(&self, consumer: &mut RawConsumer) -> bool {
         matches!(
             tokio::time::timeout(self.spec.timeout, consumer.get_stats()).await,
