@@ -214,8 +214,7 @@ struct State {
     consumer: Option<RawConsumer>,
     /// The attempt under way at re-creating the consumer.
     reconnect: Option<Reconnect>,
-    /// The pause before the next attempt; doubles after each failure, up to
-    /// [`MAX_RECONNECT_DELAY`].
+    /// The pause before the next attempt, doubled per failure up to [`MAX_RECONNECT_DELAY`].
     reconnect_delay: Duration,
     /// A delivery waiting for room in the dispatcher's channel.
     pending: Option<Delivery>,
@@ -400,11 +399,7 @@ impl Task {
                 state.pending = state.held.pop_first().map(|(_, delivery)| delivery);
             }
             () = tokio::time::sleep_until(state.quiet_since + QUIET_PROBE), if state.pending.is_none() => {
-                state.quiet_since = tokio::time::Instant::now();
-                if !self.known_to_broker(live).await {
-                    tracing::warn!(topic = %self.spec.topic, subscription = %self.spec.subscription, "the broker does not know this consumer any more (a reconnection that never completed); re-creating it");
-                    state.consumer = None;
-                }
+                self.probe(state).await;
             }
             next = live.next(),
                 if state.pending.is_none() && !state.dispatcher_gone && state.held.len() < MAX_HELD =>
@@ -436,12 +431,17 @@ impl Task {
         ControlFlow::Continue(())
     }
 
-    /// Whether the broker still knows `consumer` (it answers stats only for consumers it has).
-    async fn known_to_broker(&self, consumer: &mut RawConsumer) -> bool {
-        matches!(
-            tokio::time::timeout(self.spec.timeout, consumer.get_stats()).await,
-            Ok(Ok(_))
-        )
+    /// Asks the broker for a quiet consumer's stats (answered only for a consumer it knows).
+    async fn probe(&self, state: &mut State) {
+        state.quiet_since = tokio::time::Instant::now();
+        let Some(live) = state.consumer.as_mut() else {
+            return;
+        };
+        let stats = tokio::time::timeout(self.spec.timeout, live.get_stats()).await;
+        if !matches!(stats, Ok(Ok(_))) {
+            tracing::warn!(topic = %self.spec.topic, subscription = %self.spec.subscription, "the broker does not know this consumer any more (a reconnection that never completed); re-creating it");
+            state.consumer = None;
+        }
     }
 
     async fn close(&self, consumer: &mut RawConsumer) -> Result<(), BusError> {
