@@ -8,10 +8,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bento_application::backend::{Delivery, Settle, due_in, store_with_retries};
+use bento_application::backend::Delivery;
 use bento_application::{BusError, wire};
-use bento_domain::Envelope;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::channel::mpsc as delivery_channel;
@@ -24,8 +22,11 @@ use tokio::task::JoinHandle;
 
 use crate::batch_acks::{BatchAcknowledgement, OpenBatches};
 use crate::error::{describe, is_unreachable, server_error};
-use crate::message_id::{ack_id, format_id};
-use crate::producer::{self, Client, Producers, Sending};
+use crate::message_id::ack_id;
+use crate::producer::{Client, Producers};
+
+mod settle;
+use settle::PulsarSettle;
 
 type RawConsumer = pulsar::Consumer<Vec<u8>, TokioExecutor>;
 type RawMessage = pulsar::consumer::Message<Vec<u8>>;
@@ -228,8 +229,11 @@ struct State {
     held: BTreeMap<(DateTime<Utc>, u64), Delivery>,
     /// The number of the next held message.
     held_seq: u64,
-    /// Since when the consumer has been quiet (no message, no probe).
-    quiet_since: tokio::time::Instant,
+    /// When to look whether the consumer has been quiet; one timer for the task's life, not
+    /// one per message.
+    probe_at: Pin<Box<tokio::time::Sleep>>,
+    /// When the consumer last heard from the broker (a message, or an answer to the probe).
+    heard_at: tokio::time::Instant,
 }
 
 impl State {
@@ -280,7 +284,8 @@ impl Task {
             batches: OpenBatches::default(),
             held: BTreeMap::new(),
             held_seq: 0,
-            quiet_since: tokio::time::Instant::now(),
+            probe_at: Box::pin(tokio::time::sleep(QUIET_PROBE)),
+            heard_at: tokio::time::Instant::now(),
         };
         loop {
             let turn = if state.consumer.is_some() {
@@ -337,7 +342,7 @@ impl Task {
                         // Held ones too come again, and are held anew.
                         state.held.clear();
                         state.consumer = Some(fresh);
-                        state.quiet_since = tokio::time::Instant::now();
+                        state.heard_at = tokio::time::Instant::now();
                         state.reconnect_delay = Duration::from_millis(200);
                     }
                     Err(error) => {
@@ -398,14 +403,14 @@ impl Task {
             {
                 state.pending = state.held.pop_first().map(|(_, delivery)| delivery);
             }
-            () = tokio::time::sleep_until(state.quiet_since + QUIET_PROBE), if state.pending.is_none() => {
+            () = &mut state.probe_at, if state.pending.is_none() => {
                 self.probe(state).await;
             }
             next = live.next(),
                 if state.pending.is_none() && !state.dispatcher_gone && state.held.len() < MAX_HELD =>
             match next {
                 Some(Ok(message)) => {
-                    state.quiet_since = tokio::time::Instant::now();
+                    state.heard_at = tokio::time::Instant::now();
                     if self.spec.batch_acks == BatchAcknowledgement::WholeBatch {
                         state.batches.received(&message.message_id.id, message.message_id.batch_size);
                     }
@@ -433,7 +438,14 @@ impl Task {
 
     /// Asks the broker for a quiet consumer's stats (answered only for a consumer it knows).
     async fn probe(&self, state: &mut State) {
-        state.quiet_since = tokio::time::Instant::now();
+        let quiet_until = state.heard_at + QUIET_PROBE;
+        if quiet_until > tokio::time::Instant::now() {
+            // Heard from since the timer was set: look again 10 s after that.
+            state.probe_at.as_mut().reset(quiet_until);
+            return;
+        }
+        state.heard_at = tokio::time::Instant::now();
+        state.probe_at.as_mut().reset(state.heard_at + QUIET_PROBE);
         let Some(live) = state.consumer.as_mut() else {
             return;
         };
@@ -509,92 +521,5 @@ impl Task {
             Some(at) if at > Utc::now() => Incoming::Hold(delivery, at),
             _ => Incoming::Deliver(delivery),
         }
-    }
-}
-
-/// Settles one message through its consumer's task.
-struct PulsarSettle {
-    worker: mpsc::UnboundedSender<Command>,
-    id: MessageIdData,
-    target: Arc<SettleTarget>,
-    spec: Arc<ConsumerSpec>,
-}
-
-impl PulsarSettle {
-    /// Acknowledges the message once its retry or dead letter is `stored`; hands it back to
-    /// the broker (a negative acknowledgement, so it comes again) when that failed.
-    fn acknowledge_if(&self, stored: Result<(), BusError>) -> Result<(), BusError> {
-        match stored {
-            Ok(()) => self.command(Command::Ack(self.id.clone())),
-            Err(error) => {
-                let _ = self.command(Command::Nack(self.id.clone()));
-                Err(error)
-            }
-        }
-    }
-
-    fn command(&self, command: Command) -> Result<(), BusError> {
-        self.worker.send(command).map_err(|_| BusError::Subscribe {
-            topic: self.spec.topic.clone(),
-            subscription: self.spec.subscription.clone(),
-            source: "the consumer has stopped; the message will be redelivered".into(),
-        })
-    }
-}
-
-#[async_trait]
-impl Settle for PulsarSettle {
-    async fn ack(self: Box<Self>) -> Result<(), BusError> {
-        self.command(Command::Ack(self.id.clone()))
-    }
-
-    fn broker_id(&self) -> Option<String> {
-        Some(format_id(&self.id))
-    }
-
-    async fn retry(
-        self: Box<Self>,
-        envelope: &Envelope,
-        next_attempt: u32,
-        delay: Duration,
-    ) -> Result<(), BusError> {
-        let due = due_in(delay);
-        let topic = &self.target.retry_topic;
-        // Stored first, acknowledged after: a crash in between means a redelivery, not a loss.
-        let stored = store_with_retries(
-            &format!("a retry on `{topic}`"),
-            || true,
-            || {
-                let message = producer::message(envelope.clone(), Some(due), Some(next_attempt));
-                self.target
-                    .producers
-                    .publish(topic, message, true, Sending::Copy)
-            },
-        )
-        .await;
-        self.acknowledge_if(stored)
-    }
-
-    async fn dead_letter(
-        self: Box<Self>,
-        dead_letter: Envelope,
-        topic: &str,
-    ) -> Result<(), BusError> {
-        let stored = store_with_retries(
-            &format!("a dead letter on `{topic}`"),
-            || true,
-            || {
-                let message = producer::message(dead_letter.clone(), None, None);
-                self.target
-                    .producers
-                    .publish(topic, message, false, Sending::Copy)
-            },
-        )
-        .await;
-        self.acknowledge_if(stored)
-    }
-
-    async fn release(self: Box<Self>) -> Result<(), BusError> {
-        self.command(Command::Nack(self.id.clone()))
     }
 }
