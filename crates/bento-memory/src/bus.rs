@@ -239,11 +239,13 @@ impl MemoryBus {
     }
 
     async fn publish_one(&self, envelope: Envelope, options: &PublishOptions) {
-        // Looked up by the name borrowed from the options or the envelope (the topic is the
-        // event type here): no copy of the name per publish.
-        let topic = self
-            .inner
-            .topic(options.topic.as_deref().unwrap_or(&envelope.event_type));
+        // Looked up by a borrowed name: no copy of it per publish.
+        let topic = self.inner.topic(
+            options
+                .topic
+                .as_deref()
+                .unwrap_or_else(|| topic_name(&envelope.event_type)),
+        );
         let delay = options
             .deliver
             .map_or(Duration::ZERO, |at| at.delay_from_now());
@@ -306,11 +308,16 @@ impl MessageBus for MemoryBus {
     }
 
     fn topic_for(&self, event_type: &str) -> String {
-        event_type.to_owned()
+        topic_name(event_type).to_owned()
     }
 
     async fn close(&self) -> Result<(), BusError> {
         self.inner.gate.shut();
         Ok(())
     }
+}
+
+/// The topic of `event_type` on the in-memory bus: the event type itself.
+fn topic_name(event_type: &str) -> &str {
+    event_type
 }
