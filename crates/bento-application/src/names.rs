@@ -13,8 +13,8 @@ use std::sync::LazyLock;
 
 use parking_lot::RwLock;
 
-/// Most names kept. A service reads a few dozen event types; 1,024 names of 64 bytes are
-/// 64 KiB at worst.
+/// Most names kept. A service reads a few dozen event types; 1,024 names of at most
+/// [`LONGEST`] bytes are 256 KiB at worst.
 const CAPACITY: usize = 1024;
 
 /// Longest name kept; longer ones are copied per message.
