@@ -114,7 +114,7 @@ impl MemorySettle {
 
 #[async_trait]
 impl Settle for MemorySettle {
-    async fn ack(mut self: Box<Self>) -> Result<(), BusError> {
+    fn ack(mut self: Box<Self>) -> Result<(), BusError> {
         self.unsettled = None;
         Ok(())
     }

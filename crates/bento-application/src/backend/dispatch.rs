@@ -61,7 +61,10 @@ impl std::fmt::Debug for Delivery {
 #[async_trait]
 pub trait Settle: Send + 'static {
     /// The handler succeeded: the message is done.
-    async fn ack(self: Box<Self>) -> Result<(), BusError>;
+    ///
+    /// Not async: a backend hands the acknowledgement to its consumer and returns (any broker
+    /// round trip happens behind it), so the path every handled message takes builds no future.
+    fn ack(self: Box<Self>) -> Result<(), BusError>;
 
     /// The handler failed and may succeed later: deliver `envelope` again as attempt
     /// `next_attempt`, not before `delay` has passed.
@@ -381,7 +384,7 @@ async fn process(
     };
 
     let settled = match outcome {
-        Outcome::Ack => settle.ack().await,
+        Outcome::Ack => settle.ack(),
         Outcome::Retry { error, after } => {
             let delay = after.unwrap_or_default();
             tracing::debug!(message_id = %envelope.id, event_type = %envelope.event_type, attempt, ?delay, %error, "handler failed, retrying");

@@ -142,7 +142,7 @@ mod tests {
 
     #[async_trait]
     impl Settle for Held {
-        async fn ack(self: Box<Self>) -> Result<(), BusError> {
+        fn ack(self: Box<Self>) -> Result<(), BusError> {
             Ok(())
         }
         async fn retry(self: Box<Self>, _: &Envelope, _: u32, _: Duration) -> Result<(), BusError> {

@@ -123,7 +123,7 @@ pub(crate) fn format_due(at: DateTime<Utc>) -> String {
 
 #[async_trait]
 impl Settle for KafkaSettle {
-    async fn ack(self: Box<Self>) -> Result<(), BusError> {
+    fn ack(self: Box<Self>) -> Result<(), BusError> {
         self.finish();
         Ok(())
     }

@@ -47,7 +47,7 @@ impl PulsarSettle {
 
 #[async_trait]
 impl Settle for PulsarSettle {
-    async fn ack(self: Box<Self>) -> Result<(), BusError> {
+    fn ack(self: Box<Self>) -> Result<(), BusError> {
         self.command(Command::Ack(self.id.clone()))
     }
 
