@@ -12,7 +12,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use bento_pulsar::{PulsarAdmin, PulsarConfig};
@@ -55,20 +55,14 @@ fn run(name: &str, namespace: &str) {
     let started = Instant::now();
     let mut command = on_pulsar(name, namespace);
     let output = if name == "service" {
-        let child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the service example: {e}"));
-        std::thread::sleep(Duration::from_secs(4));
-        let signalled = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap_or_else(|e| panic!("cannot send SIGTERM: {e}"));
-        assert!(signalled.success());
-        child
-            .wait_with_output()
-            .unwrap_or_else(|e| panic!("waiting for the service: {e}"))
+        // SIGTERM once it runs (its first summary), not after a fixed 4 s: a SIGTERM before it
+        // listens for one, on a slow start, kills it instead of stopping it.
+        common::stop_with_sigterm_once_running(
+            &mut command,
+            common::SERVICE_RUNNING,
+            Duration::from_secs(120),
+        )
+        .0
     } else {
         command
             .output()

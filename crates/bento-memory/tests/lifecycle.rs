@@ -141,8 +141,9 @@ async fn a_shutdown_gives_up_on_a_stuck_handler_after_its_grace() {
     sub.shutdown_within(Duration::from_millis(200))
         .await
         .expect("shutdown");
+    // Far above the 200 ms grace (a loaded machine), far below the handler's hour.
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(10),
         "took {:?}",
         started.elapsed()
     );

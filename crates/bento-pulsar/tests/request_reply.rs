@@ -126,8 +126,10 @@ async fn unanswered_request_times_out_clearly() -> TestResult {
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
+    // The upper bound only tells "gave up" from "hung": the request is published to the real
+    // broker first, which on a loaded machine can take seconds, so allow it common::PATIENCE.
     assert!(
-        waited >= timeout && waited < timeout + Duration::from_secs(5),
+        waited >= timeout && waited < timeout + common::PATIENCE,
         "gave up after {waited:?}"
     );
     requester.shutdown().await?;

@@ -23,6 +23,10 @@ const SUBJECT: &str = "bento-test";
 
 /// Connect timeout of the tests that expect a failure: they must give up within it.
 const SHORT_TIMEOUT_MS: u64 = 3_000;
+/// How much longer than [`SHORT_TIMEOUT_MS`] giving up may take: the connection's teardown on
+/// a loaded machine. 3 s + 4 s stays below the 10 s default timeout, so a connect that ignored
+/// `connect_timeout_ms` still fails the bound.
+const SLACK_MS: u64 = 4_000;
 
 /// The dev-env home: `BENTO_DEV_ENV_HOME`, else `target/dev-env` in the workspace.
 fn dev_env_home() -> PathBuf {
@@ -122,7 +126,7 @@ async fn expect_refused(mut config: PulsarConfig, why: &str) -> BusError {
         Err(error) => error,
     };
     assert!(
-        took < Duration::from_millis(SHORT_TIMEOUT_MS + 2_000),
+        took < Duration::from_millis(SHORT_TIMEOUT_MS + SLACK_MS),
         "gave up after {took:?}, the connect timeout is {SHORT_TIMEOUT_MS} ms ({why}): {error}"
     );
     eprintln!("refused after {took:?} ({why}): {error}");
@@ -357,7 +361,7 @@ async fn the_admin_client_works_over_https_with_the_ca_and_a_token() {
         "the error names the URL: {text}"
     );
     assert!(
-        started.elapsed() < Duration::from_millis(SHORT_TIMEOUT_MS + 2_000),
+        started.elapsed() < Duration::from_millis(SHORT_TIMEOUT_MS + SLACK_MS),
         "took {:?}",
         started.elapsed()
     );

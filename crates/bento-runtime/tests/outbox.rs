@@ -77,23 +77,33 @@ async fn configured_outbox_and_inbox_carry_an_event_from_commit_to_one_effect()
             .contains("record", &ids[0].to_string())
             .await?
     );
+    // The relay counts a row after marking it published, which may come after the handler
+    // already ran: wait for the count rather than read it at once (a loaded machine).
+    while bento.relay_stats().map(|s| s.published) != Some(1)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(bento.relay_stats().map(|s| s.published), Some(1));
     let metrics = bento.metrics().ok_or("metrics are on by default")?;
-    let mut text = String::new();
-    while tokio::time::Instant::now() < deadline + Duration::from_secs(5) {
-        text = metrics.encode()?;
-        if text.contains("bento_outbox_published_total 1") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for line in [
+    let expected = [
         "bento_outbox_published_total 1",
         "bento_outbox_depth 0",
         "bento_outbox_oldest_age_seconds 0",
         "bento_outbox_relay_leader 1",
         "bento_outbox_publish_failures_total 0",
-    ] {
+    ];
+    // Wait for every line, not the first alone: the metrics task reads the depth before the
+    // relay's count, so one refresh can show the count of 1 with a depth of 1 still.
+    let mut text = String::new();
+    while tokio::time::Instant::now() < deadline + Duration::from_secs(5) {
+        text = metrics.encode()?;
+        if expected.iter().all(|line| text.contains(line)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for line in expected {
         assert!(text.contains(line), "no `{line}` in\n{text}");
     }
     assert!(text.contains("bento_outbox_relay_lag_seconds "), "{text}");

@@ -252,7 +252,9 @@ pub async fn delayed_delivery(backend: &dyn Backend) {
         return;
     };
     let (collector, sub) = s.collect(s.spec("patient")).await;
-    let delay = Duration::from_millis(1500);
+    // The undelayed message must arrive within `delay` to come first: 3 s leaves a loaded
+    // machine and a real broker's round trip room (1.5 s did not always).
+    let delay = Duration::from_secs(3);
     let sent_at = Instant::now();
     s.bus
         .publish_with(

@@ -21,11 +21,12 @@ const BACKLOG: usize = 20_000;
 /// 110 ms on Pulsar (a backlog read from the bookie).
 const STALL: Duration = Duration::from_millis(250);
 /// Stalls tolerated while reading [`BACKLOG`]: a loaded machine running the suite in parallel
-/// (or a broker's garbage collection) may cause one or two; a consumer that stalls by design
-/// causes dozens.
-const MAX_STALLS: usize = 3;
-/// No single pause may be longer than this.
-const MAX_DELIVERY_GAP: Duration = Duration::from_secs(2);
+/// (or a broker's garbage collection) may cause a few; a consumer that stalls by design
+/// causes dozens (one every few hundred of the 20,000 messages), so 6 still catches it.
+const MAX_STALLS: usize = 6;
+/// No single pause may be longer than this: 5 s rides out a loaded 2-core CI machine or a
+/// broker's pause, and is still well below a stall that waits for Pulsar's 10 s quiet probe.
+const MAX_DELIVERY_GAP: Duration = Duration::from_secs(5);
 
 /// A subscription restarted behind a backlog of [`BACKLOG`] messages reads it with at most
 /// [`MAX_STALLS`] pauses longer than [`STALL`] between two deliveries, none longer than
