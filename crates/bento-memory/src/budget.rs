@@ -19,22 +19,6 @@ pub(crate) struct Budget {
     freed: Notify,
 }
 
-/// A message's share of its subscription's budget, given back when dropped.
-#[derive(Debug)]
-pub(crate) struct Room {
-    budget: Arc<Budget>,
-    bytes: usize,
-}
-
-impl Drop for Room {
-    fn drop(&mut self) {
-        self.budget.used.fetch_sub(self.bytes, Ordering::SeqCst);
-        if self.budget.waiting.load(Ordering::SeqCst) > 0 {
-            self.budget.freed.notify_waiters();
-        }
-    }
-}
-
 impl Budget {
     pub(crate) fn new(capacity: usize) -> Arc<Self> {
         Arc::new(Self {
@@ -52,19 +36,20 @@ impl Budget {
         (payload + 256).min(self.capacity)
     }
 
-    /// Room for `bytes` now, unless the budget is spent or publishers wait before this one.
-    pub(crate) fn try_take(self: &Arc<Self>, bytes: usize) -> Option<Room> {
+    /// Takes room for `bytes` now, unless the budget is spent or publishers wait before this
+    /// one; `false` when it did not.
+    pub(crate) fn try_take(&self, bytes: usize) -> bool {
         if self.waiting.load(Ordering::SeqCst) > 0 {
-            return None;
+            return false;
         }
         self.take_now(bytes)
     }
 
-    fn take_now(self: &Arc<Self>, bytes: usize) -> Option<Room> {
+    fn take_now(&self, bytes: usize) -> bool {
         let mut used = self.used.load(Ordering::SeqCst);
         loop {
             if used + bytes > self.capacity {
-                return None;
+                return false;
             }
             match self.used.compare_exchange_weak(
                 used,
@@ -72,32 +57,34 @@ impl Budget {
                 Ordering::SeqCst,
                 Ordering::SeqCst,
             ) {
-                Ok(_) => {
-                    return Some(Room {
-                        budget: self.clone(),
-                        bytes,
-                    });
-                }
+                Ok(_) => return true,
                 Err(now) => used = now,
             }
         }
     }
 
-    /// Room for `bytes`, waiting until settled messages give enough back.
-    pub(crate) async fn take(self: &Arc<Self>, bytes: usize) -> Room {
+    /// Takes room for `bytes`, waiting until settled messages give enough back.
+    pub(crate) async fn take(&self, bytes: usize) {
         self.waiting.fetch_add(1, Ordering::SeqCst);
-        let room = loop {
+        loop {
             // Registered before the check, so a release between the two still wakes it.
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if let Some(room) = self.take_now(bytes) {
-                break room;
+            if self.take_now(bytes) {
+                break;
             }
             freed.await;
-        };
+        }
         self.waiting.fetch_sub(1, Ordering::SeqCst);
-        room
+    }
+
+    /// Gives back room for `bytes` taken before, waking the publishers that wait for room.
+    pub(crate) fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.freed.notify_waiters();
+        }
     }
 }
 
@@ -110,8 +97,8 @@ mod tests {
     #[tokio::test]
     async fn room_comes_back_when_a_message_is_done() {
         let budget = Budget::new(1000);
-        let first = budget.try_take(600).expect("room");
-        assert!(budget.try_take(600).is_none(), "600 + 600 > 1000");
+        assert!(budget.try_take(600), "room");
+        assert!(!budget.try_take(600), "600 + 600 > 1000");
         let waiter = tokio::spawn({
             let budget = budget.clone();
             async move { budget.take(600).await }
@@ -119,16 +106,16 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiter.is_finished());
         assert!(
-            budget.try_take(100).is_none(),
+            !budget.try_take(100),
             "a new publish queues behind the waiting one"
         );
-        drop(first);
-        let second = tokio::time::timeout(Duration::from_secs(1), waiter)
+        budget.give_back(600);
+        tokio::time::timeout(Duration::from_secs(1), waiter)
             .await
             .expect("woken")
             .expect("task");
         assert_eq!(budget.used.load(Ordering::SeqCst), 600);
-        drop(second);
+        budget.give_back(600);
         assert_eq!(budget.used.load(Ordering::SeqCst), 0);
     }
 
@@ -136,6 +123,6 @@ mod tests {
     fn a_message_larger_than_the_budget_still_fits_an_empty_one() {
         let budget = Budget::new(1000);
         assert_eq!(budget.weight(5000), 1000);
-        assert!(budget.try_take(budget.weight(5000)).is_some());
+        assert!(budget.try_take(budget.weight(5000)));
     }
 }

@@ -9,6 +9,7 @@ use bento_application::{
     SubscriptionKind, SubscriptionSpec,
 };
 use bento_domain::Envelope;
+use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Semaphore;
 
@@ -77,14 +78,29 @@ impl Inner {
     /// Delivers to every subscription of `topic` now, waiting for room in full ones;
     /// `dead_letter` topics always retain.
     pub(crate) async fn publish_now(&self, topic: &str, envelope: Envelope, dead_letter: bool) {
-        self.publish_to(self.topic(topic), envelope, dead_letter)
-            .await;
+        let envelope = Arc::new(envelope);
+        let full = self.offer(&self.topic(topic), &envelope, dead_letter);
+        self.wait_for_room(full, envelope).await;
     }
 
-    /// [`Inner::publish_now`] to a topic already looked up.
-    async fn publish_to(&self, topic: Arc<Topic>, envelope: Envelope, dead_letter: bool) {
-        // One allocation, shared by every subscription and the consumers' deliveries.
+    /// [`Inner::publish_now`] of a message that is not a dead letter, to a topic looked up.
+    async fn publish_to(&self, topic: &Topic, envelope: Envelope) {
         let envelope = Arc::new(envelope);
+        let full = self.offer(topic, &envelope, false);
+        self.wait_for_room(full, envelope).await;
+    }
+
+    /// Hands `envelope` to every subscription of `topic` that has room for it now, and
+    /// returns those that have not (usually none: no allocation then).
+    ///
+    /// Not async, so that the common publish, which waits for nothing, builds no future that
+    /// has room for waiting.
+    fn offer(
+        &self,
+        topic: &Topic,
+        envelope: &Arc<Envelope>,
+        dead_letter: bool,
+    ) -> Vec<Arc<Subscription>> {
         let keep = match (self.config.retain_per_topic, dead_letter) {
             (0, true) => DEAD_LETTERS_KEPT,
             (n, _) => n,
@@ -99,21 +115,21 @@ impl Inner {
         // Subscriptions with room take the message at once; the others are waited for after
         // the lock is released. While a publish waits for a subscription, new publishes queue
         // behind it.
-        let full: Vec<Arc<Subscription>> = {
-            let subscriptions = topic.subscriptions.read();
-            let mut full = Vec::new();
-            for subscription in subscriptions.iter() {
-                match subscription.try_reserve(&envelope) {
-                    Some(room) => subscription.deliver(Message {
-                        envelope: envelope.clone(),
-                        attempt: 1,
-                        room: Some(room),
-                    }),
-                    None => full.push(subscription.clone()),
+        let subscriptions = topic.subscriptions.read();
+        let mut full = Vec::new();
+        for subscription in subscriptions.iter() {
+            match subscription.try_reserve(envelope) {
+                Some(room) => {
+                    subscription.deliver(Message::new(envelope.clone(), 1, Some(room)));
                 }
+                None => full.push(subscription.clone()),
             }
-            full
-        };
+        }
+        full
+    }
+
+    /// Delivers `envelope` to each of the `full` subscriptions once it has room.
+    async fn wait_for_room(&self, full: Vec<Arc<Subscription>>, envelope: Arc<Envelope>) {
         for subscription in full {
             if subscription.unattended() {
                 // Otherwise a publisher held by a subscription nobody reads just hangs.
@@ -126,11 +142,7 @@ impl Inner {
                 );
             }
             let room = subscription.reserve(&envelope).await;
-            subscription.deliver(Message {
-                envelope: envelope.clone(),
-                attempt: 1,
-                room: Some(room),
-            });
+            subscription.deliver(Message::new(envelope.clone(), 1, Some(room)));
         }
     }
 
@@ -238,7 +250,17 @@ impl MemoryBus {
         self.inner.gate.check()
     }
 
-    async fn publish_one(&self, envelope: Envelope, options: &PublishOptions) {
+    /// Publishes `envelope` now, if it is due and every subscription of its topic has room
+    /// for it; otherwise returns the wait, boxed.
+    ///
+    /// Not async: the future of every publish then stays the size of the common case, which
+    /// waits for nothing. (With the waits inside it, it outgrew 1 KiB, and allocating it took
+    /// the allocator off its per-thread cache on every publish.)
+    fn publish_one(
+        &self,
+        envelope: Envelope,
+        options: &PublishOptions,
+    ) -> Option<BoxFuture<'static, ()>> {
         // Looked up by a borrowed name: no copy of it per publish.
         let topic = self.inner.topic(
             options
@@ -249,22 +271,31 @@ impl MemoryBus {
         let delay = options
             .deliver
             .map_or(Duration::ZERO, |at| at.delay_from_now());
-        if delay.is_zero() {
-            self.inner.publish_to(topic, envelope, false).await;
-            return;
+        if !delay.is_zero() {
+            let inner = self.inner.clone();
+            let deliver = options.deliver;
+            return Some(Box::pin(async move {
+                // The semaphore is never closed; a delayed message holds its permit until it
+                // is due.
+                let held = inner.delayed.clone().acquire_owned().await.ok();
+                // Waiting for room may have taken it to its time.
+                let delay = deliver.map_or(Duration::ZERO, |at| at.delay_from_now());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    inner.publish_to(&topic, envelope).await;
+                    drop(held);
+                });
+            }));
         }
-        // The semaphore is never closed; a delayed message holds its permit until it is due.
-        let held = self.inner.delayed.clone().acquire_owned().await.ok();
-        // Waiting for room may have taken it to its time.
-        let delay = options
-            .deliver
-            .map_or(Duration::ZERO, |at| at.delay_from_now());
+        let envelope = Arc::new(envelope);
+        let full = self.inner.offer(&topic, &envelope, false);
+        if full.is_empty() {
+            return None;
+        }
         let inner = self.inner.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            inner.publish_to(topic, envelope, false).await;
-            drop(held);
-        });
+        Some(Box::pin(async move {
+            inner.wait_for_room(full, envelope).await;
+        }))
     }
 }
 
@@ -276,7 +307,9 @@ impl MessageBus for MemoryBus {
 
     async fn publish(&self, envelope: Envelope, options: PublishOptions) -> Result<(), BusError> {
         self.check_open()?;
-        self.publish_one(envelope, &options).await;
+        if let Some(wait) = self.publish_one(envelope, &options) {
+            wait.await;
+        }
         Ok(())
     }
 
@@ -287,7 +320,9 @@ impl MessageBus for MemoryBus {
     ) -> Result<(), BusError> {
         self.check_open()?;
         for envelope in envelopes {
-            self.publish_one(envelope, &options).await;
+            if let Some(wait) = self.publish_one(envelope, &options) {
+                wait.await;
+            }
         }
         Ok(())
     }

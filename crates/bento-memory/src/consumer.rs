@@ -10,7 +10,6 @@ use bento_domain::Envelope;
 use futures::Stream;
 use tokio::sync::mpsc;
 
-use crate::budget::Room;
 use crate::bus::Inner;
 use crate::subscription::{Message, Subscription};
 
@@ -43,23 +42,15 @@ impl Stream for Consumer {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
         self.rx.poll_recv(cx).map(|message| {
-            message.map(
-                |Message {
-                     envelope,
-                     attempt,
-                     room,
-                 }| Delivery {
-                    envelope: envelope.clone(),
-                    attempt,
-                    settle: Box::new(MemorySettle {
-                        subscription: self.subscription.clone(),
-                        bus: self.bus.clone(),
-                        unsettled: Some(envelope),
-                        attempt,
-                        room,
-                    }),
-                },
-            )
+            message.map(|message| Delivery {
+                envelope: message.envelope.clone(),
+                attempt: message.attempt,
+                settle: Box::new(MemorySettle {
+                    subscription: self.subscription.clone(),
+                    bus: self.bus.clone(),
+                    unsettled: Some(message),
+                }),
+            })
         })
     }
 }
@@ -80,30 +71,17 @@ impl Drop for Consumer {
 struct MemorySettle {
     subscription: Arc<Subscription>,
     bus: Weak<Inner>,
-    /// The message while it is still owed a settlement; redelivered if dropped unsettled.
-    unsettled: Option<Arc<Envelope>>,
-    attempt: u32,
-    /// Given back to the subscription when the message is settled for good.
-    room: Option<Room>,
+    /// The message while it is still owed a settlement: redelivered if dropped unsettled.
+    /// Dropping it gives its room in the subscription back.
+    unsettled: Option<Message>,
 }
 
 impl MemorySettle {
-    fn redeliver_later(
-        subscription: &Arc<Subscription>,
-        envelope: Arc<Envelope>,
-        attempt: u32,
-        room: Option<Room>,
-        delay: Duration,
-    ) {
-        let subscription = subscription.clone();
-        let message = Message {
-            envelope,
-            attempt,
-            room,
-        };
+    fn redeliver_later(subscription: &Arc<Subscription>, message: Message, delay: Duration) {
         if delay.is_zero() {
             subscription.deliver(message);
         } else {
+            let subscription = subscription.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 subscription.deliver(message);
@@ -125,13 +103,14 @@ impl Settle for MemorySettle {
         next_attempt: u32,
         delay: Duration,
     ) -> Result<(), BusError> {
-        // The dispatcher hands back the same envelope it got; reuse our handle to it.
-        let envelope = self
+        // The dispatcher hands back the same envelope it got; reuse our handle to it (and the
+        // room the message holds).
+        let mut message = self
             .unsettled
             .take()
-            .unwrap_or_else(|| Arc::new(envelope.clone()));
-        let room = self.room.take();
-        Self::redeliver_later(&self.subscription, envelope, next_attempt, room, delay);
+            .unwrap_or_else(|| Message::new(Arc::new(envelope.clone()), next_attempt, None));
+        message.attempt = next_attempt;
+        Self::redeliver_later(&self.subscription, message, delay);
         Ok(())
     }
 
@@ -154,13 +133,10 @@ impl Settle for MemorySettle {
 
 impl Drop for MemorySettle {
     fn drop(&mut self) {
-        if let Some(envelope) = self.unsettled.take() {
+        if let Some(mut message) = self.unsettled.take() {
             tracing::debug!(subscription = %self.subscription.name, "message given back unsettled; redelivering");
-            self.subscription.deliver(Message {
-                envelope,
-                attempt: self.attempt + 1,
-                room: self.room.take(),
-            });
+            message.attempt += 1;
+            self.subscription.deliver(message);
         }
     }
 }

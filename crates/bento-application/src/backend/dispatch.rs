@@ -25,7 +25,8 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 
-use crate::layer::retry::Policy;
+use crate::layer::panic;
+use crate::layer::retry::{self, Policy};
 use crate::layer::{BoxHandler, Layer, Layers, RetryLayer, TimeoutLayer};
 use crate::subscription::{Closer, SettleFailureHook};
 use crate::{
@@ -182,6 +183,11 @@ impl DispatchSettings {
             Some(deadline) => Arc::new(TimeoutLayer::new(*deadline).layer(handler)),
             None => handler,
         };
+        if layers.is_empty() {
+            // No layer outside retry to see its decisions: `process` makes them, without a
+            // future of their own per message.
+            return handler;
+        }
         // Retry with panic catching inside it, in one future (`CatchPanicLayer` fused in).
         let handler = Arc::new(
             RetryLayer::shared(retry.clone())
@@ -370,16 +376,28 @@ async fn process(
         settings.topic.clone(),
         settings.subscription.clone(),
     );
-    // The stack's panic layer turns a handler's panic into an outcome. A layer outside it that
-    // panics has no outcome to give: the message goes back to the broker, the consumer lives on.
-    let outcome = match AssertUnwindSafe(handler.handle(ctx)).catch_unwind().await {
-        Ok(outcome) => outcome,
-        Err(_) => {
-            tracing::error!(message_id = %envelope.id, subscription = %settings.subscription, "a layer outside the panic layer panicked; message released for redelivery");
-            if let Err(error) = settle.release().await {
-                tracing::warn!(%error, "could not release the message; the broker will redeliver it");
+    let stack = &settings.stack;
+    let outcome = if stack.layers.is_empty() {
+        // The handler as `DispatchSettings::wrap` left it: without the retry layer, applied
+        // here, panics caught as that layer does.
+        let outcome = match panic::call(&*handler, ctx) {
+            Ok(handling) => panic::finish(handling).await,
+            Err(panicked) => panicked,
+        };
+        retry::decide(&*stack.retry, attempt, outcome)
+    } else {
+        // The stack's panic layer turns a handler's panic into an outcome. A layer outside it
+        // that panics has no outcome to give: the message goes back to the broker, the
+        // consumer lives on.
+        match AssertUnwindSafe(handler.handle(ctx)).catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::error!(message_id = %envelope.id, subscription = %settings.subscription, "a layer outside the panic layer panicked; message released for redelivery");
+                if let Err(error) = settle.release().await {
+                    tracing::warn!(%error, "could not release the message; the broker will redeliver it");
+                }
+                return key;
             }
-            return key;
         }
     };
 

@@ -27,7 +27,7 @@
 mod crash;
 mod dead_letter;
 mod inbox;
-mod panic;
+pub(crate) mod panic;
 mod rate_limit;
 pub mod retry;
 mod timeout;

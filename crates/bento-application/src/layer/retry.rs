@@ -136,7 +136,7 @@ impl<S: EnvelopeHandler> EnvelopeHandler for Retry<S> {
 
 /// What `policy` makes of the `outcome` of attempt `attempt`: a retry gets its delay, or
 /// becomes a dead letter once no attempt is left; anything else stays as it is.
-fn decide(policy: &dyn Policy, attempt: u32, outcome: Outcome) -> Outcome {
+pub(crate) fn decide(policy: &dyn Policy, attempt: u32, outcome: Outcome) -> Outcome {
     match outcome {
         Outcome::Retry { error, .. } => match policy.retry(attempt, &error) {
             Some(delay) => Outcome::Retry {
