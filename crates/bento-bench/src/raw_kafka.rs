@@ -1,16 +1,20 @@
 //! rdkafka driven well: a `FutureProducer` (acks=all, idempotent, as Bento's producer) with a
-//! sliding window of 10,000 deliveries in flight, a `StreamConsumer` that decodes each event.
+//! sliding window of 10,000 deliveries in flight, a `StreamConsumer` that decodes each event;
+//! and the same consumer on records that carry Bento's envelope headers, reading them
+//! (`consume-with-headers`), the raw figure for the records Bento's consumer reads.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use bento_application::wire;
+use bento_domain::{DomainEvent as _, Envelope};
 use futures::StreamExt;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message as _;
+use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::event::Payment;
@@ -150,7 +154,114 @@ pub async fn run(knobs: &Knobs, report: &Report) -> Result<()> {
         knobs,
         producer: producer(knobs)?,
     };
-    crate::raw_side::run(&side, knobs, report).await
+    crate::raw_side::run(&side, knobs, report).await?;
+    with_headers(&side, knobs, report).await
+}
+
+/// The consume figure for the records Bento's consumer reads. Bento writes the envelope as
+/// about a dozen record headers, which librdkafka parses (allocating each one) when they are
+/// read, while the records above carry none: this backlog carries the headers Bento writes,
+/// and its consumer reads each of them as text besides decoding the event
+/// (`consume-with-headers`).
+async fn with_headers(side: &RawKafka<'_>, knobs: &Knobs, report: &Report) -> Result<()> {
+    let size = knobs.sizes.first().copied().unwrap_or(1024);
+    let topic = knobs.topic(&format!("raw-headers-{size}"));
+    create_topic(knobs, &topic).await?;
+    let events = crate::event::prepared(knobs.events, size);
+    let mut sender = HeaderSender {
+        producer: side.producer.clone(),
+        topic: topic.clone(),
+    };
+    crate::raw_side::produce(&mut sender, &events).await?;
+    let consumed = consume_with_headers(knobs, &topic, events.len() as u64).await?;
+    report.emit("consume-with-headers", size, None, "msg/s", consumed);
+    Ok(())
+}
+
+/// A producer whose records carry Bento's envelope headers.
+struct HeaderSender {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl RawProducer for HeaderSender {
+    const IN_FLIGHT: usize = 10 * WINDOW;
+    type Receipt = DeliveryFuture;
+
+    fn start_send(&mut self, event: &Payment) -> impl Future<Output = Result<DeliveryFuture>> {
+        send_with_headers(&self.producer, &self.topic, event)
+    }
+
+    fn confirmed(delivery: DeliveryFuture) -> impl Future<Output = Result<()>> + Send + 'static {
+        delivered(delivery)
+    }
+}
+
+/// [`send`], with the headers Bento writes for the event.
+async fn send_with_headers(
+    producer: &FutureProducer,
+    topic: &str,
+    event: &Payment,
+) -> Result<DeliveryFuture> {
+    let payload = event.json();
+    let envelope = Envelope::new(
+        Payment::EVENT_TYPE,
+        Payment::VERSION,
+        "application/json",
+        payload.clone(),
+    )
+    .with_aggregate(Payment::AGGREGATE_TYPE, event.aggregate_id());
+    let headers =
+        wire::to_headers(&envelope)
+            .iter()
+            .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                headers.insert(Header {
+                    key,
+                    value: Some(value.as_bytes()),
+                })
+            });
+    let mut record = FutureRecord::to(topic)
+        .key(&event.account)
+        .payload(&payload)
+        .headers(headers);
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((_, back)) => {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+}
+
+/// [`consume`] of records with headers, each header's value read as text.
+async fn consume_with_headers(knobs: &Knobs, topic: &str, events: u64) -> Result<f64> {
+    let group = format!("{topic}-backlog");
+    let consumer = consumer(knobs, topic, &group)?;
+    let clock = Clock::new(events);
+    let reader = async {
+        let mut stream = consumer.stream();
+        while clock.seen() < events {
+            let message = stream
+                .next()
+                .await
+                .context("the raw consumer's stream ended")??;
+            if let Some(headers) = message.headers() {
+                for header in headers.iter() {
+                    std::hint::black_box(header.value.map(std::str::from_utf8));
+                }
+            }
+            let event: Payment = serde_json::from_slice(message.payload().unwrap_or_default())?;
+            std::hint::black_box(event);
+            clock.tick();
+        }
+        anyhow::Ok(())
+    };
+    let (waited, read) = tokio::join!(clock.wait("raw Kafka consumer"), reader);
+    waited?;
+    read?;
+    Ok(clock.rate())
 }
 
 /// Reads `events` records from the earliest offset in a new group, decoding each: records/s

@@ -103,7 +103,7 @@ pub(crate) trait RawProducer {
 
 /// Sends `events` with at most [`RawProducer::IN_FLIGHT`] unconfirmed: messages per second
 /// from the first send to the last confirmation.
-async fn produce<P: RawProducer>(producer: &mut P, events: &[Payment]) -> Result<f64> {
+pub(crate) async fn produce<P: RawProducer>(producer: &mut P, events: &[Payment]) -> Result<f64> {
     let started = Instant::now();
     let mut window = VecDeque::with_capacity(P::IN_FLIGHT);
     for event in events {

@@ -3,12 +3,14 @@
 //! workers. The runs are `ruststream_broker`'s.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use ruststream_pulsar::PulsarPublisher;
 use ruststream_pulsar::prelude::*;
 
 use crate::Knobs;
+use crate::measure::PATIENCE;
 use crate::ruststream_broker::{RsBroker, Scope, Target, topic};
 use crate::ruststream_side::{RsPayment, publish_to};
 
@@ -46,7 +48,20 @@ impl RsBroker for Pulsar {
         scope.include(handle);
     }
 
+    /// The `pulsar` producer under RustStream's publisher answers `SlowDown` when its
+    /// connection's send queue is full, where it could wait; a service would wait and publish
+    /// again, and so does this side (for up to [`PATIENCE`]), rather than failing its run.
     async fn publish(publisher: &PulsarPublisher, name: &str, event: &RsPayment) -> Result<()> {
-        publish_to(publisher, name, event).await
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match publish_to(publisher, name, event).await {
+                Err(error)
+                    if error.to_string().contains("SlowDown") && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                published => return published,
+            }
+        }
     }
 }

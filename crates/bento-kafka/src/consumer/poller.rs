@@ -163,7 +163,9 @@ impl Poller {
                         break;
                     }
                 }
-                _ = tokio::time::sleep(wait.unwrap_or(Duration::ZERO)), if wait.is_some() => {
+                // In a block, so that the timer is made only when something is parked: a
+                // branch's future is built on every turn, even when its condition is false.
+                () = async { tokio::time::sleep(wait.unwrap_or(Duration::ZERO)).await }, if wait.is_some() => {
                     self.release_due(&mut parked, &mut ready);
                 }
                 _ = commit_tick.tick() => self.commit(CommitMode::Async),
