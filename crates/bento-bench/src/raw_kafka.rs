@@ -58,12 +58,21 @@ fn consumer(knobs: &Knobs, topic: &str, group: &str) -> Result<StreamConsumer> {
     Ok(consumer)
 }
 
-/// Hands a record to the producer, waiting a millisecond while its queue is full.
-async fn send(producer: &FutureProducer, topic: &str, event: &Payment) -> Result<DeliveryFuture> {
+/// Hands a record to the producer, with `headers` if any, waiting a millisecond while its
+/// queue is full.
+async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    event: &Payment,
+    headers: Option<OwnedHeaders>,
+) -> Result<DeliveryFuture> {
     let payload = event.json();
     let mut record = FutureRecord::to(topic)
         .key(&event.account)
         .payload(&payload);
+    if let Some(headers) = headers {
+        record = record.headers(headers);
+    }
     loop {
         match producer.send_result(record) {
             Ok(delivery) => return Ok(delivery),
@@ -87,6 +96,8 @@ async fn delivered(delivery: DeliveryFuture) -> Result<()> {
 struct Sender {
     producer: FutureProducer,
     topic: String,
+    /// Whether its records carry the headers Bento writes.
+    with_headers: bool,
 }
 
 impl RawProducer for Sender {
@@ -95,7 +106,8 @@ impl RawProducer for Sender {
     type Receipt = DeliveryFuture;
 
     fn start_send(&mut self, event: &Payment) -> impl Future<Output = Result<DeliveryFuture>> {
-        send(&self.producer, &self.topic, event)
+        let headers = self.with_headers.then(|| bento_headers(event));
+        send(&self.producer, &self.topic, event, headers)
     }
 
     fn confirmed(delivery: DeliveryFuture) -> impl Future<Output = Result<()>> + Send + 'static {
@@ -121,6 +133,7 @@ impl RawSide for RawKafka<'_> {
         Ok(Sender {
             producer: self.producer.clone(),
             topic: topic.to_owned(),
+            with_headers: false,
         })
     }
 
@@ -129,7 +142,7 @@ impl RawSide for RawKafka<'_> {
     }
 
     async fn consume(&self, topic: &str, events: u64) -> Result<f64> {
-        consume(self.knobs, topic, events).await
+        consume(self.knobs, topic, events, false).await
     }
 
     async fn latency_reader(&self, topic: &str, probe: Arc<LatencyProbe>) -> Result<Reader> {
@@ -168,75 +181,40 @@ async fn with_headers(side: &RawKafka<'_>, knobs: &Knobs, report: &Report) -> Re
     let topic = knobs.topic(&format!("raw-headers-{size}"));
     create_topic(knobs, &topic).await?;
     let events = crate::event::prepared(knobs.events, size);
-    let mut sender = HeaderSender {
+    let mut sender = Sender {
         producer: side.producer.clone(),
         topic: topic.clone(),
+        with_headers: true,
     };
     crate::raw_side::produce(&mut sender, &events).await?;
-    let consumed = consume_with_headers(knobs, &topic, events.len() as u64).await?;
+    let consumed = consume(knobs, &topic, events.len() as u64, true).await?;
     report.emit("consume-with-headers", size, None, "msg/s", consumed);
     Ok(())
 }
 
-/// A producer whose records carry Bento's envelope headers.
-struct HeaderSender {
-    producer: FutureProducer,
-    topic: String,
-}
-
-impl RawProducer for HeaderSender {
-    const IN_FLIGHT: usize = 10 * WINDOW;
-    type Receipt = DeliveryFuture;
-
-    fn start_send(&mut self, event: &Payment) -> impl Future<Output = Result<DeliveryFuture>> {
-        send_with_headers(&self.producer, &self.topic, event)
-    }
-
-    fn confirmed(delivery: DeliveryFuture) -> impl Future<Output = Result<()>> + Send + 'static {
-        delivered(delivery)
-    }
-}
-
-/// [`send`], with the headers Bento writes for the event.
-async fn send_with_headers(
-    producer: &FutureProducer,
-    topic: &str,
-    event: &Payment,
-) -> Result<DeliveryFuture> {
-    let payload = event.json();
+/// The headers Bento writes for `event`.
+fn bento_headers(event: &Payment) -> OwnedHeaders {
     let envelope = Envelope::new(
         Payment::EVENT_TYPE,
         Payment::VERSION,
         "application/json",
-        payload.clone(),
+        event.json(),
     )
     .with_aggregate(Payment::AGGREGATE_TYPE, event.aggregate_id());
-    let headers =
-        wire::to_headers(&envelope)
-            .iter()
-            .fold(OwnedHeaders::new(), |headers, (key, value)| {
-                headers.insert(Header {
-                    key,
-                    value: Some(value.as_bytes()),
-                })
-            });
-    let mut record = FutureRecord::to(topic)
-        .key(&event.account)
-        .payload(&payload)
-        .headers(headers);
-    loop {
-        match producer.send_result(record) {
-            Ok(delivery) => return Ok(delivery),
-            Err((_, back)) => {
-                record = back;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        }
-    }
+    wire::to_headers(&envelope)
+        .iter()
+        .fold(OwnedHeaders::new(), |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            })
+        })
 }
 
-/// [`consume`] of records with headers, each header's value read as text.
-async fn consume_with_headers(knobs: &Knobs, topic: &str, events: u64) -> Result<f64> {
+/// Reads `events` records from the earliest offset in a new group, decoding each (and, with
+/// `read_headers`, reading each header's value as text): records/s from the first to the last
+/// (joining the group is not counted).
+async fn consume(knobs: &Knobs, topic: &str, events: u64, read_headers: bool) -> Result<f64> {
     let group = format!("{topic}-backlog");
     let consumer = consumer(knobs, topic, &group)?;
     let clock = Clock::new(events);
@@ -247,36 +225,11 @@ async fn consume_with_headers(knobs: &Knobs, topic: &str, events: u64) -> Result
                 .next()
                 .await
                 .context("the raw consumer's stream ended")??;
-            if let Some(headers) = message.headers() {
+            if read_headers && let Some(headers) = message.headers() {
                 for header in headers.iter() {
                     std::hint::black_box(header.value.map(std::str::from_utf8));
                 }
             }
-            let event: Payment = serde_json::from_slice(message.payload().unwrap_or_default())?;
-            std::hint::black_box(event);
-            clock.tick();
-        }
-        anyhow::Ok(())
-    };
-    let (waited, read) = tokio::join!(clock.wait("raw Kafka consumer"), reader);
-    waited?;
-    read?;
-    Ok(clock.rate())
-}
-
-/// Reads `events` records from the earliest offset in a new group, decoding each: records/s
-/// from the first to the last (joining the group is not counted).
-async fn consume(knobs: &Knobs, topic: &str, events: u64) -> Result<f64> {
-    let group = format!("{topic}-backlog");
-    let consumer = consumer(knobs, topic, &group)?;
-    let clock = Clock::new(events);
-    let reader = async {
-        let mut stream = consumer.stream();
-        while clock.seen() < events {
-            let message = stream
-                .next()
-                .await
-                .context("the raw consumer's stream ended")??;
             let event: Payment = serde_json::from_slice(message.payload().unwrap_or_default())?;
             std::hint::black_box(event);
             clock.tick();
