@@ -5,14 +5,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bento_application::backend::Delivery;
 use bento_application::{BusError, SubscriptionKind, SubscriptionSpec};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::{KafkaBus, SECOND_ROUND_WAIT};
-use crate::consumer::{Assignment, Poller, Settler, SubscriptionState, position_new_group};
+use crate::consumer::{Assignment, Burst, Poller, Settler, SubscriptionState, position_new_group};
 use crate::context::BentoContext;
 use crate::topics;
 
@@ -134,7 +133,7 @@ impl KafkaBus {
         spec: &SubscriptionSpec,
         read: &[String],
         settler: &Arc<Settler>,
-        tx: mpsc::Sender<Delivery>,
+        tx: mpsc::Sender<Burst>,
         stop_tx: &watch::Sender<bool>,
         stop_rx: watch::Receiver<bool>,
     ) -> Result<Members, BusError> {

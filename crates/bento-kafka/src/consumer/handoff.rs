@@ -1,29 +1,38 @@
 //! The bounded hand-off between a subscription's pollers and the dispatcher.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context as TaskContext, Poll, ready};
 
 use bento_application::backend::Delivery;
 use futures::Stream;
 use tokio::sync::mpsc;
 
-/// Deliveries that may wait between the pollers and the dispatcher. When they are all taken
-/// the pollers stop taking records from librdkafka, whose own prefetch queue then fills up to
+/// Receive bursts that may wait between the pollers and the dispatcher (a burst is at most
+/// 64 records, so at most 512 deliveries). When they are all taken the pollers stop taking
+/// records from librdkafka, whose own prefetch queue then fills up to
 /// `queued.max.messages.kbytes` and stops fetching: back-pressure without pausing partitions
 /// (a paused partition loses what librdkafka had prefetched and must fetch it again).
-const HANDOFF_CAPACITY: usize = 512;
+///
+/// Handed over a burst at a time rather than one by one: a channel operation, and at most one
+/// wake-up of the dispatcher, per burst instead of per record.
+const HANDOFF_BURSTS: usize = 8;
+
+/// Deliveries handed over together.
+pub(crate) type Burst = Vec<Delivery>;
 
 /// The dispatcher's side of the hand-off: the deliveries the pollers produced.
 pub(crate) struct Deliveries {
-    rx: mpsc::Receiver<Delivery>,
+    rx: mpsc::Receiver<Burst>,
+    /// The rest of the burst being taken.
+    current: std::vec::IntoIter<Delivery>,
 }
 
 impl Deliveries {
     /// A bounded hand-off for pollers to feed.
-    pub(crate) fn channel() -> (mpsc::Sender<Delivery>, Deliveries) {
-        let (tx, rx) = mpsc::channel(HANDOFF_CAPACITY);
-        (tx, Deliveries { rx })
+    pub(crate) fn channel() -> (mpsc::Sender<Burst>, Deliveries) {
+        let (tx, rx) = mpsc::channel(HANDOFF_BURSTS);
+        let current = Vec::new().into_iter();
+        (tx, Deliveries { rx, current })
     }
 }
 
@@ -31,23 +40,28 @@ impl Stream for Deliveries {
     type Item = Delivery;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Delivery>> {
-        self.rx.poll_recv(cx)
+        loop {
+            if let Some(delivery) = self.current.next() {
+                return Poll::Ready(Some(delivery));
+            }
+            match ready!(self.rx.poll_recv(cx)) {
+                Some(burst) => self.current = burst.into_iter(),
+                None => return Poll::Ready(None),
+            }
+        }
     }
 }
 
-/// Passes `ready` deliveries to the dispatcher while the hand-off has room.
-pub(super) fn hand_over(tx: &mpsc::Sender<Delivery>, ready: &mut VecDeque<Delivery>) {
-    while let Some(delivery) = ready.pop_front() {
-        match tx.try_send(delivery) {
-            Ok(()) => {}
-            // Closed: the poller sees it on its next reserve and stops.
-            Err(
-                mpsc::error::TrySendError::Full(delivery)
-                | mpsc::error::TrySendError::Closed(delivery),
-            ) => {
-                ready.push_front(delivery);
-                return;
-            }
+/// Passes the `ready` deliveries to the dispatcher if the hand-off has room for them.
+pub(super) fn hand_over(tx: &mpsc::Sender<Burst>, ready: &mut Burst) {
+    if ready.is_empty() {
+        return;
+    }
+    match tx.try_send(std::mem::take(ready)) {
+        Ok(()) => {}
+        // Closed: the poller sees it on its next reserve and stops.
+        Err(mpsc::error::TrySendError::Full(back) | mpsc::error::TrySendError::Closed(back)) => {
+            *ready = back;
         }
     }
 }

@@ -12,7 +12,7 @@ mod settle;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-pub(crate) use handoff::Deliveries;
+pub(crate) use handoff::{Burst, Deliveries};
 pub(crate) use offsets::{Assignment, SubscriptionState};
 pub(crate) use poller::Poller;
 pub(crate) use position::position_new_group;

@@ -2,7 +2,7 @@
 //! partition and soonest first, with a running count of all of them so that the bound is
 //! checked without a pass over the partitions.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use bento_application::backend::Delivery;
 use chrono::{DateTime, Utc};
@@ -81,7 +81,7 @@ impl Parked {
     /// Moves the records that are due to `ready`, soonest first per partition, and drops those
     /// of revoked partitions (their new owner reads them again). Returns the partitions to
     /// resume: the paused ones, once at most half of [`MAX_PARKED`] is held.
-    pub(super) fn release_due(&mut self, ready: &mut VecDeque<Delivery>) -> Vec<Tp> {
+    pub(super) fn release_due(&mut self, ready: &mut Vec<Delivery>) -> Vec<Tp> {
         let now = Utc::now();
         let mut released = 0;
         self.lots.retain(|_, lot| {
@@ -100,7 +100,7 @@ impl Parked {
             {
                 if let Some((_, delivery)) = lot.queue.pop_first() {
                     released += 1;
-                    ready.push_back(delivery);
+                    ready.push(delivery);
                 }
             }
             !lot.queue.is_empty() || lot.paused
@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(parked.len(), 3);
         assert_eq!(parked.next_due(), Some(past));
 
-        let mut ready = VecDeque::new();
+        let mut ready = Vec::new();
         assert!(parked.release_due(&mut ready).is_empty());
         assert_eq!((ready.len(), parked.len()), (1, 2));
 
@@ -219,7 +219,7 @@ mod tests {
         }
         assert_eq!(pauses, 1);
         assert_eq!(parked.len(), MAX_PARKED + 10);
-        let mut ready = VecDeque::new();
+        let mut ready = Vec::new();
         assert_eq!(parked.release_due(&mut ready), vec![tp]);
         assert_eq!(parked.len(), MAX_PARKED / 2);
     }

@@ -1,7 +1,6 @@
 //! The poller: receives a subscription's records, decodes them, parks those not due yet and
 //! hands the rest to the dispatcher, committing finished offsets as it goes.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use tokio::sync::{mpsc, watch};
 
-use super::handoff::hand_over;
+use super::handoff::{Burst, hand_over};
 use super::offsets::SubscriptionState;
 use super::parked::Parked;
 use super::settle::{KafkaSettle, Settler};
@@ -133,13 +132,13 @@ impl Poller {
     /// Starts the poller, feeding `tx` (the other end of a [`Deliveries`](super::Deliveries)).
     pub(crate) fn start(
         self,
-        tx: mpsc::Sender<Delivery>,
+        tx: mpsc::Sender<Burst>,
         stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(self.run(tx, stop))
     }
 
-    async fn run(self, tx: mpsc::Sender<Delivery>, mut stop: watch::Receiver<bool>) {
+    async fn run(self, tx: mpsc::Sender<Burst>, mut stop: watch::Receiver<bool>) {
         let state = self.state.clone();
         let consumer = self.consumer.clone();
         // One stream for the poller's life: a `recv()` per record would register and drop a
@@ -148,7 +147,7 @@ impl Poller {
         let mut parked = Parked::default();
         // Received and due, waiting for room in the hand-off. Records are taken from
         // librdkafka only when it is empty, so the dispatcher's pace sets the consumer's.
-        let mut ready: VecDeque<Delivery> = VecDeque::new();
+        let mut ready: Burst = Vec::new();
         let mut commit_tick = tokio::time::interval(self.commit_interval);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_error: Option<(String, tokio::time::Instant)> = None;
@@ -170,12 +169,7 @@ impl Poller {
                 }
                 _ = commit_tick.tick() => self.commit(CommitMode::Async),
                 permit = tx.reserve(), if !ready.is_empty() => match permit {
-                    Ok(permit) => {
-                        if let Some(delivery) = ready.pop_front() {
-                            permit.send(delivery);
-                        }
-                        hand_over(&tx, &mut ready);
-                    }
+                    Ok(permit) => permit.send(std::mem::take(&mut ready)),
                     // The dispatcher stopped: what is left is redelivered after we leave.
                     Err(_) => break,
                 },
@@ -205,12 +199,7 @@ impl Poller {
         close(consumer, state).await;
     }
 
-    fn receive(
-        &self,
-        message: &BorrowedMessage<'_>,
-        parked: &mut Parked,
-        ready: &mut VecDeque<Delivery>,
-    ) {
+    fn receive(&self, message: &BorrowedMessage<'_>, parked: &mut Parked, ready: &mut Burst) {
         let state = &self.state;
         let Some((tp, lease, cell)) =
             state.track(message.topic(), message.partition(), message.offset())
@@ -221,7 +210,7 @@ impl Poller {
         let unframe = self.unframe && holds_framed_records(&self.settler.topic, &tp.0);
         let incoming = decode(message, tp, lease, cell, unframe);
         let Some(due) = incoming.due.filter(|at| *at > Utc::now()) else {
-            ready.push_back(self.delivery(incoming));
+            ready.push(self.delivery(incoming));
             return;
         };
         let (tp, offset) = (incoming.tp.clone(), incoming.offset);
@@ -259,7 +248,7 @@ impl Poller {
 
     /// Moves parked records that are due to `ready`, resuming partitions that were paused for
     /// holding too many.
-    fn release_due(&self, parked: &mut Parked, ready: &mut VecDeque<Delivery>) {
+    fn release_due(&self, parked: &mut Parked, ready: &mut Burst) {
         for tp in parked.release_due(ready) {
             self.pause(&tp, false);
         }
