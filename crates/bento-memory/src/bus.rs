@@ -78,15 +78,14 @@ impl Inner {
     /// Delivers to every subscription of `topic` now, waiting for room in full ones;
     /// `dead_letter` topics always retain.
     pub(crate) async fn publish_now(&self, topic: &str, envelope: Envelope, dead_letter: bool) {
-        let envelope = Arc::new(envelope);
-        let full = self.offer(&self.topic(topic), &envelope, dead_letter);
-        self.wait_for_room(full, envelope).await;
+        self.publish_to(&self.topic(topic), envelope, dead_letter)
+            .await;
     }
 
-    /// [`Inner::publish_now`] of a message that is not a dead letter, to a topic looked up.
-    async fn publish_to(&self, topic: &Topic, envelope: Envelope) {
+    /// [`Inner::publish_now`] to a topic already looked up.
+    async fn publish_to(&self, topic: &Topic, envelope: Envelope, dead_letter: bool) {
         let envelope = Arc::new(envelope);
-        let full = self.offer(topic, &envelope, false);
+        let full = self.offer(topic, &envelope, dead_letter);
         self.wait_for_room(full, envelope).await;
     }
 
@@ -282,7 +281,7 @@ impl MemoryBus {
                 let delay = deliver.map_or(Duration::ZERO, |at| at.delay_from_now());
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    inner.publish_to(&topic, envelope).await;
+                    inner.publish_to(&topic, envelope, false).await;
                     drop(held);
                 });
             }));

@@ -152,6 +152,15 @@ impl std::fmt::Debug for Stack {
     }
 }
 
+impl Stack {
+    /// Whether `process` applies the retry policy and catches panics itself, rather than a
+    /// retry layer in the stack: when no layer sits outside retry to see its decisions, which
+    /// saves a boxed future per message. `DispatchSettings::wrap` and `process` both ask here.
+    fn retries_in_dispatcher(&self) -> bool {
+        self.layers.is_empty()
+    }
+}
+
 impl DispatchSettings {
     /// The settings of a subscription per `spec`, reading `topic` and dead-lettering to
     /// `dead_letter_topic` (both as the backend names them).
@@ -183,9 +192,7 @@ impl DispatchSettings {
             Some(deadline) => Arc::new(TimeoutLayer::new(*deadline).layer(handler)),
             None => handler,
         };
-        if layers.is_empty() {
-            // No layer outside retry to see its decisions: `process` makes them, without a
-            // future of their own per message.
+        if self.stack.retries_in_dispatcher() {
             return handler;
         }
         // Retry with panic catching inside it, in one future (`CatchPanicLayer` fused in).
@@ -377,7 +384,7 @@ async fn process(
         settings.subscription.clone(),
     );
     let stack = &settings.stack;
-    let outcome = if stack.layers.is_empty() {
+    let outcome = if stack.retries_in_dispatcher() {
         // The handler as `DispatchSettings::wrap` left it: without the retry layer, applied
         // here, panics caught as that layer does.
         let outcome = match panic::call(&*handler, ctx) {
