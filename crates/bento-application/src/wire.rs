@@ -114,6 +114,9 @@ where
 {
     let mut id = None;
     let mut occurred_at = None;
+    // Kept borrowed until the id is known: a conversation's first message carries its own id
+    // here, which is not copied only to be dropped.
+    let mut correlation = None;
     let mut envelope = Envelope {
         // Filled in below; a message without them gets a fresh id and the current time.
         id: MessageId::from(uuid::Uuid::nil()),
@@ -155,7 +158,7 @@ where
             AGGREGATE_TYPE => envelope.aggregate_type = crate::names::intern(value.as_ref()),
             AGGREGATE_ID => envelope.aggregate_id = value.into(),
             ORDERING_KEY => envelope.ordering_key = Some(value.into()),
-            CORRELATION_ID => envelope.correlation_id = Some(value.into()),
+            CORRELATION_ID => correlation = Some(value),
             CAUSATION_ID => envelope.causation_id = Some(value.into()),
             TENANT => envelope.tenant = Some(value.into()),
             CONTENT_TYPE => envelope.content_type = crate::names::intern(value.as_ref()),
@@ -168,17 +171,18 @@ where
     envelope.occurred_at = occurred_at.unwrap_or_else(Utc::now);
     // A conversation's first message is sent with its own id as correlation id; it is kept as
     // `None`, as it was before it was sent.
-    if let Some(correlation) = &envelope.correlation_id
-        && correlation.len() == 36
-        && !correlation.bytes().any(|b| b.is_ascii_uppercase())
-        && correlation
-            .parse::<MessageId>()
-            .is_ok_and(|c| c == envelope.id)
-    {
-        envelope.correlation_id = None;
-    }
+    envelope.correlation_id = correlation
+        .filter(|c| !is_own_id(c.as_ref(), envelope.id))
+        .map(Into::into);
     envelope.headers = user;
     envelope
+}
+
+/// Whether `correlation` is `id` as Bento writes it (lowercase, hyphenated).
+fn is_own_id(correlation: &str, id: MessageId) -> bool {
+    correlation.len() == 36
+        && !correlation.bytes().any(|b| b.is_ascii_uppercase())
+        && correlation.parse::<MessageId>().is_ok_and(|c| c == id)
 }
 
 /// The dead letter for `original`: same id, payload and metadata, plus the failure headers.
@@ -249,6 +253,23 @@ mod tests {
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or(original.occurred_at);
         assert_eq!(back, expected);
+    }
+
+    #[test]
+    fn a_conversation_starts_again_without_a_correlation_id() {
+        let first = Envelope::new("users.user-created", 1, "application/json", &b"{}"[..]);
+        let back = from_headers(to_headers(&first), first.payload.clone());
+        assert_eq!(back.correlation_id, None, "its own id is not kept as one");
+        assert_eq!(back.correlation_id(), first.id.to_string());
+
+        // Another message's id, or its own id written another way, is kept as sent.
+        let other = Envelope::new("users.user-created", 1, "application/json", &b"{}"[..]);
+        let upper = first.id.to_string().to_uppercase();
+        for correlation in [other.id.to_string(), upper] {
+            let sent = first.clone().with_correlation_id(correlation.clone());
+            let back = from_headers(to_headers(&sent), sent.payload.clone());
+            assert_eq!(back.correlation_id.as_deref(), Some(correlation.as_str()));
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! rdkafka driven well: a `FutureProducer` (acks=all, idempotent, as Bento's producer) with a
 //! sliding window of 10,000 deliveries in flight, a `StreamConsumer` that decodes each event;
-//! and the same consumer on records that carry Bento's envelope headers, reading them
-//! (`consume-with-headers`), the raw figure for the records Bento's consumer reads.
+//! and the same producer and consumer on records that carry Bento's envelope headers
+//! (`produce-with-headers`, `consume-with-headers`), the raw figures for the records Bento
+//! writes and reads.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,11 +172,11 @@ pub async fn run(knobs: &Knobs, report: &Report) -> Result<()> {
     with_headers(&side, knobs, report).await
 }
 
-/// The consume figure for the records Bento's consumer reads. Bento writes the envelope as
-/// about a dozen record headers, which librdkafka parses (allocating each one) when they are
-/// read, while the records above carry none: this backlog carries the headers Bento writes,
-/// and its consumer reads each of them as text besides decoding the event
-/// (`consume-with-headers`).
+/// The produce and consume figures for the records Bento writes and reads. Bento writes the
+/// envelope as about a dozen record headers, which librdkafka copies when it produces them
+/// and parses (allocating each one) when they are read, while the records above carry none:
+/// this backlog is produced with the headers Bento writes (`produce-with-headers`), and its
+/// consumer reads each of them as text besides decoding the event (`consume-with-headers`).
 async fn with_headers(side: &RawKafka<'_>, knobs: &Knobs, report: &Report) -> Result<()> {
     let size = knobs.sizes.first().copied().unwrap_or(1024);
     let topic = knobs.topic(&format!("raw-headers-{size}"));
@@ -186,7 +187,8 @@ async fn with_headers(side: &RawKafka<'_>, knobs: &Knobs, report: &Report) -> Re
         topic: topic.clone(),
         with_headers: true,
     };
-    crate::raw_side::produce(&mut sender, &events).await?;
+    let produced = crate::raw_side::produce(&mut sender, &events).await?;
+    report.emit("produce-with-headers", size, None, "msg/s", produced);
     let consumed = consume(knobs, &topic, events.len() as u64, true).await?;
     report.emit("consume-with-headers", size, None, "msg/s", consumed);
     Ok(())

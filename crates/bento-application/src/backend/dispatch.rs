@@ -14,6 +14,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+use std::future::Ready;
 use std::hash::BuildHasher as _;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bento_domain::Envelope;
+use futures::future::{BoxFuture, Either};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
@@ -359,6 +361,10 @@ async fn run_concurrently<S, F>(
 
 /// Handles one delivery and settles it; yields back the hash of its ordering key, if it is
 /// tracked, so the next message with that key can start.
+///
+/// Its future is allocated for every message, so what only some messages need (an outcome
+/// other than ack, a dead letter, a panic outside the stack) is worked out in plain functions
+/// and only their futures are awaited here: the future stays small.
 async fn process(
     delivery: Delivery,
     handler: Arc<dyn EnvelopeHandler>,
@@ -384,57 +390,26 @@ async fn process(
         settings.subscription.clone(),
     );
     let stack = &settings.stack;
-    let outcome = if stack.retries_in_dispatcher() {
+    let settling = if stack.retries_in_dispatcher() {
         // The handler as `DispatchSettings::wrap` left it: without the retry layer, applied
         // here, panics caught as that layer does.
-        let outcome = match panic::call(&*handler, ctx) {
-            Ok(handling) => panic::finish(handling).await,
-            Err(panicked) => panicked,
-        };
-        retry::decide(&*stack.retry, attempt, outcome)
+        let handling = panic::call(&*handler, ctx)
+            .unwrap_or_else(|panicked| Box::pin(std::future::ready(panicked)));
+        let outcome = retry::decide(&*stack.retry, attempt, panic::finish(handling).await);
+        settlement(outcome, settle, &envelope, attempt, &settings)
     } else {
         // The stack's panic layer turns a handler's panic into an outcome. A layer outside it
         // that panics has no outcome to give: the message goes back to the broker, the
         // consumer lives on.
         match AssertUnwindSafe(handler.handle(ctx)).catch_unwind().await {
-            Ok(outcome) => outcome,
+            Ok(outcome) => settlement(outcome, settle, &envelope, attempt, &settings),
             Err(_) => {
                 tracing::error!(message_id = %envelope.id, subscription = %settings.subscription, "a layer outside the panic layer panicked; message released for redelivery");
-                if let Err(error) = settle.release().await {
-                    tracing::warn!(%error, "could not release the message; the broker will redeliver it");
-                }
-                return key;
+                Settling::Right(settle.release())
             }
         }
     };
-
-    let settled = match outcome {
-        Outcome::Ack => settle.ack(),
-        Outcome::Retry { error, after } => {
-            let delay = after.unwrap_or_default();
-            tracing::debug!(message_id = %envelope.id, event_type = %envelope.event_type, attempt, ?delay, %error, "handler failed, retrying");
-            drop(error);
-            settle.retry(&envelope, attempt + 1, delay).await
-        }
-        Outcome::DeadLetter { failure, error } => {
-            // Built and dropped before the await, so that the future of every message does not
-            // carry room for a dead letter.
-            let dead = {
-                let letter = DeadLetter {
-                    failure,
-                    reason: error.message().to_owned(),
-                    attempts: attempt,
-                    original_topic: settings.topic.to_string(),
-                    subscription: settings.subscription.to_string(),
-                    broker_message_id: settle.broker_id(),
-                };
-                tracing::warn!(message_id = %envelope.id, event_type = %envelope.event_type, attempt, failure = %letter.failure, %error, topic = %settings.dead_letter_topic, "dead-lettering message");
-                wire::dead_letter_envelope(&envelope, &letter, &settings.dead_letter)
-            };
-            drop(error);
-            settle.dead_letter(dead, &settings.dead_letter_topic).await
-        }
-    };
+    let settled = settling.await;
     if let Err(error) = settled {
         tracing::warn!(message_id = %envelope.id, %error, "could not settle message; the broker will redeliver it");
         if let Some(hook) = &settings.on_settle_failure {
@@ -442,4 +417,38 @@ async fn process(
         }
     }
     key
+}
+
+/// How a message is being settled: at once (an ack) or by the backend's future.
+type Settling<'a> = Either<Ready<Result<(), BusError>>, BoxFuture<'a, Result<(), BusError>>>;
+
+/// Settles `envelope` as `outcome` says.
+fn settlement<'a>(
+    outcome: Outcome,
+    settle: Box<dyn Settle>,
+    envelope: &'a Envelope,
+    attempt: u32,
+    settings: &'a DispatchSettings,
+) -> Settling<'a> {
+    match outcome {
+        Outcome::Ack => Settling::Left(std::future::ready(settle.ack())),
+        Outcome::Retry { error, after } => {
+            let delay = after.unwrap_or_default();
+            tracing::debug!(message_id = %envelope.id, event_type = %envelope.event_type, attempt, ?delay, %error, "handler failed, retrying");
+            Settling::Right(settle.retry(envelope, attempt + 1, delay))
+        }
+        Outcome::DeadLetter { failure, error } => {
+            let letter = DeadLetter {
+                failure,
+                reason: error.message().to_owned(),
+                attempts: attempt,
+                original_topic: settings.topic.to_string(),
+                subscription: settings.subscription.to_string(),
+                broker_message_id: settle.broker_id(),
+            };
+            tracing::warn!(message_id = %envelope.id, event_type = %envelope.event_type, attempt, failure = %letter.failure, %error, topic = %settings.dead_letter_topic, "dead-lettering message");
+            let dead = wire::dead_letter_envelope(envelope, &letter, &settings.dead_letter);
+            Settling::Right(settle.dead_letter(dead, &settings.dead_letter_topic))
+        }
+    }
 }
