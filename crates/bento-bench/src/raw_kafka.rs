@@ -194,15 +194,17 @@ async fn with_headers(side: &RawKafka<'_>, knobs: &Knobs, report: &Report) -> Re
     Ok(())
 }
 
-/// The headers Bento writes for `event`.
+/// The headers Bento writes for `event` (the envelope's payload is not among them, so it is
+/// left empty rather than encoded a second time).
 fn bento_headers(event: &Payment) -> OwnedHeaders {
     let envelope = Envelope::new(
         Payment::EVENT_TYPE,
         Payment::VERSION,
         "application/json",
-        event.json(),
+        Vec::new(),
     )
-    .with_aggregate(Payment::AGGREGATE_TYPE, event.aggregate_id());
+    .with_aggregate(Payment::AGGREGATE_TYPE, event.aggregate_id())
+    .with_ordering_key(event.ordering_key());
     wire::to_headers(&envelope)
         .iter()
         .fold(OwnedHeaders::new(), |headers, (key, value)| {

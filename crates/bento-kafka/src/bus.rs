@@ -242,9 +242,14 @@ impl MessageBus for KafkaBus {
         for (envelope, (_, record)) in envelopes.iter().zip(records.iter_mut()) {
             self.frame(envelope, &options, record).await?;
         }
-        let mut topics: Vec<String> = records.iter().map(|(t, _)| t.clone()).collect();
-        topics.sort();
-        topics.dedup();
+        // A batch goes to one topic or a few: a linear search beats sorting a copy of every
+        // record's topic name.
+        let mut topics: Vec<&str> = Vec::new();
+        for (topic, _) in &records {
+            if !topics.contains(&topic.as_str()) {
+                topics.push(topic);
+            }
+        }
         self.inner.producer.ensure_topics(&topics).await?;
         // Enqueue in order (stored in order per partition), then wait for every ack.
         let mut pending = Vec::with_capacity(records.len());

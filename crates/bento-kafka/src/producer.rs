@@ -1,5 +1,6 @@
 //! The idempotent producer every publish, retry and dead letter goes through.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use bento_application::{BusError, wire};
@@ -16,7 +17,8 @@ use crate::context::BentoContext;
 pub(crate) struct Outgoing {
     pub(crate) key: Option<String>,
     pub(crate) payload: bytes::Bytes,
-    pub(crate) headers: Vec<(String, String)>,
+    /// Bento's header names are borrowed constants: no copy of each per record.
+    pub(crate) headers: Vec<(Cow<'static, str>, String)>,
 }
 
 impl Outgoing {
@@ -25,17 +27,14 @@ impl Outgoing {
         Self {
             key: envelope.ordering_key.clone(),
             payload: envelope.payload.clone(),
-            headers: wire::to_headers(envelope)
-                .into_iter()
-                .map(|(k, v)| (k.into_owned(), v))
-                .collect(),
+            headers: wire::to_headers(envelope),
         }
     }
 
     /// Adds (or replaces) a header.
-    pub(crate) fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+    pub(crate) fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.retain(|(k, _)| k != name);
-        self.headers.push((name.to_owned(), value.into()));
+        self.headers.push((Cow::Borrowed(name), value.into()));
         self
     }
 
@@ -97,14 +96,15 @@ impl KafkaProducer {
     }
 
     /// Creates the topics that do not exist yet (when topic creation is on).
-    pub(crate) async fn ensure_topics(&self, topics: &[String]) -> Result<(), BusError> {
+    pub(crate) async fn ensure_topics(&self, topics: &[impl AsRef<str>]) -> Result<(), BusError> {
         if !self.create_topics {
             return Ok(());
         }
         let missing: Vec<String> = topics
             .iter()
+            .map(AsRef::as_ref)
             .filter(|t| !self.admin.is_known(t))
-            .cloned()
+            .map(str::to_owned)
             .collect();
         if missing.is_empty() {
             return Ok(());
@@ -114,7 +114,7 @@ impl KafkaProducer {
 
     /// Produces one record and waits for the broker's acknowledgement.
     pub(crate) async fn send(&self, topic: &str, record: &Outgoing) -> Result<Stored, BusError> {
-        self.ensure_topics(&[topic.to_owned()]).await?;
+        self.ensure_topics(&[topic]).await?;
         let delivery = self.enqueue(topic, record).await?;
         let stored = delivery.await?;
         self.admin.mark_known(topic);
