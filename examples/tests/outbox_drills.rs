@@ -11,7 +11,8 @@
 //! The broker kill holds the broker's test lock exclusively, and the drills run one at a time.
 //! `BENTO_DRILL_COMMANDS` (default 10,000), `BENTO_DRILL_KILLS` (default 10),
 //! `BENTO_DRILL_BROKER_DOWN_SECS` (default 30) and `BENTO_DRILL_BROKER_KILL` (`all`, the
-//! default, or `postgres` / `sqlite` for the drills of that database only) change the drill.
+//! default, or `postgres` / `sqlite` for the drills of that database only) change the drill;
+//! `BENTO_DRILL_SEED` replays the kill schedule of the seed a drill printed.
 
 #![cfg(all(feature = "sqlite", feature = "postgres"))]
 
@@ -284,7 +285,9 @@ async fn drill(backend: &str, database: Database) {
     let plan = Plan::from_env(database);
     let commands = plan.commands;
     let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-    let seed = fastrand::u64(..);
+    // Printed below, and taken from `BENTO_DRILL_SEED` when set: a failed drill's kill
+    // schedule can be run again.
+    let seed = setting("BENTO_DRILL_SEED", fastrand::u64(..));
     let mut rng = fastrand::Rng::with_seed(seed);
     eprintln!(
         "drill {run} on {backend} with {database:?}: {commands} commands, {} kills, seed {seed}",
