@@ -362,9 +362,10 @@ async fn run_concurrently<S, F>(
 /// Handles one delivery and settles it; yields back the hash of its ordering key, if it is
 /// tracked, so the next message with that key can start.
 ///
-/// Its future is allocated for every message, so what only some messages need (an outcome
-/// other than ack, a dead letter, a panic outside the stack) is worked out in plain functions
-/// and only their futures are awaited here: the future stays small.
+/// Its future is allocated for every message, so every ending (ack, retry, dead letter, a
+/// panic outside the stack) comes down to one settle future before the single await that
+/// settles it: what only some messages need is not kept across that await, and the future
+/// stays small.
 async fn process(
     delivery: Delivery,
     handler: Arc<dyn EnvelopeHandler>,
@@ -405,7 +406,14 @@ async fn process(
             Ok(outcome) => settlement(outcome, settle, &envelope, attempt, &settings),
             Err(_) => {
                 tracing::error!(message_id = %envelope.id, subscription = %settings.subscription, "a layer outside the panic layer panicked; message released for redelivery");
-                Settling::Right(settle.release())
+                // A release that fails is only logged, as it was: the hook is told of failed
+                // settlements (a retry, dead letter or acknowledgement not stored or sent).
+                Settling::Right(Box::pin(async move {
+                    if let Err(error) = settle.release().await {
+                        tracing::warn!(%error, "could not release the message; the broker will redeliver it");
+                    }
+                    Ok(())
+                }))
             }
         }
     };
