@@ -20,6 +20,9 @@ impl Json {
 
     /// Whether `content_type` is JSON (parameters such as `charset` allowed).
     pub fn reads(content_type: &str) -> bool {
+        if content_type == Self::CONTENT_TYPE {
+            return true;
+        }
         let media = content_type.split(';').next().unwrap_or_default().trim();
         media.eq_ignore_ascii_case(Self::CONTENT_TYPE) || media.ends_with("+json")
     }

@@ -1,11 +1,13 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use uuid::{ContextV7, Timestamp, Uuid};
 
 /// Free-form string headers carried next to the payload (trace context, user metadata).
 pub type Headers = BTreeMap<String, String>;
@@ -15,10 +17,23 @@ pub type Headers = BTreeMap<String, String>;
 #[serde(transparent)]
 pub struct MessageId(Uuid);
 
+/// The clock sequence of every [`MessageId`] of the process: within one millisecond, a
+/// counter keeps later ids sorting after earlier ones.
+static SEQUENCE: Mutex<ContextV7> = Mutex::new(ContextV7::new());
+
 impl MessageId {
     /// A new id; ids created later sort after ids created earlier.
     pub fn new() -> Self {
-        Self(Uuid::now_v7())
+        Self::at(SystemTime::now())
+    }
+
+    /// A new id for a message created at `time`, read from the clock by the caller (an
+    /// envelope reads it once for its id and its time).
+    fn at(time: SystemTime) -> Self {
+        let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let timestamp =
+            Timestamp::from_unix(&SEQUENCE, since_epoch.as_secs(), since_epoch.subsec_nanos());
+        Self(Uuid::new_v7(timestamp))
     }
 
     /// The underlying UUID.
@@ -101,12 +116,12 @@ impl Envelope {
         content_type: impl Into<Cow<'static, str>>,
         payload: impl Into<Bytes>,
     ) -> Self {
-        let id = MessageId::new();
+        let now = SystemTime::now();
         Self {
-            id,
+            id: MessageId::at(now),
             event_type: event_type.into(),
             version,
-            occurred_at: Utc::now(),
+            occurred_at: DateTime::from(now),
             aggregate_type: Cow::Borrowed(""),
             aggregate_id: String::new(),
             ordering_key: None,
@@ -207,6 +222,20 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted, ids, "v7 ids must be unique and increasing");
+    }
+
+    #[test]
+    fn ids_of_many_threads_are_unique() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(|| (0..1000).map(|_| MessageId::new()).collect::<Vec<_>>()))
+            .collect();
+        let mut ids: Vec<MessageId> = threads
+            .into_iter()
+            .flat_map(|thread| thread.join().expect("thread"))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 4000, "no id twice");
     }
 
     #[test]

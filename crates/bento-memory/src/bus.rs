@@ -75,6 +75,15 @@ impl Inner {
             .clone()
     }
 
+    /// [`Inner::offer`] to the topic named `name`, looked up under the read lock of the
+    /// topics: the common publish then takes no handle to its topic.
+    fn offer_to(&self, name: &str, envelope: &Arc<Envelope>) -> Vec<Arc<Subscription>> {
+        if let Some(topic) = self.topics.read().get(name) {
+            return self.offer(topic, envelope, false);
+        }
+        self.offer(&self.topic(name), envelope, false)
+    }
+
     /// Delivers to every subscription of `topic` now, waiting for room in full ones;
     /// `dead_letter` topics always retain.
     pub(crate) async fn publish_now(&self, topic: &str, envelope: Envelope, dead_letter: bool) {
@@ -260,40 +269,34 @@ impl MemoryBus {
         envelope: Envelope,
         options: &PublishOptions,
     ) -> Option<BoxFuture<'static, ()>> {
-        // Looked up by a borrowed name: no copy of it per publish.
-        let topic = self.inner.topic(
-            options
-                .topic
-                .as_deref()
-                .unwrap_or_else(|| topic_name(&envelope.event_type)),
-        );
         let delay = options
             .deliver
             .map_or(Duration::ZERO, |at| at.delay_from_now());
-        if !delay.is_zero() {
+        if delay.is_zero() {
+            let envelope = Arc::new(envelope);
+            let full = self.inner.offer_to(topic_of(&envelope, options), &envelope);
+            if full.is_empty() {
+                return None;
+            }
             let inner = self.inner.clone();
-            let deliver = options.deliver;
             return Some(Box::pin(async move {
-                // The semaphore is never closed; a delayed message holds its permit until it
-                // is due.
-                let held = inner.delayed.clone().acquire_owned().await.ok();
-                // Waiting for room may have taken it to its time.
-                let delay = deliver.map_or(Duration::ZERO, |at| at.delay_from_now());
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    inner.publish_to(&topic, envelope, false).await;
-                    drop(held);
-                });
+                inner.wait_for_room(full, envelope).await;
             }));
         }
-        let envelope = Arc::new(envelope);
-        let full = self.inner.offer(&topic, &envelope, false);
-        if full.is_empty() {
-            return None;
-        }
+        let topic = self.inner.topic(topic_of(&envelope, options));
         let inner = self.inner.clone();
+        let deliver = options.deliver;
         Some(Box::pin(async move {
-            inner.wait_for_room(full, envelope).await;
+            // The semaphore is never closed; a delayed message holds its permit until it is
+            // due.
+            let held = inner.delayed.clone().acquire_owned().await.ok();
+            // Waiting for room may have taken it to its time.
+            let delay = deliver.map_or(Duration::ZERO, |at| at.delay_from_now());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                inner.publish_to(&topic, envelope, false).await;
+                drop(held);
+            });
         }))
     }
 }
@@ -349,6 +352,14 @@ impl MessageBus for MemoryBus {
         self.inner.gate.shut();
         Ok(())
     }
+}
+
+/// The name of the topic `envelope` goes to, borrowed: no copy of it per publish.
+fn topic_of<'a>(envelope: &'a Envelope, options: &'a PublishOptions) -> &'a str {
+    options
+        .topic
+        .as_deref()
+        .unwrap_or_else(|| topic_name(&envelope.event_type))
 }
 
 /// The topic of `event_type` on the in-memory bus: the event type itself.
