@@ -25,6 +25,7 @@ use crate::error::{describe, is_unreachable, server_error};
 use crate::message_id::ack_id;
 use crate::producer::{Client, Producers};
 
+mod probe;
 mod settle;
 use settle::PulsarSettle;
 
@@ -41,8 +42,9 @@ const MAX_UNSENT_ACKS: usize = 100_000;
 /// Messages delivered before their time (exclusive and failover subscriptions ignore it) held
 /// until it comes; at this many the consumer stops receiving until the soonest is due.
 const MAX_HELD: usize = 10_000;
-/// After this long without a message the consumer asks the broker whether it still knows it: a
-/// client whose re-subscribe gave up after a broker restart neither yields nor ends.
+/// After this long ready for messages and getting none, the consumer asks the broker whether it
+/// still knows and feeds it: a client whose re-subscribe gave up after a broker restart neither
+/// yields nor ends.
 const QUIET_PROBE: Duration = Duration::from_secs(10);
 
 /// What one consumer reads and how.
@@ -393,6 +395,9 @@ impl Task {
                     (Ok(()), Some(delivery)) => Pin::new(&mut self.deliveries).start_send(delivery).is_ok(),
                     _ => false,
                 };
+                // Quiet means ready to receive with nothing coming: the time spent waiting
+                // for the dispatcher does not count.
+                state.heard_at = tokio::time::Instant::now();
                 if !sent {
                     // The dispatcher stopped: what is left is redelivered once we close.
                     state.dispatcher_gone = true;
@@ -403,7 +408,10 @@ impl Task {
             {
                 state.pending = state.held.pop_first().map(|(_, delivery)| delivery);
             }
-            () = &mut state.probe_at, if state.pending.is_none() => {
+            // Probed only while it is ready to receive, like the arm below.
+            () = &mut state.probe_at,
+                if state.pending.is_none() && !state.dispatcher_gone && state.held.len() < MAX_HELD =>
+            {
                 self.probe(state).await;
             }
             next = live.next(),
@@ -436,7 +444,8 @@ impl Task {
         ControlFlow::Continue(())
     }
 
-    /// Asks the broker for a quiet consumer's stats (answered only for a consumer it knows).
+    /// Asks the broker for a quiet consumer's stats, and re-creates a consumer the broker
+    /// does not know or does not feed (see [`probe`]).
     async fn probe(&self, state: &mut State) {
         let quiet_until = state.heard_at + QUIET_PROBE;
         if quiet_until > tokio::time::Instant::now() {
@@ -449,10 +458,24 @@ impl Task {
         let Some(live) = state.consumer.as_mut() else {
             return;
         };
-        let stats = tokio::time::timeout(self.spec.timeout, live.get_stats()).await;
-        if !matches!(stats, Ok(Ok(_))) {
-            tracing::warn!(topic = %self.spec.topic, subscription = %self.spec.subscription, "the broker does not know this consumer any more (a reconnection that never completed); re-creating it");
-            state.consumer = None;
+        let stats = match tokio::time::timeout(self.spec.timeout, live.get_stats()).await {
+            Ok(Ok(stats)) => Some(stats),
+            _ => None,
+        };
+        match probe::verdict(stats.as_deref()) {
+            probe::Verdict::Alive => {}
+            probe::Verdict::Unknown => {
+                tracing::warn!(topic = %self.spec.topic, subscription = %self.spec.subscription, "the broker does not know this consumer any more (a reconnection that never completed); re-creating it");
+                state.consumer = None;
+            }
+            probe::Verdict::Starved {
+                backlog,
+                permits,
+                blocked,
+            } => {
+                tracing::warn!(topic = %self.spec.topic, subscription = %self.spec.subscription, backlog, permits, blocked, "the broker holds messages for this consumer and sends none; re-creating it");
+                state.consumer = None;
+            }
         }
     }
 
