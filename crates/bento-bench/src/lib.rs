@@ -10,6 +10,8 @@
 //!   typed JSON events, typed handlers;
 //! * `raw`: the `pulsar` crate or rdkafka driven well: a sliding window of sends in flight, a
 //!   consumer reading and decoding the same JSON;
+//! * `magnetar` (Pulsar only, with the `magnetar` feature): `magnetar-driver`, the other Rust
+//!   Pulsar client, driven as the `raw` side;
 //! * `ruststream`: RustStream, the nearest Rust peer, doing the same publish-to-typed-handler
 //!   work with its memory broker, `ruststream-pulsar` or `ruststream-rdkafka`.
 
@@ -17,6 +19,8 @@ mod bento_side;
 pub mod event;
 pub mod measure;
 mod raw_kafka;
+#[cfg(feature = "magnetar")]
+mod raw_magnetar;
 mod raw_pulsar;
 mod raw_side;
 mod ruststream_broker;
@@ -200,9 +204,12 @@ pub async fn run(backend: Backend, side: &str, knobs: &Knobs) -> Result<()> {
     let side: &'static str = match side {
         "bento" => "bento",
         "raw" => "raw",
+        "magnetar" => "magnetar",
         "ruststream" => "ruststream",
         "kafka-topic" => return raw_kafka::create_topic(knobs, &knobs.topic).await,
-        other => bail!("BENTO_BENCH_SIDE: unknown side `{other}` (bento, raw, ruststream)"),
+        other => {
+            bail!("BENTO_BENCH_SIDE: unknown side `{other}` (bento, raw, magnetar, ruststream)")
+        }
     };
     // Test binaries sharing the brokers hold these locks shared; a broker-kill test holds
     // them exclusively, so a measurement never runs across a broker restart.
@@ -215,8 +222,25 @@ pub async fn run(backend: Backend, side: &str, knobs: &Knobs) -> Result<()> {
         ("raw", Backend::Pulsar) => raw_pulsar::run(knobs, &report).await,
         ("raw", Backend::Kafka) => raw_kafka::run(knobs, &report).await,
         ("raw", Backend::Memory) => bail!("the in-memory scenario has no raw client side"),
+        ("magnetar", Backend::Pulsar) => magnetar_side(knobs, &report).await,
+        ("magnetar", _) => bail!("the magnetar side is a Pulsar client"),
         _ => ruststream_side::run(backend, knobs, &report).await,
     }
+}
+
+#[cfg(feature = "magnetar")]
+async fn magnetar_side(knobs: &Knobs, report: &Report) -> Result<()> {
+    raw_magnetar::run(knobs, report).await
+}
+
+#[cfg(not(feature = "magnetar"))]
+async fn magnetar_side(_knobs: &Knobs, _report: &Report) -> Result<()> {
+    Err(Unavailable(
+        "built without the `magnetar` feature of bento-bench (`cargo xtask bench pulsar` \
+         builds it)"
+            .to_owned(),
+    )
+    .into())
 }
 
 /// A side that cannot be measured here, and why: the `sides` benchmark exits with

@@ -11,7 +11,7 @@ use crate::test::{TEST_FEATURES, cargo};
 
 /// The benchmark targets the scenarios run: (package, bench target, features it needs).
 pub const TARGETS: &[(&str, &str, &[&str])] = &[
-    ("bento-bench", "sides", &[]),
+    ("bento-bench", "sides", &["bento-bench/magnetar"]),
     ("bento-codec", "codecs", &[]),
     ("bento-observability", "overhead", &[]),
     (

@@ -16,7 +16,25 @@ type Ratio = (&'static str, &'static str, &'static str);
 /// How a scenario's table is laid out.
 fn layout(scenario: &str) -> (Vec<Column>, Vec<Ratio>) {
     match scenario {
-        "pulsar" | "kafka" => (
+        "pulsar" => (
+            vec![
+                ("bento", "Bento"),
+                ("raw", "raw client"),
+                ("magnetar", "magnetar"),
+                ("ruststream", "RustStream"),
+                ("java", "Java perf tool"),
+            ],
+            vec![
+                ("bento", "raw", "Bento / raw"),
+                ("bento", "java", "Bento / Java"),
+                ("raw", "java", "raw / Java"),
+                ("magnetar", "raw", "magnetar / raw"),
+                ("magnetar", "java", "magnetar / Java"),
+                ("ruststream", "java", "RustStream / Java"),
+                ("bento", "ruststream", "Bento / RustStream"),
+            ],
+        ),
+        "kafka" => (
             vec![
                 ("bento", "Bento"),
                 ("raw", "raw client"),

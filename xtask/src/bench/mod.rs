@@ -101,7 +101,9 @@ impl Scenario {
     fn sides(self) -> (&'static [&'static str], bool) {
         match self {
             Scenario::Memory => (&["bento", "ruststream"], false),
-            Scenario::Pulsar | Scenario::Kafka => (&["bento", "raw", "ruststream"], true),
+            // magnetar: the other Rust Pulsar client, as a candidate for a second adapter.
+            Scenario::Pulsar => (&["bento", "raw", "magnetar", "ruststream"], true),
+            Scenario::Kafka => (&["bento", "raw", "ruststream"], true),
             _ => (&[], false),
         }
     }
