@@ -60,6 +60,11 @@ impl Declarations {
         Ok(())
     }
 
+    /// Whether a publish may have a schema to declare first (the backend has a registry).
+    pub(crate) fn may_declare(&self) -> bool {
+        self.registry
+    }
+
     /// Declares, before they are published, the schemas of the event types of `envelopes` that
     /// this bus encoded and has not declared yet. Concurrent first publishes of a type wait
     /// for one declaration; a failed one is tried again by the next publish.

@@ -1,6 +1,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+
 use bento_domain::{DomainEvent, Envelope, MessageId, RecordedEvent};
 
 use crate::contract::ContractLog;
@@ -134,18 +136,18 @@ impl<C: Codec> Bus<C> {
     }
 
     /// Publishes one envelope through the publish layers.
-    pub(crate) async fn publish_one(
+    ///
+    /// Not async: with no publish layer and no schema to declare, the backend's own future is
+    /// the whole publish, and the envelope moves once, into it.
+    pub(crate) fn publish_one(
         &self,
         envelope: Envelope,
         options: PublishOptions,
-    ) -> Result<(), BusError> {
-        if self.publish_layers.is_empty() {
-            self.declarations
-                .declare_for(self.inner.as_ref(), [&envelope])
-                .await?;
-            return self.inner.publish(envelope, options).await;
+    ) -> BoxFuture<'_, Result<(), BusError>> {
+        if self.publish_layers.is_empty() && !self.declarations.may_declare() {
+            return self.inner.publish(envelope, options);
         }
-        self.publish_envelopes(vec![envelope], options).await
+        Box::pin(self.publish_envelopes(vec![envelope], options))
     }
 
     /// The untyped port underneath.
