@@ -418,11 +418,16 @@ impl Task {
                 if state.pending.is_none() && !state.dispatcher_gone && state.held.len() < MAX_HELD =>
             match next {
                 Some(Ok(message)) => {
-                    state.heard_at = tokio::time::Instant::now();
                     if self.spec.batch_acks == BatchAcknowledgement::WholeBatch {
                         state.batches.received(&message.message_id.id, message.message_id.batch_size);
                     }
-                    match self.incoming(message) {
+                    let incoming = self.incoming(message);
+                    // A delivery counts as heard when the dispatcher takes it (one clock read
+                    // per message).
+                    if !matches!(incoming, Incoming::Deliver(_)) {
+                        state.heard_at = tokio::time::Instant::now();
+                    }
+                    match incoming {
                         Incoming::Deliver(delivery) => state.pending = Some(delivery),
                         Incoming::Hold(delivery, at) => state.hold(delivery, at),
                         Incoming::Skip(id) => {
