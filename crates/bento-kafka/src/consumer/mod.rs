@@ -5,6 +5,7 @@
 mod handoff;
 mod offsets;
 mod parked;
+mod payloads;
 mod poller;
 mod position;
 mod settle;

@@ -7,7 +7,6 @@ use std::time::Duration;
 use bento_application::backend::Delivery;
 use bento_application::wire;
 use bento_domain::Envelope;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{FutureExt, StreamExt};
 use rdkafka::TopicPartitionList;
@@ -18,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use super::handoff::{Burst, hand_over};
 use super::offsets::SubscriptionState;
 use super::parked::Parked;
+use super::payloads::Payloads;
 use super::settle::{KafkaSettle, Settler};
 use super::{LeaseCell, Tp};
 use crate::context::BentoContext;
@@ -41,6 +41,7 @@ struct Incoming {
 
 fn decode(
     message: &BorrowedMessage<'_>,
+    payloads: &mut Payloads,
     tp: Tp,
     lease: u64,
     cell: LeaseCell,
@@ -71,7 +72,7 @@ fn decode(
             }
             None
         });
-    let payload = Bytes::copy_from_slice(message.payload().unwrap_or_default());
+    let payload = payloads.copy(message.payload().unwrap_or_default());
     let mut envelope = wire::from_headers(pairs, payload);
     if unframe {
         // Written with a schema registry: the codec reads what follows the framing.
@@ -145,6 +146,7 @@ impl Poller {
         // waker each time.
         let mut records = consumer.stream();
         let mut parked = Parked::default();
+        let mut payloads = Payloads::default();
         // Received and due, waiting for room in the hand-off. Records are taken from
         // librdkafka only when it is empty, so the dispatcher's pace sets the consumer's.
         let mut ready: Burst = Vec::new();
@@ -175,13 +177,13 @@ impl Poller {
                 },
                 received = records.next(), if ready.is_empty() => match received {
                     Some(Ok(message)) => {
-                        self.receive(&message, &mut parked, &mut ready);
+                        self.receive(&message, &mut payloads, &mut parked, &mut ready);
                         drop(message);
                         // Take what librdkafka already holds without going round the loop.
                         for _ in 1..RECEIVE_BURST {
                             match records.next().now_or_never() {
                                 Some(Some(Ok(message))) => {
-                                    self.receive(&message, &mut parked, &mut ready);
+                                    self.receive(&message, &mut payloads, &mut parked, &mut ready);
                                 }
                                 _ => break,
                             }
@@ -199,7 +201,13 @@ impl Poller {
         close(consumer, state).await;
     }
 
-    fn receive(&self, message: &BorrowedMessage<'_>, parked: &mut Parked, ready: &mut Burst) {
+    fn receive(
+        &self,
+        message: &BorrowedMessage<'_>,
+        payloads: &mut Payloads,
+        parked: &mut Parked,
+        ready: &mut Burst,
+    ) {
         let state = &self.state;
         let Some((tp, lease, cell)) =
             state.track(message.topic(), message.partition(), message.offset())
@@ -208,7 +216,7 @@ impl Poller {
             return;
         };
         let unframe = self.unframe && holds_framed_records(&self.settler.topic, &tp.0);
-        let incoming = decode(message, tp, lease, cell, unframe);
+        let incoming = decode(message, payloads, tp, lease, cell, unframe);
         let Some(due) = incoming.due.filter(|at| *at > Utc::now()) else {
             ready.push(self.delivery(incoming));
             return;
