@@ -64,8 +64,11 @@ impl Budget {
     }
 
     /// Takes room for `bytes`, waiting until settled messages give enough back.
+    ///
+    /// Cancel-safe: a publish given up while it waits (under a timeout, say) takes no room and
+    /// no longer counts as waiting, so later publishes do not queue behind it.
     pub(crate) async fn take(&self, bytes: usize) {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting::count(self);
         loop {
             // Registered before the check, so a release between the two still wakes it.
             let freed = self.freed.notified();
@@ -76,7 +79,6 @@ impl Budget {
             }
             freed.await;
         }
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Gives back room for `bytes` taken before, waking the publishers that wait for room.
@@ -85,6 +87,22 @@ impl Budget {
         if self.waiting.load(Ordering::SeqCst) > 0 {
             self.freed.notify_waiters();
         }
+    }
+}
+
+/// One publisher counted in [`Budget::waiting`] while it lives.
+struct Waiting<'a>(&'a Budget);
+
+impl<'a> Waiting<'a> {
+    fn count(budget: &'a Budget) -> Self {
+        budget.waiting.fetch_add(1, Ordering::SeqCst);
+        Self(budget)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -117,6 +135,21 @@ mod tests {
         assert_eq!(budget.used.load(Ordering::SeqCst), 600);
         budget.give_back(600);
         assert_eq!(budget.used.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_publish_given_up_while_waiting_holds_no_one_back() {
+        let budget = Budget::new(1000);
+        assert!(budget.try_take(1000));
+        let gave_up = tokio::time::timeout(Duration::from_millis(20), budget.take(500)).await;
+        assert!(gave_up.is_err(), "no room: the wait times out");
+        budget.give_back(1000);
+        assert!(
+            budget.try_take(500),
+            "with room again, a new publish takes it at once instead of queueing behind the \
+             publish that gave up"
+        );
+        assert_eq!(budget.waiting.load(Ordering::SeqCst), 0);
     }
 
     #[test]
