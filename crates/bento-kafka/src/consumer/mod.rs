@@ -3,6 +3,7 @@
 //! the producer.
 
 mod handoff;
+mod in_flight;
 mod offsets;
 mod parked;
 mod payloads;

@@ -1,7 +1,7 @@
 //! A subscription's offset bookkeeping: the partitions it holds and under which lease, the
 //! records in flight in each, the point it is safe to commit, and the rebalance hooks.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -11,6 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
+use super::in_flight::InFlight;
 use super::{LeaseCell, Tp, VOID};
 use crate::context::BentoContext;
 
@@ -21,7 +22,7 @@ struct PartitionState {
     /// `lease`, readable without the tracker's lock.
     cell: LeaseCell,
     /// Received, not yet finished.
-    in_flight: BTreeSet<i64>,
+    in_flight: InFlight,
     /// Offset after the last received record.
     next: Option<i64>,
     /// Last offset committed (or being committed).
@@ -31,7 +32,7 @@ struct PartitionState {
 impl PartitionState {
     /// The offset it is safe to commit: the oldest unfinished record, or after the last one.
     fn commit_point(&self) -> Option<i64> {
-        self.in_flight.first().copied().or(self.next)
+        self.in_flight.oldest().or(self.next)
     }
 }
 
@@ -130,7 +131,7 @@ impl SubscriptionState {
                 PartitionState {
                     lease,
                     cell: Arc::new(AtomicU64::new(lease)),
-                    in_flight: BTreeSet::new(),
+                    in_flight: InFlight::default(),
                     next: None,
                     committed: None,
                 },
@@ -186,7 +187,7 @@ impl SubscriptionState {
         if let Some(state) = tracker.partitions.get_mut(tp)
             && state.lease == lease
         {
-            state.in_flight.remove(&offset);
+            state.in_flight.finish(offset);
         }
     }
 
