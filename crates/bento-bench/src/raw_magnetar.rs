@@ -66,11 +66,6 @@ impl RawSide for RawMagnetar {
     const NAME: &'static str = "Pulsar (magnetar)";
     type Producer = Producer;
 
-    /// Pulsar creates a topic when it is first used.
-    async fn prepare(&self, _topic: &str) -> Result<()> {
-        Ok(())
-    }
-
     async fn producer(&self, topic: &str) -> Result<Producer> {
         producer(&self.client, topic).await
     }

@@ -84,11 +84,6 @@ impl RawSide for RawPulsar {
     const NAME: &'static str = "Pulsar";
     type Producer = Producer;
 
-    /// Pulsar creates a topic when it is first used.
-    async fn prepare(&self, _topic: &str) -> Result<()> {
-        Ok(())
-    }
-
     async fn producer(&self, topic: &str) -> Result<Producer> {
         producer(&self.client, topic).await
     }

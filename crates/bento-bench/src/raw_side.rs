@@ -20,8 +20,11 @@ pub(crate) trait RawSide {
     /// The side's producer on one topic.
     type Producer: RawProducer;
 
-    /// Makes `topic` ready before anything reads or writes it.
-    async fn prepare(&self, topic: &str) -> Result<()>;
+    /// Makes `topic` ready before anything reads or writes it. Nothing by default, for brokers
+    /// that create a topic when it is first used (Pulsar).
+    async fn prepare(&self, _topic: &str) -> Result<()> {
+        Ok(())
+    }
 
     /// A producer on `topic`.
     async fn producer(&self, topic: &str) -> Result<Self::Producer>;
