@@ -19,15 +19,15 @@ pub(super) struct InFlight {
 impl InFlight {
     /// A record at `offset` was received.
     pub(super) fn insert(&mut self, offset: i64) {
-        match self.window.back() {
-            None => self.window.push_back((offset, false)),
-            Some(&(last, _)) if offset > last => self.window.push_back((offset, false)),
-            // Received again (librdkafka fetched it again after a pause, say): unfinished
-            // until it is finished again.
-            _ => match self.position(offset) {
-                Ok(index) => self.window[index].1 = false,
-                Err(index) => self.window.insert(index, (offset, false)),
-            },
+        if self.window.back().is_none_or(|&(last, _)| offset > last) {
+            self.window.push_back((offset, false));
+            return;
+        }
+        // Received again (librdkafka fetched it again after a pause, say): unfinished until it
+        // is finished again.
+        match self.position(offset) {
+            Ok(index) => self.window[index].1 = false,
+            Err(index) => self.window.insert(index, (offset, false)),
         }
     }
 
