@@ -7,6 +7,9 @@
 //! How a service uses them: the guide's chapter
 //! [events and aggregates](https://github.com/bento-rs/bento/blob/main/docs/guide/src/events-and-aggregates.md).
 
+// Production functions stay under the line limit in clippy.toml; tests may tell longer stories.
+#![warn(clippy::too_many_lines)]
+
 mod aggregate;
 mod envelope;
 mod event;

@@ -18,6 +18,9 @@
 //!
 //! See `docs/observability.md` for metric names, span attributes and configuration keys.
 
+// Production functions stay under the line limit in clippy.toml; tests may tell longer stories.
+#![warn(clippy::too_many_lines)]
+
 mod bus;
 mod config;
 mod error;

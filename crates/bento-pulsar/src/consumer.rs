@@ -357,6 +357,41 @@ impl Task {
         ControlFlow::Continue(())
     }
 
+    /// Carries out a settlement or a request of the subscription's handle; `None` means the
+    /// handle is gone, which closes the consumer too.
+    async fn obey(
+        &self,
+        command: Option<Command>,
+        live: &mut RawConsumer,
+        batches: &mut OpenBatches,
+    ) -> ControlFlow<()> {
+        match command {
+            Some(Command::Ack(id)) => {
+                if let Some(id) = to_acknowledge(batches, &self.spec, id)
+                    && let Err(error) = live.ack_with_id(&self.spec.topic, id).await
+                {
+                    tracing::warn!(topic = %self.spec.topic, %error, "could not acknowledge; the message will be redelivered");
+                }
+            }
+            Some(Command::Nack(id)) => {
+                batches.released(&id);
+                if let Err(error) = live.nack_with_id(&self.spec.topic, id).await {
+                    tracing::debug!(topic = %self.spec.topic, %error, "could not ask for a redelivery; it happens when the consumer closes");
+                }
+            }
+            Some(Command::Close(done)) => {
+                let result = self.close(live).await;
+                let _ = done.send(result);
+                return ControlFlow::Break(());
+            }
+            None => {
+                let _ = self.close(live).await;
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
     /// One turn with a live consumer: a command, a delivery handed to the dispatcher, or a
     /// message received.
     async fn serve(&mut self, state: &mut State) -> ControlFlow<()> {
@@ -366,30 +401,9 @@ impl Task {
         };
         tokio::select! {
             biased;
-            command = self.commands.recv() => match command {
-                Some(Command::Ack(id)) => {
-                    if let Some(id) = to_acknowledge(&mut state.batches, &self.spec, id)
-                        && let Err(error) = live.ack_with_id(&self.spec.topic, id).await
-                    {
-                        tracing::warn!(topic = %self.spec.topic, %error, "could not acknowledge; the message will be redelivered");
-                    }
-                }
-                Some(Command::Nack(id)) => {
-                    state.batches.released(&id);
-                    if let Err(error) = live.nack_with_id(&self.spec.topic, id).await {
-                        tracing::debug!(topic = %self.spec.topic, %error, "could not ask for a redelivery; it happens when the consumer closes");
-                    }
-                }
-                Some(Command::Close(done)) => {
-                    let result = self.close(live).await;
-                    let _ = done.send(result);
-                    return ControlFlow::Break(());
-                }
-                None => {
-                    let _ = self.close(live).await;
-                    return ControlFlow::Break(());
-                }
-            },
+            command = self.commands.recv() => {
+                return self.obey(command, live, &mut state.batches).await;
+            }
             ready = poll_fn(|cx| self.deliveries.poll_ready(cx)), if state.pending.is_some() => {
                 let sent = match (ready, state.pending.take()) {
                     (Ok(()), Some(delivery)) => Pin::new(&mut self.deliveries).start_send(delivery).is_ok(),
