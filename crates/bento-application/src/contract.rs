@@ -4,10 +4,11 @@
 //!
 //! The bus notes each event type the first time it is declared or encoded and each subscription
 //! when it is made; schemas of published types are asked of the codec only when the contract is
-//! read ([`crate::Bus::contract`]), so publishing pays one map look-up per message for it.
+//! read ([`crate::Bus::contract`]); publishing pays a few loads per message for it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 
@@ -84,17 +85,57 @@ struct Sent {
     schema: Schema,
 }
 
+/// Event-type names a contract knows, by the address and length of their text, checked with a
+/// few loads instead of a lock and string comparisons: the check every publish makes.
+///
+/// Only `&'static str` names are added, and static text is never freed or changed, so a name
+/// found at an added address and length is that name. Names past the first [`FAST_NAMES`] are
+/// found in the map instead.
+#[derive(Default)]
+struct KnownNames {
+    /// Slots filled; each is written once, before the count that covers it.
+    count: AtomicUsize,
+    names: [(AtomicUsize, AtomicUsize); FAST_NAMES],
+}
+
+/// Event types a contract knows without a lock.
+const FAST_NAMES: usize = 16;
+
+impl KnownNames {
+    fn contains(&self, name: &str) -> bool {
+        let count = self.count.load(Ordering::Acquire);
+        let (address, length) = (name.as_ptr() as usize, name.len());
+        self.names[..count].iter().any(|(at, len)| {
+            at.load(Ordering::Relaxed) == address && len.load(Ordering::Relaxed) == length
+        })
+    }
+
+    /// Adds `name`; called under the write lock of the map, so one writer at a time.
+    fn add(&self, name: &'static str) {
+        let count = self.count.load(Ordering::Relaxed);
+        if count == FAST_NAMES || self.contains(name) {
+            return;
+        }
+        let (at, len) = &self.names[count];
+        at.store(name.as_ptr() as usize, Ordering::Relaxed);
+        len.store(name.len(), Ordering::Relaxed);
+        self.count.store(count + 1, Ordering::Release);
+    }
+}
+
 /// The contract as a bus and its clones note it.
 #[derive(Default)]
 pub(crate) struct ContractLog {
     sends: RwLock<BTreeMap<&'static str, Sent>>,
+    /// The first names noted in `sends`, checked without a lock.
+    known: KnownNames,
     receives: RwLock<Vec<ReceiveContract>>,
 }
 
 impl ContractLog {
-    /// Whether `event_type` is noted already (the fast path of every publish).
+    /// Whether `event_type` is noted already (asked on every publish).
     pub(crate) fn knows(&self, event_type: &str) -> bool {
-        self.sends.read().contains_key(event_type)
+        self.known.contains(event_type) || self.sends.read().contains_key(event_type)
     }
 
     /// Notes that `event_type` is sent to `topic`; its schema is asked of `schema` when the
@@ -108,13 +149,15 @@ impl ContractLog {
         content_type: Option<String>,
         schema: SchemaThunk,
     ) {
-        self.sends.write().entry(event_type).or_insert(Sent {
+        let mut sends = self.sends.write();
+        sends.entry(event_type).or_insert(Sent {
             topic,
             version,
             aggregate_type,
             content_type,
             schema: Schema::Later(schema),
         });
+        self.known.add(event_type);
     }
 
     /// Like [`ContractLog::send`], with the schema (or the codec's error) known already.
@@ -128,7 +171,8 @@ impl ContractLog {
         content_type: Option<String>,
         schema: Result<Option<SchemaDefinition>, CodecError>,
     ) {
-        self.sends.write().entry(event_type).or_insert(Sent {
+        let mut sends = self.sends.write();
+        sends.entry(event_type).or_insert(Sent {
             topic,
             version,
             aggregate_type,
@@ -138,6 +182,7 @@ impl ContractLog {
                 Err(error) => Schema::Failed(error.to_string()),
             },
         });
+        self.known.add(event_type);
     }
 
     /// Notes a subscription; one already noted under the same name (a competing consumer) is
@@ -195,5 +240,41 @@ impl MessageContract {
             event_type: event_type.into(),
             ..Self::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(log: &ContractLog, event_type: &'static str) {
+        log.send_known(event_type, event_type.to_owned(), 1, "agg", None, Ok(None));
+    }
+
+    #[test]
+    fn a_noted_type_is_known_by_its_text_whatever_holds_it() {
+        let log = ContractLog::default();
+        assert!(!log.knows("orders.placed"));
+        note(&log, "orders.placed");
+        assert!(log.knows("orders.placed"));
+        let copy = String::from("orders.placed");
+        assert!(log.knows(&copy), "a copy of the name, at another address");
+        assert!(!log.knows("orders.placee"), "same length, other text");
+        assert!(!log.knows("orders.place"), "a prefix at the same address");
+    }
+
+    #[test]
+    fn types_beyond_the_lock_free_slots_are_still_known() {
+        let log = ContractLog::default();
+        let names: Vec<&'static str> = (0..FAST_NAMES + 4)
+            .map(|i| &*Box::leak(format!("type.{i}").into_boxed_str()))
+            .collect();
+        for name in &names {
+            note(&log, name);
+        }
+        for name in &names {
+            assert!(log.knows(name), "{name}");
+        }
+        assert!(!log.knows("type.unknown"));
     }
 }

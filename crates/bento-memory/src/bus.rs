@@ -14,7 +14,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Semaphore;
 
 use crate::consumer::Consumer;
-use crate::subscription::{Message, Subscription};
+use crate::subscription::Subscription;
 
 /// Settings of the in-memory bus.
 ///
@@ -127,9 +127,7 @@ impl Inner {
         let mut full = Vec::new();
         for subscription in subscriptions.iter() {
             match subscription.try_reserve(envelope) {
-                Some(room) => {
-                    subscription.deliver(Message::new(envelope.clone(), 1, Some(room)));
-                }
+                Some(message) => subscription.deliver(message),
                 None => full.push(subscription.clone()),
             }
         }
@@ -149,8 +147,8 @@ impl Inner {
                      it holds its messages until a consumer of it reads them"
                 );
             }
-            let room = subscription.reserve(&envelope).await;
-            subscription.deliver(Message::new(envelope.clone(), 1, Some(room)));
+            let message = subscription.reserve(&envelope).await;
+            subscription.deliver(message);
         }
     }
 

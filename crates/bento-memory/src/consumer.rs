@@ -17,6 +17,13 @@ use crate::subscription::{Message, Subscription};
 pub(crate) struct Consumer {
     id: u64,
     rx: mpsc::UnboundedReceiver<Message>,
+    settles_for: Arc<Settling>,
+}
+
+/// What settling a consumer's messages needs, behind one handle per delivery: its count is
+/// touched by the consumer's side alone, not by the publishers that use the subscription and
+/// the bus.
+struct Settling {
     subscription: Arc<Subscription>,
     bus: Weak<Inner>,
 }
@@ -31,8 +38,7 @@ impl Consumer {
         Self {
             id,
             rx,
-            subscription,
-            bus,
+            settles_for: Arc::new(Settling { subscription, bus }),
         }
     }
 }
@@ -46,8 +52,7 @@ impl Stream for Consumer {
                 envelope: message.envelope.clone(),
                 attempt: message.attempt,
                 settle: Box::new(MemorySettle {
-                    subscription: self.subscription.clone(),
-                    bus: self.bus.clone(),
+                    settling: self.settles_for.clone(),
                     unsettled: Some(message),
                 }),
             })
@@ -63,29 +68,22 @@ impl Drop for Consumer {
         while let Ok(message) = self.rx.try_recv() {
             leftovers.push(message);
         }
-        self.subscription.disconnect(self.id, leftovers);
+        self.settles_for.subscription.disconnect(self.id, leftovers);
     }
 }
 
 /// Settles one message of the in-memory bus.
 struct MemorySettle {
-    subscription: Arc<Subscription>,
-    bus: Weak<Inner>,
+    settling: Arc<Settling>,
     /// The message while it is still owed a settlement: redelivered if dropped unsettled.
-    /// Dropping it gives its room in the subscription back.
     unsettled: Option<Message>,
 }
 
 impl MemorySettle {
-    fn redeliver_later(subscription: &Arc<Subscription>, message: Message, delay: Duration) {
-        if delay.is_zero() {
-            subscription.deliver(message);
-        } else {
-            let subscription = subscription.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                subscription.deliver(message);
-            });
+    /// Ends the message for good, giving its room back.
+    fn settle_for_good(&mut self) {
+        if let Some(message) = self.unsettled.take() {
+            self.settling.subscription.settled(message);
         }
     }
 }
@@ -93,7 +91,7 @@ impl MemorySettle {
 #[async_trait]
 impl Settle for MemorySettle {
     fn ack(mut self: Box<Self>) -> Result<(), BusError> {
-        self.unsettled = None;
+        self.settle_for_good();
         Ok(())
     }
 
@@ -108,9 +106,21 @@ impl Settle for MemorySettle {
         let mut message = self
             .unsettled
             .take()
-            .unwrap_or_else(|| Message::new(Arc::new(envelope.clone()), next_attempt, None));
+            .unwrap_or_else(|| Message::outside_budget(Arc::new(envelope.clone()), next_attempt));
         message.attempt = next_attempt;
-        Self::redeliver_later(&self.subscription, message, delay);
+        let subscription = &self.settling.subscription;
+        if delay.is_zero() {
+            subscription.deliver(message);
+        } else {
+            let waiting = Redelivery {
+                subscription: subscription.clone(),
+                message: Some(message),
+            };
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                waiting.deliver();
+            });
+        }
         Ok(())
     }
 
@@ -119,9 +129,9 @@ impl Settle for MemorySettle {
         dead_letter: Envelope,
         topic: &str,
     ) -> Result<(), BusError> {
-        let bus = self.bus.upgrade().ok_or(BusError::Closed)?;
+        let bus = self.settling.bus.upgrade().ok_or(BusError::Closed)?;
         bus.publish_now(topic, dead_letter, true).await;
-        self.unsettled = None;
+        self.settle_for_good();
         Ok(())
     }
 
@@ -134,9 +144,32 @@ impl Settle for MemorySettle {
 impl Drop for MemorySettle {
     fn drop(&mut self) {
         if let Some(mut message) = self.unsettled.take() {
-            tracing::debug!(subscription = %self.subscription.name, "message given back unsettled; redelivering");
+            tracing::debug!(subscription = %self.settling.subscription.name, "message given back unsettled; redelivering");
             message.attempt += 1;
+            self.settling.subscription.deliver(message);
+        }
+    }
+}
+
+/// A message waiting out a retry delay; if the wait is dropped (its runtime shuts down), the
+/// message's room goes back to the subscription.
+struct Redelivery {
+    subscription: Arc<Subscription>,
+    message: Option<Message>,
+}
+
+impl Redelivery {
+    fn deliver(mut self) {
+        if let Some(message) = self.message.take() {
             self.subscription.deliver(message);
+        }
+    }
+}
+
+impl Drop for Redelivery {
+    fn drop(&mut self) {
+        if let Some(message) = self.message.take() {
+            self.subscription.settled(message);
         }
     }
 }

@@ -11,32 +11,25 @@ use crate::budget::Budget;
 
 /// A message on its way to a consumer, with its delivery attempt.
 ///
-/// It holds its room in its subscription's budget until it is settled for good (acknowledged
-/// or dead-lettered) and gives it back when dropped; a retry or a redelivery keeps it. The
-/// room's size follows from the envelope, so the message stays 24 bytes: the blocks of the
-/// consumers' channels (32 messages each) then stay within the allocator's per-thread cache,
-/// where 32-byte messages made every block a large allocation (a tenth of the bus's time).
+/// It may hold room in its subscription's budget, which [`Subscription::settled`] gives back
+/// once it is settled for good (acknowledged or dead-lettered); a retry or a redelivery keeps
+/// it. The room's size follows from the envelope, and the budget is the subscription's, so
+/// the message carries only a flag: it stays small (the blocks of the consumers' channels, 32
+/// messages each, then stay within the allocator's per-thread cache), and a publish does not
+/// touch the count of a handle shared with the consumers.
 pub(crate) struct Message {
     pub(crate) envelope: Arc<Envelope>,
     pub(crate) attempt: u32,
-    room_in: Option<Arc<Budget>>,
+    holds_room: bool,
 }
 
 impl Message {
-    /// A message holding room in `room_in`, if it took some.
-    pub(crate) fn new(envelope: Arc<Envelope>, attempt: u32, room_in: Option<Arc<Budget>>) -> Self {
+    /// A message that holds no room: a copy made outside the budget.
+    pub(crate) fn outside_budget(envelope: Arc<Envelope>, attempt: u32) -> Self {
         Self {
             envelope,
             attempt,
-            room_in,
-        }
-    }
-}
-
-impl Drop for Message {
-    fn drop(&mut self) {
-        if let Some(budget) = self.room_in.take() {
-            budget.give_back(budget.weight(self.envelope.payload.len()));
+            holds_room: false,
         }
     }
 }
@@ -77,20 +70,37 @@ impl Subscription {
         }
     }
 
-    /// Takes room for `envelope` if there is some now and no publisher waits for room; the
-    /// budget to hand to its [`Message`], which gives the room back.
-    pub(crate) fn try_reserve(&self, envelope: &Envelope) -> Option<Arc<Budget>> {
+    /// The first delivery of `envelope`, holding room for it, if there is some now and no
+    /// publisher waits for room.
+    pub(crate) fn try_reserve(&self, envelope: &Arc<Envelope>) -> Option<Message> {
         self.budget
             .try_take(self.budget.weight(envelope.payload.len()))
-            .then(|| self.budget.clone())
+            .then(|| Self::first_delivery(envelope))
     }
 
-    /// Takes room for `envelope`, waiting until settled messages give some back.
-    pub(crate) async fn reserve(&self, envelope: &Envelope) -> Arc<Budget> {
+    /// The first delivery of `envelope`, holding room for it once settled messages gave some
+    /// back.
+    pub(crate) async fn reserve(&self, envelope: &Arc<Envelope>) -> Message {
         self.budget
             .take(self.budget.weight(envelope.payload.len()))
             .await;
-        self.budget.clone()
+        Self::first_delivery(envelope)
+    }
+
+    fn first_delivery(envelope: &Arc<Envelope>) -> Message {
+        Message {
+            envelope: envelope.clone(),
+            attempt: 1,
+            holds_room: true,
+        }
+    }
+
+    /// Ends `message` for good (acknowledged or dead-lettered): gives back its room.
+    pub(crate) fn settled(&self, message: Message) {
+        if message.holds_room {
+            self.budget
+                .give_back(self.budget.weight(message.envelope.payload.len()));
+        }
     }
 
     /// Whether no consumer is connected (its messages wait for one).

@@ -116,6 +116,48 @@ async fn a_message_waiting_for_its_retry_keeps_its_room() {
 }
 
 #[tokio::test]
+async fn acknowledged_and_dead_lettered_messages_give_their_room_back() {
+    let bus = small_bus();
+    // Even numbers are acknowledged, odd ones dead-lettered at once.
+    let half_failing = |ctx: Context| async move {
+        let n: u32 = ctx
+            .envelope()
+            .headers
+            .get("n")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_default();
+        if n.is_multiple_of(2) {
+            Ok(())
+        } else {
+            Err(HandlerError::permanent("odd"))
+        }
+    };
+    let _subscription = bus
+        .subscribe(
+            SubscriptionSpec::topic("settled", "half"),
+            Arc::new(half_failing),
+        )
+        .await
+        .expect("subscribe");
+    let options = PublishOptions::default().to_topic("settled");
+    // Five times what the subscription may hold: only room given back lets them all through.
+    for n in 0..40 {
+        tokio::time::timeout(PATIENCE, bus.publish(message(n), options.clone()))
+            .await
+            .unwrap_or_else(|_| panic!("publish {n} found no room: settled messages kept theirs"))
+            .expect("publish");
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while bus.published("settled-half-DLQ").len() < 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the 20 odd messages are dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
 async fn delayed_publishes_wait_beyond_the_bound_and_are_all_delivered() {
     let bus = small_bus();
     let seen = Collector::new();
