@@ -149,15 +149,16 @@ impl ContractLog {
         content_type: Option<String>,
         schema: SchemaThunk,
     ) {
-        let mut sends = self.sends.write();
-        sends.entry(event_type).or_insert(Sent {
-            topic,
-            version,
-            aggregate_type,
-            content_type,
-            schema: Schema::Later(schema),
-        });
-        self.known.add(event_type);
+        self.note(
+            event_type,
+            Sent {
+                topic,
+                version,
+                aggregate_type,
+                content_type,
+                schema: Schema::Later(schema),
+            },
+        );
     }
 
     /// Like [`ContractLog::send`], with the schema (or the codec's error) known already.
@@ -171,17 +172,26 @@ impl ContractLog {
         content_type: Option<String>,
         schema: Result<Option<SchemaDefinition>, CodecError>,
     ) {
-        let mut sends = self.sends.write();
-        sends.entry(event_type).or_insert(Sent {
-            topic,
-            version,
-            aggregate_type,
-            content_type,
-            schema: match schema {
-                Ok(schema) => Schema::Known(schema),
-                Err(error) => Schema::Failed(error.to_string()),
+        self.note(
+            event_type,
+            Sent {
+                topic,
+                version,
+                aggregate_type,
+                content_type,
+                schema: match schema {
+                    Ok(schema) => Schema::Known(schema),
+                    Err(error) => Schema::Failed(error.to_string()),
+                },
             },
-        });
+        );
+    }
+
+    /// Notes `sent` for `event_type` unless the type is known; the fast check learns the name
+    /// under the map's write lock, so it has one writer at a time.
+    fn note(&self, event_type: &'static str, sent: Sent) {
+        let mut sends = self.sends.write();
+        sends.entry(event_type).or_insert(sent);
         self.known.add(event_type);
     }
 

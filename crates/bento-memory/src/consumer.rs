@@ -17,7 +17,7 @@ use crate::subscription::{Message, Subscription};
 pub(crate) struct Consumer {
     id: u64,
     rx: mpsc::UnboundedReceiver<Message>,
-    settles_for: Arc<Settling>,
+    settling: Arc<Settling>,
 }
 
 /// What settling a consumer's messages needs, behind one handle per delivery: its count is
@@ -38,7 +38,7 @@ impl Consumer {
         Self {
             id,
             rx,
-            settles_for: Arc::new(Settling { subscription, bus }),
+            settling: Arc::new(Settling { subscription, bus }),
         }
     }
 }
@@ -52,7 +52,7 @@ impl Stream for Consumer {
                 envelope: message.envelope.clone(),
                 attempt: message.attempt,
                 settle: Box::new(MemorySettle {
-                    settling: self.settles_for.clone(),
+                    settling: self.settling.clone(),
                     unsettled: Some(message),
                 }),
             })
@@ -68,7 +68,7 @@ impl Drop for Consumer {
         while let Ok(message) = self.rx.try_recv() {
             leftovers.push(message);
         }
-        self.settles_for.subscription.disconnect(self.id, leftovers);
+        self.settling.subscription.disconnect(self.id, leftovers);
     }
 }
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bento_application::{
-    Context, DeliverAt, HandlerError, MessageBus, PublishOptions, SubscriptionSpec,
+    Context, DeliverAt, EnvelopeHandler, HandlerError, MessageBus, PublishOptions, Subscription,
+    SubscriptionSpec,
 };
 use bento_domain::Envelope;
 use bento_memory::{MemoryBus, MemoryConfig};
@@ -26,18 +27,36 @@ fn message(n: u32) -> Envelope {
     Envelope::new("bounds.noted", 1, "text/plain", vec![b'x'; 1024]).with_header("n", n.to_string())
 }
 
+/// The number `message` gave an envelope.
+fn number(envelope: &Envelope) -> u32 {
+    envelope
+        .headers
+        .get("n")
+        .and_then(|n| n.parse().ok())
+        .expect("numbered")
+}
+
 fn numbers(collector: &Collector) -> Vec<u32> {
     collector
         .seen()
         .iter()
-        .map(|m| {
-            m.envelope
-                .headers
-                .get("n")
-                .and_then(|n| n.parse().ok())
-                .expect("numbered")
-        })
+        .map(|m| number(&m.envelope))
         .collect()
+}
+
+/// Subscribes `handler` as `subscription` of `topic`, for the rest of the test.
+async fn subscribe<H: EnvelopeHandler>(
+    bus: &MemoryBus,
+    topic: &str,
+    subscription: &str,
+    handler: H,
+) -> Subscription {
+    bus.subscribe(
+        SubscriptionSpec::topic(topic, subscription),
+        Arc::new(handler),
+    )
+    .await
+    .expect("subscribe")
 }
 
 #[tokio::test]
@@ -93,13 +112,7 @@ async fn a_message_waiting_for_its_retry_keeps_its_room() {
             "not yet",
         ))
     };
-    let _subscription = bus
-        .subscribe(
-            SubscriptionSpec::topic("retried", "parked"),
-            Arc::new(failing),
-        )
-        .await
-        .expect("subscribe");
+    let _subscription = subscribe(&bus, "retried", "parked", failing).await;
     let options = PublishOptions::default().to_topic("retried");
     for n in 0..8 {
         tokio::time::timeout(PATIENCE, bus.publish(message(n), options.clone()))
@@ -120,25 +133,13 @@ async fn acknowledged_and_dead_lettered_messages_give_their_room_back() {
     let bus = small_bus();
     // Even numbers are acknowledged, odd ones dead-lettered at once.
     let half_failing = |ctx: Context| async move {
-        let n: u32 = ctx
-            .envelope()
-            .headers
-            .get("n")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_default();
-        if n.is_multiple_of(2) {
+        if number(ctx.envelope()).is_multiple_of(2) {
             Ok(())
         } else {
             Err(HandlerError::permanent("odd"))
         }
     };
-    let _subscription = bus
-        .subscribe(
-            SubscriptionSpec::topic("settled", "half"),
-            Arc::new(half_failing),
-        )
-        .await
-        .expect("subscribe");
+    let _subscription = subscribe(&bus, "settled", "half", half_failing).await;
     let options = PublishOptions::default().to_topic("settled");
     // Five times what the subscription may hold: only room given back lets them all through.
     for n in 0..40 {
@@ -161,13 +162,7 @@ async fn acknowledged_and_dead_lettered_messages_give_their_room_back() {
 async fn delayed_publishes_wait_beyond_the_bound_and_are_all_delivered() {
     let bus = small_bus();
     let seen = Collector::new();
-    let _subscription = bus
-        .subscribe(
-            SubscriptionSpec::topic("later", "seen"),
-            Arc::new(seen.handler()),
-        )
-        .await
-        .expect("subscribe");
+    let _subscription = subscribe(&bus, "later", "seen", seen.handler()).await;
     let in_a_second = PublishOptions {
         deliver: Some(DeliverAt::After(Duration::from_secs(1))),
         ..PublishOptions::default()
