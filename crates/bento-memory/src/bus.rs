@@ -46,6 +46,17 @@ impl Default for MemoryConfig {
     }
 }
 
+/// Why a publish waits for a subscription after offering it a message.
+enum Hold {
+    /// It had no room: the message waits for room, then goes to it.
+    Full,
+    /// It took the message, but its consumers are behind: the publisher lets them catch up.
+    Ahead,
+}
+
+/// The subscriptions a publish waits for (usually none: no allocation then).
+type Holds = Vec<(Arc<Subscription>, Hold)>;
+
 /// Dead letters kept per dead-letter topic when retention is otherwise off.
 const DEAD_LETTERS_KEPT: usize = 10_000;
 
@@ -77,7 +88,7 @@ impl Inner {
 
     /// [`Inner::offer`] to the topic named `name`, looked up under the read lock of the
     /// topics: the common publish then takes no handle to its topic.
-    fn offer_to(&self, name: &str, envelope: &Arc<Envelope>) -> Vec<Arc<Subscription>> {
+    fn offer_to(&self, name: &str, envelope: &Arc<Envelope>) -> Holds {
         if let Some(topic) = self.topics.read().get(name) {
             return self.offer(topic, envelope, false);
         }
@@ -94,21 +105,16 @@ impl Inner {
     /// [`Inner::publish_now`] to a topic already looked up.
     async fn publish_to(&self, topic: &Topic, envelope: Envelope, dead_letter: bool) {
         let envelope = Arc::new(envelope);
-        let full = self.offer(topic, &envelope, dead_letter);
-        self.wait_for_room(full, envelope).await;
+        let holds = self.offer(topic, &envelope, dead_letter);
+        self.wait_for(holds, envelope).await;
     }
 
     /// Hands `envelope` to every subscription of `topic` that has room for it now, and
-    /// returns those that have not (usually none: no allocation then).
+    /// returns those to wait for: the ones without room, and those whose consumers are behind.
     ///
     /// Not async, so that the common publish, which waits for nothing, builds no future that
     /// has room for waiting.
-    fn offer(
-        &self,
-        topic: &Topic,
-        envelope: &Arc<Envelope>,
-        dead_letter: bool,
-    ) -> Vec<Arc<Subscription>> {
+    fn offer(&self, topic: &Topic, envelope: &Arc<Envelope>, dead_letter: bool) -> Holds {
         let keep = match (self.config.retain_per_topic, dead_letter) {
             (0, true) => DEAD_LETTERS_KEPT,
             (n, _) => n,
@@ -124,19 +130,29 @@ impl Inner {
         // the lock is released. While a publish waits for a subscription, new publishes queue
         // behind it.
         let subscriptions = topic.subscriptions.read();
-        let mut full = Vec::new();
+        let mut holds = Vec::new();
         for subscription in subscriptions.iter() {
             match subscription.try_reserve(envelope) {
-                Some(message) => subscription.deliver(message),
-                None => full.push(subscription.clone()),
+                Some(message) => {
+                    subscription.deliver(message);
+                    if subscription.ahead() {
+                        holds.push((subscription.clone(), Hold::Ahead));
+                    }
+                }
+                None => holds.push((subscription.clone(), Hold::Full)),
             }
         }
-        full
+        holds
     }
 
-    /// Delivers `envelope` to each of the `full` subscriptions once it has room.
-    async fn wait_for_room(&self, full: Vec<Arc<Subscription>>, envelope: Arc<Envelope>) {
-        for subscription in full {
+    /// Delivers `envelope` to each full subscription once it has room, and lets the consumers
+    /// of those ahead catch up.
+    async fn wait_for(&self, holds: Holds, envelope: Arc<Envelope>) {
+        for (subscription, hold) in holds {
+            if let Hold::Ahead = hold {
+                subscription.catch_up().await;
+                continue;
+            }
             if subscription.unattended() {
                 // Otherwise a publisher held by a subscription nobody reads just hangs.
                 tracing::warn!(
@@ -272,13 +288,13 @@ impl MemoryBus {
             .map_or(Duration::ZERO, |at| at.delay_from_now());
         if delay.is_zero() {
             let envelope = Arc::new(envelope);
-            let full = self.inner.offer_to(topic_of(&envelope, options), &envelope);
-            if full.is_empty() {
+            let holds = self.inner.offer_to(topic_of(&envelope, options), &envelope);
+            if holds.is_empty() {
                 return None;
             }
             let inner = self.inner.clone();
             return Some(Box::pin(async move {
-                inner.wait_for_room(full, envelope).await;
+                inner.wait_for(holds, envelope).await;
             }));
         }
         let topic = self.inner.topic(topic_of(&envelope, options));

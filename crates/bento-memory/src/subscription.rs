@@ -103,6 +103,25 @@ impl Subscription {
         }
     }
 
+    /// Whether a publisher that just delivered to it should wait for its consumers to catch
+    /// up (see [`Budget`]); never for a subscription with no consumer, whose backlog only a
+    /// consumer to come will read.
+    pub(crate) fn ahead(&self) -> bool {
+        if !self.budget.ahead() {
+            return false;
+        }
+        if self.unattended() {
+            self.budget.lagging();
+            return false;
+        }
+        true
+    }
+
+    /// Waits for its consumers to catch up with the publishers, or briefly if they do not.
+    pub(crate) async fn catch_up(&self) {
+        self.budget.catch_up().await;
+    }
+
     /// Whether no consumer is connected (its messages wait for one).
     pub(crate) fn unattended(&self) -> bool {
         let state = self.state.lock();
