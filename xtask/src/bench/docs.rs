@@ -184,9 +184,12 @@ fn run_block(results: &Results) -> String {
         .iter()
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();
+    let scenarios: Vec<&str> = results.scenarios.keys().map(String::as_str).collect();
     format!(
-        "Measured {} at commit `{}` with `cargo xtask bench` ({} rounds, medians): {} cores, \
-         {}, {} GiB; load average {} at the start, {} at the end. {}.\n",
+        "The latest run ({}) measured {} at commit `{}` with `cargo xtask bench` ({} rounds, \
+         medians): {} cores, {}, {} GiB; load average {} at the start, {} at the end. {}. \
+         Each table below says when it was measured.\n",
+        scenarios.join(", "),
         results.date,
         results.commit,
         results.rounds,
@@ -199,12 +202,15 @@ fn run_block(results: &Results) -> String {
     )
 }
 
-fn scenario_block(name: &str, scenario: &ScenarioResults) -> String {
+fn scenario_block(name: &str, scenario: &ScenarioResults, results: &Results) -> String {
     let mut text = table(name, scenario);
     text.push_str(&format!(
-        "\n![{name}](benchmarks/{name}.svg)\n\n{} measurements in {:.0} s.",
+        "\n![{name}](benchmarks/{name}.svg)\n\n{} measurements in {:.0} s, {} at `{}` on {}.",
         scenario.measurements.len(),
-        scenario.seconds
+        scenario.seconds,
+        results.date,
+        results.commit,
+        results.machine.cpu
     ));
     for note in &scenario.notes {
         text.push_str(&format!("\n\n- {note}"));
@@ -234,7 +240,7 @@ pub fn update(results: &Results, page_path: &Path) -> Result<()> {
         .with_context(|| format!("reading {}", page_path.display()))?;
     page = replace_block(&page, "run", &run_block(results))?;
     for (name, scenario) in &results.scenarios {
-        page = replace_block(&page, name, &scenario_block(name, scenario))?;
+        page = replace_block(&page, name, &scenario_block(name, scenario, results))?;
     }
     fs::write(page_path, page).with_context(|| format!("writing {}", page_path.display()))
 }
