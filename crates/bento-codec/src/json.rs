@@ -1,8 +1,10 @@
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use bento_application::{Codec, CodecError, Encoded, SchemaDefinition, SchemaKind};
 use bento_domain::{DomainEvent, RecordedEvent};
 use bytes::Bytes;
+use serde::Serialize;
 
 use crate::json_schema;
 
@@ -73,17 +75,44 @@ impl Json {
         }
     }
 
-    fn encoded(payload: Vec<u8>) -> Encoded {
+    fn encoded(payload: Bytes) -> Encoded {
         Encoded {
             content_type: Cow::Borrowed(Self::CONTENT_TYPE),
-            payload: Bytes::from(payload),
+            payload,
         }
     }
 }
 
+/// The largest write buffer a thread keeps between two encodes.
+const SCRATCH_KEPT: usize = 64 * 1024;
+
+/// `value` as JSON, in a payload of exactly its size: one allocation per event.
+///
+/// It is written into a buffer the thread keeps, then copied: `serde_json::to_vec` starts at
+/// 128 bytes and grows, and a `Bytes` made from a vector with room to spare allocates a second
+/// block to share it by.
+fn to_payload<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, serde_json::Error> {
+    thread_local! {
+        static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buffer) => {
+            buffer.clear();
+            let written = serde_json::to_writer(&mut *buffer, value)
+                .map(|()| Bytes::copy_from_slice(&buffer));
+            if buffer.capacity() > SCRATCH_KEPT {
+                *buffer = Vec::new();
+            }
+            written
+        }
+        // An event whose serialization encodes another event on this thread.
+        Err(_) => serde_json::to_vec(value).map(Bytes::from),
+    })
+}
+
 impl Codec for Json {
     fn encode<E: DomainEvent>(&self, event: &E) -> Result<Encoded, CodecError> {
-        serde_json::to_vec(event)
+        to_payload(event)
             .map(Self::encoded)
             .map_err(|error| CodecError::Encode {
                 event_type: E::EVENT_TYPE.to_owned(),
@@ -92,7 +121,7 @@ impl Codec for Json {
     }
 
     fn encode_recorded(&self, event: &dyn RecordedEvent) -> Result<Encoded, CodecError> {
-        serde_json::to_vec(event.as_serialize())
+        to_payload(event.as_serialize())
             .map(Self::encoded)
             .map_err(|error| CodecError::Encode {
                 event_type: event.event_type().to_owned(),
@@ -142,6 +171,29 @@ mod tests {
         fn aggregate_id(&self) -> String {
             self.id.clone()
         }
+    }
+
+    #[test]
+    fn each_payload_is_its_own_after_a_large_one_and_a_failed_one() -> Result<(), CodecError> {
+        let large = Created {
+            id: "x".repeat(2 * SCRATCH_KEPT),
+            n: 1,
+        };
+        let small = Created {
+            id: "b".into(),
+            n: 2,
+        };
+        let first = Json.encode(&large)?;
+        let second = Json.encode(&small)?;
+        assert_eq!(first.payload.len(), 2 * SCRATCH_KEPT + r#"{"id":"","n":1}"#.len());
+        assert_eq!(&second.payload[..], br#"{"id":"b","n":2}"#);
+        assert_eq!(Json.decode::<Created>("application/json", &first.payload)?, large);
+
+        // A map with a non-string key fails halfway: nothing of it leaks into the next payload.
+        let failing: std::collections::HashMap<(u8, u8), u8> = [((1, 2), 3)].into();
+        assert!(to_payload(&failing).is_err());
+        assert_eq!(&Json.encode(&small)?.payload[..], br#"{"id":"b","n":2}"#);
+        Ok(())
     }
 
     #[test]
