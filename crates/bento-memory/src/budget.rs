@@ -22,7 +22,7 @@ use tokio::time::Instant;
 /// Unsettled bytes past which a publisher waits for consumers that keep up.
 const PACE: usize = 1024 * 1024;
 /// How long a publisher waits for consumers to catch up before it takes them for slow.
-const PACE_PATIENCE: Duration = Duration::from_millis(5);
+const PACE_PATIENCE: Duration = Duration::from_millis(20);
 
 /// Bytes a subscription's unsettled messages may take.
 #[derive(Debug)]
