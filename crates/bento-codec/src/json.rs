@@ -185,9 +185,15 @@ mod tests {
         };
         let first = Json.encode(&large)?;
         let second = Json.encode(&small)?;
-        assert_eq!(first.payload.len(), 2 * SCRATCH_KEPT + r#"{"id":"","n":1}"#.len());
+        assert_eq!(
+            first.payload.len(),
+            2 * SCRATCH_KEPT + r#"{"id":"","n":1}"#.len()
+        );
         assert_eq!(&second.payload[..], br#"{"id":"b","n":2}"#);
-        assert_eq!(Json.decode::<Created>("application/json", &first.payload)?, large);
+        assert_eq!(
+            Json.decode::<Created>("application/json", &first.payload)?,
+            large
+        );
 
         // A map with a non-string key fails halfway: nothing of it leaks into the next payload.
         let failing: std::collections::HashMap<(u8, u8), u8> = [((1, 2), 3)].into();
