@@ -119,7 +119,7 @@ impl Budget {
 
     /// Stops pacing publishers until consumers have drained to half the pace: they are slow,
     /// or there are none.
-    pub(crate) fn lagging(&self) {
+    pub(crate) fn mark_lagging(&self) {
         self.lagging.store(true, Ordering::Relaxed);
     }
 
@@ -137,7 +137,7 @@ impl Budget {
                 return;
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                self.lagging();
+                self.mark_lagging();
                 return;
             }
         }

@@ -111,7 +111,7 @@ impl Subscription {
             return false;
         }
         if self.unattended() {
-            self.budget.lagging();
+            self.budget.mark_lagging();
             return false;
         }
         true
