@@ -167,14 +167,31 @@ impl Service {
     fn start(mut command: Command) -> Self {
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("starting the orders example");
         let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
         let (send, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = send.send(line);
+            }
+        });
+        // The service's log, prefixed with its mode and process: the threads inherit the
+        // test's output capture, so a failed drill shows what each service saw.
+        let name = format!(
+            "{}:{}",
+            command
+                .get_args()
+                .next()
+                .and_then(|mode| mode.to_str())
+                .unwrap_or("orders"),
+            child.id()
+        );
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[{name}] {line}");
             }
         });
         Self {
@@ -225,7 +242,13 @@ fn orders_command(backend: &str, config: &Path, args: &[&str]) -> Command {
     command
         .args(args)
         .env("BENTO_CONFIG", config)
-        .env("BENTO_MESSAGING__BACKEND", backend);
+        .env("BENTO_MESSAGING__BACKEND", backend)
+        // Logs for a failed drill: Bento's own at info, the clients' and drivers' warnings.
+        .env("BENTO_OBSERVABILITY__INSTALL_SUBSCRIBER", "true")
+        .env(
+            "BENTO_OBSERVABILITY__LOG_FILTER",
+            "warn,bento_pulsar=info,bento_kafka=info,bento_sqlx=info,bento_application=info",
+        );
     common::point_at_test_brokers(&mut command);
     command
 }

@@ -442,13 +442,16 @@ impl HealthCheck for PulsarBus {
             address: self.inner.config.service_url.clone(),
             source: reason.into(),
         };
-        match tokio::time::timeout(HEALTH_TIMEOUT, self.inner.client.lookup_topic(probe)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(unhealthy(format!(
+        // Never cancelled mid-connect (a probe while the broker is down): see `detached`.
+        let client = self.inner.client.clone();
+        let lookup = async move { client.lookup_topic(probe).await };
+        match crate::detached::within(HEALTH_TIMEOUT, lookup).await {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(error)) => Err(unhealthy(format!(
                 "the broker did not answer a topic lookup: {}",
                 describe(&error)
             ))),
-            Err(_) => Err(unhealthy(format!(
+            None => Err(unhealthy(format!(
                 "no answer to a topic lookup within {HEALTH_TIMEOUT:?}"
             ))),
         }

@@ -164,27 +164,30 @@ async fn create(client: &Client, spec: &ConsumerSpec) -> Result<RawConsumer, Bus
         subscription: spec.subscription.clone(),
         source: reason.into(),
     };
-    match tokio::time::timeout(spec.timeout, build).await {
-        Ok(Ok(consumer)) => Ok(consumer),
-        Ok(Err(e)) if server_error(&e) == Some(pulsar::proto::ServerError::ConsumerBusy) => {
+    // Never cancelled mid-connect: see `detached`.
+    match crate::detached::within(spec.timeout, build).await {
+        Some(Ok(consumer)) => Ok(consumer),
+        Some(Err(e)) if server_error(&e) == Some(pulsar::proto::ServerError::ConsumerBusy) => {
             Err(error(format!(
                 "the broker refused another consumer: a {} subscription takes only one (or the subscription exists with another type): {}",
                 kind_name(spec.kind),
                 describe(&e)
             )))
         }
-        Ok(Err(e)) if server_error(&e) == Some(pulsar::proto::ServerError::IncompatibleSchema) => {
+        Some(Err(e))
+            if server_error(&e) == Some(pulsar::proto::ServerError::IncompatibleSchema) =>
+        {
             Err(error(format!(
                 "the broker refused the subscription's schema as incompatible with the topic's: {}",
                 describe(&e)
             )))
         }
-        Ok(Err(e)) if is_unreachable(&e) => Err(error(format!(
+        Some(Err(e)) if is_unreachable(&e) => Err(error(format!(
             "the broker is unreachable: {}",
             describe(&e)
         ))),
-        Ok(Err(e)) => Err(error(describe(&e))),
-        Err(_) => Err(error(format!(
+        Some(Err(e)) => Err(error(describe(&e))),
+        None => Err(error(format!(
             "no consumer within {:?} (connect_timeout_ms); for an exclusive subscription this usually means it already has a consumer",
             spec.timeout
         ))),

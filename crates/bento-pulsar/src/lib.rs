@@ -40,6 +40,7 @@ mod bus;
 mod client;
 mod config;
 mod consumer;
+mod detached;
 mod diagnose;
 mod error;
 pub mod message_id;

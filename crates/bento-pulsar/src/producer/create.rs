@@ -74,19 +74,20 @@ impl Producers {
             .with_name(name.as_str())
             .with_options(options)
             .build();
-        match tokio::time::timeout(self.create_timeout, build).await {
-            Ok(Ok(producer)) => {
+        // Never cancelled mid-connect: see `detached`.
+        match crate::detached::within(self.create_timeout, build).await {
+            Some(Ok(producer)) => {
                 tracing::debug!(topic, producer = %name, batching, "created producer");
                 Ok(producer)
             }
-            Ok(Err(error)) if server_error(&error) == Some(ServerError::IncompatibleSchema) => {
+            Some(Err(error)) if server_error(&error) == Some(ServerError::IncompatibleSchema) => {
                 Err(DeclareError::Incompatible(describe(&error)))
             }
-            Ok(Err(error)) => Err(DeclareError::Failed(format!(
+            Some(Err(error)) => Err(DeclareError::Failed(format!(
                 "could not create a producer: {}",
                 describe(&error)
             ))),
-            Err(_) => Err(DeclareError::Failed(format!(
+            None => Err(DeclareError::Failed(format!(
                 "could not create a producer within {:?} (connect_timeout_ms)",
                 self.create_timeout
             ))),
