@@ -46,6 +46,9 @@ const MAX_HELD: usize = 10_000;
 /// still knows and feeds it: a client whose re-subscribe gave up after a broker restart neither
 /// yields nor ends.
 const QUIET_PROBE: Duration = Duration::from_secs(10);
+/// Settlements applied in one go once one arrives: they come in bursts, and each turn of the
+/// task's loop costs more than taking the next one off the queue.
+const SETTLEMENT_BURST: usize = 64;
 
 /// What one consumer reads and how.
 #[derive(Clone, Debug)]
@@ -237,8 +240,12 @@ struct State {
     /// When to look whether the consumer has been quiet; one timer for the task's life, not
     /// one per message.
     probe_at: Pin<Box<tokio::time::Sleep>>,
-    /// When the consumer last heard from the broker (a message, or an answer to the probe).
-    heard_at: tokio::time::Instant,
+    /// How often the consumer has heard from the broker (a message taken by the dispatcher or
+    /// skipped, an answer to the probe): a count rather than a time, so that a message costs
+    /// no clock read.
+    heard: u64,
+    /// `heard` when the probe timer last went off.
+    heard_at_last_look: u64,
 }
 
 impl State {
@@ -290,7 +297,8 @@ impl Task {
             held: BTreeMap::new(),
             held_seq: 0,
             probe_at: Box::pin(tokio::time::sleep(QUIET_PROBE)),
-            heard_at: tokio::time::Instant::now(),
+            heard: 0,
+            heard_at_last_look: 0,
         };
         loop {
             let turn = if state.consumer.is_some() {
@@ -347,7 +355,9 @@ impl Task {
                         // Held ones too come again, and are held anew.
                         state.held.clear();
                         state.consumer = Some(fresh);
-                        state.heard_at = tokio::time::Instant::now();
+                        // A fresh consumer is given the whole quiet time before it is probed.
+                        state.heard_at_last_look = state.heard;
+                        state.probe_at.as_mut().reset(tokio::time::Instant::now() + QUIET_PROBE);
                         state.reconnect_delay = Duration::from_millis(200);
                     }
                     Err(error) => {
@@ -405,7 +415,17 @@ impl Task {
         tokio::select! {
             biased;
             command = self.commands.recv() => {
-                return self.obey(command, live, &mut state.batches).await;
+                let mut flow = self.obey(command, live, &mut state.batches).await;
+                for _ in 1..SETTLEMENT_BURST {
+                    let Ok(command) = self.commands.try_recv() else {
+                        break;
+                    };
+                    if flow.is_break() {
+                        break;
+                    }
+                    flow = self.obey(Some(command), live, &mut state.batches).await;
+                }
+                return flow;
             }
             ready = poll_fn(|cx| self.deliveries.poll_ready(cx)), if state.pending.is_some() => {
                 let sent = match (ready, state.pending.take()) {
@@ -414,13 +434,15 @@ impl Task {
                 };
                 // Quiet means ready to receive with nothing coming: the time spent waiting
                 // for the dispatcher does not count.
-                state.heard_at = tokio::time::Instant::now();
+                state.heard += 1;
                 if !sent {
                     // The dispatcher stopped: what is left is redelivered once we close.
                     state.dispatcher_gone = true;
                 }
             },
-            () = tokio::time::sleep(next_due.unwrap_or_default()),
+            // An async block, so that the timer is made only when the branch is polled: the
+            // expressions of disabled branches are evaluated too, on every turn.
+            () = async { tokio::time::sleep(next_due.unwrap_or_default()).await },
                 if state.pending.is_none() && next_due.is_some() =>
             {
                 state.pending = state.held.pop_first().map(|(_, delivery)| delivery);
@@ -439,13 +461,12 @@ impl Task {
                         state.batches.received(&message.message_id.id, message.message_id.batch_size);
                     }
                     let incoming = self.incoming(message);
-                    // A delivery counts as heard when the dispatcher takes it (one clock read
-                    // per message).
+                    // A delivery counts as heard when the dispatcher takes it.
                     if !matches!(incoming, Incoming::Deliver(_)) {
-                        state.heard_at = tokio::time::Instant::now();
+                        state.heard += 1;
                     }
                     match incoming {
-                        Incoming::Deliver(delivery) => state.pending = Some(delivery),
+                        Incoming::Deliver(delivery) => self.hand_over(state, delivery),
                         Incoming::Hold(delivery, at) => state.hold(delivery, at),
                         Incoming::Skip(id) => {
                             if let Some(id) = to_acknowledge(&mut state.batches, &self.spec, id) {
@@ -466,17 +487,29 @@ impl Task {
         ControlFlow::Continue(())
     }
 
+    /// Hands `delivery` to the dispatcher now if its channel has room, else keeps it until it
+    /// has: one turn of the loop per message instead of two.
+    fn hand_over(&mut self, state: &mut State, delivery: Delivery) {
+        match self.deliveries.try_send(delivery) {
+            Ok(()) => state.heard += 1,
+            Err(full) if full.is_full() => state.pending = Some(full.into_inner()),
+            // The dispatcher stopped: what is left is redelivered once we close.
+            Err(_) => state.dispatcher_gone = true,
+        }
+    }
+
     /// Asks the broker for a quiet consumer's stats, and re-creates a consumer the broker
     /// does not know or does not feed (see [`probe`]).
     async fn probe(&self, state: &mut State) {
-        let quiet_until = state.heard_at + QUIET_PROBE;
-        if quiet_until > tokio::time::Instant::now() {
-            // Heard from since the timer was set: look again 10 s after that.
-            state.probe_at.as_mut().reset(quiet_until);
+        state
+            .probe_at
+            .as_mut()
+            .reset(tokio::time::Instant::now() + QUIET_PROBE);
+        if state.heard != state.heard_at_last_look {
+            // Heard from since the timer was set: look again in 10 s.
+            state.heard_at_last_look = state.heard;
             return;
         }
-        state.heard_at = tokio::time::Instant::now();
-        state.probe_at.as_mut().reset(state.heard_at + QUIET_PROBE);
         let Some(live) = state.consumer.as_mut() else {
             return;
         };
