@@ -9,8 +9,8 @@
 //!
 //! | row | Bento | raw client |
 //! | --- | --- | --- |
-//! | `publish_all` | batches of 1,000 | a sliding window of in-flight sends |
-//! | consume backlog, c=8 and c=1 | a subscription restarted behind `EVENTS` events | a new consumer reading the same records |
+//! | `publish_all` | batches of 1,000 | a sliding window of in-flight sends, of the event alone and of the event with the envelope's properties or headers Bento writes |
+//! | consume backlog, c=8 and c=1 | a subscription restarted behind `EVENTS` events | a new consumer reading the same records: touching the payload only, and decoding the event and reading the envelope's properties or headers as Bento does |
 //! | awaited `publish` from 16 tasks | `bus.publish(&e).await` in a loop | |
 //! | end-to-end latency at 1,000/s | publish to handler, p50 / p99 | |
 //!
@@ -41,7 +41,7 @@ use bento_runtime::{Bento, Bus};
 use futures::StreamExt;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message as _;
+use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -352,10 +352,13 @@ async fn measure(setup_name: &str) {
             sub.shutdown().await.expect("shutting a subscription down");
         }
 
-        let raw_rate = if selected("publish_all") {
-            Some(raw.publish_window(events).await)
+        let (raw_rate, raw_envelope_rate) = if selected("publish_all") {
+            (
+                Some(raw.publish_window(events, false).await),
+                Some(raw.publish_window(events, true).await),
+            )
         } else {
-            None
+            (None, None)
         };
         let started = Instant::now();
         for chunk in prepared.chunks(BATCH) {
@@ -364,28 +367,46 @@ async fn measure(setup_name: &str) {
         let bento_rate = events as f64 / started.elapsed().as_secs_f64();
         if selected("publish_all") {
             rows.add("publish_all, batches of 1,000", Some(bento_rate), raw_rate);
+            rows.add(
+                "publish_all, raw records carry the envelope",
+                Some(bento_rate),
+                raw_envelope_rate,
+            );
         }
 
         if selected("consume") {
             // Whoever reads a backlog first may find it colder: take turns.
             let raw_first = round % 2 == 0;
             let mut raw_read = if raw_first {
-                Some(raw.consume(events).await)
+                Some(raw.consume(events, false).await)
             } else {
                 None
             };
             let mut reads = Vec::new();
-            for (row, name, concurrency) in [
-                ("consume backlog, c=8", &c8, 8),
-                ("consume backlog, c=1", &c1, 1),
+            for (row, full_row, name, concurrency) in [
+                (
+                    "consume backlog, c=8",
+                    "consume backlog, c=8, raw decodes the event and reads the envelope",
+                    &c8,
+                    8,
+                ),
+                (
+                    "consume backlog, c=1",
+                    "consume backlog, c=1, raw decodes the event and reads the envelope",
+                    &c1,
+                    1,
+                ),
             ] {
-                reads.push((row, bento_consume(&bus, name, concurrency, events).await));
+                let read = bento_consume(&bus, name, concurrency, events).await;
+                reads.push((row, full_row, read));
             }
             if raw_read.is_none() {
-                raw_read = Some(raw.consume(events).await);
+                raw_read = Some(raw.consume(events, false).await);
             }
             let raw_read = raw_read.expect("raw read");
-            for (row, read) in reads {
+            // The same job as Bento's: the event decoded, the envelope's headers read.
+            let raw_full = raw.consume(events, true).await;
+            for (row, _, read) in &reads {
                 rows.add(row, Some(read.rate), Some(raw_read.rate));
                 rows.note(
                     row,
@@ -395,6 +416,9 @@ async fn measure(setup_name: &str) {
                         raw_read.longest_gap.as_secs_f64() * 1e3,
                     ),
                 );
+            }
+            for (_, full_row, read) in reads {
+                rows.add(full_row, Some(read.rate), Some(raw_full.rate));
             }
         }
 
@@ -411,6 +435,19 @@ async fn measure(setup_name: &str) {
     }
     rows.print();
     bento.shutdown().await.expect("shutdown");
+}
+
+/// The envelope Bento would write for `event`, as its wire headers.
+fn envelope_headers(event: &Payment) -> Vec<(std::borrow::Cow<'static, str>, String)> {
+    let envelope = bento_domain::Envelope::new(
+        Payment::EVENT_TYPE,
+        Payment::VERSION,
+        "application/json",
+        Vec::new(),
+    )
+    .with_aggregate(Payment::AGGREGATE_TYPE, event.aggregate_id())
+    .with_ordering_key(event.ordering_key());
+    bento_application::wire::to_headers(&envelope)
 }
 
 /// How a backlog was read.
@@ -604,11 +641,18 @@ impl Raw {
 
     /// Publishes `events` to a topic of its own with a sliding window of sends in flight,
     /// encoding each event to JSON as it goes (as Bento does; both sides get the same events).
-    async fn publish_window(&self, events: u64) -> f64 {
+    /// With `envelope`, each record also carries what Bento's records carry besides the
+    /// event: the envelope's dozen properties (Pulsar) or headers (Kafka), made per record.
+    async fn publish_window(&self, events: u64, envelope: bool) -> f64 {
         let prepared: Vec<Payment> = (0..events).map(payment).collect();
-        let records = prepared
-            .iter()
-            .map(|event| (&event.account, serde_json::to_vec(event).expect("json")));
+        let records = prepared.iter().map(|event| {
+            let headers = envelope.then(|| envelope_headers(event));
+            (
+                &event.account,
+                serde_json::to_vec(event).expect("json"),
+                headers,
+            )
+        });
         match self {
             Raw::Pulsar {
                 client,
@@ -636,14 +680,20 @@ impl Raw {
                     .expect("raw producer");
                 let started = Instant::now();
                 let mut window = VecDeque::with_capacity(BATCH);
-                for (key, payload) in records {
+                for (key, payload, headers) in records {
                     if window.len() == BATCH {
                         let receipt: pulsar::producer::SendFuture =
                             window.pop_front().expect("window");
                         receipt.await.expect("raw receipt");
                     }
+                    let properties = headers
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(name, value)| (name.into_owned(), value))
+                        .collect();
                     let message = pulsar::producer::Message {
                         payload,
+                        properties,
                         partition_key: Some(key.clone()),
                         ..Default::default()
                     };
@@ -660,13 +710,24 @@ impl Raw {
                 let topic = format!("{topic}-raw");
                 let started = Instant::now();
                 let mut window = VecDeque::new();
-                for (key, payload) in records {
+                for (key, payload, headers) in records {
                     if window.len() == 10 * BATCH {
                         let delivery: rdkafka::producer::DeliveryFuture =
                             window.pop_front().expect("window");
                         delivery.await.expect("delivery").expect("raw delivery");
                     }
                     let mut record = FutureRecord::to(&topic).key(key).payload(&payload);
+                    if let Some(headers) = headers {
+                        record = record.headers(headers.iter().fold(
+                            rdkafka::message::OwnedHeaders::new(),
+                            |all, (name, value)| {
+                                all.insert(rdkafka::message::Header {
+                                    key: name,
+                                    value: Some(value.as_bytes()),
+                                })
+                            },
+                        ));
+                    }
                     loop {
                         match producer.send_result(record) {
                             Ok(delivery) => {
@@ -688,8 +749,10 @@ impl Raw {
         }
     }
 
-    /// Reads `events` records of the Bento topic with a new consumer from the earliest.
-    async fn consume(&self, events: u64) -> Read {
+    /// Reads `events` records of the Bento topic with a new consumer from the earliest; with
+    /// `full`, decodes each event and reads each of the envelope's properties or headers as
+    /// text, as Bento does, else only touches the payload.
+    async fn consume(&self, events: u64, full: bool) -> Read {
         let clock = Clock::new(events);
         let group = format!("raw-{}", uuid::Uuid::now_v7().simple());
         match self {
@@ -714,6 +777,14 @@ impl Raw {
                             .expect("raw consumer ended")
                             .expect("raw consumer error");
                         std::hint::black_box(message.payload.data.len());
+                        if full {
+                            let event: Payment =
+                                serde_json::from_slice(&message.payload.data).expect("a Payment");
+                            std::hint::black_box(event);
+                            for property in &message.payload.metadata.properties {
+                                std::hint::black_box((&property.key, &property.value));
+                            }
+                        }
                         consumer.ack(&message).await.expect("raw ack");
                         clock.tick();
                     }
@@ -738,6 +809,18 @@ impl Raw {
                             .expect("raw stream ended")
                             .expect("raw consumer error");
                         std::hint::black_box(message.payload().map(<[u8]>::len));
+                        if full {
+                            let event: Payment =
+                                serde_json::from_slice(message.payload().unwrap_or_default())
+                                    .expect("a Payment");
+                            std::hint::black_box(event);
+                            if let Some(headers) = message.headers() {
+                                for header in headers.iter() {
+                                    let value = header.value.map(std::str::from_utf8);
+                                    std::hint::black_box((header.key, value));
+                                }
+                            }
+                        }
                         clock.tick();
                     }
                 };
