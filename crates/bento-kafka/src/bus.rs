@@ -10,7 +10,6 @@ use bento_application::{
 use bento_domain::Envelope;
 use futures::FutureExt;
 use rdkafka::producer::Producer;
-use tokio::sync::watch;
 
 use crate::admin::KafkaAdmin;
 use crate::config::KafkaConfig;
@@ -22,7 +21,7 @@ use crate::topics;
 
 mod subscribing;
 
-use subscribing::{stop_pollers, wait_for_partitions};
+use subscribing::{leave, wait_for_partitions};
 
 /// How long a health probe waits for cluster metadata: below the readiness endpoint's bound.
 const HEALTH_TIMEOUT: Duration = Duration::from_millis(1_500);
@@ -281,19 +280,23 @@ impl MessageBus for KafkaBus {
             group: group.clone(),
             tiers,
         });
-        let (tx, deliveries) = Deliveries::channel();
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (pollers, mut assignments) = self
-            .start_members(&spec, &read, &settler, tx, &stop_tx, stop_rx)
+        let (tx, mut deliveries) = Deliveries::channel();
+        let (members, mut assignments) = self
+            .start_members(&spec, &read, &settler, tx, &mut deliveries)
             .await?;
 
         // Return only once the groups gave these consumers their partitions (and their start
-        // offsets are committed), so what is published next reaches them.
+        // offsets are committed), so what is published next reaches them. The pollers run
+        // meanwhile: a member is assigned partitions only while it polls.
         let timeout = config.subscribe_timeout();
-        let partitions = match wait_for_partitions(&mut assignments, timeout).await {
+        let waited = deliveries
+            .drive(wait_for_partitions(&mut assignments, timeout))
+            .await;
+        let partitions = match waited {
             Ok(partitions) => partitions,
             Err(member_group) => {
-                stop_pollers(&stop_tx, pollers).await;
+                drop(deliveries);
+                leave(members).await;
                 return Err(BusError::Timeout {
                     operation: format!(
                         "joining consumer group `{member_group}` on topic `{topic}`"
@@ -310,14 +313,10 @@ impl MessageBus for KafkaBus {
             deliveries,
             handler,
             settings,
+            // Runs once the dispatcher stopped and dropped the pollers with its deliveries.
             Some(Box::new(move || {
                 async move {
-                    let _ = stop_tx.send(true);
-                    for poller in pollers {
-                        poller.await.map_err(|error| {
-                            BusError::backend("kafka", "stopping a consumer", error)
-                        })?;
-                    }
+                    leave(members).await;
                     Ok(())
                 }
                 .boxed()

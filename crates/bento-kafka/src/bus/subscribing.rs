@@ -8,10 +8,12 @@ use std::time::Duration;
 use bento_application::{BusError, SubscriptionKind, SubscriptionSpec};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 use super::{KafkaBus, SECOND_ROUND_WAIT};
-use crate::consumer::{Assignment, Burst, Poller, Settler, SubscriptionState, position_new_group};
+use crate::consumer::{
+    Assignment, Burst, Deliveries, Poller, Settler, SubscriptionState, commit_and_leave,
+    position_new_group,
+};
 use crate::context::BentoContext;
 use crate::topics;
 
@@ -23,9 +25,10 @@ impl KafkaBus {
         group: &str,
         topics: &[String],
         position: Vec<String>,
+        settler: &Arc<Settler>,
     ) -> Result<(Arc<StreamConsumer<BentoContext>>, Arc<SubscriptionState>), String> {
         let config = &self.inner.config;
-        let state = Arc::new(SubscriptionState::new(group));
+        let state = Arc::new(SubscriptionState::new(group, settler.clone()));
         let consumer: StreamConsumer<BentoContext> = config
             .consumer_config(group)
             .create_with_context(BentoContext::for_subscription(state.clone()))
@@ -52,11 +55,11 @@ impl KafkaBus {
     }
 }
 
-/// A subscription's running pollers, and each member's group with how far its assignment came.
-type Members = (
-    Vec<JoinHandle<()>>,
-    Vec<(String, watch::Receiver<Assignment>)>,
-);
+/// A consumer-group member: its consumer and its offset bookkeeping.
+pub(super) type Member = (Arc<StreamConsumer<BentoContext>>, Arc<SubscriptionState>);
+
+/// A subscription's members, and each member's group with how far its assignment came.
+type Members = (Vec<Member>, Vec<(String, watch::Receiver<Assignment>)>);
 
 /// The pieces of `subscribe` before the dispatcher starts: what a subscription may be, the
 /// topics it reads and writes, and its consumer-group members.
@@ -126,16 +129,15 @@ impl KafkaBus {
     }
 
     /// Starts the subscription's consumer-group members, each with its poller feeding the
-    /// hand-off `tx` until `stop_tx` says otherwise; on failure the pollers already started are
-    /// stopped.
+    /// hand-off `tx` when `deliveries` are read; on failure the members already started leave
+    /// their groups.
     pub(super) async fn start_members(
         &self,
         spec: &SubscriptionSpec,
         read: &[String],
         settler: &Arc<Settler>,
         tx: mpsc::Sender<Burst>,
-        stop_tx: &watch::Sender<bool>,
-        stop_rx: watch::Receiver<bool>,
+        deliveries: &mut Deliveries,
     ) -> Result<Members, BusError> {
         // Two members per subscription: the event topic alone in group `<name>`, so the
         // assignor spreads its partitions evenly over the subscription's consumers; the delay
@@ -143,7 +145,7 @@ impl KafkaBus {
         let (topic, group) = (&settler.topic, &spec.name);
         let deferred_group = format!("{group}.deferred");
         let (event_topics, deferred_topics) = read.split_at(1);
-        let mut pollers = Vec::with_capacity(2);
+        let mut started_members = Vec::with_capacity(2);
         let mut assignments = Vec::with_capacity(2);
         let members = [
             (group.clone(), event_topics.to_vec()),
@@ -154,29 +156,28 @@ impl KafkaBus {
             // retry topics belong to this subscription alone and are read from the start.
             let position = member_topics[..1].to_vec();
             let started = self
-                .member(&member_group, &member_topics, position)
+                .member(&member_group, &member_topics, position, settler)
                 .await
                 .map_err(|reason| Self::subscribe_error(topic, spec, reason));
             let (consumer, state) = match started {
                 Ok(started) => started,
                 Err(error) => {
-                    stop_pollers(stop_tx, pollers).await;
+                    leave(started_members).await;
                     return Err(error);
                 }
             };
             assignments.push((member_group, state.watch_assignment()));
-            pollers.push(
-                Poller {
-                    consumer,
-                    state,
-                    settler: settler.clone(),
-                    commit_interval: self.inner.config.commit_interval(),
-                    unframe: self.inner.registry.is_some(),
-                }
-                .start(tx.clone(), stop_rx.clone()),
-            );
+            let poller = Poller {
+                consumer: consumer.clone(),
+                state: state.clone(),
+                settler: settler.clone(),
+                commit_interval: self.inner.config.commit_interval(),
+                unframe: self.inner.registry.is_some(),
+            };
+            deliveries.run(poller.run(tx.clone()));
+            started_members.push((consumer, state));
         }
-        Ok((pollers, assignments))
+        Ok((started_members, assignments))
     }
 }
 
@@ -210,12 +211,11 @@ pub(super) async fn wait_for_partitions(
     Ok(partitions)
 }
 
-/// Stops the pollers of a subscription that failed to start and waits for them; their own
-/// failures are not the error to report.
-pub(super) async fn stop_pollers(stop_tx: &watch::Sender<bool>, pollers: Vec<JoinHandle<()>>) {
-    let _ = stop_tx.send(true);
-    for poller in pollers {
-        let _ = poller.await;
+/// Commits what the `members` finished and leaves their groups: when the subscription stopped
+/// (its pollers dropped with the dispatcher's deliveries), or failed to start.
+pub(super) async fn leave(members: Vec<Member>) {
+    for (consumer, state) in members {
+        commit_and_leave(consumer, state).await;
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -11,33 +11,73 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
+use super::Tp;
 use super::in_flight::InFlight;
-use super::{LeaseCell, Tp, VOID};
+use super::settle::Settler;
 use crate::context::BentoContext;
 
-/// Offsets of one assigned partition.
-struct PartitionState {
-    /// Changes on every assignment: settlements of an older lease are void.
-    lease: u64,
-    /// `lease`, readable without the tracker's lock.
-    cell: LeaseCell,
+/// A partition as the subscription holds it under one lease (one assignment): what the
+/// settlements of its records share. Each assignment makes a new one, so a settlement of an
+/// earlier lease finds its own, revoked, and does nothing.
+///
+/// A delivery keeps one `Arc` of it rather than one of each part, and the records in flight are
+/// locked per partition rather than with the subscription's tracker: the poller (receiving) and
+/// the dispatcher (finishing) work on different threads, so every shared counter and lock a
+/// record touches on both is a cache line passed between cores, twice per record.
+pub(super) struct Held {
+    pub(super) tp: Tp,
+    pub(super) lease: u64,
+    pub(super) settler: Arc<Settler>,
+    /// Cleared when the partition is revoked.
+    owned: AtomicBool,
+    offsets: Mutex<Offsets>,
+}
+
+/// The offsets of one held partition.
+#[derive(Default)]
+struct Offsets {
     /// Received, not yet finished.
     in_flight: InFlight,
     /// Offset after the last received record.
     next: Option<i64>,
+}
+
+impl Held {
+    /// Whether the partition is still held under this lease.
+    pub(super) fn owned(&self) -> bool {
+        self.owned.load(Ordering::Acquire)
+    }
+
+    /// The record at `offset` is done (handled, retried elsewhere or dead-lettered). Nothing
+    /// to do once the partition is revoked: its new owner reads the record again.
+    pub(super) fn finish(&self, offset: i64) {
+        if self.owned() {
+            self.offsets.lock().in_flight.finish(offset);
+        }
+    }
+
+    fn receive(&self, offset: i64) {
+        let mut offsets = self.offsets.lock();
+        offsets.in_flight.insert(offset);
+        offsets.next = Some(offsets.next.map_or(offset + 1, |n| n.max(offset + 1)));
+    }
+
+    /// The offset it is safe to commit: the oldest unfinished record, or after the last one.
+    fn commit_point(&self) -> Option<i64> {
+        let offsets = self.offsets.lock();
+        offsets.in_flight.oldest().or(offsets.next)
+    }
+}
+
+/// A partition assigned to the subscription.
+struct PartitionState {
+    held: Arc<Held>,
     /// Last offset committed (or being committed).
     committed: Option<i64>,
 }
 
-impl PartitionState {
-    /// The offset it is safe to commit: the oldest unfinished record, or after the last one.
-    fn commit_point(&self) -> Option<i64> {
-        self.in_flight.oldest().or(self.next)
-    }
-}
-
-/// The tracker's maps are read for every record received and settled: a fast hash, as in the
-/// dispatcher's key map (SipHash of the topic name, twice a record, showed in profiles).
+/// The tracker's maps are read for every record received: a fast hash, as in the dispatcher's
+/// key map (SipHash of the topic name showed in profiles).
 type FastHash = foldhash::fast::RandomState;
 
 #[derive(Default)]
@@ -61,14 +101,16 @@ pub(crate) struct Assignment {
 /// handler guard.
 pub(crate) struct SubscriptionState {
     pub(crate) group: String,
+    settler: Arc<Settler>,
     tracker: Mutex<Tracker>,
     assignment: watch::Sender<Assignment>,
 }
 
 impl SubscriptionState {
-    pub(crate) fn new(group: &str) -> Self {
+    pub(crate) fn new(group: &str, settler: Arc<Settler>) -> Self {
         Self {
             group: group.to_owned(),
+            settler,
             tracker: Mutex::new(Tracker::default()),
             assignment: watch::channel(Assignment::default()).0,
         }
@@ -90,12 +132,11 @@ impl SubscriptionState {
             let mut tracker = self.tracker.lock();
             for element in revoked.elements() {
                 let tp = (Arc::from(element.topic()), element.partition());
-                let removed = tracker.partitions.remove(&tp);
-                if let Some(state) = &removed {
-                    state.cell.store(VOID, Ordering::Release);
-                }
-                if let Some(state) = removed
-                    && let Some(point) = state.commit_point()
+                let Some(state) = tracker.partitions.remove(&tp) else {
+                    continue;
+                };
+                state.held.owned.store(false, Ordering::Release);
+                if let Some(point) = state.held.commit_point()
                     && state.committed.is_none_or(|c| c < point)
                 {
                     let _ = commit.add_partition_offset(&tp.0, tp.1, Offset::Offset(point));
@@ -126,13 +167,18 @@ impl SubscriptionState {
                     topic
                 }
             };
+            let tp = (topic, element.partition());
+            let held = Arc::new(Held {
+                tp: tp.clone(),
+                lease,
+                settler: self.settler.clone(),
+                owned: AtomicBool::new(true),
+                offsets: Mutex::new(Offsets::default()),
+            });
             tracker.partitions.insert(
-                (topic, element.partition()),
+                tp,
                 PartitionState {
-                    lease,
-                    cell: Arc::new(AtomicU64::new(lease)),
-                    in_flight: InFlight::default(),
-                    next: None,
+                    held,
                     committed: None,
                 },
             );
@@ -164,31 +210,14 @@ impl SubscriptionState {
         }
     }
 
-    /// Registers a received record: its partition and lease, `None` if the partition is not
-    /// (or no longer) assigned.
-    pub(super) fn track(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-    ) -> Option<(Tp, u64, LeaseCell)> {
-        let mut tracker = self.tracker.lock();
+    /// Registers a received record: the partition it belongs to as held now, `None` if the
+    /// partition is not (or no longer) assigned.
+    pub(super) fn track(&self, topic: &str, partition: i32, offset: i64) -> Option<Arc<Held>> {
+        let tracker = self.tracker.lock();
         let tp = (tracker.names.get(topic)?.clone(), partition);
-        let state = tracker.partitions.get_mut(&tp)?;
-        state.in_flight.insert(offset);
-        state.next = Some(state.next.map_or(offset + 1, |n| n.max(offset + 1)));
-        let (lease, cell) = (state.lease, state.cell.clone());
-        Some((tp, lease, cell))
-    }
-
-    /// The record at `offset` is done (handled, retried elsewhere or dead-lettered).
-    pub(super) fn finish(&self, tp: &Tp, lease: u64, offset: i64) {
-        let mut tracker = self.tracker.lock();
-        if let Some(state) = tracker.partitions.get_mut(tp)
-            && state.lease == lease
-        {
-            state.in_flight.finish(offset);
-        }
+        let held = &tracker.partitions.get(&tp)?.held;
+        held.receive(offset);
+        Some(held.clone())
     }
 
     /// Offsets that moved since the last commit, marked as committed.
@@ -196,7 +225,7 @@ impl SubscriptionState {
         let mut tpl = TopicPartitionList::new();
         let mut tracker = self.tracker.lock();
         for ((topic, partition), state) in tracker.partitions.iter_mut() {
-            if let Some(point) = state.commit_point()
+            if let Some(point) = state.held.commit_point()
                 && state.committed.is_none_or(|c| c < point)
             {
                 state.committed = Some(point);

@@ -12,14 +12,14 @@ use futures::{FutureExt, StreamExt};
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
+use super::Tp;
 use super::handoff::{Burst, hand_over};
-use super::offsets::SubscriptionState;
+use super::offsets::{Held, SubscriptionState};
 use super::parked::Parked;
 use super::payloads::Payloads;
 use super::settle::{KafkaSettle, Settler};
-use super::{LeaseCell, Tp};
 use crate::context::BentoContext;
 use crate::headers;
 use crate::registry::Registry;
@@ -29,10 +29,8 @@ const RECEIVE_BURST: usize = 64;
 
 /// A received record, decoded.
 struct Incoming {
-    tp: Tp,
+    held: Arc<Held>,
     offset: i64,
-    lease: u64,
-    cell: LeaseCell,
     envelope: Envelope,
     attempt: u32,
     due: Option<DateTime<Utc>>,
@@ -42,9 +40,7 @@ struct Incoming {
 fn decode(
     message: &BorrowedMessage<'_>,
     payloads: &mut Payloads,
-    tp: Tp,
-    lease: u64,
-    cell: LeaseCell,
+    held: Arc<Held>,
     unframe: bool,
 ) -> Incoming {
     let offset = message.offset();
@@ -88,13 +84,11 @@ fn decode(
     }
     Incoming {
         origin: (
-            origin_partition.unwrap_or(tp.1),
+            origin_partition.unwrap_or(held.tp.1),
             origin_offset.unwrap_or(offset),
         ),
-        tp,
+        held,
         offset,
-        lease,
-        cell,
         envelope,
         attempt,
         due,
@@ -130,17 +124,12 @@ fn holds_framed_records(event_topic: &str, topic: &str) -> bool {
 }
 
 impl Poller {
-    /// Starts the poller, feeding `tx` (the other end of a [`Deliveries`](super::Deliveries)).
-    pub(crate) fn start(
-        self,
-        tx: mpsc::Sender<Burst>,
-        stop: watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(self.run(tx, stop))
-    }
-
-    async fn run(self, tx: mpsc::Sender<Burst>, mut stop: watch::Receiver<bool>) {
-        let state = self.state.clone();
+    /// Runs the poller, feeding `tx` (the other end of the [`Deliveries`](super::Deliveries)
+    /// that runs it), until the consumer's stream ends or the poller is dropped with the
+    /// deliveries. What it received and did not hand over stays uncommitted: the group
+    /// redelivers it. Committing what is finished when the subscription stops is
+    /// [`commit_and_leave`]'s.
+    pub(crate) async fn run(self, tx: mpsc::Sender<Burst>) {
         let consumer = self.consumer.clone();
         // One stream for the poller's life: a `recv()` per record would register and drop a
         // waker each time.
@@ -159,11 +148,6 @@ impl Poller {
                 .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
             tokio::select! {
                 biased;
-                changed = stop.changed() => {
-                    if changed.is_err() || *stop.borrow() {
-                        break;
-                    }
-                }
                 // In a block, so that the timer is made only when something is parked: a
                 // branch's future is built on every turn, even when its condition is false.
                 () = async { tokio::time::sleep(wait.unwrap_or(Duration::ZERO)).await }, if wait.is_some() => {
@@ -190,15 +174,12 @@ impl Poller {
                         }
                         hand_over(&tx, &mut ready);
                     }
-                    Some(Err(error)) => report_error(&state.group, &error, &mut last_error),
+                    Some(Err(error)) => report_error(&self.state.group, &error, &mut last_error),
                     None => break,
                 },
             }
         }
         // Parked and undispatched records stay uncommitted: the group redelivers them.
-        drop((parked, ready, records, tx));
-        drop(self);
-        close(consumer, state).await;
     }
 
     fn receive(
@@ -209,31 +190,27 @@ impl Poller {
         ready: &mut Burst,
     ) {
         let state = &self.state;
-        let Some((tp, lease, cell)) =
-            state.track(message.topic(), message.partition(), message.offset())
-        else {
+        let Some(held) = state.track(message.topic(), message.partition(), message.offset()) else {
             tracing::debug!(group = %state.group, topic = message.topic(), partition = message.partition(), "record of an unassigned partition ignored");
             return;
         };
-        let unframe = self.unframe && holds_framed_records(&self.settler.topic, &tp.0);
-        let incoming = decode(message, payloads, tp, lease, cell, unframe);
+        let unframe = self.unframe && holds_framed_records(&self.settler.topic, &held.tp.0);
+        let incoming = decode(message, payloads, held, unframe);
         let Some(due) = incoming.due.filter(|at| *at > Utc::now()) else {
-            ready.push(self.delivery(incoming));
+            ready.push(Self::delivery(incoming));
             return;
         };
-        let (tp, offset) = (incoming.tp.clone(), incoming.offset);
-        let delivery = self.delivery(incoming);
-        if parked.park(&tp, lease, due, offset, delivery) {
-            self.pause(&tp, true);
+        let (held, offset) = (incoming.held.clone(), incoming.offset);
+        let delivery = Self::delivery(incoming);
+        if parked.park(&held.tp, held.lease, due, offset, delivery) {
+            self.pause(&held.tp, true);
         }
     }
 
-    fn delivery(&self, incoming: Incoming) -> Delivery {
+    fn delivery(incoming: Incoming) -> Delivery {
         let Incoming {
-            tp,
+            held,
             offset,
-            lease,
-            cell,
             envelope,
             attempt,
             origin,
@@ -241,11 +218,7 @@ impl Poller {
         } = incoming;
         Delivery {
             settle: Box::new(KafkaSettle {
-                settler: self.settler.clone(),
-                state: self.state.clone(),
-                tp,
-                lease,
-                cell,
+                held,
                 offset,
                 origin,
             }),
@@ -305,8 +278,12 @@ fn report_error(
 }
 
 /// Commits what is finished and leaves the group (dropping the last handle revokes and
-/// commits once more); records not finished are redelivered to the group.
-async fn close(consumer: Arc<StreamConsumer<BentoContext>>, state: Arc<SubscriptionState>) {
+/// commits once more); records not finished are redelivered to the group. Called once the
+/// dispatcher stopped, so that what its last handlers finished is committed.
+pub(crate) async fn commit_and_leave(
+    consumer: Arc<StreamConsumer<BentoContext>>,
+    state: Arc<SubscriptionState>,
+) {
     let closed = tokio::task::spawn_blocking(move || {
         let final_commits = state.due_commits();
         if final_commits.count() > 0

@@ -2,7 +2,6 @@
 //! through the producer, while its partition is still this subscription's.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,8 +10,7 @@ use bento_application::{BusError, wire};
 use bento_domain::Envelope;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::offsets::SubscriptionState;
-use super::{LeaseCell, Tp};
+use super::offsets::Held;
 use crate::headers;
 use crate::producer::{KafkaProducer, Outgoing};
 use crate::topics;
@@ -28,12 +26,8 @@ pub(crate) struct Settler {
 /// Settles one record: marks its offset finished, after storing a retry or dead letter where
 /// needed. Settlements of a revoked partition do nothing: its new owner redelivers the record.
 pub(super) struct KafkaSettle {
-    pub(super) settler: Arc<Settler>,
-    pub(super) state: Arc<SubscriptionState>,
-    pub(super) tp: Tp,
-    pub(super) lease: u64,
-    /// The partition's current lease, to compare with `lease`.
-    pub(super) cell: LeaseCell,
+    /// The record's partition, as held when it was received.
+    pub(super) held: Arc<Held>,
     pub(super) offset: i64,
     /// Partition and offset of the record as first received (before any retry).
     pub(super) origin: (i32, i64),
@@ -41,11 +35,15 @@ pub(super) struct KafkaSettle {
 
 impl KafkaSettle {
     fn owned(&self) -> bool {
-        self.cell.load(Ordering::Acquire) == self.lease
+        self.held.owned()
     }
 
     fn finish(&self) {
-        self.state.finish(&self.tp, self.lease, self.offset);
+        self.held.finish(self.offset);
+    }
+
+    fn settler(&self) -> &Settler {
+        &self.held.settler
     }
 
     /// Produces `record` to `topic` and finishes the record, trying again a few times while
@@ -61,7 +59,7 @@ impl KafkaSettle {
         let stored = store_with_retries(
             &format!("a retry or dead letter on `{topic}`"),
             || self.owned(),
-            || async { self.settler.producer.send(topic, &record).await.map(drop) },
+            || async { self.settler().producer.send(topic, &record).await.map(drop) },
         )
         .await;
         match stored {
@@ -85,9 +83,9 @@ impl KafkaSettle {
             if !self.owned() {
                 break;
             }
-            match self.settler.producer.send(&topic, &record).await {
+            match self.settler().producer.send(&topic, &record).await {
                 Ok(_) => {
-                    tracing::info!(%topic, group = %self.settler.group, offset = self.offset, "a retry or dead letter that could not be stored is stored now");
+                    tracing::info!(%topic, group = %self.settler().group, offset = self.offset, "a retry or dead letter that could not be stored is stored now");
                     self.finish();
                     return;
                 }
@@ -137,7 +135,7 @@ impl Settle for KafkaSettle {
         if !self.owned() {
             return Ok(());
         }
-        let settler = &self.settler;
+        let settler = self.settler();
         if settler.tiers == 0 {
             return Err(BusError::backend(
                 "kafka",
@@ -181,7 +179,8 @@ impl Settle for KafkaSettle {
 
     /// `topic/partition/offset`.
     fn broker_id(&self) -> Option<String> {
-        Some(format!("{}/{}/{}", self.tp.0, self.tp.1, self.offset))
+        let (topic, partition) = &self.held.tp;
+        Some(format!("{topic}/{partition}/{}", self.offset))
     }
 }
 
