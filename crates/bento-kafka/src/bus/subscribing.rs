@@ -170,7 +170,6 @@ impl KafkaBus {
             let poller = Poller {
                 consumer: consumer.clone(),
                 state: state.clone(),
-                settler: settler.clone(),
                 commit_interval: self.inner.config.commit_interval(),
                 unframe: self.inner.registry.is_some(),
             };

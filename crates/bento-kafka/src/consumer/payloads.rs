@@ -4,8 +4,9 @@
 //! the poller copies it. One allocation per payload took about a twentieth of a consuming
 //! process when the dispatcher freed them on another thread (glibc's per-thread cache never
 //! saw the memory come back to the thread that allocated it), and is still one allocation per
-//! record where a block serves dozens. Small payloads are instead appended to a block of [`BLOCK`] bytes and handed out as slices of it;
-//! the block is freed when the last of them is dropped.
+//! record where a block serves dozens. Small payloads are instead appended to a block of
+//! [`BLOCK`] bytes and handed out as slices of it; the block is freed when the last of them is
+//! dropped.
 
 use bytes::{Bytes, BytesMut};
 

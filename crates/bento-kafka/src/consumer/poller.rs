@@ -19,7 +19,7 @@ use super::handoff::{Burst, hand_over};
 use super::offsets::{Held, SubscriptionState};
 use super::parked::Parked;
 use super::payloads::Payloads;
-use super::settle::{KafkaSettle, Settler};
+use super::settle::KafkaSettle;
 use crate::context::BentoContext;
 use crate::headers;
 use crate::registry::Registry;
@@ -109,7 +109,6 @@ fn text(value: &[u8]) -> std::borrow::Cow<'_, str> {
 pub(crate) struct Poller {
     pub(crate) consumer: Arc<StreamConsumer<BentoContext>>,
     pub(crate) state: Arc<SubscriptionState>,
-    pub(crate) settler: Arc<Settler>,
     pub(crate) commit_interval: Duration,
     /// Whether records carry the Confluent wire format (a schema registry is configured).
     pub(crate) unframe: bool,
@@ -130,10 +129,9 @@ impl Poller {
     /// redelivers it. Committing what is finished when the subscription stops is
     /// [`commit_and_leave`]'s.
     pub(crate) async fn run(self, tx: mpsc::Sender<Burst>) {
-        let consumer = self.consumer.clone();
         // One stream for the poller's life: a `recv()` per record would register and drop a
         // waker each time.
-        let mut records = consumer.stream();
+        let mut records = self.consumer.stream();
         let mut parked = Parked::default();
         let mut payloads = Payloads::default();
         // Received and due, waiting for room in the hand-off. Records are taken from
@@ -194,7 +192,7 @@ impl Poller {
             tracing::debug!(group = %state.group, topic = message.topic(), partition = message.partition(), "record of an unassigned partition ignored");
             return;
         };
-        let unframe = self.unframe && holds_framed_records(&self.settler.topic, &held.tp.0);
+        let unframe = self.unframe && holds_framed_records(&held.settler.topic, &held.tp.0);
         let incoming = decode(message, payloads, held, unframe);
         let Some(due) = incoming.due.filter(|at| *at > Utc::now()) else {
             ready.push(Self::delivery(incoming));
