@@ -86,7 +86,7 @@ fn compare(
     (median(a), median(b), median(ratios))
 }
 
-/// A backend that stores nothing and hands its subscribers' handlers back: isolates the cost
+/// A backend that stores nothing and hands its subscribers' handler stacks back: isolates the cost
 /// of the layers from the bus's own work.
 #[derive(Default)]
 struct Null {
@@ -108,9 +108,12 @@ impl MessageBus for Null {
     }
     async fn subscribe(
         &self,
-        _spec: SubscriptionSpec,
+        spec: SubscriptionSpec,
         handler: Arc<dyn bento_application::EnvelopeHandler>,
     ) -> Result<bento_application::Subscription, bento_application::BusError> {
+        // The stack a dispatcher would run: the spec's layers (the observer among them)
+        // around the handler.
+        let handler = spec.layers.wrap(handler);
         if let Ok(mut handlers) = self.handlers.lock() {
             handlers.push(handler);
         }
