@@ -179,13 +179,10 @@ impl<C: Codec> Bus<C> {
                 Arc::new(move || codec.schema::<E>()),
             );
         }
-        Ok(wrap(
-            encoded,
-            E::EVENT_TYPE,
-            E::VERSION,
-            E::AGGREGATE_TYPE,
-            event.aggregate_id(),
-            event.ordering_key(),
+        Ok(Envelope::for_event(
+            event,
+            encoded.content_type,
+            encoded.payload,
         ))
     }
 

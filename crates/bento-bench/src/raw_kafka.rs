@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use bento_application::wire;
-use bento_domain::{DomainEvent as _, Envelope};
+use bento_domain::Envelope;
 use futures::StreamExt;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -197,14 +197,7 @@ async fn with_headers(side: &RawKafka<'_>, knobs: &Knobs, report: &Report) -> Re
 /// The headers Bento writes for `event` (the envelope's payload is not among them, so it is
 /// left empty rather than encoded a second time).
 fn bento_headers(event: &Payment) -> OwnedHeaders {
-    let envelope = Envelope::new(
-        Payment::EVENT_TYPE,
-        Payment::VERSION,
-        "application/json",
-        Vec::new(),
-    )
-    .with_aggregate(Payment::AGGREGATE_TYPE, event.aggregate_id())
-    .with_ordering_key(event.ordering_key());
+    let envelope = Envelope::for_event(event, "application/json", Vec::new());
     wire::to_headers(&envelope)
         .iter()
         .fold(OwnedHeaders::new(), |headers, (key, value)| {

@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::{ContextV7, Timestamp, Uuid};
 
+use crate::DomainEvent;
+
 /// Free-form string headers carried next to the payload (trace context, user metadata).
 pub type Headers = BTreeMap<String, String>;
 
@@ -134,6 +136,23 @@ impl Envelope {
         }
     }
 
+    /// An envelope for `event` once encoded as `payload` of `content_type`: the event's type,
+    /// version, aggregate and ordering key (left unset when the event gives an empty one), with
+    /// a new id and the current time.
+    pub fn for_event<E: DomainEvent>(
+        event: &E,
+        content_type: impl Into<Cow<'static, str>>,
+        payload: impl Into<Bytes>,
+    ) -> Self {
+        let mut envelope = Self::new(E::EVENT_TYPE, E::VERSION, content_type, payload)
+            .with_aggregate(E::AGGREGATE_TYPE, event.aggregate_id());
+        let ordering_key = event.ordering_key();
+        if !ordering_key.is_empty() {
+            envelope.ordering_key = Some(ordering_key);
+        }
+        envelope
+    }
+
     /// Sets the aggregate this event belongs to.
     pub fn with_aggregate(
         mut self,
@@ -236,6 +255,48 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 4000, "no id twice");
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Shipped {
+        order: String,
+        lane: String,
+    }
+
+    impl DomainEvent for Shipped {
+        const EVENT_TYPE: &'static str = "orders.shipped";
+        const VERSION: u32 = 3;
+        const AGGREGATE_TYPE: &'static str = "order";
+        fn aggregate_id(&self) -> String {
+            self.order.clone()
+        }
+        fn ordering_key(&self) -> String {
+            self.lane.clone()
+        }
+    }
+
+    #[test]
+    fn for_event_takes_the_events_identity() {
+        let event = Shipped {
+            order: "o-7".into(),
+            lane: "east".into(),
+        };
+        let envelope = Envelope::for_event(&event, "application/json", "{}");
+        assert_eq!(envelope.event_type, "orders.shipped");
+        assert_eq!(envelope.version, 3);
+        assert_eq!(envelope.aggregate_type, "order");
+        assert_eq!(envelope.aggregate_id, "o-7");
+        assert_eq!(envelope.ordering_key.as_deref(), Some("east"));
+        assert_eq!(envelope.content_type, "application/json");
+        assert_eq!(&envelope.payload[..], b"{}");
+
+        // An empty ordering key means none.
+        let unkeyed = Shipped {
+            order: "o-8".into(),
+            lane: String::new(),
+        };
+        let envelope = Envelope::for_event(&unkeyed, "application/json", "{}");
+        assert_eq!(envelope.ordering_key, None);
     }
 
     #[test]

@@ -439,14 +439,7 @@ async fn measure(setup_name: &str) {
 
 /// The envelope Bento would write for `event`, as its wire headers.
 fn envelope_headers(event: &Payment) -> Vec<(std::borrow::Cow<'static, str>, String)> {
-    let envelope = bento_domain::Envelope::new(
-        Payment::EVENT_TYPE,
-        Payment::VERSION,
-        "application/json",
-        Vec::new(),
-    )
-    .with_aggregate(Payment::AGGREGATE_TYPE, event.aggregate_id())
-    .with_ordering_key(event.ordering_key());
+    let envelope = bento_domain::Envelope::for_event(event, "application/json", Vec::new());
     bento_application::wire::to_headers(&envelope)
 }
 

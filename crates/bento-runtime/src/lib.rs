@@ -115,6 +115,11 @@ pub struct TestingDocs;
 #[cfg(all(doctest, feature = "testing"))]
 pub struct GuideDocs;
 
+/// docs/envelope.md, compiled and run as doctests.
+#[doc = include_str!("../../../docs/envelope.md")]
+#[cfg(doctest)]
+pub struct EnvelopeDocs;
+
 /// docs/handlers.md, compiled and run as doctests.
 #[doc = include_str!("../../../docs/handlers.md")]
 #[cfg(all(doctest, feature = "testing"))]
