@@ -11,9 +11,9 @@ use crate::layer::{BoxHandler, IntoBoxed, Layer, Layers};
 use crate::publish::{BusPublisher, PublishLayers, publish_to};
 use crate::registry::Registry;
 use crate::{
-    BoxPublisher, BusError, Codec, Context, Contract, Encoded, EnvelopeHandler, Handler,
-    MessageBus, MessageContract, Publication, PublishOptions, ReceiveContract, Router, Source,
-    Subscriber, Subscription, SubscriptionSpec,
+    BoxPublisher, BusError, Codec, Context, Contract, EnvelopeHandler, Handler, MessageBus,
+    MessageContract, Publication, PublishOptions, ReceiveContract, Router, Source, Subscriber,
+    Subscription, SubscriptionSpec,
 };
 
 /// The typed face of a [`MessageBus`]: publish events, subscribe handlers.
@@ -202,13 +202,10 @@ impl<C: Codec> Bus<C> {
                 self.codec.recorded_schema(event),
             );
         }
-        Ok(wrap(
-            encoded,
-            event.event_type(),
-            event.version(),
-            event.aggregate_type(),
-            event.aggregate_id(),
-            event.ordering_key(),
+        Ok(Envelope::for_event(
+            event,
+            encoded.content_type,
+            encoded.payload,
         ))
     }
 
@@ -457,20 +454,4 @@ impl<C: Codec> TypedRouter<C> {
     pub fn build(self) -> Router {
         self.router
     }
-}
-
-fn wrap(
-    encoded: Encoded,
-    event_type: &'static str,
-    version: u32,
-    aggregate_type: &'static str,
-    aggregate_id: String,
-    ordering_key: String,
-) -> Envelope {
-    let mut envelope = Envelope::new(event_type, version, encoded.content_type, encoded.payload)
-        .with_aggregate(aggregate_type, aggregate_id);
-    if !ordering_key.is_empty() {
-        envelope.ordering_key = Some(ordering_key);
-    }
-    envelope
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::{ContextV7, Timestamp, Uuid};
 
-use crate::DomainEvent;
+use crate::RecordedEvent;
 
 /// Free-form string headers carried next to the payload (trace context, user metadata).
 pub type Headers = BTreeMap<String, String>;
@@ -139,13 +139,15 @@ impl Envelope {
     /// An envelope for `event` once encoded as `payload` of `content_type`: the event's type,
     /// version, aggregate and ordering key (left unset when the event gives an empty one), with
     /// a new id and the current time.
-    pub fn for_event<E: DomainEvent>(
+    ///
+    /// Takes any [`RecordedEvent`]: a typed [`crate::DomainEvent`], or one an aggregate recorded.
+    pub fn for_event<E: RecordedEvent + ?Sized>(
         event: &E,
         content_type: impl Into<Cow<'static, str>>,
         payload: impl Into<Bytes>,
     ) -> Self {
-        let mut envelope = Self::new(E::EVENT_TYPE, E::VERSION, content_type, payload)
-            .with_aggregate(E::AGGREGATE_TYPE, event.aggregate_id());
+        let mut envelope = Self::new(event.event_type(), event.version(), content_type, payload)
+            .with_aggregate(event.aggregate_type(), event.aggregate_id());
         let ordering_key = event.ordering_key();
         if !ordering_key.is_empty() {
             envelope.ordering_key = Some(ordering_key);
@@ -233,6 +235,7 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::DomainEvent;
 
     #[test]
     fn ids_are_unique_and_time_ordered() {

@@ -86,8 +86,8 @@ fn compare(
     (median(a), median(b), median(ratios))
 }
 
-/// A backend that stores nothing and hands its subscribers' handler stacks back: isolates the cost
-/// of the layers from the bus's own work.
+/// A backend that stores nothing and hands its subscribers' handler stacks back: isolates the
+/// cost of the layers from the bus's own work.
 #[derive(Default)]
 struct Null {
     handlers: std::sync::Mutex<Vec<Arc<dyn bento_application::EnvelopeHandler>>>,
