@@ -392,7 +392,11 @@ subscribe_timeout_ms = 120000
     ) -> Result<()> {
         let fault_from = self.args.events / 5;
         let mut fault_done = false;
-        let mut kills: Vec<u64> = (0..self.args.consumer_kills)
+        let planned = match scenario {
+            Scenario::ConsumerKill => self.args.consumer_kills,
+            _ => 0,
+        };
+        let mut kills: Vec<u64> = (0..planned)
             .map(|_| fastrand::u64(self.args.events / 10..self.args.events * 9 / 10))
             .collect();
         kills.sort_unstable();
@@ -427,7 +431,7 @@ subscribe_timeout_ms = 120000
                 if scenario == Scenario::ConsumerKill && kills.peek().is_some() {
                     run.notes.push(format!(
                         "publishing ended before {} of the kills (at {} handled lines); the \
-                         remaining kills happen now",
+                         remaining kills happen while the backlog drains",
                         kills.len(),
                         run.lines_seen
                     ));
@@ -437,7 +441,13 @@ subscribe_timeout_ms = 120000
                 let consumed =
                     Consumed::parse(&std::fs::read_to_string(&run.out).unwrap_or_default());
                 if consumed.complete(&publishing.acked_events()) {
-                    return Ok(());
+                    if kills.peek().is_none() {
+                        return Ok(());
+                    }
+                    // The kills the backlog did not reach: made on the idle consumer, one a
+                    // check, and then the output is read again for what they redelivered.
+                    run.kill_idle(&mut kills).await?;
+                    continue;
                 }
                 if at.elapsed() > drain_deadline {
                     run.failures.push(format!(
@@ -459,6 +469,17 @@ subscribe_timeout_ms = 120000
         );
         let mut report = Report::new(&acked, &consumed);
         report.injected = self.injected(scenario);
+        if scenario == Scenario::ConsumerKill {
+            report.injected = format!(
+                "consumer process SIGKILLed {} of {} planned times at random points, restarted",
+                run.kills, self.args.consumer_kills
+            );
+            if run.kills == 0 && self.args.consumer_kills > 0 {
+                report
+                    .failures
+                    .push("the consumer was never killed: nothing was tested".to_string());
+            }
+        }
         report.publish_retries = publishing.retries.load(Ordering::Relaxed);
         report.publisher_peak_mib = fixtures::own_peak_rss_kib().div_ceil(1024);
         report.notes.extend(run.notes);
@@ -515,6 +536,10 @@ struct Running {
     consumer: Option<ConsumerChild>,
     /// Lines of `out` when last counted.
     lines_seen: u64,
+    /// Lines of `out` when the running consumer was started.
+    lines_at_start: u64,
+    /// Consumer kills made.
+    kills: u64,
     notes: Vec<String>,
     failures: Vec<String>,
 }
@@ -538,6 +563,8 @@ impl Running {
             out,
             consumer: None,
             lines_seen: 0,
+            lines_at_start: 0,
+            kills: 0,
             notes: Vec::new(),
             failures: Vec::new(),
         }
@@ -549,8 +576,12 @@ impl Running {
         tokio::task::spawn_blocking(move || ConsumerChild::start(&args, &log)).await?
     }
 
-    /// SIGKILLs and restarts the consumer for each kill point the handled lines reached (every
-    /// one left when `force`), marking each kill in the output file.
+    /// SIGKILLs and restarts the consumer if the next kill point is reached (or, with `force`,
+    /// is still to come), marking the kill in the output file.
+    ///
+    /// One kill a call, and only once the running consumer has handled something: killing a
+    /// consumer that has not yet caught up tests its start-up, not its recovery, and made the
+    /// duplicates of a run swing by a hundredfold with how the kill points happened to bunch.
     async fn kill_when_due(
         &mut self,
         kills: &mut std::iter::Peekable<std::vec::IntoIter<u64>>,
@@ -558,25 +589,54 @@ impl Running {
     ) -> Result<()> {
         self.lines_seen = count_lines(&self.out);
         let lines_seen = self.lines_seen;
-        while kills.peek().is_some_and(|&at| force || lines_seen >= at) {
-            kills.next();
-            if let Some(mut c) = self.consumer.take() {
-                c.sigkill();
-                // A marker in the file, so that a reader sees which generation of the consumer
-                // handled what.
-                mark(&self.out, &format!("K {lines_seen}\n"));
-                let peak = c.peak_kib;
-                let mut next = self
-                    .start_consumer()
-                    .await
-                    .context("restarting the consumer")?;
-                next.peak_kib = peak;
-                self.consumer = Some(next);
-                self.notes.push(format!(
-                    "consumer SIGKILLed after {lines_seen} handled lines, restarted"
-                ));
-            }
+        let due = kills.peek().is_some_and(|&at| force || lines_seen >= at);
+        if !due || lines_seen <= self.lines_at_start {
+            return Ok(());
         }
+        kills.next();
+        self.kill_and_restart(false).await
+    }
+
+    /// SIGKILLs and restarts the consumer for the next kill point though it has nothing left
+    /// to handle: everything published was handled before the point was reached.
+    async fn kill_idle(
+        &mut self,
+        kills: &mut std::iter::Peekable<std::vec::IntoIter<u64>>,
+    ) -> Result<()> {
+        self.lines_seen = count_lines(&self.out);
+        if kills.next().is_some() {
+            self.kill_and_restart(true).await?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs the consumer, marks the kill in the output file and starts a new consumer.
+    async fn kill_and_restart(&mut self, idle: bool) -> Result<()> {
+        let lines_seen = self.lines_seen;
+        let Some(mut c) = self.consumer.take() else {
+            return Ok(());
+        };
+        c.sigkill();
+        // A marker in the file, so that a reader sees which generation of the consumer handled
+        // what.
+        mark(&self.out, &format!("K {lines_seen}\n"));
+        let peak = c.peak_kib;
+        let mut next = self
+            .start_consumer()
+            .await
+            .context("restarting the consumer")?;
+        next.peak_kib = peak;
+        self.consumer = Some(next);
+        self.lines_at_start = count_lines(&self.out);
+        self.kills += 1;
+        let idle = if idle {
+            " (idle: everything published was handled)"
+        } else {
+            ""
+        };
+        self.notes.push(format!(
+            "consumer SIGKILLed after {lines_seen} handled lines{idle}, restarted"
+        ));
         Ok(())
     }
 

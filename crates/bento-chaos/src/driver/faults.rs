@@ -25,8 +25,9 @@ impl Suite {
                 self.args.outage_secs
             ),
             Scenario::BrokerKill => "broker SIGKILLed, restarted with its data".to_string(),
+            // The report says how many kills were made.
             Scenario::ConsumerKill => format!(
-                "consumer process SIGKILLed {} times at random points, restarted",
+                "consumer process SIGKILLed up to {} times at random points, restarted",
                 self.args.consumer_kills
             ),
             Scenario::ClusterBrokerKill => {
