@@ -534,9 +534,9 @@ struct Running {
     /// The consumer's output: one line per handled event, and a `K` line per kill.
     out: PathBuf,
     consumer: Option<ConsumerChild>,
-    /// Lines of `out` when last counted.
+    /// Handled lines of `out` (the kill markers not counted) when last counted.
     lines_seen: u64,
-    /// Lines of `out` when the running consumer was started.
+    /// Handled lines of `out` when the running consumer was started.
     lines_at_start: u64,
     /// Consumer kills made.
     kills: u64,
@@ -570,6 +570,11 @@ impl Running {
         }
     }
 
+    /// Lines of `out` written by consumers: every line but the kill markers.
+    fn handled_lines(&self) -> u64 {
+        count_lines(&self.out).saturating_sub(self.kills)
+    }
+
     /// Starts a consumer child and waits until it is subscribed.
     async fn start_consumer(&self) -> Result<ConsumerChild> {
         let (args, log) = (self.consumer_args.clone(), self.log.clone());
@@ -587,7 +592,7 @@ impl Running {
         kills: &mut std::iter::Peekable<std::vec::IntoIter<u64>>,
         force: bool,
     ) -> Result<()> {
-        self.lines_seen = count_lines(&self.out);
+        self.lines_seen = self.handled_lines();
         let lines_seen = self.lines_seen;
         let due = kills.peek().is_some_and(|&at| force || lines_seen >= at);
         if !due || lines_seen <= self.lines_at_start {
@@ -603,7 +608,7 @@ impl Running {
         &mut self,
         kills: &mut std::iter::Peekable<std::vec::IntoIter<u64>>,
     ) -> Result<()> {
-        self.lines_seen = count_lines(&self.out);
+        self.lines_seen = self.handled_lines();
         if kills.next().is_some() {
             self.kill_and_restart(true).await?;
         }
@@ -620,6 +625,7 @@ impl Running {
         // A marker in the file, so that a reader sees which generation of the consumer handled
         // what.
         mark(&self.out, &format!("K {lines_seen}\n"));
+        self.kills += 1;
         let peak = c.peak_kib;
         let mut next = self
             .start_consumer()
@@ -627,8 +633,7 @@ impl Running {
             .context("restarting the consumer")?;
         next.peak_kib = peak;
         self.consumer = Some(next);
-        self.lines_at_start = count_lines(&self.out);
-        self.kills += 1;
+        self.lines_at_start = self.handled_lines();
         let idle = if idle {
             " (idle: everything published was handled)"
         } else {
