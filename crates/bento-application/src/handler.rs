@@ -61,6 +61,11 @@ impl Context {
         &self.envelope
     }
 
+    /// The envelope, shared.
+    pub(crate) fn shared_envelope(&self) -> &Arc<Envelope> {
+        &self.envelope
+    }
+
     /// The message id.
     pub fn message_id(&self) -> MessageId {
         self.envelope.id

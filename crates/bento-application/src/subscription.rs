@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 
 use crate::layer::retry::Policy;
 use crate::layer::{BoxHandler, IntoBoxed, Layer, Layers};
-use crate::{BusError, DeadLetterPolicy, RetryPolicy, SchemaDefinition};
+use crate::{BusError, DeadLetterPolicy, DeliveryObserver, RetryPolicy, SchemaDefinition};
 
 /// Where a subscription reads from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +91,9 @@ pub struct SubscriptionSpec {
     /// Called when a message could not be settled on the broker (its retry or dead letter not
     /// stored, its acknowledgement not sent): the message comes again, and this counts it.
     pub on_settle_failure: Option<SettleFailureHook>,
+    /// Told of every delivery and of the outcome it settles with, from outside the whole
+    /// stack (see [`SubscriptionSpec::observe`]).
+    pub observer: Option<Arc<dyn DeliveryObserver>>,
 }
 
 /// What [`SubscriptionSpec::on_settle_failure`] calls, with the error.
@@ -109,6 +112,7 @@ impl fmt::Debug for SubscriptionSpec {
             .field("layers", &self.layers)
             .field("timeout", &self.timeout)
             .field("competing", &self.competing)
+            .field("observed", &self.observer.is_some())
             .finish()
     }
 }
@@ -143,6 +147,7 @@ impl SubscriptionSpec {
             timeout: None,
             competing: false,
             on_settle_failure: None,
+            observer: None,
         }
     }
 
@@ -181,6 +186,21 @@ impl SubscriptionSpec {
     /// messages between them.
     pub fn competing(mut self) -> Self {
         self.competing = true;
+        self
+    }
+
+    /// Tells `observer` of every delivery of this subscription and of the outcome it settles
+    /// with, from outside the whole stack: the final outcome, once per delivery, as an
+    /// outermost layer would see it, without the future a layer adds per delivery. An observer
+    /// added to a subscription already observed sits inside the first, outside the layers.
+    pub fn observe(mut self, observer: impl DeliveryObserver) -> Self {
+        let observer: Arc<dyn DeliveryObserver> = Arc::new(observer);
+        match &self.observer {
+            None => self.observer = Some(observer),
+            Some(_) => self
+                .layers
+                .push_outermost(crate::observer::ObserverLayer::new(observer)),
+        }
         self
     }
 

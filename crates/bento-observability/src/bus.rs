@@ -16,7 +16,7 @@ use bento_domain::Envelope;
 use futures::future::BoxFuture;
 use tracing::{Instrument, Span};
 
-use crate::handler::{MetricsObserver, ObserveLayer, Observer, TraceObserver};
+use crate::handler::{MetricsObserver, Observer, TraceObserver};
 use crate::metrics::{Cached, HandleCache, Metrics, PublishHandles, Stopwatch};
 use crate::trace::{self, TraceOptions};
 
@@ -190,7 +190,7 @@ impl ObservedBus {
         tokio::spawn(async move {
             let mut gauge = None;
             loop {
-                // The dispatcher drops the handler when the subscription stops.
+                // The dispatcher drops the observer when the subscription stops.
                 let Some(handler) = handler.upgrade() else {
                     break;
                 };
@@ -432,12 +432,12 @@ impl MessageBus for ObservedBus {
         ));
         let weak = Arc::downgrade(&observer);
         let name = spec.name.clone();
-        let mut spec = match observer.settle_failures() {
+        let spec = match observer.settle_failures() {
             Some(counter) => spec.on_settle_failure(move |_| counter.inc()),
             None => spec,
         };
-        // Outermost of all, so what is counted is the outcome the dispatcher settles.
-        spec.layers.push_outermost(ObserveLayer::new(observer));
+        // Outside the whole stack, so what is counted is the outcome the dispatcher settles.
+        let spec = spec.observe(observer);
         let subscription = self.inner.subscribe(spec, handler).await?;
         self.spawn_lag_poller(weak, topic, name);
         Ok(subscription)

@@ -1,7 +1,8 @@
 //! Observing deliveries: a consumer span and metrics around a subscription's handler stack,
-//! read from the outcome the stack returns. [`ObserveLayer`] (what an [`crate::ObservedBus`]
-//! puts outside every subscription) does both in one future; [`crate::MetricsLayer`] and
-//! [`crate::TraceLayer`] each do one half, with the same code.
+//! read from the outcome the stack returns. [`Observer`] (what an [`crate::ObservedBus`]
+//! installs on every subscription) does both as the dispatcher's observer, without a future of
+//! its own; [`crate::MetricsLayer`] and [`crate::TraceLayer`] each do one half as a layer,
+//! with the same code.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,12 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 
-use bento_application::layer::Layer;
-use bento_application::{Context, EnvelopeHandler, Outcome};
+use bento_application::domain::Envelope;
+use bento_application::{Context, DeliveryObserver, EnvelopeHandler, Observation, Outcome};
 use futures::future::BoxFuture;
 use tracing::Span;
 
-use crate::metrics::{ConsumeStats, HandleCache, Metrics, Stopwatch, SubscriptionHandles};
+use crate::metrics::{Cached, ConsumeStats, HandleCache, Metrics, Stopwatch, SubscriptionHandles};
 use crate::trace::{self, TraceOptions};
 
 /// One subscription's metric handles: its own, and its counters per event type.
@@ -36,11 +37,19 @@ impl MetricsObserver {
         }
     }
 
-    fn start(&self, ctx: &Context) -> Observation {
+    fn start(&self, ctx: &Context) -> Counting {
         let subscription = &self.subscription;
-        Observation::start(self.by_event_type.get(ctx.event_type(), |event_type| {
+        Counting::start(self.by_event_type.get(ctx.event_type(), |event_type| {
             subscription.consume_stats(event_type)
         }))
+    }
+
+    /// The counters of `event_type`, borrowed where they can be.
+    fn stats(&self, event_type: &str) -> Cached<'_, Arc<ConsumeStats>> {
+        let subscription = &self.subscription;
+        self.by_event_type.get_ref(event_type, |event_type| {
+            subscription.consume_stats(event_type)
+        })
     }
 }
 
@@ -80,7 +89,7 @@ pub(crate) fn observe<S: EnvelopeHandler + ?Sized>(
     metrics: Option<&MetricsObserver>,
 ) -> BoxFuture<'static, Outcome> {
     let span = tracing.map_or_else(Span::none, |tracing| tracing.span(&ctx));
-    let observation = metrics.map(|metrics| metrics.start(&ctx));
+    let counting = metrics.map(|metrics| metrics.start(&ctx));
     // Decoding happens when the handler is called: count it, and log it, in the span.
     let future = if span.is_disabled() {
         inner.handle(ctx)
@@ -89,7 +98,7 @@ pub(crate) fn observe<S: EnvelopeHandler + ?Sized>(
     };
     Box::pin(Handling {
         inner: future,
-        observation,
+        counting,
         span,
     })
 }
@@ -118,54 +127,50 @@ impl Observer {
     }
 }
 
-/// The outermost layer of a subscription of an [`crate::ObservedBus`]: each delivery runs in a
-/// consumer span and is counted by the outcome the stack inside returns (after retry and panic
-/// catching, so a retry, a dead letter and a panic are counted once each, as the dispatcher
-/// settles them).
-#[derive(Clone)]
-pub(crate) struct ObserveLayer {
-    observer: Arc<Observer>,
-}
-
-impl ObserveLayer {
-    pub(crate) fn new(observer: Arc<Observer>) -> Self {
-        Self { observer }
+/// Each delivery of a subscription of an [`crate::ObservedBus`] runs in a consumer span and is
+/// counted by the outcome the dispatcher settles (after retry and panic catching, so a retry,
+/// a dead letter and a panic are counted once each).
+impl DeliveryObserver for Observer {
+    fn started(&self, ctx: &Context) -> Observation {
+        let span = self
+            .tracing
+            .as_ref()
+            .map_or_else(Span::none, |tracing| tracing.span(ctx));
+        let mark = match &self.metrics {
+            Some(metrics) => {
+                metrics
+                    .stats(ctx.event_type())
+                    .received
+                    .fetch_add(1, Ordering::Relaxed);
+                Stopwatch::start().mark()
+            }
+            None => 0,
+        };
+        Observation { span, mark }
     }
-}
 
-impl<S> Layer<S> for ObserveLayer {
-    type Service = Observed<S>;
-
-    fn layer(&self, inner: S) -> Observed<S> {
-        Observed {
-            inner,
-            observer: self.observer.clone(),
+    fn finished(&self, envelope: &Envelope, observation: Observation, outcome: Option<&Outcome>) {
+        if let Some(metrics) = &self.metrics {
+            let stats = metrics.stats(&envelope.event_type);
+            match outcome {
+                Some(outcome) => record(&stats, Stopwatch::from_mark(observation.mark), outcome),
+                None => {
+                    stats.abandoned.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
-    }
-}
-
-/// A subscription's handler stack, observed.
-pub(crate) struct Observed<S> {
-    inner: S,
-    observer: Arc<Observer>,
-}
-
-impl<S: EnvelopeHandler> EnvelopeHandler for Observed<S> {
-    fn handle(&self, ctx: Context) -> BoxFuture<'static, Outcome> {
-        let observer = &*self.observer;
-        observe(
-            &self.inner,
-            ctx,
-            observer.tracing.as_ref(),
-            observer.metrics.as_ref(),
-        )
+        if let Some(outcome) = outcome
+            && !observation.span.is_disabled()
+        {
+            record_outcome(&observation.span, outcome);
+        }
     }
 }
 
 /// One delivery's stack running: polled in the consumer span, its outcome recorded.
 struct Handling {
     inner: BoxFuture<'static, Outcome>,
-    observation: Option<Observation>,
+    counting: Option<Counting>,
     span: Span,
 }
 
@@ -175,7 +180,7 @@ impl Future for Handling {
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Outcome> {
         let Handling {
             inner,
-            observation,
+            counting,
             span,
         } = self.get_mut();
         let outcome = {
@@ -185,8 +190,8 @@ impl Future for Handling {
                 Poll::Ready(outcome) => outcome,
             }
         };
-        if let Some(observation) = observation.take() {
-            observation.finish(&outcome);
+        if let Some(counting) = counting.take() {
+            counting.finish(&outcome);
         }
         if !span.is_disabled() {
             record_outcome(span, &outcome);
@@ -221,15 +226,15 @@ fn outcome_name(outcome: &Outcome) -> &'static str {
     }
 }
 
-/// One delivery being handled: in flight from its start until it finishes or is dropped
-/// (cancelled by a shutdown that stops waiting).
-struct Observation {
+/// One delivery being handled by a stack a [`crate::MetricsLayer`] counts: in flight from its
+/// start until it finishes or is dropped (cancelled by a shutdown that stops waiting).
+struct Counting {
     stats: Arc<ConsumeStats>,
     start: Stopwatch,
     finished: bool,
 }
 
-impl Observation {
+impl Counting {
     fn start(stats: Arc<ConsumeStats>) -> Self {
         stats.received.fetch_add(1, Ordering::Relaxed);
         Self {
@@ -240,32 +245,36 @@ impl Observation {
     }
 
     fn finish(mut self, outcome: &Outcome) {
-        let stats = &self.stats;
-        stats.latency.observe(self.start);
-        match outcome {
-            Outcome::Ack => {
-                stats.ok.fetch_add(1, Ordering::Relaxed);
-            }
-            Outcome::DeadLetter { failure, .. } => {
-                stats
-                    .dead_lettered(*failure)
-                    .fetch_add(1, Ordering::Relaxed);
-                stats.failed.fetch_add(1, Ordering::Relaxed);
-            }
-            // A retry, or an outcome this version does not know: the message comes back.
-            _ => {
-                stats.retried.fetch_add(1, Ordering::Relaxed);
-                stats.failed.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        record(&self.stats, self.start, outcome);
         self.finished = true;
     }
 }
 
-impl Drop for Observation {
+impl Drop for Counting {
     fn drop(&mut self) {
         if !self.finished {
             self.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Counts a delivery that started at `start` and ended with `outcome`.
+fn record(stats: &ConsumeStats, start: Stopwatch, outcome: &Outcome) {
+    stats.latency.observe(start);
+    match outcome {
+        Outcome::Ack => {
+            stats.ok.fetch_add(1, Ordering::Relaxed);
+        }
+        Outcome::DeadLetter { failure, .. } => {
+            stats
+                .dead_lettered(*failure)
+                .fetch_add(1, Ordering::Relaxed);
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        // A retry, or an outcome this version does not know: the message comes back.
+        _ => {
+            stats.retried.fetch_add(1, Ordering::Relaxed);
+            stats.failed.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

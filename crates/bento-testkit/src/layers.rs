@@ -4,8 +4,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bento_application::domain::Envelope;
 use bento_application::layer::Layer;
-use bento_application::{Context, EnvelopeHandler, FailureKind, HandlerError, Outcome, wire};
+use bento_application::{
+    Context, DeliveryObserver, EnvelopeHandler, FailureKind, HandlerError, Observation, Outcome,
+    wire,
+};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
@@ -25,6 +29,8 @@ enum Seen {
         failure: FailureKind,
         panic: bool,
     },
+    /// Told to an observer: the delivery ended without an outcome.
+    Abandoned,
 }
 
 /// Per message key: (attempt, when, outcome) of each delivery, in order.
@@ -58,24 +64,52 @@ impl<S: EnvelopeHandler> EnvelopeHandler for Record<S> {
         let attempt = ctx.attempt();
         let log = self.log.clone();
         Box::pin(self.inner.handle(ctx).map(move |outcome| {
-            let seen = match &outcome {
-                Outcome::Ack => Seen::Ack,
-                Outcome::Retry { error, after } => Seen::Retry {
-                    after: *after,
-                    panic: error.is_panic(),
-                },
-                Outcome::DeadLetter { failure, error } => Seen::DeadLetter {
-                    failure: *failure,
-                    panic: error.is_panic(),
-                },
-                other => panic!("an outcome this case does not know: {other:?}"),
-            };
             log.lock()
                 .entry(key)
                 .or_default()
-                .push((attempt, Instant::now(), seen));
+                .push((attempt, Instant::now(), seen(&outcome)));
             outcome
         }))
+    }
+}
+
+/// An observer as a user writes one: it records the outcome of every delivery.
+#[derive(Clone, Default)]
+struct RecordObserver {
+    log: Log,
+}
+
+impl DeliveryObserver for RecordObserver {
+    fn started(&self, ctx: &Context) -> Observation {
+        Observation::marked(u64::from(ctx.attempt()))
+    }
+
+    fn finished(&self, envelope: &Envelope, observation: Observation, outcome: Option<&Outcome>) {
+        let attempt = u32::try_from(observation.mark).unwrap_or(u32::MAX);
+        self.log
+            .lock()
+            .entry(decode(envelope).key)
+            .or_default()
+            .push((
+                attempt,
+                Instant::now(),
+                outcome.map_or(Seen::Abandoned, seen),
+            ));
+    }
+}
+
+fn seen(outcome: &Outcome) -> Seen {
+    match outcome {
+        Outcome::Ack => Seen::Ack,
+        Outcome::Retry { error, after } => Seen::Retry {
+            after: *after,
+            panic: error.is_panic(),
+        },
+        Outcome::DeadLetter { failure, error } => Seen::DeadLetter {
+            failure: *failure,
+            panic: error.is_panic(),
+        },
+        other => panic!("an outcome this case does not know: {other:?}"),
     }
 }
 
@@ -84,13 +118,19 @@ const ASKED_DELAY: Duration = Duration::from_millis(600);
 
 /// A layer added to a subscription sees each delivery's final outcome exactly once: an ack, a
 /// retry with the delay the handler asked for, a permanent failure's dead letter, and a panic
-/// as a retryable failure and then, attempts exhausted, as a dead letter.
+/// as a retryable failure and then, attempts exhausted, as a dead letter. So do the
+/// subscription's observer (called by the dispatcher) and a second observer (run as a layer).
 pub async fn layer_sees_every_outcome(backend: &dyn Backend) {
     let Some(s) = setup(backend, Case::LayerSeesEveryOutcome, "layers").await else {
         return;
     };
     let recorder = RecordLayer::default();
-    let spec = s.failing_spec("recorded", 2).layer(recorder.clone());
+    let (observer, second) = (RecordObserver::default(), RecordObserver::default());
+    let spec = s
+        .failing_spec("recorded", 2)
+        .layer(recorder.clone())
+        .observe(observer.clone())
+        .observe(second.clone());
     let (dead, dlq_sub) = s.watch_dead_letters(&spec).await;
     let handler = |event: Ping, ctx: Context| async move {
         match event.key.as_str() {
@@ -114,7 +154,13 @@ pub async fn layer_sees_every_outcome(backend: &dyn Backend) {
     tokio::time::sleep(Duration::from_millis(500).max(s.settle)).await;
     sub.shutdown().await.expect("shutdown");
     dlq_sub.shutdown().await.expect("shutdown");
-    check_outcomes(&recorder.log);
+    for (who, log) in [
+        ("the layer", &recorder.log),
+        ("the observer", &observer.log),
+        ("the second observer", &second.log),
+    ] {
+        check_outcomes(who, log);
+    }
 }
 
 /// The dead letters: the permanent failure's and the panic's, attempts exhausted.
@@ -151,15 +197,15 @@ async fn wait_until_recorded(log: &Log, key: &str, count: usize, patience: Durat
     }
 }
 
-/// Each message's deliveries, as the layer saw them.
-fn check_outcomes(log: &Log) {
+/// Each message's deliveries, as `who` saw them.
+fn check_outcomes(who: &str, log: &Log) {
     let outcomes = |key: &str| -> Vec<(u32, Seen)> {
         recorded(log, key)
             .into_iter()
             .map(|(attempt, _, seen)| (attempt, seen))
             .collect()
     };
-    assert_eq!(outcomes("ok"), [(1, Seen::Ack)]);
+    assert_eq!(outcomes("ok"), [(1, Seen::Ack)], "as {who} saw it");
     assert_eq!(
         outcomes("later"),
         [
@@ -171,7 +217,8 @@ fn check_outcomes(log: &Log) {
                 }
             ),
             (2, Seen::Ack)
-        ]
+        ],
+        "as {who} saw it"
     );
     assert_eq!(
         outcomes("bad"),
@@ -181,7 +228,8 @@ fn check_outcomes(log: &Log) {
                 failure: FailureKind::Permanent,
                 panic: false
             }
-        )]
+        )],
+        "as {who} saw it"
     );
     let explode = outcomes("explode");
     assert!(
@@ -204,13 +252,13 @@ fn check_outcomes(log: &Log) {
                 )
             ]
         ),
-        "a panic is a retryable failure, then a dead letter: {explode:?}"
+        "a panic is a retryable failure, then a dead letter, as {who} saw it: {explode:?}"
     );
     let later = recorded(log, "later");
     let waited = later[1].1 - later[0].1;
     assert!(
         waited >= ASKED_DELAY - Duration::from_millis(100),
-        "the retry came after {waited:?}, before the {ASKED_DELAY:?} the handler asked for"
+        "the retry came after {waited:?}, before the {ASKED_DELAY:?} the handler asked for ({who})"
     );
 }
 

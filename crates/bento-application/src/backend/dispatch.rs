@@ -30,10 +30,11 @@ use tokio::sync::watch;
 use crate::layer::panic;
 use crate::layer::retry::{self, Policy};
 use crate::layer::{BoxHandler, Layer, Layers, RetryLayer, TimeoutLayer};
+use crate::observer::Watch;
 use crate::subscription::{Closer, SettleFailureHook};
 use crate::{
-    BusError, Context, DeadLetter, DeadLetterPolicy, EnvelopeHandler, Outcome, Subscription,
-    SubscriptionSpec, wire,
+    BusError, Context, DeadLetter, DeadLetterPolicy, DeliveryObserver, EnvelopeHandler, Outcome,
+    Subscription, SubscriptionSpec, wire,
 };
 
 /// One message handed to the dispatcher by a backend.
@@ -121,6 +122,8 @@ pub struct DispatchSettings {
     stack: Stack,
     /// Told of every message that could not be settled.
     on_settle_failure: Option<SettleFailureHook>,
+    /// Told of every delivery and its outcome, from outside the stack.
+    observer: Option<Arc<dyn DeliveryObserver>>,
 }
 
 impl std::fmt::Debug for DispatchSettings {
@@ -179,6 +182,7 @@ impl DispatchSettings {
                 timeout: spec.timeout,
             },
             on_settle_failure: spec.on_settle_failure,
+            observer: spec.observer,
         }
     }
 
@@ -390,21 +394,37 @@ async fn process(
         settings.topic.clone(),
         settings.subscription.clone(),
     );
+    // Watched from outside the whole stack; dropped unfinished, the delivery was abandoned.
+    let mut watch = settings
+        .observer
+        .as_deref()
+        .map(|observer| Watch::start(observer, &*envelope, &ctx));
     let stack = &settings.stack;
     let settling = if stack.retries_in_dispatcher() {
         // The handler as `DispatchSettings::wrap` left it: without the retry layer, applied
         // here, panics caught as that layer does.
-        let handling = panic::call(&*handler, ctx)
+        let handling = in_span(&watch, || panic::call(&*handler, ctx))
             .unwrap_or_else(|panicked| Box::pin(std::future::ready(panicked)));
-        let outcome = retry::decide(&*stack.retry, attempt, panic::finish(handling).await);
+        let handled = instrumented(&watch, panic::finish(handling)).await;
+        let outcome = retry::decide(&*stack.retry, attempt, handled);
+        if let Some(watch) = &mut watch {
+            watch.finish(&outcome);
+        }
         settlement(outcome, settle, &envelope, attempt, &settings)
     } else {
         // The stack's panic layer turns a handler's panic into an outcome. A layer outside it
         // that panics has no outcome to give: the message goes back to the broker, the
         // consumer lives on.
-        match AssertUnwindSafe(handler.handle(ctx)).catch_unwind().await {
-            Ok(outcome) => settlement(outcome, settle, &envelope, attempt, &settings),
+        let handling = in_span(&watch, || AssertUnwindSafe(handler.handle(ctx)));
+        match instrumented(&watch, handling.catch_unwind()).await {
+            Ok(outcome) => {
+                if let Some(watch) = &mut watch {
+                    watch.finish(&outcome);
+                }
+                settlement(outcome, settle, &envelope, attempt, &settings)
+            }
             Err(_) => {
+                drop(watch.take());
                 tracing::error!(message_id = %envelope.id, subscription = %settings.subscription, "a layer outside the panic layer panicked; message released for redelivery");
                 // A release that fails is only logged, as it was: the hook is told of failed
                 // settlements (a retry, dead letter or acknowledgement not stored or sent).
@@ -425,6 +445,28 @@ async fn process(
         }
     }
     key
+}
+
+/// A delivery watched by its subscription's observer, the observer and envelope borrowed.
+type Watching<'a> = Watch<&'a dyn DeliveryObserver, &'a Envelope>;
+
+/// Runs `f` in the span of `watch`, if there is one.
+fn in_span<T>(watch: &Option<Watching<'_>>, f: impl FnOnce() -> T) -> T {
+    match watch {
+        Some(watch) => watch.in_span(f),
+        None => f(),
+    }
+}
+
+/// `future`, polled in the span of `watch` if there is one (no future of its own otherwise).
+fn instrumented<F: std::future::Future>(
+    watch: &Option<Watching<'_>>,
+    future: F,
+) -> Either<tracing::instrument::Instrumented<F>, F> {
+    match watch.as_ref().and_then(Watch::span) {
+        Some(span) => Either::Left(tracing::Instrument::instrument(future, span.clone())),
+        None => Either::Right(future),
+    }
 }
 
 /// How a message is being settled: at once (an ack) or by the backend's future.

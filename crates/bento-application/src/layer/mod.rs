@@ -11,8 +11,9 @@
 //! The stack a subscription runs, from the outside in (the outer layer sees the message first
 //! and the outcome last):
 //!
-//! 1. the service's layers ([`crate::Bus::layer`], `Bento::builder().layer(..)`), with
-//!    observability's tracing and metrics first of all;
+//! 0. the subscription's observer ([`crate::SubscriptionSpec::observe`]), outside the stack
+//!    rather than a layer of it: observability's tracing and metrics;
+//! 1. the service's layers ([`crate::Bus::layer`], `Bento::builder().layer(..)`);
 //! 2. the subscription's layers ([`crate::SubscriptionSpec::layer`]), in the order added;
 //! 3. [`RetryLayer`] with the subscription's retry policy: a retryable failure gets its delay,
 //!    or becomes a dead letter once attempts are exhausted;
@@ -20,7 +21,7 @@
 //! 5. [`TimeoutLayer`], if the subscription sets [`crate::SubscriptionSpec::timeout`];
 //! 6. the handler: a typed handler, or a [`crate::Router`] and its routes' own layers.
 //!
-//! Layers above the retry layer see final outcomes (a retry with its delay, a dead letter
+//! The observer and the layers above the retry layer see final outcomes (a retry with its delay, a dead letter
 //! with its reason, a panic as a failure whose [`crate::HandlerError::is_panic`] is true),
 //! exactly once per delivery. Layers below it see what the handler said.
 

@@ -48,6 +48,16 @@ impl Stopwatch {
         Self(clock().raw())
     }
 
+    /// The reading, kept as a number (an [`bento_application::Observation`]'s mark).
+    pub(crate) fn mark(self) -> u64 {
+        self.0
+    }
+
+    /// The stopwatch started at `mark`.
+    pub(crate) fn from_mark(mark: u64) -> Self {
+        Self(mark)
+    }
+
     pub(crate) fn elapsed_nanos(self) -> u64 {
         let clock = clock();
         clock.delta_as_nanos(self.0, clock.raw())
