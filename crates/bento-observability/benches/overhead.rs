@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use std::fmt::Write as _;
 
-use bento_application::{Context, HandlerError, MessageBus, SubscriptionSpec};
+use bento_application::{Context, DeliveryObserver, HandlerError, MessageBus, SubscriptionSpec};
 use bento_domain::DomainEvent;
 use bento_memory::MemoryBus;
 use bento_observability::{Metrics, MetricsOptions, ObservedBus, TraceOptions};
@@ -90,8 +90,15 @@ fn compare(
 /// cost of the layers from the bus's own work.
 #[derive(Default)]
 struct Null {
-    handlers: std::sync::Mutex<Vec<Arc<dyn bento_application::EnvelopeHandler>>>,
+    stacks: std::sync::Mutex<Vec<Stack>>,
 }
+
+/// What a dispatcher would run for a subscription: its observer, and its layers around the
+/// handler.
+type Stack = (
+    Option<Arc<dyn DeliveryObserver>>,
+    Arc<dyn bento_application::EnvelopeHandler>,
+);
 
 #[async_trait::async_trait]
 impl MessageBus for Null {
@@ -111,11 +118,11 @@ impl MessageBus for Null {
         spec: SubscriptionSpec,
         handler: Arc<dyn bento_application::EnvelopeHandler>,
     ) -> Result<bento_application::Subscription, bento_application::BusError> {
-        // The stack a dispatcher would run: the spec's layers (the observer among them)
-        // around the handler.
+        // What a dispatcher would run: the spec's layers around the handler, the observer
+        // around them.
         let handler = spec.layers.wrap(handler);
-        if let Ok(mut handlers) = self.handlers.lock() {
-            handlers.push(handler);
+        if let Ok(mut stacks) = self.stacks.lock() {
+            stacks.push((spec.observer, handler));
         }
         Err(bento_application::BusError::backend(
             "null",
@@ -141,11 +148,11 @@ fn layer_cost(runtime: &Runtime, metrics: &Metrics) -> (f64, f64) {
     runtime.block_on(async {
         let _ = observed.subscribe(spec, inner.clone()).await;
     });
-    let wrapped = null
-        .handlers
+    let (observer, wrapped) = null
+        .stacks
         .lock()
         .ok()
-        .and_then(|h| h.first().cloned())
+        .and_then(|stacks| stacks.first().cloned())
         .unwrap_or_else(|| panic!("the observed bus did not subscribe"));
     let envelope = bento_domain::Envelope::new(Tick::EVENT_TYPE, 1, "application/json", "{}");
     let ctx = Context::new(
@@ -175,7 +182,18 @@ fn layer_cost(runtime: &Runtime, metrics: &Metrics) -> (f64, f64) {
             let bare = per(start.elapsed());
             let start = Instant::now();
             for _ in 0..N {
-                let _ = wrapped.handle(ctx.clone()).await;
+                // As the dispatcher calls an observer: before the stack, and with its outcome.
+                let ctx = ctx.clone();
+                match &observer {
+                    Some(observer) => {
+                        let observation = observer.started(&ctx);
+                        let outcome = wrapped.handle(ctx).await;
+                        observer.finished(&envelope, observation, Some(&outcome));
+                    }
+                    None => {
+                        let _ = wrapped.handle(ctx).await;
+                    }
+                }
             }
             let handle = per(start.elapsed()) - bare;
             best = (best.0.min(publish), best.1.min(handle));
