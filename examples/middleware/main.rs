@@ -1,7 +1,8 @@
 //! Middleware: behaviour added around handlers as layers. A tenant allow-list written here, in
 //! a few lines, sits on one subscription; an outcome log sits on every subscription of the
 //! service; the subscription's retry policy and timeout come from its spec. The handler asks
-//! for its own retry delay when the payment provider is busy.
+//! for its own retry delay when the payment provider is busy. An observer tallies how the
+//! subscription's deliveries ended, from outside its whole stack.
 //!
 //! `cargo run --example middleware` (memory); `BENTO_MESSAGING__BACKEND=pulsar` or `kafka` to
 //! run it on a broker.
@@ -147,6 +148,43 @@ impl OutcomeLog {
     }
 }
 
+/// How the deliveries of a subscription ended, per message: an observer, called by the
+/// dispatcher before the stack and with the outcome it settles (it wraps nothing, so it adds
+/// no future per delivery).
+#[derive(Clone, Default)]
+struct Tally {
+    ended: Arc<Mutex<BTreeMap<MessageId, Vec<&'static str>>>>,
+}
+
+impl DeliveryObserver for Tally {
+    fn started(&self, _ctx: &Context) -> Observation {
+        Observation::marked(0)
+    }
+
+    fn finished(&self, envelope: &Envelope, _observation: Observation, outcome: Option<&Outcome>) {
+        let ended = outcome.map_or("abandoned", Outcome::as_str);
+        if let Ok(mut tally) = self.ended.lock() {
+            tally.entry(envelope.id).or_default().push(ended);
+        }
+    }
+}
+
+impl Tally {
+    /// How the deliveries of `messages` ended, counted by outcome.
+    fn counts<'a>(
+        &self,
+        messages: impl Iterator<Item = &'a MessageId>,
+    ) -> BTreeMap<&'static str, u32> {
+        let mut counts = BTreeMap::new();
+        if let Ok(tally) = self.ended.lock() {
+            for ended in messages.filter_map(|id| tally.get(id)).flatten() {
+                *counts.entry(*ended).or_default() += 1;
+            }
+        }
+        counts
+    }
+}
+
 /// Charges an order; the payment provider is busy for large orders on their first attempt,
 /// and says when to come back.
 async fn charge(event: OrderPlaced, ctx: Context) -> Result<(), HandlerError> {
@@ -187,12 +225,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         bus.message_bus().backend()
     );
     let run = uuid::Uuid::now_v7().simple().to_string();
+    let tally = Tally::default();
     let billing = bus
         .subscribe_with(
             SubscriptionSpec::named("middleware-example.billing")
                 .layer(TenantAllowList::new(&["acme", "globex"]))
                 .retry(RetryPolicy::exponential(3, Duration::from_millis(100)))
                 .timeout(Duration::from_secs(5))
+                .observe(tally.clone())
                 .dead_letter(DeadLetterPolicy::to_topic(format!(
                     "examples.order-placed-dlq-{run}"
                 ))),
@@ -224,6 +264,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("  {line}");
         }
     }
+    // The observer hears of a delivery just after the layers inside it do: a moment for the
+    // last one.
+    let mut ended = tally.counts(placed.iter().map(|(_, _, id)| id));
+    for _ in 0..100 {
+        if ended.values().sum::<u32>() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        ended = tally.counts(placed.iter().map(|(_, _, id)| id));
+    }
+    println!("billing's deliveries, as its observer saw them end: {ended:?}");
     billing.shutdown().await?;
     bento.shutdown().await?;
     Ok(())

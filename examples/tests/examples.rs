@@ -85,10 +85,11 @@ order of globex (25000 cents):
   attempt 2: ack
 order of initech (900 cents):
   attempt 1: dead letter, permanent (tenant `initech` is not served here)
+billing's deliveries, as its observer saw them end: {\"ack\": 2, \"dead-letter\": 1, \"retry\": 1}
 ";
     assert!(
         stdout.contains(expected),
-        "the layers did not see what they should on {backend}:\n{stdout}"
+        "the layers and the observer did not see what they should on {backend}:\n{stdout}"
     );
 }
 

@@ -79,10 +79,10 @@ pub mod prelude {
     pub use crate::{Bento, Bus, Codecs, RuntimeError};
     pub use bento_application::layer::{self, Layer};
     pub use bento_application::{
-        BoxError, BusError, Context, DeadLetterPolicy, EnvelopeHandler, Handler, HandlerError,
-        Idempotent, Inbox, MessageBus, Outcome, PublishOptions, Requester, RetryPolicy, Router,
-        State, Subscription, SubscriptionKind, SubscriptionSpec, Transaction, UnitOfWork,
-        UnitOfWorkError, with_state,
+        BoxError, BusError, Context, DeadLetterPolicy, DeliveryObserver, EnvelopeHandler, Handler,
+        HandlerError, Idempotent, Inbox, MessageBus, Observation, Outcome, PublishOptions,
+        Requester, RetryPolicy, Router, State, Subscription, SubscriptionKind, SubscriptionSpec,
+        Transaction, UnitOfWork, UnitOfWorkError, with_state,
     };
     pub use bento_domain::{AggregateRoot, DomainEvent, Envelope, EventRecorder, MessageId};
 
