@@ -418,10 +418,14 @@ subscribe_timeout_ms = 120000
                 run.notes.push(note);
             }
             if scenario == Scenario::ConsumerKill && kills.peek().is_some() {
-                // Once publishing is over, the kills not yet made happen now, so every run has
-                // all of them.
-                run.kill_when_due(&mut kills, published_at.is_some())
-                    .await?;
+                // While publishing, at the kill points; after it, the points not reached yet
+                // are made whenever the consumer has gone quiet, so that every run has all of
+                // them and none hits a consumer still handling what the last kill replayed.
+                if published_at.is_none() {
+                    run.kill_when_due(&mut kills).await?;
+                } else {
+                    run.kill_idle(&mut kills).await?;
+                }
             }
             if publishing.failed.load(Ordering::Relaxed) {
                 bail!("a publisher gave up (an event kept failing for 5 minutes)");
@@ -431,7 +435,7 @@ subscribe_timeout_ms = 120000
                 if scenario == Scenario::ConsumerKill && kills.peek().is_some() {
                     run.notes.push(format!(
                         "publishing ended before {} of the kills (at {} handled lines); the \
-                         remaining kills happen while the backlog drains",
+                         remaining kills happen whenever the consumer goes quiet",
                         kills.len(),
                         run.lines_seen
                     ));
@@ -440,14 +444,9 @@ subscribe_timeout_ms = 120000
             if let Some(at) = published_at {
                 let consumed =
                     Consumed::parse(&std::fs::read_to_string(&run.out).unwrap_or_default());
-                if consumed.complete(&publishing.acked_events()) {
-                    if kills.peek().is_none() {
-                        return Ok(());
-                    }
-                    // The kills the backlog did not reach: made on the idle consumer, one a
-                    // check, and then the output is read again for what they redelivered.
-                    run.kill_idle(&mut kills).await?;
-                    continue;
+                // Until the last kill is made: what it redelivers is read too.
+                if consumed.complete(&publishing.acked_events()) && kills.peek().is_none() {
+                    return Ok(());
                 }
                 if at.elapsed() > drain_deadline {
                     run.failures.push(format!(
@@ -513,6 +512,10 @@ subscribe_timeout_ms = 120000
     }
 }
 
+/// How long a consumer must have handled nothing before it is killed idle: twice the Kafka
+/// commit interval the suite's consumers use by default, so that what they handled is committed.
+const IDLE_FOR: Duration = Duration::from_secs(1);
+
 fn mark(path: &Path, line: &str) {
     use std::io::Write as _;
     if let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(path) {
@@ -538,6 +541,8 @@ struct Running {
     lines_seen: u64,
     /// Handled lines of `out` when the running consumer was started.
     lines_at_start: u64,
+    /// Since when `lines_seen` has not changed (or the running consumer was started).
+    quiet_since: Instant,
     /// Consumer kills made.
     kills: u64,
     notes: Vec<String>,
@@ -564,6 +569,7 @@ impl Running {
             consumer: None,
             lines_seen: 0,
             lines_at_start: 0,
+            quiet_since: Instant::now(),
             kills: 0,
             notes: Vec::new(),
             failures: Vec::new(),
@@ -581,8 +587,8 @@ impl Running {
         tokio::task::spawn_blocking(move || ConsumerChild::start(&args, &log)).await?
     }
 
-    /// SIGKILLs and restarts the consumer if the next kill point is reached (or, with `force`,
-    /// is still to come), marking the kill in the output file.
+    /// SIGKILLs and restarts the consumer if the next kill point is reached, marking the kill
+    /// in the output file.
     ///
     /// One kill a call, and only once the running consumer has handled something: killing a
     /// consumer that has not yet caught up tests its start-up, not its recovery, and made the
@@ -590,11 +596,11 @@ impl Running {
     async fn kill_when_due(
         &mut self,
         kills: &mut std::iter::Peekable<std::vec::IntoIter<u64>>,
-        force: bool,
     ) -> Result<()> {
         self.lines_seen = self.handled_lines();
+        self.quiet_since = Instant::now();
         let lines_seen = self.lines_seen;
-        let due = kills.peek().is_some_and(|&at| force || lines_seen >= at);
+        let due = kills.peek().is_some_and(|&at| lines_seen >= at);
         if !due || lines_seen <= self.lines_at_start {
             return Ok(());
         }
@@ -602,14 +608,21 @@ impl Running {
         self.kill_and_restart(false).await
     }
 
-    /// SIGKILLs and restarts the consumer for the next kill point though it has nothing left
-    /// to handle: everything published was handled before the point was reached.
+    /// SIGKILLs and restarts the consumer for the next kill point once publishing is over and
+    /// the consumer has handled nothing for [`IDLE_FOR`]: a consumer restarted after a kill
+    /// first handles again what was not committed, and killing it then would only replay that
+    /// once more.
     async fn kill_idle(
         &mut self,
         kills: &mut std::iter::Peekable<std::vec::IntoIter<u64>>,
     ) -> Result<()> {
-        self.lines_seen = self.handled_lines();
-        if kills.next().is_some() {
+        let lines = self.handled_lines();
+        if lines != self.lines_seen {
+            self.lines_seen = lines;
+            self.quiet_since = Instant::now();
+            return Ok(());
+        }
+        if self.quiet_since.elapsed() >= IDLE_FOR && kills.next().is_some() {
             self.kill_and_restart(true).await?;
         }
         Ok(())
@@ -634,11 +647,8 @@ impl Running {
         next.peak_kib = peak;
         self.consumer = Some(next);
         self.lines_at_start = self.handled_lines();
-        let idle = if idle {
-            " (idle: everything published was handled)"
-        } else {
-            ""
-        };
+        self.quiet_since = Instant::now();
+        let idle = if idle { " (idle)" } else { "" };
         self.notes.push(format!(
             "consumer SIGKILLed after {lines_seen} handled lines{idle}, restarted"
         ));
