@@ -11,14 +11,13 @@
 
 use std::borrow::Borrow;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 
 use bento_domain::Envelope;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Either};
 use tower_layer::Layer;
 use tracing::Span;
+use tracing::instrument::{Instrument as _, Instrumented};
 
 use crate::{Context, EnvelopeHandler, Outcome};
 
@@ -121,9 +120,33 @@ pub(crate) struct Observed<S> {
 
 impl<S: EnvelopeHandler> EnvelopeHandler for Observed<S> {
     fn handle(&self, ctx: Context) -> BoxFuture<'static, Outcome> {
-        let watch = Watch::start(self.observer.clone(), ctx.shared_envelope().clone(), &ctx);
-        let handling = watch.in_span(|| self.inner.handle(ctx));
-        Box::pin(Watched { handling, watch })
+        let mut watch = Watch::start(self.observer.clone(), ctx.shared_envelope().clone(), &ctx);
+        let handling = in_span(watch.span(), || self.inner.handle(ctx));
+        let handling = instrumented(watch.span(), handling);
+        Box::pin(async move {
+            let outcome = handling.await;
+            watch.finish(&outcome);
+            outcome
+        })
+    }
+}
+
+/// Runs `f` in `span`, if there is one.
+pub(crate) fn in_span<T>(span: Option<&Span>, f: impl FnOnce() -> T) -> T {
+    match span {
+        Some(span) => span.in_scope(f),
+        None => f(),
+    }
+}
+
+/// `future`, polled in `span` if there is one (no future of its own otherwise).
+pub(crate) fn instrumented<F: Future>(
+    span: Option<&Span>,
+    future: F,
+) -> Either<Instrumented<F>, F> {
+    match span {
+        Some(span) => Either::Left(future.instrument(span.clone())),
+        None => Either::Right(future),
     }
 }
 
@@ -155,14 +178,6 @@ impl<O: Borrow<dyn DeliveryObserver>, E: Borrow<Envelope>> Watch<O, E> {
             .filter(|span| !span.is_disabled())
     }
 
-    /// Runs `f` in the observation's span, if it has one.
-    pub(crate) fn in_span<T>(&self, f: impl FnOnce() -> T) -> T {
-        match self.span() {
-            Some(span) => span.in_scope(f),
-            None => f(),
-        }
-    }
-
     /// Tells the observer how the delivery ended.
     pub(crate) fn finish(&mut self, outcome: &Outcome) {
         if let Some(observation) = self.observation.take() {
@@ -180,31 +195,5 @@ impl<O: Borrow<dyn DeliveryObserver>, E: Borrow<Envelope>> Drop for Watch<O, E> 
                 .borrow()
                 .finished(self.envelope.borrow(), observation, None);
         }
-    }
-}
-
-/// The stack's future, watched.
-struct Watched {
-    handling: BoxFuture<'static, Outcome>,
-    watch: Watch<Arc<dyn DeliveryObserver>, Arc<Envelope>>,
-}
-
-impl Future for Watched {
-    type Output = Outcome;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Outcome> {
-        let Watched { handling, watch } = self.get_mut();
-        let polled = match watch.span() {
-            Some(span) => {
-                let _entered = span.enter();
-                handling.as_mut().poll(cx)
-            }
-            None => handling.as_mut().poll(cx),
-        };
-        let Poll::Ready(outcome) = polled else {
-            return Poll::Pending;
-        };
-        watch.finish(&outcome);
-        Poll::Ready(outcome)
     }
 }

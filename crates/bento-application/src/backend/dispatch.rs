@@ -26,11 +26,12 @@ use futures::future::{BoxFuture, Either};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
+use tracing::Span;
 
 use crate::layer::panic;
 use crate::layer::retry::{self, Policy};
 use crate::layer::{BoxHandler, Layer, Layers, RetryLayer, TimeoutLayer};
-use crate::observer::Watch;
+use crate::observer::{Watch, in_span, instrumented};
 use crate::subscription::{Closer, SettleFailureHook};
 use crate::{
     BusError, Context, DeadLetter, DeadLetterPolicy, DeliveryObserver, EnvelopeHandler, Outcome,
@@ -403,9 +404,9 @@ async fn process(
     let settling = if stack.retries_in_dispatcher() {
         // The handler as `DispatchSettings::wrap` left it: without the retry layer, applied
         // here, panics caught as that layer does.
-        let handling = in_span(&watch, || panic::call(&*handler, ctx))
+        let handling = in_span(span_of(&watch), || panic::call(&*handler, ctx))
             .unwrap_or_else(|panicked| Box::pin(std::future::ready(panicked)));
-        let handled = instrumented(&watch, panic::finish(handling)).await;
+        let handled = instrumented(span_of(&watch), panic::finish(handling)).await;
         let outcome = retry::decide(&*stack.retry, attempt, handled);
         if let Some(watch) = &mut watch {
             watch.finish(&outcome);
@@ -415,8 +416,8 @@ async fn process(
         // The stack's panic layer turns a handler's panic into an outcome. A layer outside it
         // that panics has no outcome to give: the message goes back to the broker, the
         // consumer lives on.
-        let handling = in_span(&watch, || AssertUnwindSafe(handler.handle(ctx)));
-        match instrumented(&watch, handling.catch_unwind()).await {
+        let handling = in_span(span_of(&watch), || AssertUnwindSafe(handler.handle(ctx)));
+        match instrumented(span_of(&watch), handling.catch_unwind()).await {
             Ok(outcome) => {
                 if let Some(watch) = &mut watch {
                     watch.finish(&outcome);
@@ -450,23 +451,9 @@ async fn process(
 /// A delivery watched by its subscription's observer, the observer and envelope borrowed.
 type Watching<'a> = Watch<&'a dyn DeliveryObserver, &'a Envelope>;
 
-/// Runs `f` in the span of `watch`, if there is one.
-fn in_span<T>(watch: &Option<Watching<'_>>, f: impl FnOnce() -> T) -> T {
-    match watch {
-        Some(watch) => watch.in_span(f),
-        None => f(),
-    }
-}
-
-/// `future`, polled in the span of `watch` if there is one (no future of its own otherwise).
-fn instrumented<F: std::future::Future>(
-    watch: &Option<Watching<'_>>,
-    future: F,
-) -> Either<tracing::instrument::Instrumented<F>, F> {
-    match watch.as_ref().and_then(Watch::span) {
-        Some(span) => Either::Left(tracing::Instrument::instrument(future, span.clone())),
-        None => Either::Right(future),
-    }
+/// The span the stack of a delivery watched by `watch` runs in, if any.
+fn span_of<'a>(watch: &'a Option<Watching<'_>>) -> Option<&'a Span> {
+    watch.as_ref().and_then(Watch::span)
 }
 
 /// How a message is being settled: at once (an ack) or by the backend's future.
