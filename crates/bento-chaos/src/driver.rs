@@ -417,7 +417,8 @@ subscribe_timeout_ms = 120000
                     .with_context(|| format!("injecting {}", scenario.name()))?;
                 run.notes.push(note);
             }
-            if scenario == Scenario::ConsumerKill && kills.peek().is_some() {
+            // Kill points are planned for the consumer-kill scenario only.
+            if kills.peek().is_some() {
                 // While publishing, at the kill points; after it, the points not reached yet
                 // are made whenever the consumer has gone quiet, so that every run has all of
                 // them and none hits a consumer still handling what the last kill replayed.
@@ -432,7 +433,7 @@ subscribe_timeout_ms = 120000
             }
             if publishing.done() && published_at.is_none() {
                 published_at = Some(Instant::now());
-                if scenario == Scenario::ConsumerKill && kills.peek().is_some() {
+                if kills.peek().is_some() {
                     run.notes.push(format!(
                         "publishing ended before {} of the kills (at {} handled lines); the \
                          remaining kills happen whenever the consumer goes quiet",
