@@ -89,15 +89,34 @@ impl<T: DeliveryObserver + ?Sized> DeliveryObserver for Arc<T> {
     }
 }
 
-/// An observer as a layer, for a second observer of one subscription (the first is called by
-/// the dispatcher): it sits outside the subscription's layers, inside the first observer.
-pub(crate) struct ObserverLayer {
+/// An observer as a layer: where the dispatcher calls a subscription's first observer from
+/// outside the whole stack, this one sits wherever it is stacked, and costs the boxed future
+/// per delivery any layer does. [`SubscriptionSpec::observe`](crate::SubscriptionSpec::observe)
+/// puts a second observer in this way, just outside the subscription's layers;
+/// `bento-observability`'s `MetricsLayer` and `TraceLayer` are observers stacked this way.
+///
+/// Stacked outside the retry layer (any service or subscription layer is), it sees final
+/// outcomes, once per delivery, as the subscription's observer does.
+#[derive(Clone)]
+pub struct ObserverLayer {
     observer: Arc<dyn DeliveryObserver>,
 }
 
 impl ObserverLayer {
-    pub(crate) fn new(observer: Arc<dyn DeliveryObserver>) -> Self {
+    /// A layer telling `observer` of every delivery that passes through it.
+    pub fn new(observer: impl DeliveryObserver) -> Self {
+        Self::shared(Arc::new(observer))
+    }
+
+    /// A layer telling an observer shared with others.
+    pub fn shared(observer: Arc<dyn DeliveryObserver>) -> Self {
         Self { observer }
+    }
+}
+
+impl std::fmt::Debug for ObserverLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObserverLayer").finish_non_exhaustive()
     }
 }
 
@@ -113,9 +132,15 @@ impl<S> Layer<S> for ObserverLayer {
 }
 
 /// A handler stack watched by an [`ObserverLayer`].
-pub(crate) struct Observed<S> {
+pub struct Observed<S> {
     inner: S,
     observer: Arc<dyn DeliveryObserver>,
+}
+
+impl<S> std::fmt::Debug for Observed<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observed").finish_non_exhaustive()
+    }
 }
 
 impl<S: EnvelopeHandler> EnvelopeHandler for Observed<S> {

@@ -199,7 +199,7 @@ impl SubscriptionSpec {
             None => self.observer = Some(observer),
             Some(_) => self
                 .layers
-                .push_outermost(crate::observer::ObserverLayer::new(observer)),
+                .push_outermost(crate::layer::ObserverLayer::shared(observer)),
         }
         self
     }

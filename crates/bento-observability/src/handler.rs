@@ -1,18 +1,14 @@
-//! Observing deliveries: a consumer span and metrics around a subscription's handler stack,
-//! read from the outcome the stack returns. [`Observer`] (what an [`crate::ObservedBus`]
-//! installs on every subscription) does both as the dispatcher's observer, without a future of
-//! its own; [`crate::MetricsLayer`] and [`crate::TraceLayer`] each do one half as a layer,
-//! with the same code.
+//! Observing deliveries: a consumer span and metrics for each delivery of a subscription,
+//! read from the outcome its stack returns. [`MetricsObserver`] and [`TraceObserver`] each do
+//! one half; [`Observer`] (what an [`crate::ObservedBus`] installs on every subscription, as
+//! the dispatcher's observer) does both, and [`crate::MetricsLayer`] and [`crate::TraceLayer`]
+//! stack one half as a layer.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::Poll;
 
 use bento_application::domain::Envelope;
-use bento_application::{Context, DeliveryObserver, EnvelopeHandler, Observation, Outcome};
-use futures::future::BoxFuture;
+use bento_application::{Context, DeliveryObserver, Observation, Outcome};
 use tracing::Span;
 
 use crate::metrics::{Cached, ConsumeStats, HandleCache, Metrics, Stopwatch, SubscriptionHandles};
@@ -37,11 +33,23 @@ impl MetricsObserver {
         }
     }
 
-    fn start(&self, ctx: &Context) -> Counting {
-        let subscription = &self.subscription;
-        Counting::start(self.by_event_type.get(ctx.event_type(), |event_type| {
-            subscription.consume_stats(event_type)
-        }))
+    /// A delivery of `ctx` starts: counted as received; the clock's reading is returned.
+    pub(crate) fn started(&self, ctx: &Context) -> u64 {
+        self.stats(ctx.event_type())
+            .received
+            .fetch_add(1, Ordering::Relaxed);
+        Stopwatch::start().mark()
+    }
+
+    /// The delivery of `envelope` started at `mark` ended with `outcome` (`None`: abandoned).
+    pub(crate) fn finished(&self, envelope: &Envelope, mark: u64, outcome: Option<&Outcome>) {
+        let stats = self.stats(&envelope.event_type);
+        match outcome {
+            Some(outcome) => record(&stats, Stopwatch::from_mark(mark), outcome),
+            None => {
+                stats.abandoned.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// The counters of `event_type`, borrowed where they can be.
@@ -69,7 +77,8 @@ impl TraceObserver {
         }
     }
 
-    fn span(&self, ctx: &Context) -> Span {
+    /// The consumer span of a delivery of `ctx` starting.
+    pub(crate) fn started(&self, ctx: &Context) -> Span {
         let span = self
             .options
             .process_span(self.backend, &self.span_name, ctx);
@@ -78,29 +87,13 @@ impl TraceObserver {
         }
         span
     }
-}
 
-/// Runs one delivery through `inner`, in a consumer span if `tracing` is given and counted if
-/// `metrics` is given; what is recorded is the outcome `inner` returns.
-pub(crate) fn observe<S: EnvelopeHandler + ?Sized>(
-    inner: &S,
-    ctx: Context,
-    tracing: Option<&TraceObserver>,
-    metrics: Option<&MetricsObserver>,
-) -> BoxFuture<'static, Outcome> {
-    let span = tracing.map_or_else(Span::none, |tracing| tracing.span(&ctx));
-    let counting = metrics.map(|metrics| metrics.start(&ctx));
-    // Decoding happens when the handler is called: count it, and log it, in the span.
-    let future = if span.is_disabled() {
-        inner.handle(ctx)
-    } else {
-        span.in_scope(|| inner.handle(ctx))
-    };
-    Box::pin(Handling {
-        inner: future,
-        counting,
-        span,
-    })
+    /// Writes how the delivery ended into its `span`.
+    pub(crate) fn finished(span: &Span, outcome: &Outcome) {
+        if !span.is_disabled() {
+            record_outcome(span, outcome);
+        }
+    }
 }
 
 /// What an observed subscription of an [`crate::ObservedBus`] is observed with.
@@ -132,71 +125,25 @@ impl Observer {
 /// a dead letter and a panic are counted once each).
 impl DeliveryObserver for Observer {
     fn started(&self, ctx: &Context) -> Observation {
-        let span = self
-            .tracing
-            .as_ref()
-            .map_or_else(Span::none, |tracing| tracing.span(ctx));
-        let mark = match &self.metrics {
-            Some(metrics) => {
-                metrics
-                    .stats(ctx.event_type())
-                    .received
-                    .fetch_add(1, Ordering::Relaxed);
-                Stopwatch::start().mark()
-            }
-            None => 0,
-        };
-        Observation { span, mark }
+        Observation {
+            span: self
+                .tracing
+                .as_ref()
+                .map_or_else(Span::none, |tracing| tracing.started(ctx)),
+            mark: self
+                .metrics
+                .as_ref()
+                .map_or(0, |metrics| metrics.started(ctx)),
+        }
     }
 
     fn finished(&self, envelope: &Envelope, observation: Observation, outcome: Option<&Outcome>) {
         if let Some(metrics) = &self.metrics {
-            let stats = metrics.stats(&envelope.event_type);
-            match outcome {
-                Some(outcome) => record(&stats, Stopwatch::from_mark(observation.mark), outcome),
-                None => {
-                    stats.abandoned.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            metrics.finished(envelope, observation.mark, outcome);
         }
-        if let Some(outcome) = outcome
-            && !observation.span.is_disabled()
-        {
-            record_outcome(&observation.span, outcome);
+        if let Some(outcome) = outcome {
+            TraceObserver::finished(&observation.span, outcome);
         }
-    }
-}
-
-/// One delivery's stack running: polled in the consumer span, its outcome recorded.
-struct Handling {
-    inner: BoxFuture<'static, Outcome>,
-    counting: Option<Counting>,
-    span: Span,
-}
-
-impl Future for Handling {
-    type Output = Outcome;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Outcome> {
-        let Handling {
-            inner,
-            counting,
-            span,
-        } = self.get_mut();
-        let outcome = {
-            let _entered = (!span.is_disabled()).then(|| span.enter());
-            match inner.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(outcome) => outcome,
-            }
-        };
-        if let Some(counting) = counting.take() {
-            counting.finish(&outcome);
-        }
-        if !span.is_disabled() {
-            record_outcome(span, &outcome);
-        }
-        Poll::Ready(outcome)
     }
 }
 
@@ -223,38 +170,6 @@ fn outcome_name(outcome: &Outcome) -> &'static str {
         Outcome::Retry { .. } => "retried",
         Outcome::DeadLetter { .. } => "dead-lettered",
         other => other.as_str(),
-    }
-}
-
-/// One delivery being handled by a stack a [`crate::MetricsLayer`] counts: in flight from its
-/// start until it finishes or is dropped (cancelled by a shutdown that stops waiting).
-struct Counting {
-    stats: Arc<ConsumeStats>,
-    start: Stopwatch,
-    finished: bool,
-}
-
-impl Counting {
-    fn start(stats: Arc<ConsumeStats>) -> Self {
-        stats.received.fetch_add(1, Ordering::Relaxed);
-        Self {
-            stats,
-            start: Stopwatch::start(),
-            finished: false,
-        }
-    }
-
-    fn finish(mut self, outcome: &Outcome) {
-        record(&self.stats, self.start, outcome);
-        self.finished = true;
-    }
-}
-
-impl Drop for Counting {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.stats.abandoned.fetch_add(1, Ordering::Relaxed);
-        }
     }
 }
 

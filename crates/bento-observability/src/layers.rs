@@ -1,18 +1,18 @@
 //! [`MetricsLayer`] and [`TraceLayer`]: observability as two layers a service stacks where it
 //! wants them, one without the other if it likes.
 //!
-//! Each reads the outcome the stack inside it returns, as [`crate::ObservedBus`] does (they
-//! share its code): placed outside the retry layer (any service or subscription layer is),
-//! a retry, a dead letter and a panic are each recorded once per delivery, as the dispatcher
-//! settles them. Neither catches a panic nor decides anything.
+//! Each is one half of the observer an [`crate::ObservedBus`] installs, stacked as an
+//! [`ObserverLayer`]: placed outside the retry layer (any service or subscription layer is),
+//! it records a retry, a dead letter and a panic once per delivery, as the dispatcher settles
+//! them. Neither catches a panic nor decides anything.
 
 use std::sync::OnceLock;
 
-use bento_application::layer::Layer;
-use bento_application::{Context, EnvelopeHandler, Outcome};
-use futures::future::BoxFuture;
+use bento_application::domain::Envelope;
+use bento_application::layer::{Layer, Observed, ObserverLayer};
+use bento_application::{Context, DeliveryObserver, Observation, Outcome};
 
-use crate::handler::{MetricsObserver, TraceObserver, observe};
+use crate::handler::{MetricsObserver, TraceObserver};
 use crate::{Metrics, TraceOptions};
 
 /// Counts each delivery of the subscriptions it is stacked on in [`Metrics`]: received,
@@ -51,35 +51,26 @@ impl MetricsLayer {
 }
 
 impl<S> Layer<S> for MetricsLayer {
-    type Service = MetricsService<S>;
+    type Service = Observed<S>;
 
-    fn layer(&self, inner: S) -> MetricsService<S> {
-        MetricsService {
-            inner,
+    fn layer(&self, inner: S) -> Observed<S> {
+        ObserverLayer::new(Counted {
             layer: self.clone(),
             observer: OnceLock::new(),
-        }
+        })
+        .layer(inner)
     }
 }
 
-/// A handler stack counted by a [`MetricsLayer`].
-pub struct MetricsService<S> {
-    inner: S,
+/// The observer of one stack a [`MetricsLayer`] counts.
+struct Counted {
     layer: MetricsLayer,
     /// A stack serves one subscription: its handles are looked up at its first delivery.
     observer: OnceLock<MetricsObserver>,
 }
 
-impl<S> std::fmt::Debug for MetricsService<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetricsService")
-            .field("backend", &self.layer.backend)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S: EnvelopeHandler> EnvelopeHandler for MetricsService<S> {
-    fn handle(&self, ctx: Context) -> BoxFuture<'static, Outcome> {
+impl DeliveryObserver for Counted {
+    fn started(&self, ctx: &Context) -> Observation {
         let observer = self.observer.get_or_init(|| {
             MetricsObserver::new(
                 &self.layer.metrics,
@@ -88,7 +79,14 @@ impl<S: EnvelopeHandler> EnvelopeHandler for MetricsService<S> {
                 ctx.subscription(),
             )
         });
-        observe(&self.inner, ctx, None, Some(observer))
+        Observation::marked(observer.started(ctx))
+    }
+
+    fn finished(&self, envelope: &Envelope, observation: Observation, outcome: Option<&Outcome>) {
+        // Made by `started`, which came first.
+        if let Some(observer) = self.observer.get() {
+            observer.finished(envelope, observation.mark, outcome);
+        }
     }
 }
 
@@ -121,38 +119,38 @@ impl TraceLayer {
 }
 
 impl<S> Layer<S> for TraceLayer {
-    type Service = TraceService<S>;
+    type Service = Observed<S>;
 
-    fn layer(&self, inner: S) -> TraceService<S> {
-        TraceService {
-            inner,
+    fn layer(&self, inner: S) -> Observed<S> {
+        ObserverLayer::new(Traced {
             layer: self.clone(),
             observer: OnceLock::new(),
-        }
+        })
+        .layer(inner)
     }
 }
 
-/// A handler stack traced by a [`TraceLayer`].
-pub struct TraceService<S> {
-    inner: S,
+/// The observer of one stack a [`TraceLayer`] traces.
+struct Traced {
     layer: TraceLayer,
     /// A stack serves one subscription: its span name is made at its first delivery.
     observer: OnceLock<TraceObserver>,
 }
 
-impl<S> std::fmt::Debug for TraceService<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TraceService")
-            .field("backend", &self.layer.backend)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S: EnvelopeHandler> EnvelopeHandler for TraceService<S> {
-    fn handle(&self, ctx: Context) -> BoxFuture<'static, Outcome> {
+impl DeliveryObserver for Traced {
+    fn started(&self, ctx: &Context) -> Observation {
         let observer = self.observer.get_or_init(|| {
             TraceObserver::new(self.layer.backend, ctx.topic(), self.layer.options.clone())
         });
-        observe(&self.inner, ctx, Some(observer), None)
+        Observation {
+            span: observer.started(ctx),
+            mark: 0,
+        }
+    }
+
+    fn finished(&self, _envelope: &Envelope, observation: Observation, outcome: Option<&Outcome>) {
+        if let Some(outcome) = outcome {
+            TraceObserver::finished(&observation.span, outcome);
+        }
     }
 }

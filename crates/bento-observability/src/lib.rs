@@ -45,7 +45,7 @@ pub use bus::{ObservedBus, ObservedBusBuilder};
 pub use config::{ConsumerParent, MetricsConfig, ObservabilityConfig, SpanLevel, TracingConfig};
 pub use error::ObservabilityError;
 pub use http::MetricsServer;
-pub use layers::{MetricsLayer, MetricsService, TraceLayer, TraceService};
+pub use layers::{MetricsLayer, TraceLayer};
 pub use metrics::{Metrics, MetricsOptions, OTHER, UNKNOWN};
 pub use prometheus;
 pub use trace::TraceOptions;

@@ -36,6 +36,7 @@ mod timeout;
 use std::fmt;
 use std::sync::Arc;
 
+pub use crate::observer::{Observed, ObserverLayer};
 pub use crash::{CrashGuard, CrashGuardLayer};
 pub use dead_letter::{DeadLetterLayer, DeadLetterOnSight};
 pub use inbox::{InboxLayer, InboxService};
