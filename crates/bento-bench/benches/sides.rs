@@ -4,6 +4,9 @@
 
 use bento_bench::{UNAVAILABLE_EXIT, Unavailable};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     if !std::env::args().any(|a| a == "--bench") {
         return bento_bench::smoke();

@@ -51,9 +51,13 @@ fn producer(knobs: &Knobs) -> Result<FutureProducer> {
 }
 
 fn consumer(knobs: &Knobs, topic: &str, group: &str) -> Result<StreamConsumer> {
+    // Bento's consumer sets `fetch.queue.backoff.ms` to 10 ms; the raw one does too, so that a
+    // reader slower than its fetcher is not measured at librdkafka's default second of pause
+    // whenever the prefetch queue filled up.
     let consumer: StreamConsumer = config(knobs)
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
+        .set("fetch.queue.backoff.ms", "10")
         .create()?;
     consumer.subscribe(&[topic])?;
     Ok(consumer)

@@ -30,6 +30,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -769,62 +772,77 @@ impl Raw {
                     .build()
                     .await
                     .expect("raw consumer");
-                let reader = async {
-                    while clock.seen.load(Ordering::Acquire) < events {
-                        let message = consumer
-                            .next()
-                            .await
-                            .expect("raw consumer ended")
-                            .expect("raw consumer error");
-                        std::hint::black_box(message.payload.data.len());
-                        if full {
-                            let event: Payment =
-                                serde_json::from_slice(&message.payload.data).expect("a Payment");
-                            std::hint::black_box(event);
-                            for property in &message.payload.metadata.properties {
-                                std::hint::black_box((&property.key, &property.value));
+                // On a worker, as Bento's consumer runs: this task's own thread only waits.
+                let reader = tokio::spawn({
+                    let clock = clock.clone();
+                    async move {
+                        while clock.seen.load(Ordering::Acquire) < events {
+                            let message = consumer
+                                .next()
+                                .await
+                                .expect("raw consumer ended")
+                                .expect("raw consumer error");
+                            std::hint::black_box(message.payload.data.len());
+                            if full {
+                                let event: Payment = serde_json::from_slice(&message.payload.data)
+                                    .expect("a Payment");
+                                std::hint::black_box(event);
+                                for property in &message.payload.metadata.properties {
+                                    std::hint::black_box((&property.key, &property.value));
+                                }
                             }
+                            consumer.ack(&message).await.expect("raw ack");
+                            clock.tick();
                         }
-                        consumer.ack(&message).await.expect("raw ack");
-                        clock.tick();
+                        consumer
                     }
-                };
-                let (read, ()) = tokio::join!(clock.wait("raw Pulsar consumer"), reader);
+                });
+                let read = clock.wait("raw Pulsar consumer").await;
+                let mut consumer = reader.await.expect("raw reader");
                 consumer.close().await.expect("closing");
                 read
             }
             Raw::Kafka { topic, .. } => {
+                // librdkafka's default `fetch.queue.backoff.ms` (1 s) idles a reader slower than
+                // its fetcher once the prefetch queue is full; Bento's consumer sets 10 ms, and
+                // so does the raw reader, lest it be measured at a second's pause per refill.
                 let consumer: StreamConsumer = kafka_config()
                     .set("group.id", &group)
                     .set("auto.offset.reset", "earliest")
+                    .set("fetch.queue.backoff.ms", "10")
                     .create()
                     .expect("raw consumer");
                 consumer.subscribe(&[topic]).expect("subscribing");
-                let reader = async {
-                    let mut stream = consumer.stream();
-                    while clock.seen.load(Ordering::Acquire) < events {
-                        let message = stream
-                            .next()
-                            .await
-                            .expect("raw stream ended")
-                            .expect("raw consumer error");
-                        std::hint::black_box(message.payload().map(<[u8]>::len));
-                        if full {
-                            let event: Payment =
-                                serde_json::from_slice(message.payload().unwrap_or_default())
-                                    .expect("a Payment");
-                            std::hint::black_box(event);
-                            if let Some(headers) = message.headers() {
-                                for header in headers.iter() {
-                                    let value = header.value.map(std::str::from_utf8);
-                                    std::hint::black_box((header.key, value));
+                // On a worker, as Bento's consumer runs: this task's own thread only waits.
+                let reader = tokio::spawn({
+                    let clock = clock.clone();
+                    async move {
+                        let mut stream = consumer.stream();
+                        while clock.seen.load(Ordering::Acquire) < events {
+                            let message = stream
+                                .next()
+                                .await
+                                .expect("raw stream ended")
+                                .expect("raw consumer error");
+                            std::hint::black_box(message.payload().map(<[u8]>::len));
+                            if full {
+                                let event: Payment =
+                                    serde_json::from_slice(message.payload().unwrap_or_default())
+                                        .expect("a Payment");
+                                std::hint::black_box(event);
+                                if let Some(headers) = message.headers() {
+                                    for header in headers.iter() {
+                                        let value = header.value.map(std::str::from_utf8);
+                                        std::hint::black_box((header.key, value));
+                                    }
                                 }
                             }
+                            clock.tick();
                         }
-                        clock.tick();
                     }
-                };
-                let (read, ()) = tokio::join!(clock.wait("raw Kafka consumer"), reader);
+                });
+                let read = clock.wait("raw Kafka consumer").await;
+                reader.await.expect("raw reader");
                 read
             }
         }
