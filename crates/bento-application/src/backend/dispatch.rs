@@ -245,6 +245,7 @@ async fn run<S>(
 ) where
     S: Stream<Item = Delivery> + Unpin,
 {
+    let seen = stop.clone();
     // Built once: re-creating a watch future on every message costs more than handling it.
     let stop_requested = async move {
         while stop.changed().await.is_ok() {
@@ -256,10 +257,31 @@ async fn run<S>(
         std::future::pending::<()>().await;
     };
     tokio::pin!(stop_requested);
+    let stop = StopRequest {
+        requested: stop_requested,
+        seen,
+    };
     if settings.concurrency <= 1 {
-        run_one_at_a_time(deliveries, handler, settings, stop_requested).await;
+        run_one_at_a_time(deliveries, handler, settings, stop).await;
     } else {
-        run_concurrently(deliveries, handler, settings, stop_requested).await;
+        run_concurrently(deliveries, handler, settings, stop).await;
+    }
+}
+
+/// A subscription's stop request, as the dispatch loops watch it.
+struct StopRequest<'a, F> {
+    /// Completes once a stop is requested. Polled only when there is nothing else to do: each
+    /// poll of a waiting watch future takes the signal's lock, once per message when it was
+    /// polled between messages.
+    requested: std::pin::Pin<&'a mut F>,
+    /// The same signal, looked at between messages by its version (an atomic load).
+    seen: watch::Receiver<bool>,
+}
+
+impl<F> StopRequest<'_, F> {
+    /// Whether a stop was requested since the last look.
+    fn came(&mut self) -> bool {
+        matches!(self.seen.has_changed(), Ok(true)) && *self.seen.borrow_and_update()
     }
 }
 
@@ -269,21 +291,24 @@ async fn run_one_at_a_time<S, F>(
     mut deliveries: S,
     handler: Arc<dyn EnvelopeHandler>,
     settings: Arc<DispatchSettings>,
-    mut stop_requested: std::pin::Pin<&mut F>,
+    mut stop: StopRequest<'_, F>,
 ) where
     S: Stream<Item = Delivery> + Unpin,
     F: std::future::Future<Output = ()>,
 {
     loop {
+        if stop.came() {
+            return;
+        }
         tokio::select! {
             biased;
-            () = &mut stop_requested => return,
             next = deliveries.next() => match next {
                 Some(delivery) => {
                     process(delivery, handler.clone(), settings.clone(), None).await;
                 }
                 None => return,
             },
+            () = &mut stop.requested => return,
         }
     }
 }
@@ -294,7 +319,7 @@ async fn run_concurrently<S, F>(
     mut deliveries: S,
     handler: Arc<dyn EnvelopeHandler>,
     settings: Arc<DispatchSettings>,
-    mut stop_requested: std::pin::Pin<&mut F>,
+    mut stop: StopRequest<'_, F>,
 ) where
     S: Stream<Item = Delivery> + Unpin,
     F: std::future::Future<Output = ()>,
@@ -313,6 +338,9 @@ async fn run_concurrently<S, F>(
     let mut stopping = false;
     let mut source_done = false;
     loop {
+        if !stopping && stop.came() {
+            stopping = true;
+        }
         let can_pull =
             !stopping && !source_done && in_flight.len() < concurrency && queued < max_queued;
         if in_flight.is_empty() && !can_pull {
@@ -320,7 +348,6 @@ async fn run_concurrently<S, F>(
         }
         tokio::select! {
             biased;
-            () = &mut stop_requested, if !stopping => stopping = true,
             Some(key) = in_flight.next(), if !in_flight.is_empty() => {
                 let Some(key) = key else { continue };
                 let Entry::Occupied(mut waiting) = busy.entry(key) else { continue };
@@ -355,6 +382,7 @@ async fn run_concurrently<S, F>(
                     },
                 },
             },
+            () = &mut stop.requested, if !stopping => stopping = true,
         }
     }
     for delivery in busy.into_values().flatten() {
@@ -486,6 +514,103 @@ fn settlement<'a>(
             tracing::warn!(message_id = %envelope.id, event_type = %envelope.event_type, attempt, failure = %letter.failure, %error, topic = %settings.dead_letter_topic, "dead-lettering message");
             let dead = wire::dead_letter_envelope(envelope, &letter, &settings.dead_letter);
             Settling::Right(settle.dead_letter(dead, &settings.dead_letter_topic))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Settles nothing: the messages of these tests live only in the stream.
+    struct Forget;
+
+    #[async_trait]
+    impl Settle for Forget {
+        fn ack(self: Box<Self>) -> Result<(), BusError> {
+            Ok(())
+        }
+
+        async fn retry(
+            self: Box<Self>,
+            _envelope: &Envelope,
+            _next_attempt: u32,
+            _delay: Duration,
+        ) -> Result<(), BusError> {
+            Ok(())
+        }
+
+        async fn dead_letter(
+            self: Box<Self>,
+            _dead_letter: Envelope,
+            _topic: &str,
+        ) -> Result<(), BusError> {
+            Ok(())
+        }
+
+        async fn release(self: Box<Self>) -> Result<(), BusError> {
+            Ok(())
+        }
+    }
+
+    /// Counts what it handles.
+    struct Count(Arc<AtomicUsize>);
+
+    impl EnvelopeHandler for Count {
+        fn handle(&self, _ctx: Context) -> BoxFuture<'static, Outcome> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(std::future::ready(Outcome::Ack))
+        }
+    }
+
+    /// A stream of `count` messages over eight ordering keys, each ready at once.
+    fn always_ready(count: usize) -> impl Stream<Item = Delivery> + Send + Unpin + 'static {
+        let mut seq = 0u64;
+        futures::stream::repeat_with(move || {
+            seq += 1;
+            let mut envelope = wire::from_headers(Vec::<(&str, &str)>::new(), Default::default());
+            envelope.ordering_key = Some(format!("k{}", seq % 8));
+            Delivery {
+                envelope: Arc::new(envelope),
+                attempt: 1,
+                settle: Box::new(Forget),
+            }
+        })
+        .take(count)
+    }
+
+    /// The stream never makes the dispatcher wait, so its task never yields to see the stop
+    /// future (as a backend's channel would, every so often): the stop must be seen between
+    /// messages, not only when the stream runs dry.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stop_is_seen_while_messages_keep_coming() {
+        const MESSAGES: usize = 2_000_000;
+        for concurrency in [1, 8] {
+            let handled = Arc::new(AtomicUsize::new(0));
+            let spec = SubscriptionSpec::named("busy").concurrency(concurrency);
+            let settings = DispatchSettings::new("busy", spec, "busy.dlq".to_owned());
+            let handler = Arc::new(Count(handled.clone()));
+            let subscription = spawn(always_ready(MESSAGES), handler, settings, None);
+            while handled.load(Ordering::SeqCst) < 1_000 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            subscription
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("c={concurrency}: shutdown failed: {e}"));
+            let at_shutdown = handled.load(Ordering::SeqCst);
+            assert!(
+                at_shutdown < MESSAGES,
+                "c={concurrency}: the dispatcher went through the whole stream before it stopped"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(
+                handled.load(Ordering::SeqCst),
+                at_shutdown,
+                "c={concurrency}: nothing handled once shutdown returned"
+            );
         }
     }
 }
