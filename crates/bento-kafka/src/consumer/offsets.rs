@@ -220,6 +220,30 @@ impl SubscriptionState {
         Some(held.clone())
     }
 
+    /// [`Self::track`], trying the partition of the previous record first (`last`): records
+    /// come in runs of one partition, whose records then skip the subscription's lock and its
+    /// two map lookups. A partition revoked since is no longer owned and is looked up again;
+    /// one revoked between the check and the record's registration has its commit point taken
+    /// before the record counted as received, so no commit passes it.
+    pub(super) fn track_after(
+        &self,
+        last: &mut Option<Arc<Held>>,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Option<Arc<Held>> {
+        if let Some(held) = last
+            .as_ref()
+            .filter(|held| held.tp.1 == partition && held.owned() && *held.tp.0 == *topic)
+        {
+            held.receive(offset);
+            return Some(held.clone());
+        }
+        let held = self.track(topic, partition, offset)?;
+        *last = Some(held.clone());
+        Some(held)
+    }
+
     /// Offsets that moved since the last commit, marked as committed.
     pub(super) fn due_commits(&self) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();

@@ -134,6 +134,8 @@ impl Poller {
         let mut records = self.consumer.stream();
         let mut parked = Parked::default();
         let mut payloads = Payloads::default();
+        // The partition the last record came from.
+        let mut last_held = None;
         // Received and due, waiting for room in the hand-off. Records are taken from
         // librdkafka only when it is empty, so the dispatcher's pace sets the consumer's.
         let mut ready: Burst = Vec::new();
@@ -159,13 +161,13 @@ impl Poller {
                 },
                 received = records.next(), if ready.is_empty() => match received {
                     Some(Ok(message)) => {
-                        self.receive(&message, &mut payloads, &mut parked, &mut ready);
+                        self.receive(&message, &mut payloads, &mut parked, &mut ready, &mut last_held);
                         drop(message);
                         // Take what librdkafka already holds without going round the loop.
                         for _ in 1..RECEIVE_BURST {
                             match records.next().now_or_never() {
                                 Some(Some(Ok(message))) => {
-                                    self.receive(&message, &mut payloads, &mut parked, &mut ready);
+                                    self.receive(&message, &mut payloads, &mut parked, &mut ready, &mut last_held);
                                 }
                                 _ => break,
                             }
@@ -186,10 +188,12 @@ impl Poller {
         payloads: &mut Payloads,
         parked: &mut Parked,
         ready: &mut Burst,
+        last_held: &mut Option<Arc<Held>>,
     ) {
         let state = &self.state;
-        let Some(held) = state.track(message.topic(), message.partition(), message.offset()) else {
-            tracing::debug!(group = %state.group, topic = message.topic(), partition = message.partition(), "record of an unassigned partition ignored");
+        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+        let Some(held) = state.track_after(last_held, topic, partition, offset) else {
+            tracing::debug!(group = %state.group, topic, partition, "record of an unassigned partition ignored");
             return;
         };
         let unframe = self.unframe && holds_framed_records(&held.settler.topic, &held.tp.0);
