@@ -34,7 +34,7 @@ impl MetricsObserver {
     }
 
     /// A delivery of `ctx` starts: counted as received; the clock's reading is returned.
-    pub(crate) fn started(&self, ctx: &Context) -> u64 {
+    fn started(&self, ctx: &Context) -> u64 {
         self.stats(ctx.event_type())
             .received
             .fetch_add(1, Ordering::Relaxed);
@@ -42,7 +42,7 @@ impl MetricsObserver {
     }
 
     /// The delivery of `envelope` started at `mark` ended with `outcome` (`None`: abandoned).
-    pub(crate) fn finished(&self, envelope: &Envelope, mark: u64, outcome: Option<&Outcome>) {
+    fn finished(&self, envelope: &Envelope, mark: u64, outcome: Option<&Outcome>) {
         let stats = self.stats(&envelope.event_type);
         match outcome {
             Some(outcome) => record(&stats, Stopwatch::from_mark(mark), outcome),
@@ -78,7 +78,7 @@ impl TraceObserver {
     }
 
     /// The consumer span of a delivery of `ctx` starting.
-    pub(crate) fn started(&self, ctx: &Context) -> Span {
+    fn started(&self, ctx: &Context) -> Span {
         let span = self
             .options
             .process_span(self.backend, &self.span_name, ctx);
@@ -89,7 +89,7 @@ impl TraceObserver {
     }
 
     /// Writes how the delivery ended into its `span`.
-    pub(crate) fn finished(span: &Span, outcome: &Outcome) {
+    fn finished(span: &Span, outcome: &Outcome) {
         if !span.is_disabled() {
             record_outcome(span, outcome);
         }

@@ -12,7 +12,7 @@ use bento_application::domain::Envelope;
 use bento_application::layer::{Layer, Observed, ObserverLayer};
 use bento_application::{Context, DeliveryObserver, Observation, Outcome};
 
-use crate::handler::{MetricsObserver, TraceObserver};
+use crate::handler::{MetricsObserver, Observer, TraceObserver};
 use crate::{Metrics, TraceOptions};
 
 /// Counts each delivery of the subscriptions it is stacked on in [`Metrics`]: received,
@@ -54,39 +54,17 @@ impl<S> Layer<S> for MetricsLayer {
     type Service = Observed<S>;
 
     fn layer(&self, inner: S) -> Observed<S> {
-        ObserverLayer::new(Counted {
-            layer: self.clone(),
-            observer: OnceLock::new(),
-        })
-        .layer(inner)
-    }
-}
-
-/// The observer of one stack a [`MetricsLayer`] counts.
-struct Counted {
-    layer: MetricsLayer,
-    /// A stack serves one subscription: its handles are looked up at its first delivery.
-    observer: OnceLock<MetricsObserver>,
-}
-
-impl DeliveryObserver for Counted {
-    fn started(&self, ctx: &Context) -> Observation {
-        let observer = self.observer.get_or_init(|| {
-            MetricsObserver::new(
-                &self.layer.metrics,
-                self.layer.backend,
+        let layer = self.clone();
+        ObserverLayer::new(AtFirstDelivery::new(move |ctx: &Context| {
+            let metrics = MetricsObserver::new(
+                &layer.metrics,
+                layer.backend,
                 ctx.topic(),
                 ctx.subscription(),
-            )
-        });
-        Observation::marked(observer.started(ctx))
-    }
-
-    fn finished(&self, envelope: &Envelope, observation: Observation, outcome: Option<&Outcome>) {
-        // Made by `started`, which came first.
-        if let Some(observer) = self.observer.get() {
-            observer.finished(envelope, observation.mark, outcome);
-        }
+            );
+            Observer::new(None, Some(metrics))
+        }))
+        .layer(inner)
     }
 }
 
@@ -122,35 +100,41 @@ impl<S> Layer<S> for TraceLayer {
     type Service = Observed<S>;
 
     fn layer(&self, inner: S) -> Observed<S> {
-        ObserverLayer::new(Traced {
-            layer: self.clone(),
-            observer: OnceLock::new(),
-        })
+        let layer = self.clone();
+        ObserverLayer::new(AtFirstDelivery::new(move |ctx: &Context| {
+            let tracing = TraceObserver::new(layer.backend, ctx.topic(), layer.options.clone());
+            Observer::new(Some(tracing), None)
+        }))
         .layer(inner)
     }
 }
 
-/// The observer of one stack a [`TraceLayer`] traces.
-struct Traced {
-    layer: TraceLayer,
-    /// A stack serves one subscription: its span name is made at its first delivery.
-    observer: OnceLock<TraceObserver>,
+/// The observer of one stack a layer observes: [`crate::ObservedBus`]'s, with one half or the
+/// other, made by `make` at the stack's first delivery, when its topic and subscription are
+/// known (a stack serves one subscription).
+struct AtFirstDelivery<F> {
+    make: F,
+    observer: OnceLock<Observer>,
 }
 
-impl DeliveryObserver for Traced {
-    fn started(&self, ctx: &Context) -> Observation {
-        let observer = self.observer.get_or_init(|| {
-            TraceObserver::new(self.layer.backend, ctx.topic(), self.layer.options.clone())
-        });
-        Observation {
-            span: observer.started(ctx),
-            mark: 0,
+impl<F> AtFirstDelivery<F> {
+    fn new(make: F) -> Self {
+        Self {
+            make,
+            observer: OnceLock::new(),
         }
     }
+}
 
-    fn finished(&self, _envelope: &Envelope, observation: Observation, outcome: Option<&Outcome>) {
-        if let Some(outcome) = outcome {
-            TraceObserver::finished(&observation.span, outcome);
+impl<F: Fn(&Context) -> Observer + Send + Sync + 'static> DeliveryObserver for AtFirstDelivery<F> {
+    fn started(&self, ctx: &Context) -> Observation {
+        self.observer.get_or_init(|| (self.make)(ctx)).started(ctx)
+    }
+
+    fn finished(&self, envelope: &Envelope, observation: Observation, outcome: Option<&Outcome>) {
+        // Made by `started`, which came first.
+        if let Some(observer) = self.observer.get() {
+            observer.finished(envelope, observation, outcome);
         }
     }
 }
