@@ -338,6 +338,7 @@ async fn measure(setup_name: &str) {
     let raw = Raw::connect(setup, &topic).await;
     let events = events();
     let rounds = env_number("BENTO_BENCH_ROUNDS", if quick() { 1 } else { 2 });
+    let with_raw = std::env::var("BENTO_BENCH_RAW").map_or(true, |v| v != "0");
     let prepared: Vec<Payment> = (0..events).map(payment).collect();
     let mut rows = Rows::default();
     for round in 0..rounds {
@@ -381,7 +382,6 @@ async fn measure(setup_name: &str) {
         if selected("consume") {
             // Whoever reads a backlog first may find it colder: take turns.
             let raw_first = round % 2 == 0;
-            let with_raw = std::env::var("BENTO_BENCH_RAW").map_or(true, |v| v != "0");
             let mut raw_read = if raw_first && with_raw {
                 Some(raw.consume(events, false).await)
             } else {
