@@ -190,7 +190,8 @@ impl Report {
 /// Runs the side named by `BENTO_BENCH_SIDE` against `BENTO_BENCH_BACKEND`.
 ///
 /// `BENTO_BENCH_SIDE=kafka-topic` only creates the Kafka topic `BENTO_BENCH_TOPIC` with the
-/// partitions Bento gives its topics, for the Java tools' side.
+/// partitions Bento gives its topics, for the Java tools' side; `kafka-clean-up` deletes every
+/// Kafka topic whose name starts with `BENTO_BENCH_TOPIC`.
 pub fn run_from_env() -> Result<()> {
     let backend = Backend::parse(&var_or("BENTO_BENCH_BACKEND", "memory"))?;
     let side = var_or("BENTO_BENCH_SIDE", "bento");
@@ -210,6 +211,7 @@ pub async fn run(backend: Backend, side: &str, knobs: &Knobs) -> Result<()> {
         "magnetar" => "magnetar",
         "ruststream" => "ruststream",
         "kafka-topic" => return raw_kafka::create_topic(knobs, &knobs.topic).await,
+        "kafka-clean-up" => return raw_kafka::delete_topics(knobs, &knobs.topic).await,
         other => {
             bail!("BENTO_BENCH_SIDE: unknown side `{other}` (bento, raw, magnetar, ruststream)")
         }

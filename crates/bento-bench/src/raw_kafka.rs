@@ -43,6 +43,35 @@ pub async fn create_topic(knobs: &Knobs, topic: &str) -> Result<()> {
     Ok(())
 }
 
+/// Deletes every Kafka topic whose name starts with `prefix`.
+///
+/// A run writes gigabytes that the broker would otherwise keep for its whole retention time,
+/// so `cargo xtask bench` removes each side's topics once it is measured.
+pub async fn delete_topics(knobs: &Knobs, prefix: &str) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = config(knobs).create()?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .with_context(|| format!("listing Kafka topics to delete those named `{prefix}*`"))?;
+    let names: Vec<&str> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name())
+        .filter(|name| name.starts_with(prefix))
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    for result in admin.delete_topics(&names, &AdminOptions::new()).await? {
+        if let Err((name, code)) = result
+            && code != rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition
+        {
+            bail!("deleting Kafka topic `{name}`: {code}");
+        }
+    }
+    Ok(())
+}
+
 fn producer(knobs: &Knobs) -> Result<FutureProducer> {
     Ok(config(knobs)
         .set("enable.idempotence", "true")

@@ -445,6 +445,7 @@ async fn measure(setup_name: &str) {
     }
     rows.print();
     bento.shutdown().await.expect("shutdown");
+    raw.delete_topics().await;
 }
 
 /// The envelope Bento would write for `event`, as its wire headers.
@@ -639,6 +640,40 @@ impl Raw {
                     .expect("raw Kafka producer"),
                 topic: topic.to_owned(),
             },
+        }
+    }
+
+    /// Deletes the setup's Kafka topics, Bento's (with its retry, delay and dead-letter
+    /// topics) and the raw client's: a full run writes gigabytes the broker would keep for its
+    /// whole retention time. (Pulsar keeps nothing that every subscription has acknowledged.)
+    async fn delete_topics(&self) {
+        let Raw::Kafka { topic, .. } = self else {
+            return;
+        };
+        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+            kafka_config().create().expect("Kafka admin client");
+        let metadata = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .expect("listing Kafka topics");
+        let names: Vec<&str> = metadata
+            .topics()
+            .iter()
+            .map(|t| t.name())
+            .filter(|name| name.starts_with(topic.as_str()))
+            .collect();
+        let results = admin
+            .delete_topics(&names, &rdkafka::admin::AdminOptions::new())
+            .await
+            .expect("deleting the setup's topics");
+        for result in results {
+            if let Err((name, code)) = result {
+                assert_eq!(
+                    code,
+                    rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+                    "deleting Kafka topic `{name}`"
+                );
+            }
         }
     }
 

@@ -323,6 +323,11 @@ impl Round<'_> {
                     Ok(Vec::new())
                 })
             };
+            if scenario == Scenario::Kafka
+                && let Err(err) = self.delete_kafka_topics(&topic)
+            {
+                notes.push(format!("round {}: {err:#}", self.round + 1));
+            }
             match measured {
                 Ok(ms) if ms.is_empty() && side != "java" => {}
                 Ok(mut ms) if !ms.is_empty() => found.append(&mut ms),
@@ -362,6 +367,13 @@ impl Round<'_> {
             .env("BENTO_BENCH_SIZES", "1024,100")
             .env("BENTO_BENCH_TOPIC", topic);
         cmd
+    }
+
+    /// Deletes the Kafka topics named `prefix*`: a side writes gigabytes the broker would
+    /// keep for its whole retention time, and repeated runs would fill the disk.
+    fn delete_kafka_topics(&self, prefix: &str) -> Result<()> {
+        let cmd = self.sides_command(Scenario::Kafka, "kafka-clean-up", prefix);
+        build::run(cmd, &format!("deleting the Kafka topics `{prefix}*`")).map(|_| ())
     }
 
     /// A Rust side's measurements: those it printed before it failed are kept too.
