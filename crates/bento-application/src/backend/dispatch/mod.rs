@@ -354,7 +354,7 @@ async fn run_concurrently<S, F>(
                 match waiting.get_mut().pop_front() {
                     Some(next) if !stopping => {
                         queued -= 1;
-                        in_flight.push(process(next, handler.clone(), settings.clone(), Some(key)));
+                        in_flight.push(Box::pin(process(next, handler.clone(), settings.clone(), Some(key))));
                     }
                     Some(next) => {
                         queued -= 1;
@@ -367,20 +367,27 @@ async fn run_concurrently<S, F>(
             },
             next = deliveries.next(), if can_pull => match next {
                 None => source_done = true,
-                Some(delivery) => match delivery.envelope.ordering_key.as_ref() {
-                    None => in_flight.push(process(delivery, handler.clone(), settings.clone(), None)),
-                    Some(key) => match busy.entry(key_hasher.hash_one(key)) {
-                        Entry::Occupied(mut waiting) => {
-                            waiting.get_mut().push_back(delivery);
-                            queued += 1;
+                Some(delivery) => {
+                    let key = delivery.envelope.ordering_key.as_ref().map(|k| key_hasher.hash_one(k));
+                    if let Some(waiting) = key.and_then(|key| busy.get_mut(&key)) {
+                        waiting.push_back(delivery);
+                        queued += 1;
+                    } else {
+                        // Polled once here first: a handler that finishes without waiting
+                        // (one that counts, maps or writes to memory) is settled before it
+                        // ever joins `in_flight`, which would cost it a task of its own, a
+                        // wake-up and a second turn of this loop. One that waits joins it and
+                        // is polled there again, with its own waker.
+                        let mut handling =
+                            Box::pin(process(delivery, handler.clone(), settings.clone(), key));
+                        if futures::poll!(handling.as_mut()).is_pending() {
+                            if let Some(key) = key {
+                                busy.insert(key, VecDeque::new());
+                            }
+                            in_flight.push(handling);
                         }
-                        Entry::Vacant(free) => {
-                            let key = *free.key();
-                            free.insert(VecDeque::new());
-                            in_flight.push(process(delivery, handler.clone(), settings.clone(), Some(key)));
-                        }
-                    },
-                },
+                    }
+                }
             },
             () = &mut stop.requested, if !stopping => stopping = true,
         }
