@@ -45,18 +45,24 @@ impl EnvelopeHandler for Count {
     }
 }
 
+/// Message number `seq` of a stream over `keys` ordering keys, its number as its payload.
+fn delivery(seq: u64, keys: u64) -> Delivery {
+    let mut envelope = wire::from_headers(Vec::<(&str, &str)>::new(), Default::default());
+    envelope.ordering_key = Some(format!("k{}", seq % keys));
+    envelope.payload = seq.to_string().into_bytes().into();
+    Delivery {
+        envelope: Arc::new(envelope),
+        attempt: 1,
+        settle: Box::new(Forget),
+    }
+}
+
 /// A stream of `count` messages over eight ordering keys, each ready at once.
 fn always_ready(count: usize) -> impl Stream<Item = Delivery> + Send + Unpin + 'static {
     let mut seq = 0u64;
     futures::stream::repeat_with(move || {
         seq += 1;
-        let mut envelope = wire::from_headers(Vec::<(&str, &str)>::new(), Default::default());
-        envelope.ordering_key = Some(format!("k{}", seq % 8));
-        Delivery {
-            envelope: Arc::new(envelope),
-            attempt: 1,
-            settle: Box::new(Forget),
-        }
+        delivery(seq, 8)
     })
     .take(count)
 }
@@ -142,16 +148,7 @@ impl EnvelopeHandler for Record {
 async fn handlers_that_finish_at_once_and_those_that_wait_keep_each_keys_order() {
     const MESSAGES: u64 = 3_000;
     const CONCURRENCY: usize = 4;
-    let messages = futures::stream::iter(1..=MESSAGES).map(|seq| {
-        let mut envelope = wire::from_headers(Vec::<(&str, &str)>::new(), Default::default());
-        envelope.ordering_key = Some(format!("k{}", seq % 7));
-        envelope.payload = seq.to_string().into_bytes().into();
-        Delivery {
-            envelope: Arc::new(envelope),
-            attempt: 1,
-            settle: Box::new(Forget),
-        }
-    });
+    let messages = futures::stream::iter(1..=MESSAGES).map(|seq| delivery(seq, 7));
     let record = Record {
         seen: Arc::default(),
         running: Arc::default(),
